@@ -1,0 +1,1 @@
+//! Sparse offset index and time index of one segment.

@@ -1,0 +1,1 @@
+//! One segment: `<base-offset>.log` plus its `.index` and `.timeindex`.
