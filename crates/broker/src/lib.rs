@@ -1,1 +1,130 @@
-//! Runnel broker.
+//! Runnel's Kafka-protocol broker.
+//!
+//! Layers, as in Kafka's broker: [`network`] (framing, connections) →
+//! [`apis`] (one file per Kafka API, Kafka's `KafkaApis`) →
+//! [`replica_manager`] (topics and partitions) → [`partition`] (one
+//! partition: its log, high watermark and group-commit flusher) → the
+//! `runnel-storage` crate (logs, segments, indexes). This crate never
+//! touches file formats; the storage crate never touches the network.
+
+pub mod alloc_guard;
+pub mod apis;
+pub mod config;
+pub mod error;
+pub mod network;
+pub mod partition;
+pub mod replica_manager;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::BrokerConfig;
+use replica_manager::ReplicaManager;
+
+/// Milliseconds since the Unix epoch, as Kafka timestamps are.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Everything a request handler can reach.
+pub struct Broker {
+    pub config: Arc<BrokerConfig>,
+    pub cluster_id: String,
+    pub replicas: Arc<ReplicaManager>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] runnel_storage::StorageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+/// A running broker: its address and a handle to stop it.
+pub struct RunningBroker {
+    pub local_addr: std::net::SocketAddr,
+    pub broker: Arc<Broker>,
+    shutdown: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RunningBroker {
+    /// Stops accepting connections, then flushes and closes every log.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let replicas = self.broker.replicas.clone();
+        let _ = tokio::task::spawn_blocking(move || replicas.shutdown()).await;
+    }
+}
+
+/// Opens the data directory, loads every log, and starts listening.
+pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
+    let config = Arc::new(config);
+    let replicas = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || ReplicaManager::open(config))
+            .await
+            .map_err(|e| StartError::Listen { addr: String::new(), source: std::io::Error::other(e) })??
+    };
+    let cluster_id = load_or_create_cluster_id(&replicas)?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
+    replicas.start_retention_task();
+    let broker = Arc::new(Broker { config, cluster_id, replicas });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let server = tokio::spawn(network::serve(broker.clone(), listener, shutdown_rx));
+    tracing::info!(%local_addr, node_id = broker.config.node_id, cluster_id = %broker.cluster_id, "broker started");
+    Ok(RunningBroker { local_addr, broker, shutdown, server })
+}
+
+/// The cluster id is made once per data directory and kept, as Kafka's `meta.properties` does.
+fn load_or_create_cluster_id(replicas: &ReplicaManager) -> Result<String, runnel_storage::StorageError> {
+    if let Some(id) = replicas.meta().get_value("cluster.id")? {
+        return Ok(id);
+    }
+    let id = uuid_to_kafka_base64(uuid::Uuid::new_v4());
+    replicas.meta().put_value("cluster.id", &id)?;
+    Ok(id)
+}
+
+/// Kafka prints UUIDs as 22-character URL-safe base64 without padding.
+fn uuid_to_kafka_base64(id: uuid::Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.as_bytes();
+    let mut out = String::with_capacity(22);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &b in bytes {
+        acc = (acc << 8) | b as u32;
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(ALPHABET[((acc >> bits) & 0x3f) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (6 - bits)) & 0x3f) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = super::uuid_to_kafka_base64(uuid::Uuid::from_bytes([0; 16]));
+        assert_eq!(id, "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(id.len(), 22);
+    }
+}

@@ -1,0 +1,171 @@
+//! Request dispatch (Kafka's `KafkaApis`): one file per API below this module.
+//!
+//! [`handle_request`] parses the request header, checks the version against
+//! [`SUPPORTED_APIS`] (the single source of truth that ApiVersions also
+//! advertises), decodes the body with the kafka-protocol crate and calls the
+//! API's handler. A handler returns a [`Reply`]: a response now, a future of
+//! one (produce waiting for fsync, fetch waiting for data, a join waiting for
+//! the rebalance), or no response at all (produce with acks=0).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+
+use crate::network::ConnectionError;
+use crate::Broker;
+
+pub mod api_versions;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+/// Every API this broker implements, with the version range it advertises.
+/// An API absent here is absent from ApiVersions and its requests close the
+/// connection, as Kafka does for APIs it does not expose.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    // Kafka 4 advertises Produce from v0 so that older librdkafka accepts the
+    // broker (KAFKA-18659) but rejects v0-2 when they are used.
+    (ApiKey::Produce, 0, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+];
+
+/// Versions the broker actually accepts (narrower than advertised for Produce).
+fn accepted_range(api_key: ApiKey) -> Option<(i16, i16)> {
+    let (_, min, max) = SUPPORTED_APIS.iter().find(|(k, _, _)| *k == api_key)?;
+    let crate_range = api_key.valid_versions();
+    Some(((*min).max(crate_range.min), (*max).min(crate_range.max)))
+}
+
+/// What the connection writer sends for one request.
+pub enum Output {
+    Frame(Bytes),
+    /// acks=0 produce: Kafka sends nothing back.
+    Nothing,
+    /// The response could not be built: close the connection rather than leave the client waiting.
+    Close,
+}
+
+pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+
+/// A handler's answer.
+pub enum Reply<T> {
+    Now(T),
+    Later(Pin<Box<dyn Future<Output = T> + Send>>),
+    /// No response is sent (acks=0).
+    Nothing,
+}
+
+/// The parsed header and connection facts a handler may need.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub header: RequestHeader,
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub peer: SocketAddr,
+}
+
+impl RequestContext {
+    pub fn client_id(&self) -> &str {
+        self.header.client_id.as_deref().unwrap_or("")
+    }
+}
+
+/// Encodes a response with its header and size prefix.
+pub fn encode_response<T: Encodable + HeaderVersion>(ctx: &RequestContext, response: &T) -> Option<Bytes> {
+    encode_frame(ctx.header.correlation_id, T::header_version(ctx.version), response, ctx.version)
+        .map_err(|e| tracing::error!(api = ?ctx.api_key, version = ctx.version, error = %e, "encoding response failed"))
+        .ok()
+}
+
+fn encode_frame<T: Encodable>(correlation_id: i32, header_version: i16, body: &T, version: i16) -> anyhow::Result<Bytes> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let size = header.compute_size(header_version)? + body.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(i32::try_from(size)?);
+    header.encode(&mut buf, header_version)?;
+    body.encode(&mut buf, version)?;
+    Ok(buf.freeze())
+}
+
+/// Decodes a request body; a malformed body or a decoder panic is a bad request.
+fn decode_body<T: Decodable>(body: &mut Bytes, api_key: ApiKey, version: i16) -> Result<T, ConnectionError> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| T::decode(body, version))) {
+        Ok(Ok(req)) => Ok(req),
+        Ok(Err(e)) => Err(ConnectionError::BadRequest(format!("malformed {api_key:?} v{version} request: {e}"))),
+        Err(_) => Err(ConnectionError::BadRequest(format!("malformed {api_key:?} v{version} request (decoder panicked)"))),
+    }
+}
+
+fn finish<T: Encodable + HeaderVersion + Send + 'static>(ctx: RequestContext, reply: Reply<T>) -> Option<PendingResponse> {
+    match reply {
+        Reply::Now(resp) => {
+            let frame = encode_response(&ctx, &resp);
+            Some(Box::pin(std::future::ready(frame)))
+        }
+        Reply::Later(fut) => Some(Box::pin(async move {
+            let resp = fut.await;
+            encode_response(&ctx, &resp)
+        })),
+        Reply::Nothing => None,
+    }
+}
+
+/// Handles one request frame. Returns the pending response to queue on the
+/// connection (None when no response is due), or an error that closes the
+/// connection.
+pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Result<Option<PendingResponse>, ConnectionError> {
+    if frame.len() < 8 {
+        return Err(ConnectionError::BadRequest(format!("{}-byte frame is shorter than a request header", frame.len())));
+    }
+    let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Ok(api_key) = ApiKey::try_from(raw_key) else {
+        return Err(ConnectionError::BadRequest(format!("unknown API key {raw_key}")));
+    };
+    let accepted = accepted_range(api_key);
+    let in_range = matches!(accepted, Some((min, max)) if (min..=max).contains(&version));
+    if !in_range {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer in the v0 format so the client can retry with a version we know.
+            let resp = api_versions::unsupported_version_response();
+            return Ok(encode_frame(correlation_id, 0, &resp, 0).ok().map(|f| Box::pin(std::future::ready(Some(f))) as PendingResponse));
+        }
+        return Err(ConnectionError::BadRequest(format!("{api_key:?} v{version} is not supported")));
+    }
+    let mut body = frame;
+    let header_version = api_key.request_header_version(version);
+    let header: RequestHeader = match std::panic::catch_unwind(AssertUnwindSafe(|| RequestHeader::decode(&mut body, header_version))) {
+        Ok(Ok(h)) => h,
+        _ => return Err(ConnectionError::BadRequest(format!("malformed {api_key:?} request header"))),
+    };
+    let ctx = RequestContext { header, api_key, version, peer };
+    tracing::trace!(api = ?api_key, version, correlation_id, client = ctx.client_id(), "request");
+
+    macro_rules! dispatch {
+        ($req:ty, $handler:path) => {{
+            let req: $req = decode_body(&mut body, api_key, version)?;
+            let reply = $handler(broker, &ctx, req).await;
+            Ok(finish(ctx, reply))
+        }};
+    }
+    use kafka_protocol::messages as m;
+    match api_key {
+        ApiKey::ApiVersions => dispatch!(m::ApiVersionsRequest, api_versions::handle),
+        ApiKey::Metadata => dispatch!(m::MetadataRequest, metadata::handle),
+        ApiKey::Produce => dispatch!(m::ProduceRequest, produce::handle),
+        ApiKey::Fetch => dispatch!(m::FetchRequest, fetch::handle),
+        ApiKey::ListOffsets => dispatch!(m::ListOffsetsRequest, list_offsets::handle),
+        other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
+    }
+}

@@ -1,0 +1,151 @@
+//! Produce (key 0): validate each partition's record batches (framing, CRC,
+//! size, codec, counts), append them as received with offsets assigned in
+//! place, and answer according to `acks`:
+//! - `acks=0`: no response at all;
+//! - `acks=1`: after the write to the log (page cache);
+//! - `acks=all`: after the data is fsynced (group commit, see [`crate::partition`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use runnel_storage::batch::validate_batches;
+
+use super::{Reply, RequestContext};
+use crate::error::ApiError;
+use crate::partition::{DurabilityError, Partition};
+use crate::replica_manager::Topic;
+use crate::Broker;
+
+
+struct PendingAck {
+    topic_index: usize,
+    partition_index: usize,
+    partition: Arc<Partition>,
+    last_offset: i64,
+}
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> Reply<ProduceResponse> {
+    let acks = req.acks;
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let now = crate::now_ms();
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut pending = Vec::new();
+    for (topic_index, topic_data) in req.topic_data.into_iter().enumerate() {
+        // v13 names topics by id (KIP-516); earlier versions by name.
+        let topic = if ctx.version >= 13 {
+            broker.replicas.topic_by_id(&topic_data.topic_id)
+        } else {
+            broker.replicas.topic(&topic_data.name.0)
+        };
+        let mut partition_responses = Vec::with_capacity(topic_data.partition_data.len());
+        for (partition_index, data) in topic_data.partition_data.into_iter().enumerate() {
+            let response = PartitionProduceResponse::default().with_index(data.index);
+            let outcome = if !matches!(acks, 0 | 1 | -1) {
+                Err(ApiError::new(ResponseError::InvalidRequiredAcks, format!("acks={acks} is not 0, 1 or -1")))
+            } else {
+                append_partition(topic.as_deref(), ctx.version, data.index, data.records, acks, now)
+            };
+            match outcome {
+                Ok((partition, info)) => {
+                    if acks == -1 {
+                        pending.push(PendingAck {
+                            topic_index,
+                            partition_index,
+                            partition,
+                            last_offset: info.last_offset,
+                        });
+                    }
+                    partition_responses.push(
+                        response
+                            .with_base_offset(info.first_offset)
+                            .with_log_append_time_ms(info.log_append_time)
+                            .with_log_start_offset(info.log_start_offset),
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!(topic = %topic_data.name.0, partition = data.index, error = %e, "produce refused");
+                    partition_responses.push(error_response(response, &e));
+                }
+            }
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(topic_data.name)
+                .with_topic_id(topic_data.topic_id)
+                .with_partition_responses(partition_responses),
+        );
+    }
+    if acks == 0 {
+        return Reply::Nothing;
+    }
+    let response = ProduceResponse::default().with_responses(responses);
+    if pending.is_empty() {
+        return Reply::Now(response);
+    }
+    Reply::Later(Box::pin(async move {
+        let mut response = response;
+        for ack in pending {
+            let result = ack.partition.wait_durable(ack.last_offset, timeout).await;
+            if let Err(e) = result {
+                let error = match e {
+                    DurabilityError::TimedOut => ApiError::new(ResponseError::RequestTimedOut, "timed out waiting for fsync"),
+                    DurabilityError::StorageFailed => ApiError::new(ResponseError::KafkaStorageError, "fsync failed"),
+                };
+                let slot = &mut response.responses[ack.topic_index].partition_responses[ack.partition_index];
+                *slot = error_response(PartitionProduceResponse::default().with_index(slot.index), &error);
+            }
+        }
+        response
+    }))
+}
+
+fn error_response(response: PartitionProduceResponse, e: &ApiError) -> PartitionProduceResponse {
+    response
+        .with_error_code(e.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(e.message.clone().map(StrBytes::from_string))
+}
+
+fn append_partition(
+    topic: Option<&Topic>,
+    version: i16,
+    partition: i32,
+    records: Option<Bytes>,
+    acks: i16,
+    now_ms: i64,
+) -> Result<(Arc<Partition>, runnel_storage::AppendInfo), ApiError> {
+    let unknown = || {
+        if version >= 13 && topic.is_none() {
+            ApiError::bare(ResponseError::UnknownTopicId)
+        } else {
+            ApiError::new(ResponseError::UnknownTopicOrPartition, "This server does not host this topic-partition.")
+        }
+    };
+    let topic = topic.ok_or_else(unknown)?;
+    let partition = topic.partition(partition).ok_or_else(unknown)?;
+    if acks == -1 {
+        // One replica in the ISR on a single node.
+        let min_isr = partition.min_insync_replicas();
+        if min_isr > 1 {
+            return Err(ApiError::new(
+                ResponseError::NotEnoughReplicas,
+                format!("min.insync.replicas={min_isr} but the in-sync replica set has 1 member"),
+            ));
+        }
+    }
+    let records = records.ok_or_else(|| ApiError::new(ResponseError::InvalidRecord, "produce request without records"))?;
+    let max = partition.max_message_bytes();
+    validate_batches(&records, max).map_err(|e| ApiError::from(&e))?;
+    // Offsets are written into the batch headers in place; the frame buffer
+    // is usually ours alone by now, otherwise this copies once.
+    let mut batches: BytesMut = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    let info = partition.append(&mut batches, now_ms).map_err(|e| ApiError::from(&e))?;
+    Ok((partition, info))
+}

@@ -1,0 +1,148 @@
+//! The network layer: accepts connections and turns a byte stream into
+//! request frames and response frames back, in order.
+//!
+//! Each connection has a reader and a writer. The reader bounds and reads a
+//! frame, hands it to [`crate::apis::handle_request`], which does the part of
+//! the work that must happen in request order (e.g. appending a produce) and
+//! returns the rest as a future (e.g. waiting for fsync or for fetch data).
+//! The writer awaits those futures strictly in order, so responses leave in
+//! request order while slow requests don't stop the reader: pipelined
+//! `acks=all` produces on one connection share fsyncs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::apis::{handle_request, PendingResponse};
+use crate::Broker;
+
+/// Requests accepted on one connection before their responses are written;
+/// past this the reader waits (backpressure on a client that never reads).
+const MAX_IN_FLIGHT_PER_CONNECTION: usize = 512;
+/// Buffer growth step while a frame arrives, so an untrusted length is never
+/// allocated before its bytes have actually been received.
+const READ_CHUNK: usize = 64 * 1024;
+
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let broker = broker.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = handle_connection(broker, stream, peer).await {
+                            tracing::debug!(%peer, error = %e, "connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame length {0} is outside 0..={1} (socket.request.max.bytes)")]
+    BadFrameLength(i32, usize),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Result<(), ConnectionError> {
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let writer_task = tokio::spawn(async move {
+        while let Some(pending) = rx.recv().await {
+            if let Some(frame) = pending.await {
+                if writer.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let max = broker.config.socket_request_max_bytes;
+    let result = async {
+        loop {
+            let Some(frame) = read_frame(&mut reader, max).await? else { return Ok(()) };
+            match handle_request(&broker, frame, peer).await {
+                Ok(Some(pending)) => {
+                    if tx.send(pending).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    .await;
+    drop(tx);
+    // Let already-accepted requests finish and their responses go out.
+    let _ = writer_task.await;
+    if let Err(e) = &result {
+        tracing::info!(%peer, error = %e, "closing connection");
+    }
+    result
+}
+
+/// Reads one size-prefixed frame. None on a clean end of stream between frames.
+async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin), max: usize) -> Result<Option<Bytes>, ConnectionError> {
+    let mut len_buf = [0u8; 4];
+    match reader.read_exact(&mut len_buf).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = i32::from_be_bytes(len_buf);
+    if len < 0 || len as usize > max {
+        return Err(ConnectionError::BadFrameLength(len, max));
+    }
+    let len = len as usize;
+    let mut buf = BytesMut::with_capacity(len.min(READ_CHUNK));
+    while buf.len() < len {
+        let want = (len - buf.len()).min(READ_CHUNK);
+        buf.reserve(want);
+        let n = reader.read_buf(&mut (&mut buf).limit(want)).await?;
+        if n == 0 {
+            return Err(ConnectionError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("stream ended after {} of {len} frame bytes", buf.len()),
+            )));
+        }
+    }
+    Ok(Some(buf.freeze()))
+}
+
+use bytes::BufMut;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_are_bounded_before_allocation() {
+        let mut huge: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3];
+        assert!(matches!(read_frame(&mut huge, 1024).await, Err(ConnectionError::BadFrameLength(..))));
+        let mut negative: &[u8] = &[0xff, 0xff, 0xff, 0xfe];
+        assert!(matches!(read_frame(&mut negative, 1024).await, Err(ConnectionError::BadFrameLength(..))));
+        let mut truncated: &[u8] = &[0, 0, 0, 10, 1, 2];
+        assert!(matches!(read_frame(&mut truncated, 1024).await, Err(ConnectionError::Io(_))));
+        let mut ok: &[u8] = &[0, 0, 0, 2, 9, 8, 0, 0];
+        assert_eq!(read_frame(&mut ok, 1024).await.unwrap().unwrap().as_ref(), &[9, 8]);
+        let mut empty: &[u8] = &[];
+        assert!(read_frame(&mut empty, 1024).await.unwrap().is_none());
+    }
+}

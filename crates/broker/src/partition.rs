@@ -1,0 +1,210 @@
+//! One partition hosted by this broker: its log, its high watermark, and the
+//! group-commit flusher that makes `acks=all` appends durable.
+//!
+//! Group commit: an `acks=all` produce appends (page cache), then asks the
+//! flusher for durability and waits. The flusher takes everything appended so
+//! far as one [`SyncJob`](runnel_storage::SyncJob), fdatasyncs it on a
+//! blocking thread, and publishes the new durable offset; requests that
+//! arrive during an fsync are covered by the next one. So concurrent
+//! producers share fsyncs instead of paying one each.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use runnel_storage::{AppendInfo, Log, LogConfig, StorageError};
+use tokio::sync::{watch, Notify};
+
+pub struct Partition {
+    pub topic: Arc<str>,
+    pub index: i32,
+    log: Mutex<Log>,
+    /// Log end offset (= high watermark on a single node), for fetch long polls.
+    high_watermark: watch::Sender<i64>,
+    /// Offset below which everything is fsynced.
+    durable: watch::Sender<i64>,
+    flush_wanted: Notify,
+    /// Set when an fsync failed: the partition refuses further acks=all appends.
+    storage_failed: AtomicBool,
+    closed: AtomicBool,
+    leader_epoch: i32,
+}
+
+/// The state a fetch reports for a partition alongside its records.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionOffsets {
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+}
+
+impl Partition {
+    /// Wraps an opened log and starts its flusher (needs a tokio runtime).
+    pub fn new(topic: Arc<str>, index: i32, log: Log) -> Arc<Partition> {
+        let end = log.log_end_offset();
+        let durable = log.durable_offset();
+        let partition = Arc::new(Partition {
+            topic,
+            index,
+            log: Mutex::new(log),
+            high_watermark: watch::Sender::new(end),
+            durable: watch::Sender::new(durable),
+            flush_wanted: Notify::new(),
+            storage_failed: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            leader_epoch: 0,
+        });
+        tokio::spawn(flush_loop(partition.clone()));
+        partition
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        let log = self.log.lock();
+        PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: log.log_end_offset() }
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.log.lock().config().max_message_bytes
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.log.lock().set_config(config);
+    }
+
+    /// Appends validated batches, assigning offsets in place. Wakes fetchers.
+    pub fn append(&self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
+        let info = {
+            let mut log = self.log.lock();
+            let info = log.append(batches, self.leader_epoch, now_ms)?;
+            self.high_watermark.send_replace(log.log_end_offset());
+            info
+        };
+        Ok(info)
+    }
+
+    /// Waits until every offset up to and including `last_offset` is fsynced.
+    /// Returns false on timeout or when the partition's storage failed.
+    pub async fn wait_durable(&self, last_offset: i64, timeout: Duration) -> Result<(), DurabilityError> {
+        let mut rx = self.durable.subscribe();
+        if *rx.borrow() > last_offset {
+            return Ok(());
+        }
+        self.flush_wanted.notify_one();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|durable| *durable > last_offset)).await;
+        if self.storage_failed.load(Ordering::Acquire) {
+            return Err(DurabilityError::StorageFailed);
+        }
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(DurabilityError::StorageFailed),
+            Err(_) => Err(DurabilityError::TimedOut),
+        }
+    }
+
+    /// Reads whole batches from `offset`, bounded by the high watermark and
+    /// `max_bytes` (at least one batch when `min_one_batch`).
+    pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<(Bytes, PartitionOffsets), StorageError> {
+        let (plan, offsets) = {
+            let log = self.log.lock();
+            let offsets =
+                PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: log.log_end_offset() };
+            let plan = log.read_plan(offset, offsets.high_watermark, max_bytes, min_one_batch)?;
+            (plan, offsets)
+        };
+        let bytes = plan.read().map_err(|e| StorageError::io(self.log_dir_hint(), e))?;
+        Ok((bytes, offsets))
+    }
+
+    fn log_dir_hint(&self) -> String {
+        format!("{}-{}", self.topic, self.index)
+    }
+
+    /// A receiver that changes whenever the high watermark moves (fetch long polling).
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    pub fn with_log<R>(&self, f: impl FnOnce(&mut Log) -> R) -> R {
+        let mut log = self.log.lock();
+        let r = f(&mut log);
+        self.high_watermark.send_replace(log.log_end_offset());
+        r
+    }
+
+    /// Stops the flusher and flushes; used at shutdown and before deletion.
+    pub fn close(&self) -> Result<(), StorageError> {
+        self.closed.store(true, Ordering::Release);
+        self.flush_wanted.notify_one();
+        let mut log = self.log.lock();
+        log.flush()?;
+        self.durable.send_replace(log.log_end_offset());
+        Ok(())
+    }
+
+    /// Hands out the log for closing or deleting; the partition is unusable afterwards.
+    pub fn take_log_for(&self, f: impl FnOnce(&mut Log) -> Result<(), StorageError>) -> Result<(), StorageError> {
+        self.closed.store(true, Ordering::Release);
+        self.flush_wanted.notify_one();
+        let mut log = self.log.lock();
+        f(&mut log)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurabilityError {
+    TimedOut,
+    StorageFailed,
+}
+
+async fn flush_loop(partition: Arc<Partition>) {
+    loop {
+        partition.flush_wanted.notified().await;
+        if partition.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let job = partition.log.lock().sync_job();
+        let Some(job) = job else {
+            let durable = partition.log.lock().durable_offset();
+            partition.durable.send_replace(durable);
+            continue;
+        };
+        let up_to = job.up_to_offset;
+        match tokio::task::spawn_blocking(move || job.run()).await {
+            Ok(Ok(())) => {
+                let durable = {
+                    let mut log = partition.log.lock();
+                    log.mark_synced(up_to);
+                    log.durable_offset()
+                };
+                partition.durable.send_replace(durable);
+            }
+            Ok(Err(e)) => {
+                // Like Kafka's log-dir failure: stop acknowledging what cannot be made durable.
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed; partition stops accepting acks=all writes");
+                partition.storage_failed.store(true, Ordering::Release);
+                partition.durable.send_modify(|_| {});
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "fsync task failed");
+                partition.storage_failed.store(true, Ordering::Release);
+                partition.durable.send_modify(|_| {});
+            }
+        }
+    }
+}
+
+impl Partition {
+    /// `min.insync.replicas` of the partition's topic.
+    pub fn min_insync_replicas(&self) -> i32 {
+        self.log.lock().config().min_insync_replicas
+    }
+}

@@ -1,0 +1,343 @@
+//! The replica manager: every topic and partition this broker hosts, their
+//! creation, deletion and configs (persisted through the storage engine's
+//! [`MetaStore`]), and the background retention task.
+//!
+//! On a single node this broker leads every partition; the structure leaves
+//! room for replicas (each partition carries a leader epoch).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use parking_lot::{Mutex, RwLock};
+use runnel_storage::{DataDir, Log, LogConfig, MetaStore, StorageError, TopicMeta};
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::error::ApiError;
+use crate::partition::Partition;
+
+/// Kafka's limit on topic name length.
+pub const MAX_TOPIC_NAME_LEN: usize = 249;
+
+pub struct Topic {
+    pub name: Arc<str>,
+    pub id: Uuid,
+    pub internal: bool,
+    partitions: RwLock<Vec<Arc<Partition>>>,
+    configs: RwLock<BTreeMap<String, String>>,
+}
+
+impl Topic {
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().clone()
+    }
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        usize::try_from(index).ok().and_then(|i| self.partitions.read().get(i).cloned())
+    }
+    pub fn partition_count(&self) -> usize {
+        self.partitions.read().len()
+    }
+    /// The topic's config overrides (Kafka names).
+    pub fn config_overrides(&self) -> BTreeMap<String, String> {
+        self.configs.read().clone()
+    }
+}
+
+pub struct ReplicaManager {
+    config: Arc<BrokerConfig>,
+    data_dir: DataDir,
+    meta: MetaStore,
+    topics: RwLock<BTreeMap<Arc<str>, Arc<Topic>>>,
+    topic_ids: RwLock<HashMap<Uuid, Arc<Topic>>>,
+    /// Serializes topic creation, deletion and config changes.
+    admin_lock: Mutex<()>,
+}
+
+/// Checks a topic name the way Kafka does.
+pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| Err(ApiError::new(ResponseError::InvalidTopicException, format!("topic name {name:?} {why}")));
+    if name.is_empty() {
+        return bad("is empty");
+    }
+    if name == "." || name == ".." {
+        return bad("cannot be '.' or '..'");
+    }
+    if name.len() > MAX_TOPIC_NAME_LEN {
+        return bad("is longer than 249 characters");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return bad("contains characters other than ASCII alphanumerics, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+impl ReplicaManager {
+    /// Opens the data directory (taking its lock) and every topic in it.
+    pub fn open(config: Arc<BrokerConfig>) -> Result<Arc<ReplicaManager>, StorageError> {
+        let data_dir = DataDir::open(&config.data_dir)?;
+        let (meta, topics) = MetaStore::open(data_dir.root())?;
+        let manager = ReplicaManager {
+            config,
+            data_dir,
+            meta,
+            topics: RwLock::new(BTreeMap::new()),
+            topic_ids: RwLock::new(HashMap::new()),
+            admin_lock: Mutex::new(()),
+        };
+        for topic in topics {
+            let log_config = manager.log_config_for(&topic.configs)?;
+            let name: Arc<str> = Arc::from(topic.name.as_str());
+            let mut partitions = Vec::with_capacity(topic.partitions as usize);
+            for index in 0..topic.partitions as i32 {
+                let log = Log::open(&manager.data_dir.partition_dir(&topic.name, index), log_config.clone())?;
+                partitions.push(Partition::new(name.clone(), index, log));
+            }
+            let topic = Arc::new(Topic {
+                internal: topic.name.starts_with("__"),
+                name: name.clone(),
+                id: Uuid::from_bytes(topic.topic_id),
+                partitions: RwLock::new(partitions),
+                configs: RwLock::new(topic.configs),
+            });
+            manager.topic_ids.write().insert(topic.id, topic.clone());
+            manager.topics.write().insert(name, topic);
+        }
+        tracing::info!(topics = manager.topics.read().len(), dir = %manager.data_dir.root().display(), "logs loaded");
+        Ok(Arc::new(manager))
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Persistent small values (cluster id, producer id blocks).
+    pub fn meta(&self) -> &MetaStore {
+        &self.meta
+    }
+
+    fn log_config_for(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig, StorageError> {
+        Ok(self.config.log_defaults.with_overrides(overrides)?)
+    }
+
+    /// The effective log config of a topic (defaults + overrides).
+    pub fn effective_log_config(&self, topic: &Topic) -> Result<LogConfig, ApiError> {
+        self.log_config_for(&topic.configs.read()).map_err(|e| ApiError::from(&e))
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<Arc<Topic>> {
+        self.topic_ids.read().get(id).cloned()
+    }
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.topic(topic)?.partition(index)
+    }
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    /// Creates a topic (or only validates the request). `partitions` and
+    /// `replication_factor` of -1 mean the broker defaults.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Option<Arc<Topic>>, ApiError> {
+        validate_topic_name(name)?;
+        let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
+        if partitions < 1 {
+            return Err(ApiError::new(ResponseError::InvalidPartitions, "Number of partitions must be larger than 0."));
+        }
+        let replication_factor =
+            if replication_factor == -1 { self.config.default_replication_factor } else { replication_factor };
+        if replication_factor < 1 {
+            return Err(ApiError::new(ResponseError::InvalidReplicationFactor, "Replication factor must be larger than 0."));
+        }
+        if replication_factor > 1 {
+            return Err(ApiError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!(
+                    "Unable to replicate the partition {replication_factor} time(s): the target replication factor of \
+                     {replication_factor} cannot be reached because only 1 broker(s) are registered."
+                ),
+            ));
+        }
+        let log_config = self
+            .log_config_for(&configs)
+            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        let _guard = self.admin_lock.lock();
+        if self.topics.read().contains_key(name) {
+            return Err(ApiError::new(ResponseError::TopicAlreadyExists, format!("Topic '{name}' already exists.")));
+        }
+        let normalized = name.replace('.', "_");
+        if let Some(other) = self.topics.read().keys().find(|t| t.replace('.', "_") == normalized) {
+            return Err(ApiError::new(
+                ResponseError::InvalidTopicException,
+                format!("Topic '{name}' collides with existing topic: {other}"),
+            ));
+        }
+        if validate_only {
+            return Ok(None);
+        }
+        let id = Uuid::new_v4();
+        let meta = TopicMeta { name: name.to_string(), topic_id: *id.as_bytes(), partitions: partitions as u32, configs: configs.clone() };
+        let storage_err = |e: StorageError| ApiError::from(&e);
+        let arc_name: Arc<str> = Arc::from(name);
+        let mut parts = Vec::with_capacity(partitions as usize);
+        for index in 0..partitions {
+            let log = Log::open(&self.data_dir.partition_dir(name, index), log_config.clone()).map_err(storage_err)?;
+            parts.push(Partition::new(arc_name.clone(), index, log));
+        }
+        // Metadata last: a crash before this leaves only empty partition dirs, which a later create reuses.
+        self.meta.put(&meta).map_err(storage_err)?;
+        let topic = Arc::new(Topic {
+            name: arc_name.clone(),
+            id,
+            internal: name.starts_with("__"),
+            partitions: RwLock::new(parts),
+            configs: RwLock::new(configs),
+        });
+        self.topic_ids.write().insert(id, topic.clone());
+        self.topics.write().insert(arc_name, topic.clone());
+        tracing::info!(topic = name, partitions, "created topic");
+        Ok(Some(topic))
+    }
+
+    /// Deletes a topic and its data.
+    pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+        let _guard = self.admin_lock.lock();
+        let topic = self
+            .topics
+            .write()
+            .remove(name)
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("Topic '{name}' does not exist.")))?;
+        self.topic_ids.write().remove(&topic.id);
+        self.meta.remove(name).map_err(|e| ApiError::from(&e))?;
+        for partition in topic.partitions() {
+            let result = partition.take_log_for(|log| {
+                let dir = log.dir().to_path_buf();
+                std::fs::remove_dir_all(&dir).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+                    .map_err(|e| StorageError::io(dir, e))
+            });
+            if let Err(e) = result {
+                tracing::warn!(topic = name, partition = partition.index, error = %e, "removing partition data failed");
+            }
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Raises a topic's partition count to `total`.
+    pub fn create_partitions(&self, name: &str, total: i32, validate_only: bool) -> Result<(), ApiError> {
+        let _guard = self.admin_lock.lock();
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("Topic '{name}' does not exist.")))?;
+        let current = topic.partition_count() as i32;
+        if total <= current {
+            let msg = if total == current {
+                format!("Topic already has {current} partitions.")
+            } else {
+                format!("Topic currently has {current} partitions, which is higher than the requested {total}.")
+            };
+            return Err(ApiError::new(ResponseError::InvalidPartitions, msg));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let log_config = self.effective_log_config(&topic)?;
+        let mut added = Vec::new();
+        for index in current..total {
+            let log = Log::open(&self.data_dir.partition_dir(name, index), log_config.clone()).map_err(|e| ApiError::from(&e))?;
+            added.push(Partition::new(topic.name.clone(), index, log));
+        }
+        let meta = TopicMeta {
+            name: name.to_string(),
+            topic_id: *topic.id.as_bytes(),
+            partitions: total as u32,
+            configs: topic.config_overrides(),
+        };
+        self.meta.put(&meta).map_err(|e| ApiError::from(&e))?;
+        topic.partitions.write().extend(added);
+        tracing::info!(topic = name, partitions = total, "added partitions");
+        Ok(())
+    }
+
+    /// Replaces a topic's config overrides (validated first), persists them,
+    /// and applies them to every partition's log.
+    pub fn set_topic_configs(&self, name: &str, configs: BTreeMap<String, String>, validate_only: bool) -> Result<(), ApiError> {
+        let _guard = self.admin_lock.lock();
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("Topic '{name}' does not exist.")))?;
+        let log_config = self
+            .log_config_for(&configs)
+            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        let meta = TopicMeta {
+            name: name.to_string(),
+            topic_id: *topic.id.as_bytes(),
+            partitions: topic.partition_count() as u32,
+            configs: configs.clone(),
+        };
+        self.meta.put(&meta).map_err(|e| ApiError::from(&e))?;
+        *topic.configs.write() = configs;
+        for partition in topic.partitions() {
+            partition.set_config(log_config.clone());
+        }
+        Ok(())
+    }
+
+    /// Runs retention over every partition now.
+    pub fn enforce_retention(&self, now_ms: i64) {
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                let outcome = partition.with_log(|log| log.enforce_retention(now_ms));
+                match outcome {
+                    Ok(o) if o.segments_deleted > 0 => tracing::info!(
+                        topic = %topic.name, partition = partition.index, segments = o.segments_deleted,
+                        bytes = o.bytes_deleted, log_start_offset = o.log_start_offset, "retention deleted segments"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(topic = %topic.name, partition = partition.index, error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+
+    /// Starts the background retention task (every `log.retention.check.interval.ms`).
+    pub fn start_retention_task(self: &Arc<Self>) {
+        let manager = Arc::downgrade(self);
+        let interval = Duration::from_millis(self.config.retention_check_interval_ms.max(10));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(manager) = manager.upgrade() else { return };
+                let now = crate::now_ms();
+                // Retention deletes files: keep it off the async workers.
+                let _ = tokio::task::spawn_blocking(move || manager.enforce_retention(now)).await;
+            }
+        });
+    }
+
+    /// Flushes and closes every log (clean shutdown).
+    pub fn shutdown(&self) {
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                if let Err(e) = partition.close() {
+                    tracing::error!(topic = %topic.name, partition = partition.index, error = %e, "flush at shutdown failed");
+                }
+            }
+        }
+    }
+}
