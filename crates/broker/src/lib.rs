@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod network;
 pub mod partition;
+pub mod producer_state;
 pub mod replica_manager;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct Broker {
     pub config: Arc<BrokerConfig>,
     pub cluster_id: String,
     pub replicas: Arc<ReplicaManager>,
+    pub producer_ids: producer_state::ProducerIdAllocator,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +83,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         .local_addr()
         .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
     replicas.start_retention_task();
-    let broker = Arc::new(Broker { config, cluster_id, replicas });
+    let broker = Arc::new(Broker { config, cluster_id, replicas, producer_ids: Default::default() });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(network::serve(broker.clone(), listener, shutdown_rx));
     tracing::info!(%local_addr, node_id = broker.config.node_id, cluster_id = %broker.cluster_id, "broker started");

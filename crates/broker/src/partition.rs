@@ -14,12 +14,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use runnel_storage::{AppendInfo, Log, LogConfig, StorageError};
+use runnel_storage::{AppendInfo, BatchHeader, Log, LogConfig, StorageError};
 use tokio::sync::{watch, Notify};
+
+use crate::error::ApiError;
+use crate::producer_state::{ProducerStates, SequenceCheck};
 
 pub struct Partition {
     pub topic: Arc<str>,
     pub index: i32,
+    /// Idempotent producers' sequence state. Lock order: `producers`, then `log`.
+    producers: Mutex<ProducerStates>,
     log: Mutex<Log>,
     /// Log end offset (= high watermark on a single node), for fetch long polls.
     high_watermark: watch::Sender<i64>,
@@ -47,6 +52,7 @@ impl Partition {
         let partition = Arc::new(Partition {
             topic,
             index,
+            producers: Mutex::new(ProducerStates::default()),
             log: Mutex::new(log),
             high_watermark: watch::Sender::new(end),
             durable: watch::Sender::new(durable),
@@ -80,14 +86,39 @@ impl Partition {
         self.log.lock().set_config(config);
     }
 
-    /// Appends validated batches, assigning offsets in place. Wakes fetchers.
-    pub fn append(&self, batches: &mut [u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
+    /// Appends validated batches, assigning offsets in place, after checking
+    /// idempotent producers' sequences. A retried batch that is already in the
+    /// log is not appended again: its original offsets are returned. Wakes fetchers.
+    pub fn append(&self, batches: &mut [u8], headers: &[BatchHeader], now_ms: i64) -> Result<AppendInfo, ApiError> {
+        let mut producers = self.producers.lock();
+        for header in headers {
+            if let SequenceCheck::Duplicate(cached) = producers.check(header)? {
+                if headers.len() == 1 {
+                    let log_start_offset = self.log.lock().log_start_offset();
+                    return Ok(AppendInfo {
+                        first_offset: cached.first_offset,
+                        last_offset: cached.last_offset,
+                        log_append_time: -1,
+                        log_start_offset,
+                    });
+                }
+                return Err(ApiError::new(
+                    kafka_protocol::error::ResponseError::DuplicateSequenceNumber,
+                    "a retried batch was sent together with other batches",
+                ));
+            }
+        }
         let info = {
             let mut log = self.log.lock();
-            let info = log.append(batches, self.leader_epoch, now_ms)?;
+            let info = log.append(batches, self.leader_epoch, now_ms).map_err(|e| ApiError::from(&e))?;
             self.high_watermark.send_replace(log.log_end_offset());
             info
         };
+        let mut offset = info.first_offset;
+        for header in headers {
+            producers.record(header, offset);
+            offset += header.last_offset_delta as i64 + 1;
+        }
         Ok(info)
     }
 

@@ -22,6 +22,7 @@ use crate::Broker;
 
 pub mod api_versions;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -37,6 +38,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// Versions the broker actually accepts (narrower than advertised for Produce).
@@ -166,6 +168,7 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::Produce => dispatch!(m::ProduceRequest, produce::handle),
         ApiKey::Fetch => dispatch!(m::FetchRequest, fetch::handle),
         ApiKey::ListOffsets => dispatch!(m::ListOffsetsRequest, list_offsets::handle),
+        ApiKey::InitProducerId => dispatch!(m::InitProducerIdRequest, init_producer_id::handle),
         other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
     }
 }

@@ -142,10 +142,10 @@ fn append_partition(
     }
     let records = records.ok_or_else(|| ApiError::new(ResponseError::InvalidRecord, "produce request without records"))?;
     let max = partition.max_message_bytes();
-    validate_batches(&records, max).map_err(|e| ApiError::from(&e))?;
+    let validated = validate_batches(&records, max).map_err(|e| ApiError::from(&e))?;
     // Offsets are written into the batch headers in place; the frame buffer
     // is usually ours alone by now, otherwise this copies once.
     let mut batches: BytesMut = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-    let info = partition.append(&mut batches, now_ms).map_err(|e| ApiError::from(&e))?;
+    let info = partition.append(&mut batches, &validated.headers, now_ms)?;
     Ok((partition, info))
 }
