@@ -48,15 +48,6 @@ fn accepted_range(api_key: ApiKey) -> Option<(i16, i16)> {
     Some(((*min).max(crate_range.min), (*max).min(crate_range.max)))
 }
 
-/// What the connection writer sends for one request.
-pub enum Output {
-    Frame(Bytes),
-    /// acks=0 produce: Kafka sends nothing back.
-    Nothing,
-    /// The response could not be built: close the connection rather than leave the client waiting.
-    Close,
-}
-
 pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
 
 /// A handler's answer.
