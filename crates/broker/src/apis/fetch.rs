@@ -82,7 +82,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
                 w.borrow_and_update();
             }
             let (response, bytes, has_error) = read_all(&topics, max_bytes, read_committed);
-            let done = bytes >= min_bytes.max(1)
+            let done = bytes >= min_bytes
                 || has_error
                 || watchers.is_empty()
                 || Instant::now() >= deadline;
