@@ -1,0 +1,268 @@
+//! Wire-level tests: an in-process broker on a loopback port, driven over TCP
+//! with requests encoded by the kafka-protocol crate. They complement the
+//! black-box tests in `tests/` (real third-party clients) with exact checks
+//! of fields clients rely on.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use runnel_broker::{BrokerConfig, RunningBroker};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn start_broker(dir: &std::path::Path, extra: &[(&str, &str)]) -> RunningBroker {
+    let mut config = BrokerConfig::default();
+    config.set("listeners", "127.0.0.1:0").unwrap();
+    config.data_dir = dir.to_path_buf();
+    for (k, v) in extra {
+        config.set(k, v).unwrap();
+    }
+    runnel_broker::start(config).await.expect("broker starts")
+}
+
+struct Client {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl Client {
+    async fn connect(addr: std::net::SocketAddr) -> Client {
+        Client { stream: TcpStream::connect(addr).await.unwrap(), correlation_id: 0 }
+    }
+
+    async fn send_raw(&mut self, frame: &[u8]) {
+        self.stream.write_all(frame).await.unwrap();
+    }
+
+    async fn request<R: Request>(&mut self, version: i16, req: &R) -> R::Response {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, R::header_version(version)).unwrap();
+        req.encode(&mut body, version).unwrap();
+        let mut frame = BytesMut::new();
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame).await.unwrap();
+        let mut response = self.read_frame().await.expect("a response");
+        let header = ResponseHeader::decode(&mut response, R::Response::header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, self.correlation_id);
+        R::Response::decode(&mut response, version).unwrap()
+    }
+
+    /// None when the broker closed the connection.
+    async fn read_frame(&mut self) -> Option<Bytes> {
+        let mut len = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(10), self.stream.read_exact(&mut len)).await.ok()?.ok()?;
+        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut buf).await.ok()?;
+        Some(Bytes::from(buf))
+    }
+}
+
+fn batch(values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: Some(Bytes::from(format!("k{i}"))),
+            value: Some(Bytes::from(v.to_string())),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    buf.freeze()
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(topic_name(topic))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(records))])])
+}
+
+fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default().with_topic(topic_name(topic)).with_partitions(vec![
+            FetchPartition::default().with_partition(0).with_fetch_offset(offset).with_partition_max_bytes(1 << 20),
+        ])])
+}
+
+async fn create_topic(client: &mut Client, name: &str) {
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default().with_name(Some(topic_name(name)))]))
+        .with_allow_auto_topic_creation(true);
+    let resp = client.request(12, &req).await;
+    assert_eq!(resp.topics[0].error_code, 0, "auto-create {name}");
+}
+
+#[tokio::test]
+async fn high_watermark_is_last_offset_plus_one_with_multi_record_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.local_addr).await;
+    create_topic(&mut client, "hw").await;
+    for acks in [1i16, -1] {
+        let resp = client.request(9, &produce_request("hw", acks, batch(&["a", "b", "c"]))).await;
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    }
+    let resp = client.request(12, &fetch_request("hw", 0, 100)).await;
+    let partition = &resp.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert_eq!(partition.high_watermark, 6);
+    let mut records = partition.records.clone().unwrap();
+    let sets = RecordBatchDecoder::decode_all(&mut records).unwrap();
+    let offsets: Vec<i64> = sets.iter().flat_map(|s| s.records.iter().map(|r| r.offset)).collect();
+    assert_eq!(offsets, vec![0, 1, 2, 3, 4, 5]);
+    // A fetch in the middle of a batch returns the whole batch; the client skips.
+    let resp = client.request(12, &fetch_request("hw", 4, 100)).await;
+    let mut records = resp.responses[0].partitions[0].records.clone().unwrap();
+    let first = RecordBatchDecoder::decode(&mut records).unwrap();
+    assert_eq!(first.records[0].offset, 3);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn fetch_long_poll_wakes_on_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let mut producer = Client::connect(broker.local_addr).await;
+    create_topic(&mut producer, "poll").await;
+    let mut consumer = Client::connect(broker.local_addr).await;
+    let started = std::time::Instant::now();
+    let fetch = tokio::spawn(async move {
+        let resp = consumer.request(12, &fetch_request("poll", 0, 10_000)).await;
+        (resp, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    producer.request(9, &produce_request("poll", 1, batch(&["x"]))).await;
+    let (resp, waited) = fetch.await.unwrap();
+    assert!(waited < Duration::from_secs(5), "fetch should wake on the append, waited {waited:?}");
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 1);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn corrupt_and_oversize_batches_are_refused_and_nothing_is_appended() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[("message.max.bytes", "200")]).await;
+    let mut client = Client::connect(broker.local_addr).await;
+    create_topic(&mut client, "bad").await;
+    let mut corrupt = BytesMut::from(&batch(&["hello"])[..]);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    let resp = client.request(9, &produce_request("bad", 1, corrupt.freeze())).await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 2, "CORRUPT_MESSAGE");
+    let big = "x".repeat(500);
+    let resp = client.request(9, &produce_request("bad", 1, batch(&[&big]))).await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 10, "MESSAGE_TOO_LARGE");
+    let resp = client.request(9, &produce_request("missing", 1, batch(&["x"]))).await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    let resp = client.request(12, &fetch_request("bad", 0, 0)).await;
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 0);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_frames_close_only_their_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let addr = broker.local_addr;
+    // Metadata v1 whose topic array claims 2^31-1 entries in a 20-byte frame.
+    let mut forged = BytesMut::new();
+    forged.put_i32(0);
+    forged.put_i16(3);
+    forged.put_i16(1);
+    forged.put_i32(1);
+    forged.put_i16(-1);
+    forged.put_i32(i32::MAX);
+    let len = forged.len() as i32 - 4;
+    forged[0..4].copy_from_slice(&len.to_be_bytes());
+    let attacks: Vec<Vec<u8>> = vec![
+        forged.to_vec(),
+        vec![0x7f, 0xff, 0xff, 0xff, 0, 1, 2],
+        vec![0xff, 0xff, 0xff, 0xff],
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        vec![0, 0, 0, 8, 0x7f, 0x00, 0, 0, 0, 0, 0, 1],
+    ];
+    for attack in attacks {
+        let mut bad = Client::connect(addr).await;
+        bad.send_raw(&attack).await;
+        assert!(bad.read_frame().await.is_none(), "broker should close after {attack:?}");
+    }
+    let mut good = Client::connect(addr).await;
+    let resp = good.request(3, &ApiVersionsRequest::default()).await;
+    assert_eq!(resp.error_code, 0);
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn unsupported_api_versions_version_gets_a_v0_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.local_addr).await;
+    // ApiVersions v99 with a v2 header: the broker answers in v0 format.
+    let mut frame = BytesMut::new();
+    frame.put_i32(0);
+    frame.put_i16(18);
+    frame.put_i16(99);
+    frame.put_i32(42);
+    frame.put_i16(-1);
+    frame.put_u8(0);
+    let len = frame.len() as i32 - 4;
+    frame[0..4].copy_from_slice(&len.to_be_bytes());
+    client.send_raw(&frame).await;
+    let mut resp = client.read_frame().await.expect("an answer");
+    assert_eq!(resp.get_i32(), 42);
+    let body = ApiVersionsResponse::decode(&mut resp, 0).unwrap();
+    assert_eq!(body.error_code, 35, "UNSUPPORTED_VERSION");
+    assert!(body.api_keys.iter().any(|k| k.api_key == 18 && k.max_version == 4));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn acknowledged_records_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.local_addr).await;
+    create_topic(&mut client, "keep").await;
+    for _ in 0..10 {
+        let resp = client.request(9, &produce_request("keep", -1, batch(&["a", "b"]))).await;
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    }
+    drop(client);
+    broker.shutdown().await;
+    let broker = start_broker(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.local_addr).await;
+    let resp = client.request(12, &fetch_request("keep", 0, 0)).await;
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 20);
+    broker.shutdown().await;
+}
