@@ -1,0 +1,241 @@
+//! Kafka-protocol workloads driven by librdkafka: produce-only, catch-up
+//! consume, and a fixed-rate run measuring end-to-end latency.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use hdrhistogram::Histogram;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use crate::report::{latency_histogram, Row};
+
+struct AckLatency {
+    histogram: Mutex<Histogram<u64>>,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl ClientContext for AckLatency {}
+
+impl ProducerContext for AckLatency {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_at: Self::DeliveryOpaque) {
+        match result {
+            Ok(_) => {
+                let micros = sent_at.elapsed().as_micros().max(1) as u64;
+                if let Ok(mut h) = self.histogram.lock() {
+                    let _ = h.record(micros.min(60_000_000));
+                }
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create().context("admin client")?;
+    let results = block_on(async {
+        admin
+            .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+            .await
+    })?;
+    for result in results {
+        if let Err((name, code)) = result {
+            if code != RDKafkaErrorCode::TopicAlreadyExists {
+                bail!("creating topic {name}: {code}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// rdkafka's admin futures are completed by librdkafka's own threads, so a
+/// polling loop with a no-op waker is enough to wait for one.
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    use std::task::{Context as TaskContext, Poll, RawWaker, RawWakerVTable, Waker};
+    fn noop_raw() -> RawWaker {
+        fn clone(_: *const ()) -> RawWaker {
+            noop_raw()
+        }
+        fn noop(_: *const ()) {}
+        static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, noop, noop, noop);
+        RawWaker::new(std::ptr::null(), &VTABLE)
+    }
+    // SAFETY: the vtable's functions do nothing and never touch the data pointer.
+    let waker = unsafe { Waker::from_raw(noop_raw()) };
+    let mut cx = TaskContext::from_waker(&waker);
+    let mut fut = Box::pin(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn producer(bootstrap: &str, acks: &str, linger_ms: &str) -> Result<ThreadedProducer<AckLatency>> {
+    let context = AckLatency {
+        histogram: Mutex::new(latency_histogram()),
+        delivered: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    };
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", acks)
+        .set("linger.ms", linger_ms)
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("enable.idempotence", "false")
+        .create_with_context(context)
+        .context("creating producer")
+}
+
+fn send_blocking(producer: &ThreadedProducer<AckLatency>, topic: &str, value: &[u8]) -> Result<()> {
+    let mut record = BaseRecord::<(), [u8], Box<Instant>>::with_opaque_to(topic, Box::new(Instant::now())).payload(value);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            Err((e, _)) => return Err(anyhow!("produce failed: {e}")),
+        }
+    }
+}
+
+/// Produces `count` records of `size` bytes as fast as the client can; the
+/// latency is produce → acknowledgement.
+pub fn produce(bootstrap: &str, topic: &str, partitions: i32, size: usize, acks: &str, count: usize, system: &str) -> Result<Row> {
+    create_topic(bootstrap, topic, partitions)?;
+    let producer = producer(bootstrap, acks, "5")?;
+    let value = vec![b'x'; size];
+    let started = Instant::now();
+    for _ in 0..count {
+        send_blocking(&producer, topic, &value)?;
+    }
+    producer.flush(Duration::from_secs(300)).context("flushing producer")?;
+    let seconds = started.elapsed().as_secs_f64();
+    let context = producer.context();
+    let failed = context.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        bail!("{failed} of {count} records failed");
+    }
+    let histogram = context.histogram.lock().map_err(|_| anyhow!("latency histogram poisoned"))?.clone();
+    let workload = format!("produce {size} B, {partitions}p, acks={acks}");
+    Ok(Row::new(system, workload, count as u64, (count * size) as u64, seconds, Some(&histogram)))
+}
+
+fn consumer(bootstrap: &str) -> Result<BaseConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("bench-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .context("creating consumer")
+}
+
+fn assign_all(consumer: &BaseConsumer, topic: &str, offset: Offset) -> Result<()> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).context("metadata")?;
+    let mut list = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            list.add_partition_offset(topic, p.id(), offset).context("partition list")?;
+        }
+    }
+    consumer.assign(&list).context("assign")?;
+    Ok(())
+}
+
+/// Reads `count` records of a topic from the beginning (catch-up read).
+pub fn consume(bootstrap: &str, topic: &str, size: usize, count: usize, system: &str) -> Result<Row> {
+    let consumer = consumer(bootstrap)?;
+    assign_all(&consumer, topic, Offset::Beginning)?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(300);
+    let mut received = 0usize;
+    while received < count {
+        if Instant::now() > deadline {
+            bail!("catch-up read got {received} of {count} records in 300 s");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(_)) => received += 1,
+            Some(Err(e)) => bail!("consume failed: {e}"),
+            None => {}
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Row::new(system, format!("consume catch-up {size} B"), count as u64, (count * size) as u64, seconds, None))
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// Produces at a fixed rate with acks=all while a consumer reads; the
+/// latency is the record's send time (in its first 8 bytes) → consumption.
+pub fn fixed_rate(bootstrap: &str, topic: &str, size: usize, rate: f64, duration: Duration, system: &str) -> Result<Row> {
+    create_topic(bootstrap, topic, 1)?;
+    let producer = producer(bootstrap, "all", "0")?;
+    let consumer = consumer(bootstrap)?;
+    assign_all(&consumer, topic, Offset::Beginning)?;
+    let total = ((rate * duration.as_secs_f64()) as usize).max(1);
+    let received = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let received = received.clone();
+        std::thread::spawn(move || -> Result<Histogram<u64>> {
+            let mut histogram = latency_histogram();
+            let deadline = Instant::now() + duration + Duration::from_secs(30);
+            while (received.load(Ordering::Relaxed) as usize) < total && Instant::now() < deadline {
+                if let Some(message) = consumer.poll(Duration::from_millis(50)) {
+                    let message = message.map_err(|e| anyhow!("consume failed: {e}"))?;
+                    if let Some(payload) = message.payload().filter(|p| p.len() >= 8) {
+                        let sent = u64::from_be_bytes(payload[..8].try_into().unwrap_or([0; 8]));
+                        let _ = histogram.record(unix_micros().saturating_sub(sent).clamp(1, 60_000_000));
+                    }
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Ok(histogram)
+        })
+    };
+    // Give the consumer a moment to connect so startup is not measured as latency.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut value = vec![b'x'; size.max(8)];
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let started = Instant::now();
+    for i in 0..total {
+        let due = started + interval.mul_f64(i as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        value[..8].copy_from_slice(&unix_micros().to_be_bytes());
+        send_blocking(&producer, topic, &value)?;
+    }
+    producer.flush(Duration::from_secs(60)).context("flushing producer")?;
+    let histogram = reader.join().map_err(|_| anyhow!("consumer thread panicked"))??;
+    let seconds = started.elapsed().as_secs_f64();
+    let got = received.load(Ordering::Relaxed);
+    if (got as usize) < total {
+        bail!("fixed-rate run: consumed {got} of {total} records");
+    }
+    let workload = format!("fixed rate {rate:.0}/s {size} B acks=all, end-to-end");
+    Ok(Row::new(system, workload, total as u64, (total * size) as u64, seconds, Some(&histogram)))
+}

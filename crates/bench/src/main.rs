@@ -1,0 +1,170 @@
+//! `runnel-bench`: throughput and latency of Runnel side by side with Redis
+//! Streams and the machine's own limits, in one run so ratios hold on a
+//! noisy machine. Load is driven by librdkafka (rdkafka crate) for Kafka
+//! brokers and by the redis crate (pipelined XADD / XREAD) for Redis.
+//!
+//! Every system under test is started by the harness on a free loopback port
+//! and stopped at the end. Results print as a table and are written as JSON
+//! (`--out`), compared with the previous JSON when one exists.
+
+mod kafka;
+mod limits;
+mod redis_streams;
+mod report;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use report::Report;
+
+#[derive(Parser, Debug, Clone)]
+#[command(name = "runnel-bench", about = "Benchmark Runnel against Redis Streams and the machine's limits")]
+pub struct Args {
+    /// The runnel binary to benchmark.
+    #[arg(long, default_value = "target/release/runnel")]
+    pub runnel: PathBuf,
+    /// Records per produce workload.
+    #[arg(long, default_value_t = 500_000)]
+    pub messages: usize,
+    /// Record value sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_value = "100,1024")]
+    pub sizes: Vec<usize>,
+    /// Partition counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,6")]
+    pub partitions: Vec<i32>,
+    /// Seconds of the fixed-rate latency run.
+    #[arg(long, default_value_t = 5)]
+    pub latency_seconds: u64,
+    /// Also benchmark these systems: redis (needs redis-server).
+    #[arg(long = "with", value_delimiter = ',', default_value = "redis")]
+    pub with: Vec<String>,
+    /// Skip the machine-limit measurements (iperf3, disk fsync).
+    #[arg(long)]
+    pub no_limits: bool,
+    /// Where to write the JSON results; the previous file there is compared against.
+    #[arg(long, default_value = "target/bench/latest.json")]
+    pub out: PathBuf,
+    /// Tiny counts, for CI's smoke test of the harness itself.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listens on 127.0.0.1:{port} after {timeout:?}")
+}
+
+/// A server process the harness started; killed when dropped.
+pub struct Server {
+    pub name: &'static str,
+    pub port: u16,
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_runnel(args: &Args) -> Result<Server> {
+    let dir = tempfile::Builder::new().prefix("runnel-bench-").tempdir()?;
+    let port = free_port()?;
+    let child = Command::new(&args.runnel)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .args(["--set", "group.initial.rebalance.delay.ms=0"])
+        .env("RUNNEL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {} (build it with cargo build --release)", args.runnel.display()))?;
+    let server = Server { name: "runnel", port, child, _dir: Some(dir) };
+    wait_for_port(port, Duration::from_secs(20))?;
+    Ok(server)
+}
+
+fn main() -> Result<()> {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.messages = 2_000;
+        args.sizes = vec![100];
+        args.partitions = vec![1];
+        args.latency_seconds = 1;
+    }
+    let mut report = Report::new(&args);
+    if !args.no_limits {
+        eprintln!("[limits] measuring disk fsync and loopback bandwidth");
+        for row in limits::measure(&args)? {
+            report.push(row);
+        }
+    }
+    let runnel = start_runnel(&args)?;
+    let bootstrap = format!("127.0.0.1:{}", runnel.port);
+    let mut peak_1k = 0.0f64;
+    for &size in &args.sizes {
+        for &partitions in &args.partitions {
+            for acks in ["1", "all"] {
+                let topic = format!("bench-{size}-{partitions}-{acks}");
+                eprintln!("[runnel] produce {} x {size} B, {partitions} partition(s), acks={acks}", args.messages);
+                let row = kafka::produce(&bootstrap, &topic, partitions, size, acks, args.messages, "runnel")?;
+                if acks == "all" && size == args.sizes[args.sizes.len() - 1] {
+                    peak_1k = peak_1k.max(row.msgs_per_sec);
+                }
+                eprintln!("         {}", row.summary());
+                report.push(row);
+                if acks == "all" {
+                    eprintln!("[runnel] consume catch-up of {topic}");
+                    let row = kafka::consume(&bootstrap, &topic, size, args.messages, "runnel")?;
+                    eprintln!("         {}", row.summary());
+                    report.push(row);
+                }
+            }
+        }
+    }
+    let size = *args.sizes.last().unwrap_or(&1024);
+    let rate = (peak_1k * 0.5).max(100.0);
+    eprintln!("[runnel] fixed rate {rate:.0} msg/s ({size} B, acks=all) for {} s: end-to-end latency", args.latency_seconds);
+    let row = kafka::fixed_rate(&bootstrap, "bench-latency", size, rate, Duration::from_secs(args.latency_seconds), "runnel")?;
+    eprintln!("         {}", row.summary());
+    report.push(row);
+    drop(runnel);
+
+    if args.with.iter().any(|w| w == "redis") {
+        match redis_streams::start() {
+            Ok(server) => {
+                for &size in &args.sizes {
+                    eprintln!("[redis] XADD {} x {size} B (pipelined, no persistence)", args.messages);
+                    let row = redis_streams::produce(server.port, size, args.messages)?;
+                    eprintln!("         {}", row.summary());
+                    report.push(row);
+                    eprintln!("[redis] XREAD catch-up");
+                    let row = redis_streams::consume(server.port, size, args.messages)?;
+                    eprintln!("         {}", row.summary());
+                    report.push(row);
+                }
+            }
+            Err(e) => eprintln!("[redis] not run: {e:#}"),
+        }
+    }
+    report.finish(&args.out)?;
+    Ok(())
+}
+
