@@ -176,7 +176,7 @@ impl Partition {
         self.closed.store(true, Ordering::Release);
         self.flush_wanted.notify_one();
         let mut log = self.log.lock();
-        log.flush()?;
+        log.close()?;
         self.durable.send_replace(log.log_end_offset());
         Ok(())
     }

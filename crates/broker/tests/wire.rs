@@ -16,6 +16,9 @@ use runnel_broker::{BrokerConfig, RunningBroker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+#[global_allocator]
+static ALLOCATOR: runnel_broker::alloc_guard::GuardedAllocator = runnel_broker::alloc_guard::GuardedAllocator;
+
 async fn start_broker(dir: &std::path::Path, extra: &[(&str, &str)]) -> RunningBroker {
     let mut config = BrokerConfig::default();
     config.set("listeners", "127.0.0.1:0").unwrap();
@@ -83,7 +86,8 @@ fn batch(values: &[&str]) -> Bytes {
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // The crate's encoder keeps records in one batch while offset - sequence is constant.
+            sequence: i as i32,
             timestamp: 1_700_000_000_000 + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(v.to_string())),
@@ -132,7 +136,7 @@ async fn high_watermark_is_last_offset_plus_one_with_multi_record_batches() {
     create_topic(&mut client, "hw").await;
     for acks in [1i16, -1] {
         let resp = client.request(9, &produce_request("hw", acks, batch(&["a", "b", "c"]))).await;
-        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0, "{:?}", resp.responses[0].partition_responses[0].error_message);
     }
     let resp = client.request(12, &fetch_request("hw", 0, 100)).await;
     let partition = &resp.responses[0].partitions[0];
@@ -256,7 +260,7 @@ async fn acknowledged_records_survive_restart() {
     create_topic(&mut client, "keep").await;
     for _ in 0..10 {
         let resp = client.request(9, &produce_request("keep", -1, batch(&["a", "b"]))).await;
-        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0, "{:?}", resp.responses[0].partition_responses[0].error_message);
     }
     drop(client);
     broker.shutdown().await;
@@ -266,3 +270,4 @@ async fn acknowledged_records_survive_restart() {
     assert_eq!(resp.responses[0].partitions[0].high_watermark, 20);
     broker.shutdown().await;
 }
+

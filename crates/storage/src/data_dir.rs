@@ -1,33 +1,98 @@
 //! The data directory: its lock file (one broker per directory) and where
 //! each partition's log lives (`<data-dir>/<topic>-<partition>/`).
 
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 
 /// An open, exclusively locked data directory. The lock (flock on
 /// `<data-dir>/.lock`) is released when this is dropped or the process dies.
 pub struct DataDir {
     root: PathBuf,
-    _lock: std::fs::File,
+    _lock: File,
 }
 
 impl DataDir {
     /// Creates the directory if needed and takes the lock, or fails with
-    /// [`crate::StorageError::Locked`] naming the directory.
+    /// [`StorageError::Locked`] naming the directory.
     pub fn open(root: &Path) -> Result<DataDir> {
-        let _ = root;
-        todo!("storage helper")
+        std::fs::create_dir_all(root).map_err(|e| StorageError::io(root, e))?;
+        let lock_path = root.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StorageError::io(&lock_path, e))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            let reason = if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                "another runnel process is using it".to_string()
+            } else {
+                err.to_string()
+            };
+            return Err(StorageError::Locked { path: root.to_path_buf(), reason });
+        }
+        Ok(DataDir { root: root.to_path_buf(), _lock: lock })
     }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
+
     /// The directory of one partition's log.
     pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
         self.root.join(format!("{topic}-{partition}"))
     }
+
     /// Partition directories found on disk: (topic, partition, path).
     pub fn list_partition_dirs(&self) -> Result<Vec<(String, i32, PathBuf)>> {
-        todo!("storage helper")
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&self.root).map_err(|e| StorageError::io(&self.root, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| StorageError::io(&self.root, e))?;
+            if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().to_string();
+            if let Some((topic, partition)) = name.rsplit_once('-') {
+                if let Ok(p) = partition.parse::<i32>() {
+                    if !topic.is_empty() && p >= 0 {
+                        out.push((topic.to_string(), p, entry.path()));
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_open_is_refused_while_the_first_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DataDir::open(dir.path()).unwrap();
+        assert!(matches!(DataDir::open(dir.path()), Err(StorageError::Locked { .. })));
+        drop(first);
+        assert!(DataDir::open(dir.path()).is_ok());
+    }
+
+    #[test]
+    fn partition_dirs_are_parsed_at_the_last_dash() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::open(dir.path()).unwrap();
+        std::fs::create_dir_all(data.partition_dir("my-topic.v2", 3)).unwrap();
+        std::fs::create_dir_all(dir.path().join("meta")).unwrap();
+        let found = data.list_partition_dirs().unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].0.as_str(), found[0].1), ("my-topic.v2", 3));
     }
 }

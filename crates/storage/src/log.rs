@@ -7,14 +7,22 @@
 //!   a segment is fsynced before a new active segment is created.
 //! - A read never returns part of a batch.
 
+use std::collections::BTreeMap;
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::LogConfig;
-use crate::error::Result;
+use crate::batch::{assign_offsets, BatchHeader, BATCH_HEADER_LEN};
+use crate::config::{LogConfig, TimestampType};
+use crate::error::{Result, StorageError};
+use crate::meta::write_atomically;
+use crate::segment::{Segment, Walk};
+
+const LOG_START_CHECKPOINT: &str = "log-start-offset";
+const CLEAN_SHUTDOWN_MARKER: &str = ".clean-shutdown";
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +51,13 @@ impl ReadPlan {
     }
     /// Reads the planned bytes (whole batches).
     pub fn read(&self) -> std::io::Result<Bytes> {
-        todo!("storage helper")
+        let Some(file) = &self.file else { return Ok(Bytes::new()) };
+        if self.len == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut buf = vec![0u8; self.len];
+        file.read_exact_at(&mut buf, self.position)?;
+        Ok(Bytes::from(buf))
     }
 }
 
@@ -59,7 +73,10 @@ pub struct SyncJob {
 impl SyncJob {
     /// fdatasync every file of the job.
     pub fn run(&self) -> std::io::Result<()> {
-        todo!("storage helper")
+        for file in &self.files {
+            file.sync_data()?;
+        }
+        Ok(())
     }
 }
 
@@ -73,16 +90,74 @@ pub struct RetentionOutcome {
 pub struct Log {
     dir: PathBuf,
     config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    synced_offset: i64,
+    closed: bool,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Log {
     /// Opens the log in `dir` (creating it if absent) and recovers it: loads
     /// segments and their indexes, validates the active segment's batches
-    /// (CRC), truncates a torn or corrupt tail, rebuilds any index that is
-    /// missing or inconsistent.
+    /// (CRC) unless the last shutdown was clean, truncates a torn or corrupt
+    /// tail, rebuilds any index that is missing or inconsistent.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Log> {
-        let _ = (dir, config);
-        todo!("storage helper")
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
+        let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+        let clean = marker.exists();
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+            let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base) = stem.parse::<i64>() {
+                    bases.push(base);
+                }
+            }
+        }
+        bases.sort_unstable();
+        let now = now_ms();
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let is_active = i + 1 == bases.len();
+            let (segment, _truncated) =
+                Segment::open(dir, base, config.index_interval_bytes, is_active && !clean, now)?;
+            segments.insert(base, segment);
+        }
+        let checkpoint = read_checkpoint(&dir.join(LOG_START_CHECKPOINT))?;
+        if segments.is_empty() {
+            let base = checkpoint.unwrap_or(0).max(0);
+            segments.insert(base, Segment::create(dir, base, now)?);
+        }
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let mut log = Log {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            log_start_offset: first_base,
+            synced_offset: 0,
+            closed: false,
+        };
+        let end = log.log_end_offset();
+        log.log_start_offset = checkpoint.unwrap_or(first_base).clamp(first_base, end);
+        // Whatever survived is made durable once, so durable_offset is truthful from here on.
+        log.active().file.sync_data().map_err(|e| StorageError::io(log.active().log_path(), e))?;
+        log.synced_offset = end;
+        if clean {
+            std::fs::remove_file(&marker).map_err(|e| StorageError::io(&marker, e))?;
+        }
+        Ok(log)
     }
 
     pub fn dir(&self) -> &Path {
@@ -95,6 +170,39 @@ impl Log {
         self.config = config;
     }
 
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has an active segment")
+    }
+
+    /// Fsyncs the active segment, writes its indexes, and starts a new one at the log end.
+    fn roll(&mut self, now_ms: i64) -> Result<()> {
+        let end = self.log_end_offset();
+        {
+            let active = self.active();
+            active.file.sync_data().map_err(|e| StorageError::io(active.log_path(), e))?;
+            active.write_indexes()?;
+        }
+        self.synced_offset = self.synced_offset.max(end);
+        let segment = Segment::create(&self.dir, end, now_ms)?;
+        self.segments.insert(end, segment);
+        Ok(())
+    }
+
+    fn should_roll(&self, incoming: usize, now_ms: i64) -> bool {
+        let active = self.active();
+        if active.is_empty() {
+            return false;
+        }
+        let max_index_entries = (self.config.segment_index_bytes / 8).max(1) as usize;
+        active.size + incoming as u64 > self.config.segment_bytes
+            || now_ms - active.created_ms >= self.config.segment_ms
+            || active.index_entries() >= max_index_entries
+            || active.size + incoming as u64 > u32::MAX as u64
+    }
+
     /// Appends batches that [`crate::batch::validate_batches`] accepted.
     /// Assigns offsets in place from the log end offset, stamps LogAppendTime
     /// (`now_ms`) if the topic is so configured, rolls the active segment when
@@ -102,106 +210,342 @@ impl Log {
     /// fsynced), and updates the indexes. All or nothing: on error nothing of
     /// the batches is visible.
     pub fn append(&mut self, batches: &mut [u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
-        let _ = (batches, leader_epoch, now_ms);
-        todo!("storage helper")
+        if self.closed {
+            return Err(StorageError::io(&self.dir, std::io::Error::other("log is closed")));
+        }
+        if batches.len() < BATCH_HEADER_LEN {
+            return Err(crate::batch::BatchError::Corrupt("no batch to append".into()).into());
+        }
+        if self.should_roll(batches.len(), now_ms) {
+            self.roll(now_ms)?;
+        }
+        let first_offset = self.log_end_offset();
+        let append_time = (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
+        let last_offset = assign_offsets(batches, first_offset, leader_epoch, append_time);
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(batches, interval, now_ms)?;
+        Ok(AppendInfo {
+            first_offset,
+            last_offset,
+            log_append_time: append_time.unwrap_or(-1),
+            log_start_offset: self.log_start_offset,
+        })
     }
 
     /// Appends batches that already carry their offsets (a replica copying
     /// from its leader, or tests). The first batch must start at the log end.
     pub fn append_with_offsets(&mut self, batches: &[u8]) -> Result<AppendInfo> {
-        let _ = batches;
-        todo!("storage helper")
+        let first = BatchHeader::parse(batches)?;
+        let end = self.log_end_offset();
+        if first.base_offset != end {
+            return Err(crate::batch::BatchError::Invalid(format!(
+                "batch starts at offset {} but the log ends at {end}",
+                first.base_offset
+            ))
+            .into());
+        }
+        let now = now_ms();
+        if self.should_roll(batches.len(), now) {
+            self.roll(now)?;
+        }
+        let interval = self.config.index_interval_bytes;
+        self.active_mut().append(batches, interval, now)?;
+        Ok(AppendInfo {
+            first_offset: end,
+            last_offset: self.log_end_offset() - 1,
+            log_append_time: -1,
+            log_start_offset: self.log_start_offset,
+        })
     }
 
     /// First offset still in the log.
     pub fn log_start_offset(&self) -> i64 {
-        todo!("storage helper")
+        self.log_start_offset
     }
     /// Next offset to be assigned (= high watermark on a single node).
     pub fn log_end_offset(&self) -> i64 {
-        todo!("storage helper")
+        self.active().next_offset
     }
     /// The offset up to which data is fsynced (exclusive).
     pub fn durable_offset(&self) -> i64 {
-        todo!("storage helper")
+        self.synced_offset
     }
 
     /// Plans a read of whole batches starting with the batch that contains
     /// `offset`, stopping before `max_offset` (exclusive; pass the high
     /// watermark) and, after the first batch, before `max_bytes` would be
     /// exceeded. With `min_one_batch` the first batch is returned even when
-    /// larger than `max_bytes` (KIP-74). Batches never span segments in one
-    /// plan: a read at the end of a segment returns that segment's tail only.
+    /// larger than `max_bytes` (KIP-74). A plan never spans segments.
     /// `offset == log_end_offset` gives an empty plan; outside
     /// `[log_start_offset, log_end_offset]` is `OffsetOutOfRange`.
     pub fn read_plan(&self, offset: i64, max_offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadPlan> {
-        let _ = (offset, max_offset, max_bytes, min_one_batch);
-        todo!("storage helper")
+        let end = self.log_end_offset();
+        if offset < self.log_start_offset || offset > end {
+            return Err(StorageError::OffsetOutOfRange { offset, log_start: self.log_start_offset, log_end: end });
+        }
+        if offset == end || offset >= max_offset {
+            return Ok(ReadPlan::empty());
+        }
+        // The segment holding `offset`, else the first one after it.
+        let candidates = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .chain(self.segments.range(offset + 1..))
+            .map(|(_, s)| s);
+        for segment in candidates {
+            if let Some((position, _)) = segment.locate(offset)? {
+                let len = segment.span(position, max_offset, max_bytes, min_one_batch)?;
+                return Ok(ReadPlan { file: Some(segment.file.clone()), position, len });
+            }
+        }
+        Ok(ReadPlan::empty())
     }
 
-    /// The first offset whose batch's max timestamp is >= `timestamp`, with
-    /// that batch's max timestamp (ListOffsets by time). None if no such batch.
+    /// The first offset whose record timestamp is >= `timestamp`, with that
+    /// timestamp (ListOffsets by time). Exact per record in uncompressed
+    /// batches; the batch's first offset in compressed ones (the client skips).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
-        let _ = timestamp;
-        todo!("storage helper")
+        for segment in self.segments.values() {
+            if let Some((position, header)) = segment.find_timestamp(timestamp)? {
+                if header.compression_codec() == 0 && !header.is_log_append_time() {
+                    let bytes = segment.read_bytes(position, header.total_size())?;
+                    if let Some(found) = first_record_at_or_after(&bytes, &header, timestamp) {
+                        return Ok(Some((found.0.max(self.log_start_offset), found.1)));
+                    }
+                }
+                return Ok(Some((header.base_offset.max(self.log_start_offset), header.max_timestamp)));
+            }
+        }
+        Ok(None)
     }
+
     /// Offset and timestamp of the record with the largest timestamp
     /// (ListOffsets MAX_TIMESTAMP, -3). None for an empty log.
     pub fn max_timestamp_and_offset(&self) -> Result<Option<(i64, i64)>> {
-        todo!("storage helper")
+        let best = self
+            .segments
+            .values()
+            .filter(|s| !s.is_empty() && s.max_timestamp >= 0)
+            .max_by_key(|s| (s.max_timestamp, std::cmp::Reverse(s.base_offset)));
+        let Some(segment) = best else { return Ok(None) };
+        // Find the batch, then the exact record where the batch is readable.
+        if let Some((position, header)) = segment.find_timestamp(segment.max_timestamp)? {
+            if header.compression_codec() == 0 && !header.is_log_append_time() {
+                let bytes = segment.read_bytes(position, header.total_size())?;
+                if let Some(found) = first_record_at_or_after(&bytes, &header, segment.max_timestamp) {
+                    return Ok(Some(found));
+                }
+            }
+            return Ok(Some((header.last_offset(), header.max_timestamp)));
+        }
+        Ok(Some((segment.offset_of_max_timestamp, segment.max_timestamp)))
     }
 
     /// Takes what must be fsynced for everything appended so far to be durable.
     /// None if all is already durable.
     pub fn sync_job(&mut self) -> Option<SyncJob> {
-        todo!("storage helper")
+        let end = self.log_end_offset();
+        if self.synced_offset >= end {
+            return None;
+        }
+        Some(SyncJob { files: vec![self.active().file.clone()], up_to_offset: end })
     }
     /// Records that a [`SyncJob`] finished.
     pub fn mark_synced(&mut self, up_to_offset: i64) {
-        let _ = up_to_offset;
-        todo!("storage helper")
+        self.synced_offset = self.synced_offset.max(up_to_offset.min(self.log_end_offset()));
     }
     /// fsyncs everything now (shutdown, tests).
     pub fn flush(&mut self) -> Result<()> {
-        todo!("storage helper")
+        let active = self.active();
+        active.file.sync_data().map_err(|e| StorageError::io(active.log_path(), e))?;
+        self.synced_offset = self.log_end_offset();
+        Ok(())
+    }
+
+    fn write_log_start_checkpoint(&self) -> Result<()> {
+        write_atomically(&self.dir.join(LOG_START_CHECKPOINT), self.log_start_offset.to_string().as_bytes())
+    }
+
+    /// Deletes segments (never the active one) wholly below the log start offset.
+    fn delete_segments_below_start(&mut self) -> Result<(usize, u64)> {
+        let mut deleted = (0usize, 0u64);
+        while self.segments.len() > 1 {
+            let Some((&base, first)) = self.segments.iter().next() else { break };
+            if first.next_offset > self.log_start_offset {
+                break;
+            }
+            first.delete_files()?;
+            deleted.0 += 1;
+            deleted.1 += first.size;
+            self.segments.remove(&base);
+        }
+        Ok(deleted)
     }
 
     /// DeleteRecords: moves the log start offset up to `offset` (clamped to
     /// the log end), deletes segments wholly below it, and persists the new
     /// start offset. Returns the new log start offset.
     pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
-        let _ = offset;
-        todo!("storage helper")
+        let target = offset.min(self.log_end_offset());
+        if target > self.log_start_offset {
+            self.log_start_offset = target;
+            self.write_log_start_checkpoint()?;
+            self.delete_segments_below_start()?;
+        }
+        Ok(self.log_start_offset)
     }
 
     /// Deletes segments past `retention.ms` (by their largest timestamp) or
     /// beyond `retention.bytes`, oldest first, never the active segment
     /// unless it is itself expired (then it is rolled first, like Kafka).
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
-        let _ = now_ms;
-        todo!("storage helper")
+        let mut outcome = RetentionOutcome { log_start_offset: self.log_start_offset, ..Default::default() };
+        let retention_ms = self.config.retention_ms;
+        if retention_ms >= 0 {
+            let expired = |s: &Segment| !s.is_empty() && s.max_timestamp >= 0 && s.max_timestamp < now_ms - retention_ms;
+            if self.segments.values().all(|s| expired(s) || s.is_empty()) && expired(self.active()) {
+                self.roll(now_ms)?;
+            }
+            while self.segments.len() > 1 {
+                let Some((&base, first)) = self.segments.iter().next() else { break };
+                if !expired(first) {
+                    break;
+                }
+                first.delete_files()?;
+                outcome.segments_deleted += 1;
+                outcome.bytes_deleted += first.size;
+                let next = first.next_offset;
+                self.segments.remove(&base);
+                self.log_start_offset = self.log_start_offset.max(next);
+            }
+        }
+        if self.config.retention_bytes >= 0 {
+            let limit = self.config.retention_bytes as u64;
+            let mut total = self.size_bytes();
+            while self.segments.len() > 1 {
+                let Some((&base, first)) = self.segments.iter().next() else { break };
+                if total < limit + first.size {
+                    break;
+                }
+                first.delete_files()?;
+                outcome.segments_deleted += 1;
+                outcome.bytes_deleted += first.size;
+                total -= first.size;
+                let next = first.next_offset;
+                self.segments.remove(&base);
+                self.log_start_offset = self.log_start_offset.max(next);
+            }
+        }
+        if outcome.segments_deleted > 0 {
+            self.write_log_start_checkpoint()?;
+        }
+        outcome.log_start_offset = self.log_start_offset;
+        Ok(outcome)
     }
 
     /// Removes everything at and above `offset` (for a future follower).
+    /// Cuts at the start of the batch containing `offset`.
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
-        let _ = offset;
-        todo!("storage helper")
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let offset = offset.max(self.log_start_offset);
+        // Segments starting at or after `offset` go entirely, except the first (kept, emptied).
+        let first_base = self.segments.keys().next().copied().unwrap_or(0);
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(&b, _)| b).filter(|&b| b != first_base).collect();
+        for base in doomed {
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete_files()?;
+            }
+        }
+        let active = self.active_mut();
+        if let Some((position, header)) = active.locate(offset)? {
+            active.truncate_at(position, header.base_offset)?;
+        }
+        let end = self.log_end_offset();
+        self.synced_offset = self.synced_offset.min(end);
+        Ok(())
     }
 
     /// Bytes on disk across all segments.
     pub fn size_bytes(&self) -> u64 {
-        todo!("storage helper")
+        self.segments.values().map(|s| s.size).sum()
     }
     pub fn segment_count(&self) -> usize {
-        todo!("storage helper")
+        self.segments.len()
     }
 
-    /// Flushes data and indexes and marks a clean shutdown.
-    pub fn close(self) -> Result<()> {
-        todo!("storage helper")
+    /// Flushes data and indexes and marks a clean shutdown; later appends fail.
+    pub fn close(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.flush()?;
+        self.active().write_indexes()?;
+        write_atomically(&self.dir.join(CLEAN_SHUTDOWN_MARKER), b"")?;
+        self.closed = true;
+        Ok(())
     }
     /// Deletes the whole log from disk.
     pub fn delete(self) -> Result<()> {
-        todo!("storage helper")
+        std::fs::remove_dir_all(&self.dir).map_err(|e| StorageError::io(&self.dir, e))
     }
+}
+
+fn read_checkpoint(path: &Path) -> Result<Option<i64>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(s.trim().parse::<i64>().ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io(path, e)),
+    }
+}
+
+/// Reads a zig-zag varint/varlong (at most 10 bytes): value and bytes used.
+fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
+    let mut raw: u64 = 0;
+    for (i, &byte) in buf.iter().take(10).enumerate() {
+        raw |= ((byte & 0x7f) as u64) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
+        }
+    }
+    None
+}
+
+/// In an uncompressed batch, the first record whose timestamp is >= `target`:
+/// walks the records' length, attributes, timestamp delta and offset delta.
+fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, target: i64) -> Option<(i64, i64)> {
+    let mut rest = batch.get(BATCH_HEADER_LEN..header.total_size())?;
+    while !rest.is_empty() {
+        let (len, used) = read_varlong(rest)?;
+        let len = usize::try_from(len).ok()?;
+        let record = rest.get(used..used + len)?;
+        let body = record.get(1..)?; // skip attributes
+        let (ts_delta, used_ts) = read_varlong(body)?;
+        let (offset_delta, _) = read_varlong(body.get(used_ts..)?)?;
+        let ts = header.base_timestamp + ts_delta;
+        if ts >= target {
+            return Some((header.base_offset + offset_delta, ts));
+        }
+        rest = &rest[used + len..];
+    }
+    None
+}
+
+/// Walks every batch header of a log (recovery of producer state, tools).
+pub fn for_each_batch(log: &Log, from_offset: i64, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+    for segment in log.segments.values() {
+        if segment.next_offset <= from_offset {
+            continue;
+        }
+        segment.walk(0, |_, header| {
+            if header.last_offset() >= from_offset {
+                f(header);
+            }
+            Walk::Continue
+        })?;
+    }
+    Ok(())
 }
