@@ -45,6 +45,9 @@ pub struct BrokerConfig {
     /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
+    /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
+    /// (Kafka's default is 50, spread over a cluster; one node needs 1).
+    pub offsets_topic_num_partitions: i32,
     /// `offsets.retention.minutes` (Kafka default 10080).
     pub offsets_retention_minutes: i64,
     /// Defaults for every topic's log (`log.*` broker configs).
@@ -72,6 +75,7 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
+            offsets_topic_num_partitions: 1,
             offsets_retention_minutes: 10_080,
             log_defaults,
             explicit: BTreeMap::new(),
@@ -147,6 +151,13 @@ impl BrokerConfig {
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(name, v)?,
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse_num(name, v)?,
             "offsets.retention.minutes" => self.offsets_retention_minutes = parse_num(name, v)?,
+            "offsets.topic.num.partitions" => {
+                let n: i32 = parse_num(name, v)?;
+                if n < 1 {
+                    return Err(invalid(name, v, "must be at least 1"));
+                }
+                self.offsets_topic_num_partitions = n;
+            }
             "log.segment.bytes" => self.log_defaults.segment_bytes = parse_num(name, v)?,
             "log.roll.ms" => self.log_defaults.segment_ms = parse_num(name, v)?,
             "log.roll.hours" => self.log_defaults.segment_ms = parse_num::<i64>(name, v)? * 3_600_000,
@@ -223,6 +234,7 @@ impl BrokerConfig {
             ("node.id", self.node_id.to_string()),
             ("num.partitions", self.num_partitions.to_string()),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
+            ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
         ];
         let mut out: BTreeMap<String, (String, bool)> = known

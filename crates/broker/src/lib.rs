@@ -10,6 +10,7 @@
 pub mod alloc_guard;
 pub mod apis;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod network;
 pub mod partition;
@@ -38,12 +39,15 @@ pub struct Broker {
     pub cluster_id: String,
     pub replicas: Arc<ReplicaManager>,
     pub producer_ids: producer_state::ProducerIdAllocator,
+    pub groups: Arc<coordinator::GroupCoordinator>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
     Storage(#[from] runnel_storage::StorageError),
+    #[error("group coordinator: {0}")]
+    Coordinator(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
 }
@@ -83,7 +87,14 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         .local_addr()
         .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
     replicas.start_retention_task();
-    let broker = Arc::new(Broker { config, cluster_id, replicas, producer_ids: Default::default() });
+    let groups = {
+        let (config, replicas) = (config.clone(), replicas.clone());
+        tokio::task::spawn_blocking(move || coordinator::GroupCoordinator::start(config, replicas))
+            .await
+            .map_err(|e| StartError::Coordinator(e.to_string()))?
+            .map_err(StartError::Coordinator)?
+    };
+    let broker = Arc::new(Broker { config, cluster_id, replicas, producer_ids: Default::default(), groups });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(network::serve(broker.clone(), listener, shutdown_rx));
     tracing::info!(%local_addr, node_id = broker.config.node_id, cluster_id = %broker.cluster_id, "broker started");

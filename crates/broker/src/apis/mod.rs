@@ -21,11 +21,21 @@ use crate::network::ConnectionError;
 use crate::Broker;
 
 pub mod api_versions;
+pub mod delete_groups;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 /// Every API this broker implements, with the version range it advertises.
 /// An API absent here is absent from ApiVersions and its requests close the
@@ -39,6 +49,16 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 /// Versions the broker actually accepts (narrower than advertised for Produce).
@@ -160,6 +180,16 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::Fetch => dispatch!(m::FetchRequest, fetch::handle),
         ApiKey::ListOffsets => dispatch!(m::ListOffsetsRequest, list_offsets::handle),
         ApiKey::InitProducerId => dispatch!(m::InitProducerIdRequest, init_producer_id::handle),
+        ApiKey::FindCoordinator => dispatch!(m::FindCoordinatorRequest, find_coordinator::handle),
+        ApiKey::JoinGroup => dispatch!(m::JoinGroupRequest, join_group::handle),
+        ApiKey::SyncGroup => dispatch!(m::SyncGroupRequest, sync_group::handle),
+        ApiKey::Heartbeat => dispatch!(m::HeartbeatRequest, heartbeat::handle),
+        ApiKey::LeaveGroup => dispatch!(m::LeaveGroupRequest, leave_group::handle),
+        ApiKey::OffsetCommit => dispatch!(m::OffsetCommitRequest, offset_commit::handle),
+        ApiKey::OffsetFetch => dispatch!(m::OffsetFetchRequest, offset_fetch::handle),
+        ApiKey::ListGroups => dispatch!(m::ListGroupsRequest, list_groups::handle),
+        ApiKey::DescribeGroups => dispatch!(m::DescribeGroupsRequest, describe_groups::handle),
+        ApiKey::DeleteGroups => dispatch!(m::DeleteGroupsRequest, delete_groups::handle),
         other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
     }
 }

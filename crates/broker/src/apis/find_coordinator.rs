@@ -1,0 +1,56 @@
+//! FindCoordinator (key 10): this broker coordinates every group. Batched
+//! keys from v4. Transaction coordinators are not available yet.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Reply, RequestContext};
+use crate::Broker;
+
+const GROUP_KEY_TYPE: i8 = 0;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordinatorRequest) -> Reply<FindCoordinatorResponse> {
+    let host = StrBytes::from_string(broker.config.advertised_host.clone());
+    let port = broker.config.advertised_port;
+    let node = BrokerId(broker.config.node_id);
+    let answer = |key: &StrBytes| -> Result<(), (ResponseError, &'static str)> {
+        if req.key_type != GROUP_KEY_TYPE {
+            return Err((ResponseError::CoordinatorNotAvailable, "transactions are not supported yet"));
+        }
+        if key.is_empty() {
+            return Err((ResponseError::InvalidGroupId, "the group id is empty"));
+        }
+        Ok(())
+    };
+    if ctx.version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                let c = Coordinator::default().with_key(key.clone());
+                match answer(key) {
+                    Ok(()) => c.with_node_id(node).with_host(host.clone()).with_port(port),
+                    Err((code, msg)) => c
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(code.code())
+                        .with_error_message(Some(StrBytes::from_static_str(msg))),
+                }
+            })
+            .collect();
+        return Reply::Now(FindCoordinatorResponse::default().with_coordinators(coordinators));
+    }
+    let response = FindCoordinatorResponse::default();
+    Reply::Now(match answer(&req.key) {
+        Ok(()) => response.with_node_id(node).with_host(host).with_port(port),
+        Err((code, msg)) => response
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_code(code.code())
+            .with_error_message(Some(StrBytes::from_static_str(msg))),
+    })
+}

@@ -1,0 +1,107 @@
+//! OffsetFetch (key 9): committed offsets of a group (v8+: of several groups),
+//! for given partitions or all of them; -1 where nothing was committed.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Reply, RequestContext};
+use crate::coordinator::offsets::{CommittedOffset, OffsetKey};
+use crate::Broker;
+
+/// (topic, [(partition, committed)]) for one group and an optional topic filter.
+fn lookup(broker: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+    match wanted {
+        Some(topics) => topics
+            .into_iter()
+            .map(|(topic, partitions)| {
+                let found = partitions
+                    .into_iter()
+                    .map(|p| {
+                        let key = OffsetKey { group: group.to_string(), topic: topic.clone(), partition: p };
+                        (p, broker.groups.committed(&key))
+                    })
+                    .collect();
+                (topic, found)
+            })
+            .collect(),
+        None => {
+            let mut out: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+            for (key, value) in broker.groups.committed_for_group(group) {
+                match out.last_mut() {
+                    Some((topic, parts)) if *topic == key.topic => parts.push((key.partition, Some(value))),
+                    _ => out.push((key.topic.clone(), vec![(key.partition, Some(value))])),
+                }
+            }
+            out
+        }
+    }
+}
+
+fn fields(c: &Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
+    match c {
+        Some(c) => (c.offset, c.leader_epoch, Some(StrBytes::from_string(c.metadata.clone()))),
+        None => (-1, -1, Some(StrBytes::from_static_str(""))),
+    }
+}
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetchRequest) -> Reply<OffsetFetchResponse> {
+    if ctx.version >= 8 {
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g
+                    .topics
+                    .map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+                let topics = lookup(broker, &g.group_id.0, wanted)
+                    .into_iter()
+                    .map(|(topic, parts)| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(TopicName(StrBytes::from_string(topic)))
+                            .with_partitions(
+                                parts
+                                    .iter()
+                                    .map(|(p, c)| {
+                                        let (offset, epoch, metadata) = fields(c);
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(*p)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(metadata)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_topics(topics)
+            })
+            .collect();
+        return Reply::Now(OffsetFetchResponse::default().with_groups(groups));
+    }
+    let wanted = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+    let topics = lookup(broker, &req.group_id.0, wanted)
+        .into_iter()
+        .map(|(topic, parts)| {
+            OffsetFetchResponseTopic::default().with_name(TopicName(StrBytes::from_string(topic))).with_partitions(
+                parts
+                    .iter()
+                    .map(|(p, c)| {
+                        let (offset, epoch, metadata) = fields(c);
+                        OffsetFetchResponsePartition::default()
+                            .with_partition_index(*p)
+                            .with_committed_offset(offset)
+                            .with_committed_leader_epoch(epoch)
+                            .with_metadata(metadata)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    Reply::Now(OffsetFetchResponse::default().with_topics(topics))
+}

@@ -1,0 +1,645 @@
+//! One consumer group under the classic protocol (JoinGroup / SyncGroup /
+//! Heartbeat / LeaveGroup): its state machine, members and generations.
+//!
+//! The state machine is driven by requests and by [`Group::tick`] with an
+//! explicit `now`, so tests control the clock. Answers that must wait (a
+//! JoinGroup until the rebalance completes, a follower's SyncGroup until the
+//! leader's assignment arrives) are oneshot senders held by the member and
+//! fired by the transition that completes them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl GroupState {
+    /// The state's name as Kafka reports it (ListGroups, DescribeGroups).
+    pub fn kafka_name(&self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+}
+
+/// What a member learns when its JoinGroup completes.
+#[derive(Debug, Clone)]
+pub struct JoinOutcome {
+    pub error: Option<ResponseError>,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// All members' (id, instance id, metadata) for the leader; empty for followers.
+    pub members: Vec<(String, Option<String>, Bytes)>,
+}
+
+impl JoinOutcome {
+    pub fn error(error: ResponseError, member_id: String) -> JoinOutcome {
+        JoinOutcome {
+            error: Some(error),
+            generation: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id,
+            members: Vec::new(),
+        }
+    }
+}
+
+/// What a member learns when its SyncGroup completes.
+#[derive(Debug, Clone)]
+pub struct SyncOutcome {
+    pub error: Option<ResponseError>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncOutcome {
+    fn error(error: ResponseError) -> SyncOutcome {
+        SyncOutcome { error: Some(error), protocol_type: None, protocol_name: None, assignment: Bytes::new() }
+    }
+}
+
+pub struct Member {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocol_type: String,
+    /// (name, metadata) in the member's order of preference.
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
+    last_heartbeat: Instant,
+    join_waiter: Option<oneshot::Sender<JoinOutcome>>,
+    sync_waiter: Option<oneshot::Sender<SyncOutcome>>,
+    /// Order of first join, to pick a stable leader.
+    join_order: u64,
+}
+
+impl Member {
+    pub fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols.iter().find(|(n, _)| n == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
+    }
+}
+
+/// A JoinGroup as the state machine sees it.
+pub struct JoinRequest {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: an unknown member must first get an id (KIP-394).
+    pub require_known_member_id: bool,
+}
+
+pub struct Group {
+    pub id: String,
+    pub state: GroupState,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: Option<String>,
+    pub members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, waiting for the rejoin, with their expiry.
+    pending_members: HashMap<String, Instant>,
+    static_members: HashMap<String, String>,
+    rebalance_deadline: Option<Instant>,
+    /// Kafka's `group.initial.rebalance.delay.ms`: the first rebalance of an empty group waits for more members.
+    initial_join_deadline: Option<Instant>,
+    next_join_order: u64,
+}
+
+pub enum JoinResult {
+    /// Answer now (errors, MEMBER_ID_REQUIRED).
+    Now(JoinOutcome),
+    /// Answer when the rebalance completes.
+    Wait(oneshot::Receiver<JoinOutcome>),
+}
+
+pub enum SyncResult {
+    Now(SyncOutcome),
+    Wait(oneshot::Receiver<SyncOutcome>),
+}
+
+impl Group {
+    pub fn new(id: String) -> Group {
+        Group {
+            id,
+            state: GroupState::Empty,
+            generation: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending_members: HashMap::new(),
+            static_members: HashMap::new(),
+            rebalance_deadline: None,
+            initial_join_deadline: None,
+            next_join_order: 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.pending_members.is_empty()
+    }
+
+    fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if protocols.is_empty() || protocol_type.is_empty() {
+            return false;
+        }
+        if self.members.is_empty() {
+            return true;
+        }
+        if self.protocol_type.as_deref() != Some(protocol_type) {
+            return false;
+        }
+        // Some protocol must remain common to every member.
+        protocols.iter().any(|(name, _)| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == name)))
+    }
+
+    pub fn join(&mut self, req: JoinRequest, now: Instant, initial_delay: Duration) -> JoinResult {
+        if !self.supports(&req.protocol_type, &req.protocols) {
+            return JoinResult::Now(JoinOutcome::error(ResponseError::InconsistentGroupProtocol, req.member_id));
+        }
+        let mut member_id = req.member_id.clone();
+        if member_id.is_empty() {
+            // A static member keeps its identity across restarts: its old member id is replaced.
+            if let Some(instance) = &req.instance_id {
+                member_id = format!("{}-{}", instance, uuid::Uuid::new_v4());
+                if let Some(old) = self.static_members.insert(instance.clone(), member_id.clone()) {
+                    if let Some(mut old_member) = self.members.remove(&old) {
+                        if let Some(w) = old_member.join_waiter.take() {
+                            let _ = w.send(JoinOutcome::error(ResponseError::FencedInstanceId, old.clone()));
+                        }
+                        if self.leader.as_deref() == Some(old.as_str()) {
+                            self.leader = Some(member_id.clone());
+                        }
+                    }
+                }
+            } else {
+                let prefix = if req.client_id.is_empty() { "member" } else { req.client_id.as_str() };
+                member_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
+                if req.require_known_member_id {
+                    self.pending_members.insert(member_id.clone(), now + req.session_timeout);
+                    return JoinResult::Now(JoinOutcome::error(ResponseError::MemberIdRequired, member_id));
+                }
+            }
+        } else if !self.members.contains_key(&member_id) && self.pending_members.remove(&member_id).is_none() {
+            return JoinResult::Now(JoinOutcome::error(ResponseError::UnknownMemberId, member_id));
+        } else if let Some(instance) = &req.instance_id {
+            if self.static_members.get(instance).is_some_and(|m| *m != member_id) {
+                return JoinResult::Now(JoinOutcome::error(ResponseError::FencedInstanceId, member_id));
+            }
+        }
+        if let Some(instance) = &req.instance_id {
+            self.static_members.insert(instance.clone(), member_id.clone());
+        }
+        let (tx, rx) = oneshot::channel();
+        let join_order = self.next_join_order;
+        let member = self.members.entry(member_id.clone()).or_insert_with(|| Member {
+            id: member_id.clone(),
+            instance_id: req.instance_id.clone(),
+            client_id: req.client_id.clone(),
+            client_host: req.client_host.clone(),
+            session_timeout: req.session_timeout,
+            rebalance_timeout: req.rebalance_timeout,
+            protocol_type: req.protocol_type.clone(),
+            protocols: Vec::new(),
+            assignment: Bytes::new(),
+            last_heartbeat: now,
+            join_waiter: None,
+            sync_waiter: None,
+            join_order,
+        });
+        self.next_join_order += 1;
+        member.protocols = req.protocols;
+        member.session_timeout = req.session_timeout;
+        member.rebalance_timeout = req.rebalance_timeout;
+        member.protocol_type = req.protocol_type.clone();
+        member.last_heartbeat = now;
+        if let Some(old) = member.join_waiter.replace(tx) {
+            let _ = old.send(JoinOutcome::error(ResponseError::UnknownMemberId, member_id.clone()));
+        }
+        if self.protocol_type.is_none() {
+            self.protocol_type = Some(req.protocol_type);
+        }
+        match self.state {
+            GroupState::PreparingRebalance => {
+                if let Some(deadline) = self.initial_join_deadline.as_mut() {
+                    // Each newcomer extends the initial delay, bounded by the rebalance timeout.
+                    let bound = self.rebalance_deadline.unwrap_or(now);
+                    *deadline = (now + initial_delay).min(bound);
+                }
+            }
+            GroupState::Empty => {
+                self.prepare_rebalance(now);
+                if !initial_delay.is_zero() {
+                    let bound = self.rebalance_deadline.unwrap_or(now);
+                    self.initial_join_deadline = Some((now + initial_delay).min(bound));
+                }
+            }
+            _ => self.prepare_rebalance(now),
+        }
+        self.try_complete_join(now);
+        JoinResult::Wait(rx)
+    }
+
+    fn prepare_rebalance(&mut self, now: Instant) {
+        if self.state == GroupState::CompletingRebalance {
+            for member in self.members.values_mut() {
+                if let Some(w) = member.sync_waiter.take() {
+                    let _ = w.send(SyncOutcome::error(ResponseError::RebalanceInProgress));
+                }
+            }
+        }
+        let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60));
+        self.state = GroupState::PreparingRebalance;
+        self.rebalance_deadline = Some(now + timeout);
+        self.initial_join_deadline = None;
+    }
+
+    /// Completes the join phase when every member has rejoined (and the
+    /// initial delay has passed), or at the rebalance deadline, dropping the
+    /// members that did not rejoin.
+    fn try_complete_join(&mut self, now: Instant) {
+        if self.state != GroupState::PreparingRebalance {
+            return;
+        }
+        let all_joined = self.pending_members.is_empty() && self.members.values().all(|m| m.join_waiter.is_some());
+        let initial_passed = self.initial_join_deadline.is_none_or(|d| now >= d);
+        let deadline_passed = self.rebalance_deadline.is_some_and(|d| now >= d);
+        if !(all_joined && initial_passed) && !deadline_passed {
+            return;
+        }
+        let stragglers: Vec<String> = self.members.values().filter(|m| m.join_waiter.is_none()).map(|m| m.id.clone()).collect();
+        for id in stragglers {
+            self.forget_member(&id);
+        }
+        self.pending_members.clear();
+        self.rebalance_deadline = None;
+        self.initial_join_deadline = None;
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.to_empty();
+            return;
+        }
+        self.protocol_name = self.select_protocol();
+        if self.leader.as_ref().is_none_or(|l| !self.members.contains_key(l)) {
+            self.leader = self.members.values().min_by_key(|m| m.join_order).map(|m| m.id.clone());
+        }
+        self.state = GroupState::CompletingRebalance;
+        let leader = self.leader.clone().unwrap_or_default();
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        let all: Vec<(String, Option<String>, Bytes)> = self
+            .members
+            .values()
+            .map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata_for(&protocol)))
+            .collect();
+        for member in self.members.values_mut() {
+            member.last_heartbeat = now;
+            member.assignment = Bytes::new();
+            if let Some(w) = member.join_waiter.take() {
+                let _ = w.send(JoinOutcome {
+                    error: None,
+                    generation: self.generation,
+                    protocol_type: self.protocol_type.clone(),
+                    protocol_name: self.protocol_name.clone(),
+                    leader: leader.clone(),
+                    member_id: member.id.clone(),
+                    members: if member.id == leader { all.clone() } else { Vec::new() },
+                });
+            }
+        }
+    }
+
+    /// Kafka's choice: among protocols every member supports, the one most
+    /// members list first-most.
+    fn select_protocol(&self) -> Option<String> {
+        let first = self.members.values().next()?;
+        let candidates: Vec<&String> = first
+            .protocols
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| self.members.values().all(|m| m.protocols.iter().any(|(p, _)| p == *n)))
+            .collect();
+        let mut votes: Vec<(usize, &String)> = candidates.iter().map(|c| (0usize, *c)).collect();
+        for member in self.members.values() {
+            if let Some(pick) = member.protocols.iter().map(|(n, _)| n).find(|n| candidates.contains(n)) {
+                if let Some(v) = votes.iter_mut().find(|(_, c)| *c == pick) {
+                    v.0 += 1;
+                }
+            }
+        }
+        // Highest vote wins; ties go to the earlier candidate.
+        votes.iter().rev().max_by_key(|(v, _)| *v).map(|(_, c)| (*c).clone())
+    }
+
+    fn to_empty(&mut self) {
+        self.state = GroupState::Empty;
+        self.protocol_type = None;
+        self.protocol_name = None;
+        self.leader = None;
+    }
+
+    fn forget_member(&mut self, member_id: &str) {
+        if let Some(mut member) = self.members.remove(member_id) {
+            if let Some(w) = member.join_waiter.take() {
+                let _ = w.send(JoinOutcome::error(ResponseError::UnknownMemberId, member_id.to_string()));
+            }
+            if let Some(w) = member.sync_waiter.take() {
+                let _ = w.send(SyncOutcome::error(ResponseError::UnknownMemberId));
+            }
+            if let Some(instance) = &member.instance_id {
+                if self.static_members.get(instance).is_some_and(|m| m == member_id) {
+                    self.static_members.remove(instance);
+                }
+            }
+        }
+        if self.leader.as_deref() == Some(member_id) {
+            self.leader = None;
+        }
+    }
+
+    /// Removes a member (left, or its session expired) and rebalances the rest.
+    pub fn remove_member(&mut self, member_id: &str, now: Instant) {
+        self.forget_member(member_id);
+        match self.state {
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                if self.members.is_empty() {
+                    self.generation += 1;
+                    self.to_empty();
+                } else {
+                    self.prepare_rebalance(now);
+                }
+            }
+            GroupState::PreparingRebalance => self.try_complete_join(now),
+            GroupState::Empty | GroupState::Dead => {}
+        }
+    }
+
+    fn check_member(&self, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+        if !self.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if generation != self.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    pub fn sync(&mut self, member_id: &str, generation: i32, assignments: Vec<(String, Bytes)>, now: Instant) -> SyncResult {
+        if let Err(e) = self.check_member(member_id, generation) {
+            return SyncResult::Now(SyncOutcome::error(e));
+        }
+        match self.state {
+            GroupState::Empty | GroupState::Dead => SyncResult::Now(SyncOutcome::error(ResponseError::UnknownMemberId)),
+            GroupState::PreparingRebalance => SyncResult::Now(SyncOutcome::error(ResponseError::RebalanceInProgress)),
+            GroupState::Stable => SyncResult::Now(self.assignment_of(member_id)),
+            GroupState::CompletingRebalance => {
+                if let Some(member) = self.members.get_mut(member_id) {
+                    member.last_heartbeat = now;
+                }
+                if self.leader.as_deref() == Some(member_id) {
+                    let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
+                    for member in self.members.values_mut() {
+                        member.assignment = given.remove(&member.id).unwrap_or_default();
+                    }
+                    self.state = GroupState::Stable;
+                    let ids: Vec<String> = self.members.keys().cloned().collect();
+                    for id in ids {
+                        let outcome = self.assignment_of(&id);
+                        if let Some(w) = self.members.get_mut(&id).and_then(|m| m.sync_waiter.take()) {
+                            let _ = w.send(outcome);
+                        }
+                    }
+                    SyncResult::Now(self.assignment_of(member_id))
+                } else {
+                    let (tx, rx) = oneshot::channel();
+                    if let Some(member) = self.members.get_mut(member_id) {
+                        if let Some(old) = member.sync_waiter.replace(tx) {
+                            let _ = old.send(SyncOutcome::error(ResponseError::RebalanceInProgress));
+                        }
+                    }
+                    SyncResult::Wait(rx)
+                }
+            }
+        }
+    }
+
+    fn assignment_of(&self, member_id: &str) -> SyncOutcome {
+        SyncOutcome {
+            error: None,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            assignment: self.members.get(member_id).map(|m| m.assignment.clone()).unwrap_or_default(),
+        }
+    }
+
+    pub fn heartbeat(&mut self, member_id: &str, generation: i32, now: Instant) -> Result<(), ResponseError> {
+        if self.state == GroupState::Empty || self.state == GroupState::Dead {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        self.check_member(member_id, generation)?;
+        if let Some(member) = self.members.get_mut(member_id) {
+            member.last_heartbeat = now;
+        }
+        if self.state == GroupState::PreparingRebalance {
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    /// Finds a member by id, or by static instance id when the id is empty.
+    pub fn resolve_member(&self, member_id: &str, instance_id: Option<&str>) -> Option<String> {
+        if !member_id.is_empty() {
+            return self.members.contains_key(member_id).then(|| member_id.to_string());
+        }
+        instance_id.and_then(|i| self.static_members.get(i)).cloned()
+    }
+
+    /// Session expiry, pending-member expiry and rebalance deadlines.
+    pub fn tick(&mut self, now: Instant) {
+        self.pending_members.retain(|_, expiry| *expiry > now);
+        if matches!(self.state, GroupState::Stable | GroupState::CompletingRebalance) {
+            let expired: Vec<String> = self
+                .members
+                .values()
+                .filter(|m| now.duration_since(m.last_heartbeat) > m.session_timeout)
+                .map(|m| m.id.clone())
+                .collect();
+            for id in expired {
+                tracing::info!(group = %self.id, member = %id, "member session expired");
+                self.remove_member(&id, now);
+            }
+        }
+        self.try_complete_join(now);
+    }
+
+    /// Whether offsets may be committed by this member/generation. A
+    /// generation of -1 with no member is a consumer outside the group
+    /// protocol (assign()), allowed while the group has no members.
+    pub fn validate_commit(&self, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+        if generation < 0 && member_id.is_empty() {
+            return if self.members.is_empty() { Ok(()) } else { Err(ResponseError::IllegalGeneration) };
+        }
+        self.check_member(member_id, generation)?;
+        if self.state == GroupState::PreparingRebalance {
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join_req(member_id: &str) -> JoinRequest {
+        JoinRequest {
+            member_id: member_id.to_string(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), Bytes::from_static(b"m"))],
+            require_known_member_id: true,
+        }
+    }
+
+    fn joined(result: JoinResult) -> oneshot::Receiver<JoinOutcome> {
+        match result {
+            JoinResult::Wait(rx) => rx,
+            JoinResult::Now(o) => panic!("expected to wait, got {:?}", o.error),
+        }
+    }
+
+    fn member_id_required(g: &mut Group, now: Instant) -> String {
+        match g.join(join_req(""), now, Duration::ZERO) {
+            JoinResult::Now(o) => {
+                assert_eq!(o.error, Some(ResponseError::MemberIdRequired));
+                o.member_id
+            }
+            JoinResult::Wait(_) => panic!("first join must ask for a member id"),
+        }
+    }
+
+    #[test]
+    fn two_members_join_sync_and_follower_before_leader_gets_its_assignment() {
+        let now = Instant::now();
+        let mut g = Group::new("g".into());
+        let a = member_id_required(&mut g, now);
+        let b = member_id_required(&mut g, now);
+        let mut ra = joined(g.join(join_req(&a), now, Duration::ZERO));
+        assert!(ra.try_recv().is_err(), "waits for b");
+        let mut rb = joined(g.join(join_req(&b), now, Duration::ZERO));
+        let oa = ra.try_recv().unwrap();
+        let ob = rb.try_recv().unwrap();
+        assert_eq!(oa.generation, 1);
+        assert_eq!(oa.leader, a);
+        assert_eq!(oa.members.len(), 2);
+        assert!(ob.members.is_empty());
+        let mut follower = match g.sync(&b, 1, vec![], now) {
+            SyncResult::Wait(rx) => rx,
+            SyncResult::Now(_) => panic!("follower waits for the leader"),
+        };
+        let leader = match g.sync(&a, 1, vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))], now) {
+            SyncResult::Now(o) => o,
+            SyncResult::Wait(_) => panic!("leader answers at once"),
+        };
+        assert_eq!(leader.assignment, Bytes::from_static(b"A"));
+        assert_eq!(follower.try_recv().unwrap().assignment, Bytes::from_static(b"B"));
+        assert_eq!(g.state, GroupState::Stable);
+        // A late follower sync after the leader still gets its assignment.
+        match g.sync(&b, 1, vec![], now) {
+            SyncResult::Now(o) => assert_eq!(o.assignment, Bytes::from_static(b"B")),
+            SyncResult::Wait(_) => panic!("stable group answers at once"),
+        }
+        assert_eq!(g.heartbeat(&a, 1, now), Ok(()));
+        assert_eq!(g.heartbeat(&a, 0, now), Err(ResponseError::IllegalGeneration));
+        assert_eq!(g.heartbeat("nobody", 1, now), Err(ResponseError::UnknownMemberId));
+    }
+
+    #[test]
+    fn expired_session_triggers_rebalance_and_heartbeats_say_so() {
+        let now = Instant::now();
+        let mut g = Group::new("g".into());
+        let a = member_id_required(&mut g, now);
+        let b = member_id_required(&mut g, now);
+        let _ra = joined(g.join(join_req(&a), now, Duration::ZERO));
+        let _rb = joined(g.join(join_req(&b), now, Duration::ZERO));
+        let _ = g.sync(&a, 1, vec![], now);
+        let later = now + Duration::from_secs(8);
+        assert_eq!(g.heartbeat(&a, 1, later), Ok(()));
+        let expired = now + Duration::from_secs(11);
+        g.tick(expired);
+        assert!(!g.members.contains_key(&b), "b stopped heartbeating");
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        assert_eq!(g.heartbeat(&a, 1, expired), Err(ResponseError::RebalanceInProgress));
+        let mut ra = joined(g.join(join_req(&a), expired, Duration::ZERO));
+        let o = ra.try_recv().unwrap();
+        assert_eq!((o.generation, o.members.len()), (2, 1));
+    }
+
+    #[test]
+    fn leaving_last_member_empties_the_group_and_unknown_rejoin_is_refused() {
+        let now = Instant::now();
+        let mut g = Group::new("g".into());
+        let a = member_id_required(&mut g, now);
+        let _ra = joined(g.join(join_req(&a), now, Duration::ZERO));
+        g.remove_member(&a, now);
+        assert_eq!(g.state, GroupState::Empty);
+        assert!(matches!(g.join(join_req(&a), now, Duration::ZERO), JoinResult::Now(o) if o.error == Some(ResponseError::UnknownMemberId)));
+        assert_eq!(g.validate_commit("", -1), Ok(()));
+    }
+
+    #[test]
+    fn initial_delay_holds_the_first_rebalance() {
+        let now = Instant::now();
+        let mut g = Group::new("g".into());
+        let a = member_id_required(&mut g, now);
+        let mut ra = joined(g.join(join_req(&a), now, Duration::from_secs(3)));
+        assert!(ra.try_recv().is_err());
+        g.tick(now + Duration::from_secs(1));
+        assert!(ra.try_recv().is_err());
+        g.tick(now + Duration::from_secs(3));
+        assert_eq!(ra.try_recv().unwrap().generation, 1);
+    }
+
+    #[test]
+    fn incompatible_protocols_are_refused() {
+        let now = Instant::now();
+        let mut g = Group::new("g".into());
+        let a = member_id_required(&mut g, now);
+        let _ra = joined(g.join(join_req(&a), now, Duration::ZERO));
+        let mut other = join_req("");
+        other.protocols = vec![("roundrobin".into(), Bytes::new())];
+        other.require_known_member_id = false;
+        assert!(matches!(g.join(other, now, Duration::ZERO), JoinResult::Now(o) if o.error == Some(ResponseError::InconsistentGroupProtocol)));
+    }
+}
