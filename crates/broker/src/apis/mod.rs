@@ -20,12 +20,20 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use crate::network::ConnectionError;
 use crate::Broker;
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
 pub mod delete_groups;
 pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -59,6 +67,14 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
 ];
 
 /// Versions the broker actually accepts (narrower than advertised for Produce).
@@ -190,6 +206,14 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::ListGroups => dispatch!(m::ListGroupsRequest, list_groups::handle),
         ApiKey::DescribeGroups => dispatch!(m::DescribeGroupsRequest, describe_groups::handle),
         ApiKey::DeleteGroups => dispatch!(m::DeleteGroupsRequest, delete_groups::handle),
+        ApiKey::CreateTopics => dispatch!(m::CreateTopicsRequest, create_topics::handle),
+        ApiKey::DeleteTopics => dispatch!(m::DeleteTopicsRequest, delete_topics::handle),
+        ApiKey::CreatePartitions => dispatch!(m::CreatePartitionsRequest, create_partitions::handle),
+        ApiKey::DeleteRecords => dispatch!(m::DeleteRecordsRequest, delete_records::handle),
+        ApiKey::DescribeConfigs => dispatch!(m::DescribeConfigsRequest, describe_configs::handle),
+        ApiKey::AlterConfigs => dispatch!(m::AlterConfigsRequest, alter_configs::handle),
+        ApiKey::IncrementalAlterConfigs => dispatch!(m::IncrementalAlterConfigsRequest, incremental_alter_configs::handle),
+        ApiKey::DescribeCluster => dispatch!(m::DescribeClusterRequest, describe_cluster::handle),
         other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
     }
 }

