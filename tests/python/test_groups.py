@@ -1,0 +1,102 @@
+"""Consumer groups: the seed example, partitions shared within a group, offsets that survive restarts."""
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SEED = os.path.join(HERE, "..", "..", "..", "shared", "acceptance", "seed_example.py")
+
+
+def test_seed_example(broker):
+    if not os.path.exists(SEED):
+        import pytest
+
+        pytest.skip("shared acceptance scripts are not beside the repository")
+    proc = subprocess.run([sys.executable, SEED], env=dict(os.environ, BOOTSTRAP=broker.bootstrap), capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert b"PASS" in proc.stdout
+
+
+def create_topic(bootstrap, name, partitions):
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the future resolves
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(15)
+
+
+def produce_n(bootstrap, topic, n, partitions):
+    p = Producer({"bootstrap.servers": bootstrap})
+    for i in range(n):
+        p.produce(topic, value=f"m{i}".encode(), partition=i % partitions)
+    assert p.flush(20) == 0
+
+
+def test_two_consumers_share_partitions(broker):
+    topic = "shared-" + uuid.uuid4().hex[:6]
+    group = "g-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 4)
+    produce_n(broker.bootstrap, topic, 400, 4)
+    conf = {"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest", "session.timeout.ms": 6000}
+    a, b = Consumer(conf), Consumer(conf)
+    a.subscribe([topic])
+    b.subscribe([topic])
+    seen = {"a": [], "b": []}
+    deadline = time.time() + 60
+    while len(seen["a"]) + len(seen["b"]) < 400 and time.time() < deadline:
+        for name, c in (("a", a), ("b", b)):
+            msg = c.poll(0.2)
+            if msg is not None and not msg.error():
+                seen[name].append((msg.partition(), msg.offset()))
+    pa = {p.partition for p in a.assignment()}
+    pb = {p.partition for p in b.assignment()}
+    a.close()
+    b.close()
+    assert pa and pb, f"both members own partitions: {pa} {pb}"
+    assert pa.isdisjoint(pb) and pa | pb == {0, 1, 2, 3}
+    everything = seen["a"] + seen["b"]
+    assert len(set(everything)) == 400, "every record consumed exactly once across the group"
+
+
+def test_committed_offsets_survive_restart_and_kill(make_broker):
+    broker = make_broker()
+    topic = "commits-" + uuid.uuid4().hex[:6]
+    group = "g-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 2)
+    produce_n(broker.bootstrap, topic, 100, 2)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition(topic, 0, 17), TopicPartition(topic, 1, 23)], asynchronous=False)
+    c.close()
+    for restart in (broker.restart, lambda: (broker.kill9(), broker.start())):
+        restart()
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+        committed = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+        assert [(tp.partition, tp.offset) for tp in committed] == [(0, 17), (1, 23)]
+        c.subscribe([topic])
+        first = {}
+        deadline = time.time() + 30
+        while len(first) < 2 and time.time() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                first.setdefault(msg.partition(), msg.offset())
+        c.close()
+        assert first == {0: 17, 1: 23}, "a restarted consumer resumes right after the committed offsets"
+
+
+def test_kafka_python_group(broker):
+    from kafka import KafkaConsumer
+
+    topic = "kp-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 2)
+    produce_n(broker.bootstrap, topic, 50, 2)
+    consumer = KafkaConsumer(topic, bootstrap_servers=broker.bootstrap, group_id="kp-" + uuid.uuid4().hex[:6], auto_offset_reset="earliest", consumer_timeout_ms=15000)
+    got = []
+    for msg in consumer:
+        got.append(msg.value)
+        if len(got) == 50:
+            break
+    consumer.commit()
+    consumer.close()
+    assert sorted(got) == sorted(f"m{i}".encode() for i in range(50))
