@@ -1,1 +1,102 @@
-//! Runnel client commands.
+//! Runnel's client commands — `topic`, `produce`, `consume` — in the spirit
+//! of kcat and rpk. They speak only the Kafka protocol (through librdkafka),
+//! so they work against any Kafka-compatible broker.
+
+mod consume;
+mod produce;
+mod topic;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rdkafka::config::ClientConfig;
+
+pub use consume::ConsumeArgs;
+pub use produce::ProduceArgs;
+pub use topic::TopicCommand;
+
+/// How long a command waits for the broker before giving up with an error.
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Bootstrap broker(s), HOST:PORT[,HOST:PORT...].
+    #[arg(long = "brokers", short = 'b', env = "RUNNEL_BROKERS", default_value = "127.0.0.1:9092", global = true)]
+    pub brokers: String,
+    /// Extra librdkafka client setting KEY=VALUE (repeatable), e.g. security.protocol=SSL.
+    #[arg(long = "client-config", short = 'X', value_name = "KEY=VALUE", global = true)]
+    pub client_config: Vec<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Produce lines from stdin as records (KEY<SEP>VALUE with --key-separator).
+    Produce(ProduceArgs),
+    /// Consume records and print them to stdout.
+    Consume(ConsumeArgs),
+}
+
+pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
+    match cmd {
+        ClientCommand::Topic(cmd) => topic::run(args, cmd).await,
+        ClientCommand::Produce(p) => produce::run(args, p).await,
+        ClientCommand::Consume(c) => consume::run(args, c).await,
+    }
+}
+
+/// Splits `KEY=VALUE`.
+pub fn parse_key_value(pair: &str) -> Result<(String, String)> {
+    match pair.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => bail!("expected KEY=VALUE, got {pair:?}"),
+    }
+}
+
+/// The librdkafka configuration every command starts from.
+pub fn client_config(args: &ClientArgs) -> Result<ClientConfig> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &args.brokers);
+    config.set("socket.timeout.ms", "10000");
+    config.set("log_level", "3");
+    for pair in &args.client_config {
+        let (k, v) = parse_key_value(pair).context("--client-config")?;
+        config.set(k, v);
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct TestCli {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: ClientCommand,
+    }
+
+    #[test]
+    fn parses_the_documented_commands() {
+        let cli = TestCli::parse_from(["runnel", "-b", "h:1", "topic", "create", "orders", "--partitions", "6", "--config", "retention.ms=1"]);
+        assert_eq!(cli.client.brokers, "h:1");
+        assert!(matches!(cli.command, ClientCommand::Topic(TopicCommand::Create { ref name, partitions: 6, .. }) if name == "orders"));
+        let cli = TestCli::parse_from(["runnel", "produce", "t", "--key-separator", ":", "--acks", "1"]);
+        assert!(matches!(cli.command, ClientCommand::Produce(ref p) if p.key_separator.as_deref() == Some(":")));
+        let cli = TestCli::parse_from(["runnel", "consume", "t", "--from-beginning", "--group", "g", "--max-messages", "3"]);
+        assert!(matches!(cli.command, ClientCommand::Consume(ref c) if c.from_beginning && c.max_messages == Some(3)));
+    }
+
+    #[test]
+    fn key_value_pairs() {
+        assert_eq!(parse_key_value("a=b=c").unwrap(), ("a".to_string(), "b=c".to_string()));
+        assert!(parse_key_value("novalue").is_err());
+        assert!(parse_key_value("=x").is_err());
+    }
+}

@@ -13,6 +13,8 @@ static ALLOCATOR: runnel_broker::alloc_guard::GuardedAllocator = runnel_broker::
 #[derive(Parser, Debug)]
 #[command(name = "runnel", version, about = "A Kafka-compatible event-streaming broker and its CLI")]
 struct Cli {
+    #[command(flatten)]
+    client: runnel_cli::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -21,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a broker (Kafka protocol) on this machine.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(runnel_cli::ClientCommand),
 }
 
 #[derive(clap::Args, Debug)]
@@ -93,7 +97,9 @@ async fn wait_for_shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if matches!(cli.command, Command::Serve(_)) {
+        init_tracing();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -104,6 +110,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Client(cmd) => runnel_cli::run(&cli.client, cmd).await,
         }
     });
     match result {

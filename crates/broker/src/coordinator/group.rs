@@ -312,6 +312,7 @@ impl Group {
             self.leader = self.members.values().min_by_key(|m| m.join_order).map(|m| m.id.clone());
         }
         self.state = GroupState::CompletingRebalance;
+        tracing::debug!(group = %self.id, generation = self.generation, members = self.members.len(), "rebalance completed");
         let leader = self.leader.clone().unwrap_or_default();
         let protocol = self.protocol_name.clone().unwrap_or_default();
         let all: Vec<(String, Option<String>, Bytes)> = self
@@ -484,11 +485,12 @@ impl Group {
     /// Session expiry, pending-member expiry and rebalance deadlines.
     pub fn tick(&mut self, now: Instant) {
         self.pending_members.retain(|_, expiry| *expiry > now);
-        if matches!(self.state, GroupState::Stable | GroupState::CompletingRebalance) {
+        if matches!(self.state, GroupState::Stable | GroupState::CompletingRebalance | GroupState::PreparingRebalance) {
+            // A member waiting in JoinGroup is alive; any other member must keep heartbeating.
             let expired: Vec<String> = self
                 .members
                 .values()
-                .filter(|m| now.duration_since(m.last_heartbeat) > m.session_timeout)
+                .filter(|m| m.join_waiter.is_none() && now.duration_since(m.last_heartbeat) > m.session_timeout)
                 .map(|m| m.id.clone())
                 .collect();
             for id in expired {

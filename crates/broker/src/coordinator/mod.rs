@@ -147,6 +147,7 @@ impl GroupCoordinator {
             .iter()
             .map(|(member_id, instance)| match group.resolve_member(member_id, instance.as_deref()) {
                 Some(id) => {
+                    tracing::debug!(group = group_id, member = %id, "member left");
                     group.remove_member(&id, Instant::now());
                     Ok(())
                 }
