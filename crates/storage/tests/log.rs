@@ -1,0 +1,336 @@
+//! Log behaviour: append/read/roll/recover/truncate/retention, as unit tests
+//! and as a property test against a simple in-memory model.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use runnel_storage::batch::{crc32c, validate_batches, BatchHeader};
+use runnel_storage::{Log, LogConfig, StorageError, TimestampType};
+
+/// Builds a valid, uncompressed magic-v2 batch of `values` (base offset 0).
+fn batch(values: &[Vec<u8>], timestamp: i64) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            let byte = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut records = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let mut body = vec![0u8]; // attributes
+        varint(&mut body, i as i64); // timestamp delta
+        varint(&mut body, i as i64); // offset delta
+        varint(&mut body, -1); // null key
+        varint(&mut body, value.len() as i64);
+        body.extend_from_slice(value);
+        varint(&mut body, 0); // no headers
+        varint(&mut records, body.len() as i64);
+        records.extend_from_slice(&body);
+    }
+    let count = values.len() as i32;
+    let mut b = Vec::new();
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc placeholder
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(count - 1).to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&(timestamp + count as i64 - 1).to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+fn values(n: usize, tag: u8) -> Vec<Vec<u8>> {
+    (0..n).map(|i| vec![tag; 10 + i]).collect()
+}
+
+fn append(log: &mut Log, n: usize, ts: i64) -> (i64, i64) {
+    let mut b = batch(&values(n, 7), ts);
+    validate_batches(&b, usize::MAX).expect("test batches are valid");
+    let info = log.append(&mut b, 0, ts).unwrap();
+    (info.first_offset, info.last_offset)
+}
+
+/// Base offsets of the batches a read starting at `offset` returns.
+fn read_batches(log: &Log, offset: i64, max_bytes: usize) -> Vec<BatchHeader> {
+    let bytes = log.read_plan(offset, log.log_end_offset(), max_bytes, true).unwrap().read().unwrap();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let h = BatchHeader::parse(&bytes[pos..]).unwrap();
+        pos += h.total_size();
+        out.push(h);
+    }
+    assert_eq!(pos, bytes.len(), "reads return whole batches");
+    out
+}
+
+fn small_segments() -> LogConfig {
+    LogConfig { segment_bytes: 600, index_interval_bytes: 100, ..LogConfig::default() }
+}
+
+#[test]
+fn offsets_are_dense_across_rolls_and_reads_find_the_containing_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    let mut expected = 0;
+    for i in 0..40 {
+        let (first, last) = append(&mut log, 1 + i % 4, 1_000 + i as i64);
+        assert_eq!(first, expected);
+        expected = last + 1;
+    }
+    assert!(log.segment_count() > 3, "small segments roll");
+    assert_eq!(log.log_end_offset(), expected);
+    for offset in 0..expected {
+        let first = read_batches(&log, offset, 1)[0];
+        assert!(first.base_offset <= offset && offset <= first.last_offset(), "offset {offset} in {first:?}");
+    }
+    assert!(read_batches(&log, expected, 1000).is_empty());
+    assert!(matches!(log.read_plan(expected + 1, i64::MAX, 10, true), Err(StorageError::OffsetOutOfRange { .. })));
+}
+
+#[test]
+fn reopen_after_close_and_after_crash_keeps_everything_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = Log::open(dir.path(), small_segments()).unwrap();
+        for i in 0..20 {
+            append(&mut log, 3, i);
+        }
+        log.close().unwrap();
+    }
+    {
+        let mut log = Log::open(dir.path(), small_segments()).unwrap();
+        assert_eq!(log.log_end_offset(), 60);
+        append(&mut log, 2, 100);
+        log.flush().unwrap();
+        // Dropped without close: a crash.
+    }
+    let log = Log::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(log.log_end_offset(), 62);
+    assert_eq!(read_batches(&log, 61, 1)[0].base_offset, 60);
+}
+
+#[test]
+fn torn_and_corrupt_tails_are_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        for i in 0..5 {
+            append(&mut log, 2, i);
+        }
+    }
+    let segment = dir.path().join("00000000000000000000.log");
+    let good_len = std::fs::metadata(&segment).unwrap().len();
+    // A half-written batch at the end.
+    let extra = batch(&values(3, 9), 50);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes.extend_from_slice(&extra[..extra.len() / 2]);
+    std::fs::write(&segment, &bytes).unwrap();
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.log_end_offset(), 10);
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), good_len);
+    drop(log);
+    // A flipped byte inside the last batch: CRC catches it, the batch goes.
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0x55;
+    std::fs::write(&segment, &bytes).unwrap();
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.log_end_offset(), 8);
+}
+
+#[test]
+fn retention_by_time_and_size_and_delete_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_segments();
+    config.retention_ms = 10_000;
+    let mut log = Log::open(dir.path(), config.clone()).unwrap();
+    for i in 0..30 {
+        append(&mut log, 2, 1_000 + i);
+    }
+    let before = log.segment_count();
+    // Everything is older than retention: all segments go, the end offset stays.
+    let outcome = log.enforce_retention(100_000).unwrap();
+    assert!(outcome.segments_deleted >= before - 1);
+    assert_eq!(log.log_start_offset(), 60);
+    assert_eq!(log.log_end_offset(), 60);
+    append(&mut log, 1, 200_000);
+    assert_eq!(log.log_end_offset(), 61);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_segments();
+    config.retention_bytes = 1_200;
+    let mut log = Log::open(dir.path(), config).unwrap();
+    for i in 0..40 {
+        append(&mut log, 2, i);
+    }
+    log.enforce_retention(0).unwrap();
+    assert!(log.size_bytes() < 1_200 + 600, "size retention keeps about retention.bytes");
+    assert!(log.log_start_offset() > 0);
+
+    let start = log.log_start_offset();
+    let new_start = log.delete_records_before(start + 5).unwrap();
+    assert_eq!(new_start, start + 5);
+    assert!(matches!(log.read_plan(start, i64::MAX, 100, true), Err(StorageError::OffsetOutOfRange { .. })));
+    drop(log);
+}
+
+#[test]
+fn log_append_time_and_timestamp_lookup() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { timestamp_type: TimestampType::LogAppendTime, ..LogConfig::default() };
+    let mut log = Log::open(dir.path(), config).unwrap();
+    let mut b = batch(&values(2, 1), 5);
+    let info = log.append(&mut b, 0, 777_000).unwrap();
+    assert_eq!(info.log_append_time, 777_000);
+    let stored = read_batches(&log, 0, 1000)[0];
+    assert!(stored.is_log_append_time());
+    assert_eq!(stored.max_timestamp, 777_000);
+    validate_batches(&{
+        let mut copy = log.read_plan(0, 10, 1000, true).unwrap().read().unwrap().to_vec();
+        copy[0..8].copy_from_slice(&0i64.to_be_bytes());
+        copy
+    }, usize::MAX)
+    .expect("CRC was recomputed after stamping LogAppendTime");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    append(&mut log, 4, 1_000); // timestamps 1000..1003
+    append(&mut log, 4, 2_000); // 2000..2003
+    assert_eq!(log.offset_for_timestamp(1_002).unwrap(), Some((2, 1_002)));
+    assert_eq!(log.offset_for_timestamp(1_500).unwrap(), Some((4, 2_000)));
+    assert_eq!(log.offset_for_timestamp(9_999).unwrap(), None);
+    assert_eq!(log.max_timestamp_and_offset().unwrap(), Some((7, 2_003)));
+}
+
+#[test]
+fn group_commit_sync_jobs_cover_appends_and_survive_rolls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    assert!(log.sync_job().is_none());
+    append(&mut log, 2, 1);
+    let job = log.sync_job().expect("unsynced data");
+    assert_eq!(job.up_to_offset, 2);
+    for i in 0..20 {
+        append(&mut log, 2, i);
+    }
+    job.run().unwrap();
+    log.mark_synced(job.up_to_offset);
+    assert!(log.durable_offset() >= 2);
+    let job = log.sync_job().unwrap();
+    job.run().unwrap();
+    log.mark_synced(job.up_to_offset);
+    log.mark_synced(1); // an older job finishing late never moves durability back
+    assert_eq!(log.durable_offset(), log.log_end_offset());
+}
+
+#[test]
+fn truncate_to_cuts_at_a_batch_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    for i in 0..30 {
+        append(&mut log, 3, i);
+    }
+    log.truncate_to(31).unwrap();
+    assert_eq!(log.log_end_offset(), 30, "offset 31 is inside the batch 30..32");
+    let (first, _) = append(&mut log, 1, 99);
+    assert_eq!(first, 30);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(usize),
+    Read(u16),
+    Reopen { crash: bool },
+    DeleteRecords(u16),
+    Retention,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1usize..6).prop_map(Op::Append),
+        3 => any::<u16>().prop_map(Op::Read),
+        1 => any::<bool>().prop_map(|crash| Op::Reopen { crash }),
+        1 => any::<u16>().prop_map(Op::DeleteRecords),
+        1 => Just(Op::Retention),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Against a model (offset → record count of its batch): offsets stay
+    /// dense, reads return whole batches covering the requested offset, and
+    /// nothing flushed is lost across clean or crash reopens.
+    #[test]
+    fn log_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { segment_bytes: 400, index_interval_bytes: 64, retention_bytes: 2_000, ..LogConfig::default() };
+        let mut log = Log::open(dir.path(), config.clone()).unwrap();
+        let mut batches: BTreeMap<i64, i64> = BTreeMap::new(); // base → last
+        let mut start = 0i64;
+        let mut end = 0i64;
+        for op in ops {
+            match op {
+                Op::Append(n) => {
+                    let (first, last) = append(&mut log, n, end);
+                    prop_assert_eq!(first, end);
+                    prop_assert_eq!(last, end + n as i64 - 1);
+                    batches.insert(first, last);
+                    end = last + 1;
+                }
+                Op::Read(r) => {
+                    if end > start {
+                        let offset = start + (r as i64 % (end - start));
+                        let got = read_batches(&log, offset, 200);
+                        prop_assert!(!got.is_empty());
+                        prop_assert!(got[0].base_offset <= offset && offset <= got[0].last_offset());
+                        for h in &got {
+                            prop_assert_eq!(batches.get(&h.base_offset), Some(&h.last_offset()));
+                        }
+                    }
+                }
+                Op::Reopen { crash } => {
+                    if crash {
+                        log.flush().unwrap();
+                        drop(log);
+                    } else {
+                        log.close().unwrap();
+                        drop(log);
+                    }
+                    log = Log::open(dir.path(), config.clone()).unwrap();
+                    prop_assert_eq!(log.log_end_offset(), end);
+                    prop_assert_eq!(log.log_start_offset(), start);
+                }
+                Op::DeleteRecords(d) => {
+                    if end > start {
+                        let target = start + (d as i64 % (end - start + 1));
+                        start = log.delete_records_before(target).unwrap();
+                        prop_assert_eq!(start, target);
+                    }
+                }
+                Op::Retention => {
+                    log.enforce_retention(0).unwrap();
+                    prop_assert!(log.log_start_offset() >= start);
+                    start = log.log_start_offset();
+                    prop_assert_eq!(log.log_end_offset(), end);
+                }
+            }
+        }
+    }
+}
