@@ -10,7 +10,7 @@ use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterC
 use kafka_protocol::protocol::StrBytes;
 use runnel_storage::config::{topic_config_defs, ConfigKind};
 
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::alter_configs::alter_resource;
 use super::{Reply, RequestContext};
 use crate::error::ApiError;
 use crate::Broker;
@@ -71,29 +71,18 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: Incrementa
         req.resources
             .into_iter()
             .map(|r| {
-                let outcome = match r.resource_type {
-                    RESOURCE_TOPIC => match broker.replicas.topic(&r.resource_name) {
-                        None => Err(ApiError::new(ResponseError::UnknownTopicOrPartition, format!("Topic '{}' does not exist.", r.resource_name))),
-                        Some(topic) => {
-                            let mut overrides = topic.config_overrides();
-                            let effective = broker.replicas.effective_log_config(&topic);
-                            let mut result = Ok(());
-                            for c in &r.configs {
-                                let current = |n: &str| effective.as_ref().ok().and_then(|e| e.value_of(n));
-                                if let Err(e) = apply_op(&mut overrides, &c.name, c.config_operation, c.value.as_deref(), current) {
-                                    result = Err(e);
-                                    break;
-                                }
-                            }
-                            result.and_then(|()| broker.replicas.set_topic_configs(&r.resource_name, overrides, validate_only))
-                        }
-                    },
-                    RESOURCE_BROKER => Err(ApiError::new(
-                        ResponseError::InvalidRequest,
-                        "Runnel's broker configs are static: set them with --set or --config and restart",
-                    )),
-                    other => Err(ApiError::new(ResponseError::InvalidRequest, format!("Unsupported resource type {other}"))),
-                };
+                let outcome = alter_resource(r.resource_type, || {
+                    let topic = broker.replicas.topic(&r.resource_name).ok_or_else(|| {
+                        ApiError::new(ResponseError::UnknownTopicOrPartition, format!("Topic '{}' does not exist.", r.resource_name))
+                    })?;
+                    let mut overrides = topic.config_overrides();
+                    let effective = broker.replicas.effective_log_config(&topic);
+                    for c in &r.configs {
+                        let current = |n: &str| effective.as_ref().ok().and_then(|e| e.value_of(n));
+                        apply_op(&mut overrides, &c.name, c.config_operation, c.value.as_deref(), current)?;
+                    }
+                    broker.replicas.set_topic_configs(&r.resource_name, overrides, validate_only)
+                });
                 let response = AlterConfigsResourceResponse::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name);
                 match outcome {
                     Ok(()) => response,
