@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 venv="$root/.venv"
 step() { printf '\n=== %s\n' "$*"; }
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
 
 step "dependencies"
 if ! command -v javac >/dev/null 2>&1; then
@@ -22,12 +24,13 @@ step "build (release)"
 cargo build --release --workspace --locked
 
 step "Rust unit, property and wire tests"
-cargo test --release --workspace --locked
+cargo test --release --workspace --locked 2>&1 | tee "$logs/cargo.log"
+rust_passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$logs/cargo.log" | awk '{s += $4} END {print s + 0}')
 
 step "black-box tests with real Kafka clients"
 set +e
-"$venv/bin/python" -m pytest tests/python -q -ra --timeout=180 -p no:cacheprovider
-status=$?
+"$venv/bin/python" -m pytest tests/python -q -ra --timeout=180 -p no:cacheprovider 2>&1 | tee "$logs/pytest.log"
+status=${PIPESTATUS[0]}
 set -e
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure" >&2
@@ -36,11 +39,16 @@ elif [ "$status" -ne 0 ]; then
   exit "$status"
 fi
 
+py_passed=$(grep -Eo '[0-9]+ passed' "$logs/pytest.log" | tail -n 1 | awk '{print $1 + 0}')
+
 step "shared acceptance: the seed talk's example"
 shared="$root/../shared"
-if [ -x "$shared/acceptance/run.sh" ] || [ -f "$shared/acceptance/run.sh" ]; then
+acceptance_passed=0
+if [ -f "$shared/acceptance/run.sh" ]; then
   "$venv/bin/python" tests/run_with_broker.py -- bash "$shared/acceptance/run.sh" '{bootstrap}'
+  acceptance_passed=1
 else
   echo "no shared acceptance scripts at $shared (skipped)"
 fi
-step "all tests passed"
+step "all tests passed (Rust $rust_passed, black-box $py_passed, acceptance $acceptance_passed)"
+echo "total: $((rust_passed + py_passed + acceptance_passed)) passed, 0 failed"
