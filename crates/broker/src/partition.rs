@@ -46,13 +46,21 @@ pub struct PartitionOffsets {
 
 impl Partition {
     /// Wraps an opened log and starts its flusher (needs a tokio runtime).
+    /// Idempotent producers' sequences are rebuilt from the batch headers of
+    /// the active segment, so a retry that spans a restart is still detected.
     pub fn new(topic: Arc<str>, index: i32, log: Log) -> Arc<Partition> {
         let end = log.log_end_offset();
         let durable = log.durable_offset();
+        let mut producers = ProducerStates::default();
+        let scan_from = log.active_segment_base().max(log.log_start_offset());
+        if let Err(e) = runnel_storage::log::for_each_batch(&log, scan_from, |h| producers.record(h, h.base_offset)) {
+            tracing::warn!(%topic, partition = index, error = %e, "could not rebuild producer state; sequences restart");
+            producers = ProducerStates::default();
+        }
         let partition = Arc::new(Partition {
             topic,
             index,
-            producers: Mutex::new(ProducerStates::default()),
+            producers: Mutex::new(producers),
             log: Mutex::new(log),
             high_watermark: watch::Sender::new(end),
             durable: watch::Sender::new(durable),

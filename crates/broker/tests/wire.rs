@@ -271,3 +271,55 @@ async fn acknowledged_records_survive_restart() {
     broker.shutdown().await;
 }
 
+
+fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, values: &[&str]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: base_sequence + i as i32,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(Bytes::from(v.to_string())),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    buf.freeze()
+}
+
+#[tokio::test]
+async fn idempotent_retries_are_deduplicated_even_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.local_addr).await;
+    create_topic(&mut client, "idem").await;
+    let first = idempotent_batch(42, 0, 0, &["a", "b"]);
+    let resp = client.request(9, &produce_request("idem", -1, first.clone())).await;
+    assert_eq!(resp.responses[0].partition_responses[0].base_offset, 0);
+    // The same batch again (a retry): same offsets, nothing appended.
+    let resp = client.request(9, &produce_request("idem", -1, first.clone())).await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(resp.responses[0].partition_responses[0].base_offset, 0);
+    // A gap in the sequence is refused.
+    let resp = client.request(9, &produce_request("idem", -1, idempotent_batch(42, 0, 5, &["x"]))).await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+    drop(client);
+    broker.shutdown().await;
+    let broker = start_broker(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.local_addr).await;
+    let resp = client.request(9, &produce_request("idem", -1, first)).await;
+    assert_eq!(resp.responses[0].partition_responses[0].base_offset, 0, "the retry is recognised after the restart");
+    let resp = client.request(12, &fetch_request("idem", 0, 0)).await;
+    assert_eq!(resp.responses[0].partitions[0].high_watermark, 2);
+    broker.shutdown().await;
+}

@@ -469,6 +469,11 @@ impl Log {
         Ok(())
     }
 
+    /// Base offset of the active segment (where recovery-time scans start).
+    pub fn active_segment_base(&self) -> i64 {
+        self.active().base_offset
+    }
+
     /// Bytes on disk across all segments.
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.size).sum()
