@@ -43,7 +43,8 @@ fn disk_fsync(block: usize, writes: usize) -> Result<Row> {
 fn loopback_iperf3(seconds: u64) -> Result<Row> {
     let port = free_port()?;
     let mut server = Command::new("iperf3")
-        .args(["-s", "-1", "-B", "127.0.0.1", "-p", &port.to_string()])
+        // Not one-shot (-1): the readiness probe below would use up its only session.
+        .args(["-s", "-B", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
