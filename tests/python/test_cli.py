@@ -59,3 +59,37 @@ def test_unreachable_broker_is_a_clear_error():
     proc = cli(Nowhere, "topic", "list", check=False)
     assert proc.returncode != 0
     assert b"cannot reach the broker at 127.0.0.1:1" in proc.stderr
+
+
+def test_group_commands(broker):
+    import time
+
+    name = "cli-" + uuid.uuid4().hex[:6]
+    group = "cli-grp-" + uuid.uuid4().hex[:6]
+    cli(broker, "topic", "create", name, "--partitions", "2")
+    cli(broker, "produce", name, "--partition", "0", stdin=b"".join(b"r%d\n" % i for i in range(6)))
+    cli(broker, "consume", name, "--from-beginning", "--group", group, "-n", "4", "--timeout-ms", "15000")
+    assert f"{group}\tEmpty" in cli(broker, "group", "list").stdout.decode().splitlines()
+    described = cli(broker, "group", "describe", group).stdout.decode()
+    assert f"{name}\t0\t4\t6\t2" in described, described
+    # While a member is active, resetting is refused.
+    member = subprocess.Popen([RUNNEL, "--brokers", broker.bootstrap, "consume", name, "--group", group, "--timeout-ms", "8000"], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 15
+        while time.time() < deadline and "Stable" not in cli(broker, "group", "describe", group).stdout.decode():
+            time.sleep(0.3)
+        refused = cli(broker, "group", "reset-offsets", group, "--topic", name, "--to-earliest", check=False)
+        assert refused.returncode != 0 and b"active member" in refused.stderr
+    finally:
+        member.terminate()
+        member.wait(20)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        reset = cli(broker, "group", "reset-offsets", group, "--topic", name, "--to-earliest", check=False)
+        if reset.returncode == 0:
+            break
+        time.sleep(0.5)
+    assert reset.returncode == 0, reset.stderr
+    assert f"{name}\t0\t0\t6\t6" in cli(broker, "group", "describe", group).stdout.decode()
+    cli(broker, "group", "delete", group)
+    assert group not in cli(broker, "group", "list").stdout.decode()

@@ -1,6 +1,8 @@
 //! `runnel consume TOPIC`: prints records as text or JSON lines.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -125,11 +127,35 @@ pub async fn run(args: &ClientArgs, c: ConsumeArgs) -> Result<()> {
         }
         consumer.assign(&list).context("assigning partitions")?;
     }
+    // Ctrl-C / SIGTERM end the loop, so the group gets our commit and a LeaveGroup instead of a session timeout.
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let term = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term => {}
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut count = 0u64;
     let mut last_record = Instant::now();
     loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         if c.max_messages.is_some_and(|max| count >= max) {
             break;
         }

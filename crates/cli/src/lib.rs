@@ -3,6 +3,7 @@
 //! so they work against any Kafka-compatible broker.
 
 mod consume;
+mod group;
 mod produce;
 mod topic;
 
@@ -12,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use rdkafka::config::ClientConfig;
 
 pub use consume::ConsumeArgs;
+pub use group::GroupCommand;
 pub use produce::ProduceArgs;
 pub use topic::TopicCommand;
 
@@ -37,6 +39,9 @@ pub enum ClientCommand {
     Produce(ProduceArgs),
     /// Consume records and print them to stdout.
     Consume(ConsumeArgs),
+    /// List, describe, delete consumer groups and reset their offsets.
+    #[command(subcommand)]
+    Group(GroupCommand),
 }
 
 pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
@@ -44,6 +49,7 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
         ClientCommand::Topic(cmd) => topic::run(args, cmd).await,
         ClientCommand::Produce(p) => produce::run(args, p).await,
         ClientCommand::Consume(c) => consume::run(args, c).await,
+        ClientCommand::Group(g) => group::run(args, g).await,
     }
 }
 

@@ -99,6 +99,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Serve(_)) {
         init_tracing();
+    } else {
+        // A client command piped into `head` should stop quietly, as Unix tools do.
+        // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
