@@ -100,3 +100,44 @@ def test_kafka_python_group(broker):
     consumer.commit()
     consumer.close()
     assert sorted(got) == sorted(f"m{i}".encode() for i in range(50))
+
+
+def test_group_admin_apis(broker):
+    """List/describe groups and list/alter/delete their offsets through both admin clients."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from kafka import TopicPartition as KTP
+    from kafka.admin import KafkaAdminClient
+
+    topic = "adm-" + uuid.uuid4().hex[:6]
+    group = "adm-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 2)
+    produce_n(broker.bootstrap, topic, 20, 2)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition(topic, 0, 5), TopicPartition(topic, 1, 7)], asynchronous=False)
+    c.close()
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    listed = admin.list_consumer_groups().result(10)
+    assert group in {g.group_id for g in listed.valid}
+    offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(10)
+    assert sorted((tp.partition, tp.offset) for tp in offsets.topic_partitions) == [(0, 5), (1, 7)]
+    admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 0, 9)])])[group].result(10)
+    described = admin.describe_consumer_groups([group])[group].result(10)
+    assert described.group_id == group and not described.members
+
+    kadmin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    result = kadmin.delete_group_offsets(group, [KTP(topic, 0)])
+    assert [e.__name__ for e in result.values()] == ["NoError"]
+    remaining = kadmin.list_group_offsets(group)[group]  # multi-group OffsetFetch (v8+)
+    assert {(tp.partition, o.offset) for tp, o in remaining.items()} == {(1, 7)}
+
+    # With an active member subscribed to the topic, its offsets are protected.
+    member = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest"})
+    member.subscribe([topic])
+    deadline = time.time() + 20
+    while time.time() < deadline and not member.assignment():
+        member.poll(0.2)
+    result = kadmin.delete_group_offsets(group, [KTP(topic, 1)])
+    assert [e.__name__ for e in result.values()] == ["GroupSubscribedToTopicError"]
+    member.close()
+    kadmin.close()

@@ -41,6 +41,7 @@ pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
@@ -67,6 +68,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::CreatePartitions, 0, 3),
@@ -206,6 +208,7 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::ListGroups => dispatch!(m::ListGroupsRequest, list_groups::handle),
         ApiKey::DescribeGroups => dispatch!(m::DescribeGroupsRequest, describe_groups::handle),
         ApiKey::DeleteGroups => dispatch!(m::DeleteGroupsRequest, delete_groups::handle),
+        ApiKey::OffsetDelete => dispatch!(m::OffsetDeleteRequest, offset_delete::handle),
         ApiKey::CreateTopics => dispatch!(m::CreateTopicsRequest, create_topics::handle),
         ApiKey::DeleteTopics => dispatch!(m::DeleteTopicsRequest, delete_topics::handle),
         ApiKey::CreatePartitions => dispatch!(m::CreatePartitionsRequest, create_partitions::handle),

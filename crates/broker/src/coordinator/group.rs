@@ -501,6 +501,20 @@ impl Group {
         self.try_complete_join(now);
     }
 
+    /// Topics the members subscribe to, read from their consumer-protocol
+    /// subscriptions; None when the group does not use the consumer protocol.
+    pub fn subscribed_topics(&self) -> Option<std::collections::HashSet<String>> {
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        let mut topics = std::collections::HashSet::new();
+        for member in self.members.values() {
+            topics.extend(subscription_topics(&member.metadata_for(&protocol)));
+        }
+        Some(topics)
+    }
+
     /// Whether offsets may be committed by this member/generation. A
     /// generation of -1 with no member is a consumer outside the group
     /// protocol (assign()), allowed while the group has no members.
@@ -514,6 +528,23 @@ impl Group {
         }
         Ok(())
     }
+}
+
+/// Topics of a consumer-protocol subscription (version i16, then an array of
+/// i16-length strings); stops quietly at anything malformed.
+pub fn subscription_topics(metadata: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(rest) = metadata.get(2..) else { return out };
+    let Some(count) = rest.get(..4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])) else { return out };
+    let mut pos = 4usize;
+    for _ in 0..count.max(0) {
+        let Some(len) = rest.get(pos..pos + 2).map(|b| i16::from_be_bytes([b[0], b[1]])) else { break };
+        pos += 2;
+        let Some(name) = rest.get(pos..pos + len.max(0) as usize) else { break };
+        out.push(String::from_utf8_lossy(name).into_owned());
+        pos += len.max(0) as usize;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -631,6 +662,13 @@ mod tests {
         assert!(ra.try_recv().is_err());
         g.tick(now + Duration::from_secs(3));
         assert_eq!(ra.try_recv().unwrap().generation, 1);
+    }
+
+    #[test]
+    fn subscriptions_are_read_from_member_metadata() {
+        let metadata = [0u8, 1, 0, 0, 0, 2, 0, 1, b'a', 0, 2, b'b', b'c', 0, 0, 0, 0];
+        assert_eq!(subscription_topics(&metadata), vec!["a".to_string(), "bc".to_string()]);
+        assert!(subscription_topics(&[0, 1, 0, 0, 0, 9, 0]).is_empty());
     }
 
     #[test]

@@ -212,6 +212,42 @@ impl GroupCoordinator {
         f(groups.get(group_id))
     }
 
+    /// OffsetDelete: removes committed offsets of partitions the group does
+    /// not subscribe to (all of them when the group has no members).
+    /// Per-partition results, or a group-level error.
+    pub async fn delete_offsets(&self, group_id: &str, partitions: &[(String, i32)]) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        let subscribed = {
+            let groups = self.groups.lock();
+            let group = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
+            if group.members.is_empty() {
+                std::collections::HashSet::new()
+            } else {
+                group.subscribed_topics().ok_or(ResponseError::NonEmptyGroup)?
+            }
+        };
+        let results: Vec<Option<ResponseError>> = partitions
+            .iter()
+            .map(|(topic, _)| subscribed.contains(topic).then_some(ResponseError::GroupSubscribedToTopic))
+            .collect();
+        let doomed: Vec<OffsetKey> = partitions
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_none())
+            .map(|((topic, partition), _)| OffsetKey { group: group_id.to_string(), topic: topic.clone(), partition: *partition })
+            .filter(|k| self.offsets.lock().contains_key(k))
+            .collect();
+        if !doomed.is_empty() {
+            let partition = self.offsets_partition(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
+            let tombstones: Vec<(OffsetKey, Option<CommittedOffset>)> = doomed.iter().map(|k| (k.clone(), None)).collect();
+            offsets::append(&partition, &tombstones).await?;
+            let mut cache = self.offsets.lock();
+            for key in doomed {
+                cache.remove(&key);
+            }
+        }
+        Ok(results)
+    }
+
     /// Deletes an empty group and its offsets (tombstones in `__consumer_offsets`).
     pub async fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
         {
