@@ -45,7 +45,8 @@ def test_two_consumers_share_partitions(broker):
     b.subscribe([topic])
     seen = {"a": [], "b": []}
     deadline = time.time() + 60
-    while len(seen["a"]) + len(seen["b"]) < 400 and time.time() < deadline:
+    # A rebalance may redeliver records consumed after the last commit (at-least-once), so wait for 400 distinct.
+    while len(set(seen["a"]) | set(seen["b"])) < 400 and time.time() < deadline:
         for name, c in (("a", a), ("b", b)):
             msg = c.poll(0.2)
             if msg is not None and not msg.error():
@@ -57,7 +58,8 @@ def test_two_consumers_share_partitions(broker):
     assert pa and pb, f"both members own partitions: {pa} {pb}"
     assert pa.isdisjoint(pb) and pa | pb == {0, 1, 2, 3}
     everything = seen["a"] + seen["b"]
-    assert len(set(everything)) == 400, "every record consumed exactly once across the group"
+    assert len(set(everything)) == 400, "every record consumed across the group"
+    assert len(everything) - 400 <= 20, f"{len(everything) - 400} records redelivered: commits on revocation were lost"
 
 
 def test_committed_offsets_survive_restart_and_kill(make_broker):

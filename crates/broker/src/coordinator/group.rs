@@ -515,15 +515,17 @@ impl Group {
         Some(topics)
     }
 
-    /// Whether offsets may be committed by this member/generation. A
-    /// generation of -1 with no member is a consumer outside the group
-    /// protocol (assign()), allowed while the group has no members.
+    /// Whether offsets may be committed by this member/generation, as in
+    /// Kafka's classic groups. A generation of -1 with no member is a consumer
+    /// outside the group protocol (assign()), allowed while the group has no members.
     pub fn validate_commit(&self, member_id: &str, generation: i32) -> Result<(), ResponseError> {
         if generation < 0 && member_id.is_empty() {
             return if self.members.is_empty() { Ok(()) } else { Err(ResponseError::IllegalGeneration) };
         }
         self.check_member(member_id, generation)?;
-        if self.state == GroupState::PreparingRebalance {
+        // Members commit while a rebalance is being prepared (that is how they commit
+        // on revocation); only between the join and the assignment are commits refused.
+        if self.state == GroupState::CompletingRebalance {
             return Err(ResponseError::RebalanceInProgress);
         }
         Ok(())
@@ -634,6 +636,7 @@ mod tests {
         assert!(!g.members.contains_key(&b), "b stopped heartbeating");
         assert_eq!(g.state, GroupState::PreparingRebalance);
         assert_eq!(g.heartbeat(&a, 1, expired), Err(ResponseError::RebalanceInProgress));
+        assert_eq!(g.validate_commit(&a, 1), Ok(()), "commits on revocation are accepted while preparing");
         let mut ra = joined(g.join(join_req(&a), expired, Duration::ZERO));
         let o = ra.try_recv().unwrap();
         assert_eq!((o.generation, o.members.len()), (2, 1));
