@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -126,7 +126,6 @@ async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin), max: usize) -> Res
     Ok(Some(buf.freeze()))
 }
 
-use bytes::BufMut;
 
 #[cfg(test)]
 mod tests {

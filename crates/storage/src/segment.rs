@@ -272,9 +272,14 @@ impl Segment {
         }
         let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
         let start = self.offset_index.lookup(rel) as u64;
+        self.first_batch_from(start, |header| header.last_offset() >= offset)
+    }
+
+    /// The first batch at or after `position` that satisfies `wanted`.
+    fn first_batch_from(&self, position: u64, wanted: impl Fn(&BatchHeader) -> bool) -> Result<Option<(u64, BatchHeader)>> {
         let mut found = None;
-        self.walk(start, |pos, header| {
-            if header.last_offset() >= offset {
+        self.walk(position, |pos, header| {
+            if wanted(header) {
                 found = Some((pos, *header));
                 Walk::Stop
             } else {
@@ -310,16 +315,7 @@ impl Segment {
         }
         let rel = self.time_index.scan_start(timestamp);
         let start = self.offset_index.lookup(rel) as u64;
-        let mut found = None;
-        self.walk(start, |pos, header| {
-            if header.max_timestamp >= timestamp {
-                found = Some((pos, *header));
-                Walk::Stop
-            } else {
-                Walk::Continue
-            }
-        })?;
-        Ok(found)
+        self.first_batch_from(start, |header| header.max_timestamp >= timestamp)
     }
 
     pub fn read_bytes(&self, position: u64, len: usize) -> Result<Vec<u8>> {
