@@ -25,13 +25,15 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * The official Java client against Runnel: AdminClient creates a topic, the
  * default (idempotent, acks=all) producer writes keyed records, and a
  * KafkaConsumer in a group reads them back and commits. Exits non-zero on any
- * mismatch. Usage: RoundTrip BOOTSTRAP TOPIC COUNT
+ * mismatch. Usage: RoundTrip BOOTSTRAP TOPIC COUNT [GROUP_PROTOCOL]
+ * (GROUP_PROTOCOL: classic, the default, or consumer for KIP-848).
  */
 public class RoundTrip {
     public static void main(String[] args) throws Exception {
         String bootstrap = args[0];
         String topic = args[1];
         int count = Integer.parseInt(args[2]);
+        String groupProtocol = args.length > 3 ? args[3] : "classic";
         int partitions = 3;
 
         Properties adminProps = new Properties();
@@ -66,6 +68,7 @@ public class RoundTrip {
         consumerProps.put(ConsumerConfig.GROUP_ID_CONFIG, "java-" + topic);
         consumerProps.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         consumerProps.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        consumerProps.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, groupProtocol);
         consumerProps.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         consumerProps.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         List<String> received = new ArrayList<>();
@@ -91,7 +94,7 @@ public class RoundTrip {
         if (!sortedSent.equals(sortedReceived)) {
             fail("received " + received.size() + " records, expected exactly the " + count + " sent");
         }
-        System.out.println("PASS: Java client round trip of " + count + " records");
+        System.out.println("PASS: Java client round trip of " + count + " records (" + groupProtocol + " group protocol)");
     }
 
     private static void fail(String why) {

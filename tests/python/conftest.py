@@ -8,7 +8,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 from runnel_broker import RUNNEL, Broker  # noqa: E402
 
 # Consumer groups start at once in tests; Kafka's 3 s default is exercised by the seed acceptance run.
-FAST_GROUPS = {"group.initial.rebalance.delay.ms": "0"}
+# KIP-848 groups get short server-side timers so that a killed member is noticed within seconds.
+FAST_GROUPS = {
+    "group.initial.rebalance.delay.ms": "0",
+    "group.consumer.session.timeout.ms": "6000",
+    "group.consumer.heartbeat.interval.ms": "500",
+}
 
 
 def pytest_sessionstart(session):

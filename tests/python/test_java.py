@@ -23,14 +23,15 @@ def client_classpath():
     return jars
 
 
-def test_java_client_round_trip(broker, tmp_path):
+@pytest.mark.parametrize("group_protocol", ["classic", "consumer"])
+def test_java_client_round_trip(broker, tmp_path, group_protocol):
     javac, java = shutil.which("javac"), shutil.which("java")
     assert javac and java, "a JDK is required (scripts/test.sh installs one)"
     classpath = os.pathsep.join(client_classpath())
     subprocess.run([javac, "-d", str(tmp_path), "-cp", classpath, SOURCE], check=True, timeout=120)
     topic = "java-" + uuid.uuid4().hex[:6]
     proc = subprocess.run(
-        [java, "-cp", os.pathsep.join([str(tmp_path), classpath]), "RoundTrip", broker.bootstrap, topic, "500"],
+        [java, "-cp", os.pathsep.join([str(tmp_path), classpath]), "RoundTrip", broker.bootstrap, topic, "500", group_protocol],
         capture_output=True,
         timeout=150,
     )

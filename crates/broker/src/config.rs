@@ -50,6 +50,12 @@ pub struct BrokerConfig {
     pub offsets_topic_num_partitions: i32,
     /// `offsets.retention.minutes` (Kafka default 10080).
     pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms` (Kafka default 600000).
+    pub offsets_retention_check_interval_ms: u64,
+    /// `group.consumer.session.timeout.ms` / `group.consumer.heartbeat.interval.ms`:
+    /// the consumer group protocol's (KIP-848) server-side timers.
+    pub group_consumer_session_timeout_ms: i32,
+    pub group_consumer_heartbeat_interval_ms: i32,
     /// Defaults for every topic's log (`log.*` broker configs).
     pub log_defaults: LogConfig,
     /// Every key=value given explicitly, for DescribeConfigs.
@@ -77,6 +83,9 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             offsets_topic_num_partitions: 1,
             offsets_retention_minutes: 10_080,
+            offsets_retention_check_interval_ms: 600_000,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             log_defaults,
             explicit: BTreeMap::new(),
         }
@@ -151,6 +160,9 @@ impl BrokerConfig {
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(name, v)?,
             "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse_num(name, v)?,
             "offsets.retention.minutes" => self.offsets_retention_minutes = parse_num(name, v)?,
+            "offsets.retention.check.interval.ms" => self.offsets_retention_check_interval_ms = parse_num(name, v)?,
+            "group.consumer.session.timeout.ms" => self.group_consumer_session_timeout_ms = parse_num(name, v)?,
+            "group.consumer.heartbeat.interval.ms" => self.group_consumer_heartbeat_interval_ms = parse_num(name, v)?,
             "offsets.topic.num.partitions" => {
                 let n: i32 = parse_num(name, v)?;
                 if n < 1 {
@@ -214,6 +226,8 @@ impl BrokerConfig {
             ("auto.create.topics.enable", self.auto_create_topics.to_string()),
             ("broker.id", self.node_id.to_string()),
             ("default.replication.factor", self.default_replication_factor.to_string()),
+            ("group.consumer.heartbeat.interval.ms", self.group_consumer_heartbeat_interval_ms.to_string()),
+            ("group.consumer.session.timeout.ms", self.group_consumer_session_timeout_ms.to_string()),
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
             ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
@@ -233,6 +247,7 @@ impl BrokerConfig {
             ("min.insync.replicas", l.min_insync_replicas.to_string()),
             ("node.id", self.node_id.to_string()),
             ("num.partitions", self.num_partitions.to_string()),
+            ("offsets.retention.check.interval.ms", self.offsets_retention_check_interval_ms.to_string()),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),

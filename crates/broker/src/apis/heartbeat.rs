@@ -9,7 +9,7 @@ use super::{Reply, RequestContext};
 use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: HeartbeatRequest) -> Reply<HeartbeatResponse> {
-    let code = match broker.groups.heartbeat(&req.group_id.0, &req.member_id, req.generation_id) {
+    let code = match broker.groups.heartbeat(&req.group_id.0, &req.member_id, req.group_instance_id.as_deref(), req.generation_id) {
         Ok(()) => 0,
         Err(e) => e.code(),
     };

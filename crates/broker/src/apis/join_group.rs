@@ -33,6 +33,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: JoinGroupRe
         protocol_type: req.protocol_type.to_string(),
         protocols: req.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
         require_known_member_id: ctx.version >= 4,
+        supports_skip_assignment: ctx.version >= 9,
     };
     match broker.groups.join(&req.group_id.0, join) {
         JoinResult::Now(outcome) => Reply::Now(join_response(outcome)),

@@ -14,16 +14,14 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListGroups
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, state)| {
-            req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(state.kafka_name()))
-        })
-        .filter(|_| req.types_filter.is_empty() || req.types_filter.iter().any(|t| t.eq_ignore_ascii_case("classic")))
-        .map(|(id, protocol_type, state)| {
+        .filter(|g| req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(g.state)))
+        .filter(|g| req.types_filter.is_empty() || req.types_filter.iter().any(|t| t.eq_ignore_ascii_case(g.group_type)))
+        .map(|g| {
             ListedGroup::default()
-                .with_group_id(GroupId(StrBytes::from_string(id)))
-                .with_protocol_type(StrBytes::from_string(protocol_type))
-                .with_group_state(StrBytes::from_static_str(state.kafka_name()))
-                .with_group_type(StrBytes::from_static_str("Classic"))
+                .with_group_id(GroupId(StrBytes::from_string(g.id)))
+                .with_protocol_type(StrBytes::from_string(g.protocol_type))
+                .with_group_state(StrBytes::from_static_str(g.state))
+                .with_group_type(StrBytes::from_static_str(g.group_type))
         })
         .collect();
     Reply::Now(ListGroupsResponse::default().with_groups(groups))

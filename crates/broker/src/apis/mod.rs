@@ -23,6 +23,8 @@ use crate::Broker;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
@@ -69,6 +71,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::CreatePartitions, 0, 3),
@@ -209,6 +213,8 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::DescribeGroups => dispatch!(m::DescribeGroupsRequest, describe_groups::handle),
         ApiKey::DeleteGroups => dispatch!(m::DeleteGroupsRequest, delete_groups::handle),
         ApiKey::OffsetDelete => dispatch!(m::OffsetDeleteRequest, offset_delete::handle),
+        ApiKey::ConsumerGroupHeartbeat => dispatch!(m::ConsumerGroupHeartbeatRequest, consumer_group_heartbeat::handle),
+        ApiKey::ConsumerGroupDescribe => dispatch!(m::ConsumerGroupDescribeRequest, consumer_group_describe::handle),
         ApiKey::CreateTopics => dispatch!(m::CreateTopicsRequest, create_topics::handle),
         ApiKey::DeleteTopics => dispatch!(m::DeleteTopicsRequest, delete_topics::handle),
         ApiKey::CreatePartitions => dispatch!(m::CreatePartitionsRequest, create_partitions::handle),

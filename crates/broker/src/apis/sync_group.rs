@@ -32,7 +32,8 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: SyncGroupR
         }
         response(outcome)
     };
-    match broker.groups.sync(&req.group_id.0, &req.member_id, req.generation_id, assignments) {
+    let instance_id = req.group_instance_id.as_ref().map(|s| s.as_str());
+    match broker.groups.sync(&req.group_id.0, &req.member_id, instance_id, req.generation_id, assignments).await {
         SyncResult::Now(outcome) => Reply::Now(check(outcome)),
         SyncResult::Wait(rx) => Reply::Later(Box::pin(async move {
             let outcome = rx.await.unwrap_or(SyncOutcome {

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 
+use super::group_record::{GroupMetadata, MemberMetadata};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupState {
     Empty,
@@ -47,6 +49,8 @@ pub struct JoinOutcome {
     pub member_id: String,
     /// All members' (id, instance id, metadata) for the leader; empty for followers.
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// JoinGroup v9: a rejoining static leader gets the members but must not re-assign.
+    pub skip_assignment: bool,
 }
 
 impl JoinOutcome {
@@ -59,6 +63,7 @@ impl JoinOutcome {
             leader: String::new(),
             member_id,
             members: Vec::new(),
+            skip_assignment: false,
         }
     }
 }
@@ -73,7 +78,7 @@ pub struct SyncOutcome {
 }
 
 impl SyncOutcome {
-    fn error(error: ResponseError) -> SyncOutcome {
+    pub fn error(error: ResponseError) -> SyncOutcome {
         SyncOutcome { error: Some(error), protocol_type: None, protocol_name: None, assignment: Bytes::new() }
     }
 }
@@ -114,6 +119,8 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     /// JoinGroup v4+: an unknown member must first get an id (KIP-394).
     pub require_known_member_id: bool,
+    /// JoinGroup v9+: the client understands `skip_assignment`.
+    pub supports_skip_assignment: bool,
 }
 
 pub struct Group {
@@ -131,6 +138,11 @@ pub struct Group {
     /// Kafka's `group.initial.rebalance.delay.ms`: the first rebalance of an empty group waits for more members.
     initial_join_deadline: Option<Instant>,
     next_join_order: u64,
+    /// When the group entered its current state (ms since the epoch); offsets of
+    /// an empty group expire relative to it.
+    pub current_state_timestamp: i64,
+    /// The persisted group metadata is out of date (see [`Group::take_dirty`]).
+    dirty: bool,
 }
 
 pub enum JoinResult {
@@ -160,7 +172,89 @@ impl Group {
             rebalance_deadline: None,
             initial_join_deadline: None,
             next_join_order: 0,
+            current_state_timestamp: crate::now_ms(),
+            dirty: false,
         }
+    }
+
+    /// The group as Kafka persists it (group metadata value).
+    pub fn snapshot(&self) -> GroupMetadata {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        GroupMetadata {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol_name: self.protocol_name.clone(),
+            leader: self.leader.clone(),
+            current_state_timestamp: self.current_state_timestamp,
+            members: self
+                .members
+                .values()
+                .map(|m| MemberMetadata {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis().min(i32::MAX as u128) as i32,
+                    session_timeout_ms: m.session_timeout.as_millis().min(i32::MAX as u128) as i32,
+                    subscription: m.metadata_for(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a group from its persisted metadata after a restart: a group
+    /// with members is Stable again and their sessions start afresh.
+    pub fn restore(id: String, meta: GroupMetadata, now: Instant) -> Group {
+        let mut group = Group::new(id);
+        group.generation = meta.generation;
+        group.protocol_type = (!meta.protocol_type.is_empty()).then_some(meta.protocol_type);
+        group.protocol_name = meta.protocol_name;
+        group.leader = meta.leader;
+        if meta.current_state_timestamp >= 0 {
+            group.current_state_timestamp = meta.current_state_timestamp;
+        }
+        let protocol = group.protocol_name.clone().unwrap_or_default();
+        for (order, m) in meta.members.into_iter().enumerate() {
+            if let Some(instance) = &m.instance_id {
+                group.static_members.insert(instance.clone(), m.member_id.clone());
+            }
+            group.members.insert(
+                m.member_id.clone(),
+                Member {
+                    id: m.member_id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout: Duration::from_millis(m.session_timeout_ms.max(0) as u64),
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                    protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                    protocols: vec![(protocol.clone(), m.subscription)],
+                    assignment: m.assignment,
+                    last_heartbeat: now,
+                    join_waiter: None,
+                    sync_waiter: None,
+                    join_order: order as u64,
+                },
+            );
+        }
+        group.next_join_order = group.members.len() as u64;
+        group.state = if group.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+        if group.leader.as_ref().is_some_and(|l| !group.members.contains_key(l)) {
+            group.leader = group.members.keys().next().cloned();
+        }
+        group
+    }
+
+    fn set_state(&mut self, state: GroupState) {
+        self.state = state;
+        self.current_state_timestamp = crate::now_ms();
+    }
+
+    /// Whether the group changed in a way that must be persisted (a new stable
+    /// assignment, a replaced static member, becoming empty); clears the flag.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -182,60 +276,127 @@ impl Group {
     }
 
     pub fn join(&mut self, req: JoinRequest, now: Instant, initial_delay: Duration) -> JoinResult {
+        if self.state == GroupState::Dead {
+            return JoinResult::Now(JoinOutcome::error(ResponseError::CoordinatorNotAvailable, req.member_id));
+        }
         if !self.supports(&req.protocol_type, &req.protocols) {
             return JoinResult::Now(JoinOutcome::error(ResponseError::InconsistentGroupProtocol, req.member_id));
         }
-        let mut member_id = req.member_id.clone();
-        if member_id.is_empty() {
-            // A static member keeps its identity across restarts: its old member id is replaced.
-            if let Some(instance) = &req.instance_id {
-                member_id = format!("{}-{}", instance, uuid::Uuid::new_v4());
-                if let Some(old) = self.static_members.insert(instance.clone(), member_id.clone()) {
-                    if let Some(mut old_member) = self.members.remove(&old) {
-                        if let Some(w) = old_member.join_waiter.take() {
-                            let _ = w.send(JoinOutcome::error(ResponseError::FencedInstanceId, old.clone()));
-                        }
-                        if self.leader.as_deref() == Some(old.as_str()) {
-                            self.leader = Some(member_id.clone());
-                        }
-                    }
-                }
-            } else {
-                let prefix = if req.client_id.is_empty() { "member" } else { req.client_id.as_str() };
-                member_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
-                if req.require_known_member_id {
-                    self.pending_members.insert(member_id.clone(), now + req.session_timeout);
-                    return JoinResult::Now(JoinOutcome::error(ResponseError::MemberIdRequired, member_id));
-                }
+        if req.member_id.is_empty() {
+            if let Some(instance) = req.instance_id.clone() {
+                // Static members get their id at once (no MEMBER_ID_REQUIRED round trip);
+                // a known instance replaces its previous member id (KIP-345).
+                let new_id = format!("{}-{}", instance, uuid::Uuid::new_v4());
+                return match self.static_members.get(&instance).cloned() {
+                    Some(old_id) => self.replace_static_member(&old_id, new_id, req, now),
+                    None => self.add_member_and_rebalance(new_id, req, now, initial_delay),
+                };
             }
-        } else if !self.members.contains_key(&member_id) && self.pending_members.remove(&member_id).is_none() {
-            return JoinResult::Now(JoinOutcome::error(ResponseError::UnknownMemberId, member_id));
-        } else if let Some(instance) = &req.instance_id {
-            if self.static_members.get(instance).is_some_and(|m| *m != member_id) {
-                return JoinResult::Now(JoinOutcome::error(ResponseError::FencedInstanceId, member_id));
+            let prefix = if req.client_id.is_empty() { "member" } else { req.client_id.as_str() };
+            let new_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
+            if req.require_known_member_id {
+                self.pending_members.insert(new_id.clone(), now + req.session_timeout);
+                return JoinResult::Now(JoinOutcome::error(ResponseError::MemberIdRequired, new_id));
             }
+            return self.add_member_and_rebalance(new_id, req, now, initial_delay);
         }
+        if self.pending_members.remove(&req.member_id).is_some() {
+            let id = req.member_id.clone();
+            return self.add_member_and_rebalance(id, req, now, initial_delay);
+        }
+        if let Err(e) = self.validate_member(&req.member_id, req.instance_id.as_deref()) {
+            return JoinResult::Now(JoinOutcome::error(e, req.member_id));
+        }
+        let member_id = req.member_id.clone();
+        let Some(member) = self.members.get(&member_id) else {
+            return JoinResult::Now(JoinOutcome::error(ResponseError::UnknownMemberId, member_id));
+        };
+        let same_metadata = member.protocols == req.protocols;
+        let is_leader = self.leader.as_deref() == Some(member_id.as_str());
+        match self.state {
+            // The member did not get (or lost) its JoinGroup answer: repeat it.
+            GroupState::CompletingRebalance if same_metadata => {
+                JoinResult::Now(self.current_generation_outcome(&member_id, is_leader, false, None))
+            }
+            // A follower rejoining with unchanged metadata needs no rebalance; the
+            // leader rejoining asks for one (e.g. its topics' metadata changed).
+            GroupState::Stable if same_metadata && !is_leader => {
+                self.members.get_mut(&member_id).map(|m| m.last_heartbeat = now);
+                JoinResult::Now(self.current_generation_outcome(&member_id, false, false, None))
+            }
+            _ => self.update_member_and_rebalance(req, now, initial_delay),
+        }
+    }
+
+    /// The answer for a member joining the current generation without a rebalance.
+    fn current_generation_outcome(&self, member_id: &str, with_members: bool, skip_assignment: bool, leader: Option<String>) -> JoinOutcome {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        JoinOutcome {
+            error: None,
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol_name.clone(),
+            leader: leader.or_else(|| self.leader.clone()).unwrap_or_default(),
+            member_id: member_id.to_string(),
+            members: if with_members {
+                self.members.values().map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata_for(&protocol))).collect()
+            } else {
+                Vec::new()
+            },
+            skip_assignment,
+        }
+    }
+
+    /// Kafka's member check: a static instance must map to this member id
+    /// (else FENCED_INSTANCE_ID); a dynamic member must exist.
+    pub fn validate_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+        match instance_id {
+            Some(instance) => match self.static_members.get(instance) {
+                None => Err(ResponseError::UnknownMemberId),
+                Some(known) if known != member_id => Err(ResponseError::FencedInstanceId),
+                Some(_) => Ok(()),
+            },
+            None if self.members.contains_key(member_id) => Ok(()),
+            None => Err(ResponseError::UnknownMemberId),
+        }
+    }
+
+    fn add_member_and_rebalance(&mut self, member_id: String, mut req: JoinRequest, now: Instant, initial_delay: Duration) -> JoinResult {
+        req.member_id = member_id.clone();
+        let join_order = self.next_join_order;
+        self.next_join_order += 1;
         if let Some(instance) = &req.instance_id {
             self.static_members.insert(instance.clone(), member_id.clone());
         }
+        self.members.insert(
+            member_id.clone(),
+            Member {
+                id: member_id.clone(),
+                instance_id: req.instance_id.clone(),
+                client_id: req.client_id.clone(),
+                client_host: req.client_host.clone(),
+                session_timeout: req.session_timeout,
+                rebalance_timeout: req.rebalance_timeout,
+                protocol_type: req.protocol_type.clone(),
+                protocols: Vec::new(),
+                assignment: Bytes::new(),
+                last_heartbeat: now,
+                join_waiter: None,
+                sync_waiter: None,
+                join_order,
+            },
+        );
+        self.update_member_and_rebalance(req, now, initial_delay)
+    }
+
+    /// Records the member's join (protocols, timeouts, waiting answer) and
+    /// moves the group towards (or through) a rebalance.
+    fn update_member_and_rebalance(&mut self, req: JoinRequest, now: Instant, initial_delay: Duration) -> JoinResult {
+        let member_id = req.member_id.clone();
         let (tx, rx) = oneshot::channel();
-        let join_order = self.next_join_order;
-        let member = self.members.entry(member_id.clone()).or_insert_with(|| Member {
-            id: member_id.clone(),
-            instance_id: req.instance_id.clone(),
-            client_id: req.client_id.clone(),
-            client_host: req.client_host.clone(),
-            session_timeout: req.session_timeout,
-            rebalance_timeout: req.rebalance_timeout,
-            protocol_type: req.protocol_type.clone(),
-            protocols: Vec::new(),
-            assignment: Bytes::new(),
-            last_heartbeat: now,
-            join_waiter: None,
-            sync_waiter: None,
-            join_order,
-        });
-        self.next_join_order += 1;
+        let Some(member) = self.members.get_mut(&member_id) else {
+            return JoinResult::Now(JoinOutcome::error(ResponseError::UnknownMemberId, member_id));
+        };
         member.protocols = req.protocols;
         member.session_timeout = req.session_timeout;
         member.rebalance_timeout = req.rebalance_timeout;
@@ -268,6 +429,56 @@ impl Group {
         JoinResult::Wait(rx)
     }
 
+    /// A static member rejoined with an unknown member id: the new id takes
+    /// over the old one's place and assignment. In a stable group whose
+    /// protocol choice does not change this needs no rebalance (KIP-345).
+    fn replace_static_member(&mut self, old_id: &str, new_id: String, req: JoinRequest, now: Instant) -> JoinResult {
+        let Some(mut member) = self.members.remove(old_id) else {
+            self.static_members.remove(req.instance_id.as_deref().unwrap_or_default());
+            return self.add_member_and_rebalance(new_id, req, now, Duration::ZERO);
+        };
+        if let Some(w) = member.join_waiter.take() {
+            let _ = w.send(JoinOutcome::error(ResponseError::FencedInstanceId, old_id.to_string()));
+        }
+        if let Some(w) = member.sync_waiter.take() {
+            let _ = w.send(SyncOutcome::error(ResponseError::FencedInstanceId));
+        }
+        let previous_leader = self.leader.clone();
+        if previous_leader.as_deref() == Some(old_id) {
+            self.leader = Some(new_id.clone());
+        }
+        member.id = new_id.clone();
+        member.client_id = req.client_id.clone();
+        member.client_host = req.client_host.clone();
+        member.protocols = req.protocols.clone();
+        member.session_timeout = req.session_timeout;
+        member.rebalance_timeout = req.rebalance_timeout;
+        member.last_heartbeat = now;
+        self.members.insert(new_id.clone(), member);
+        if let Some(instance) = &req.instance_id {
+            self.static_members.insert(instance.clone(), new_id.clone());
+        }
+        tracing::info!(group = %self.id, old = %old_id, new = %new_id, "static member rejoined with a new member id");
+        match self.state {
+            GroupState::Stable if self.select_protocol() == self.protocol_name => {
+                self.dirty = true;
+                let is_leader = self.leader.as_deref() == Some(new_id.as_str());
+                let outcome = if req.supports_skip_assignment {
+                    self.current_generation_outcome(&new_id, is_leader, is_leader, None)
+                } else {
+                    // Older clients must not believe they lead (and re-assign): name the previous leader id.
+                    self.current_generation_outcome(&new_id, false, false, previous_leader)
+                };
+                JoinResult::Now(outcome)
+            }
+            _ => {
+                let mut req = req;
+                req.member_id = new_id;
+                self.update_member_and_rebalance(req, now, Duration::ZERO)
+            }
+        }
+    }
+
     fn prepare_rebalance(&mut self, now: Instant) {
         if self.state == GroupState::CompletingRebalance {
             for member in self.members.values_mut() {
@@ -277,7 +488,7 @@ impl Group {
             }
         }
         let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(60));
-        self.state = GroupState::PreparingRebalance;
+        self.set_state(GroupState::PreparingRebalance);
         self.rebalance_deadline = Some(now + timeout);
         self.initial_join_deadline = None;
     }
@@ -311,7 +522,7 @@ impl Group {
         if self.leader.as_ref().is_none_or(|l| !self.members.contains_key(l)) {
             self.leader = self.members.values().min_by_key(|m| m.join_order).map(|m| m.id.clone());
         }
-        self.state = GroupState::CompletingRebalance;
+        self.set_state(GroupState::CompletingRebalance);
         tracing::debug!(group = %self.id, generation = self.generation, members = self.members.len(), "rebalance completed");
         let leader = self.leader.clone().unwrap_or_default();
         let protocol = self.protocol_name.clone().unwrap_or_default();
@@ -332,6 +543,7 @@ impl Group {
                     leader: leader.clone(),
                     member_id: member.id.clone(),
                     members: if member.id == leader { all.clone() } else { Vec::new() },
+                    skip_assignment: false,
                 });
             }
         }
@@ -360,7 +572,8 @@ impl Group {
     }
 
     fn to_empty(&mut self) {
-        self.state = GroupState::Empty;
+        self.set_state(GroupState::Empty);
+        self.dirty = true;
         self.protocol_type = None;
         self.protocol_name = None;
         self.leader = None;
@@ -387,6 +600,10 @@ impl Group {
 
     /// Removes a member (left, or its session expired) and rebalances the rest.
     pub fn remove_member(&mut self, member_id: &str, now: Instant) {
+        if self.pending_members.remove(member_id).is_some() {
+            self.try_complete_join(now);
+            return;
+        }
         self.forget_member(member_id);
         match self.state {
             GroupState::Stable | GroupState::CompletingRebalance => {
@@ -402,18 +619,19 @@ impl Group {
         }
     }
 
-    fn check_member(&self, member_id: &str, generation: i32) -> Result<(), ResponseError> {
-        if !self.members.contains_key(member_id) {
-            return Err(ResponseError::UnknownMemberId);
-        }
+    fn check_member(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+        self.validate_member(member_id, instance_id)?;
         if generation != self.generation {
             return Err(ResponseError::IllegalGeneration);
         }
         Ok(())
     }
 
-    pub fn sync(&mut self, member_id: &str, generation: i32, assignments: Vec<(String, Bytes)>, now: Instant) -> SyncResult {
-        if let Err(e) = self.check_member(member_id, generation) {
+    pub fn sync(&mut self, member_id: &str, instance_id: Option<&str>, generation: i32, assignments: Vec<(String, Bytes)>, now: Instant) -> SyncResult {
+        if self.state == GroupState::Dead {
+            return SyncResult::Now(SyncOutcome::error(ResponseError::CoordinatorNotAvailable));
+        }
+        if let Err(e) = self.check_member(member_id, instance_id, generation) {
             return SyncResult::Now(SyncOutcome::error(e));
         }
         match self.state {
@@ -429,7 +647,8 @@ impl Group {
                     for member in self.members.values_mut() {
                         member.assignment = given.remove(&member.id).unwrap_or_default();
                     }
-                    self.state = GroupState::Stable;
+                    self.set_state(GroupState::Stable);
+                    self.dirty = true;
                     let ids: Vec<String> = self.members.keys().cloned().collect();
                     for id in ids {
                         let outcome = self.assignment_of(&id);
@@ -460,11 +679,13 @@ impl Group {
         }
     }
 
-    pub fn heartbeat(&mut self, member_id: &str, generation: i32, now: Instant) -> Result<(), ResponseError> {
-        if self.state == GroupState::Empty || self.state == GroupState::Dead {
-            return Err(ResponseError::UnknownMemberId);
+    pub fn heartbeat(&mut self, member_id: &str, instance_id: Option<&str>, generation: i32, now: Instant) -> Result<(), ResponseError> {
+        match self.state {
+            GroupState::Dead => return Err(ResponseError::CoordinatorNotAvailable),
+            GroupState::Empty => return Err(ResponseError::UnknownMemberId),
+            _ => {}
         }
-        self.check_member(member_id, generation)?;
+        self.check_member(member_id, instance_id, generation)?;
         if let Some(member) = self.members.get_mut(member_id) {
             member.last_heartbeat = now;
         }
@@ -474,12 +695,18 @@ impl Group {
         Ok(())
     }
 
-    /// Finds a member by id, or by static instance id when the id is empty.
-    pub fn resolve_member(&self, member_id: &str, instance_id: Option<&str>) -> Option<String> {
-        if !member_id.is_empty() {
-            return self.members.contains_key(member_id).then(|| member_id.to_string());
+    /// LeaveGroup's check for one member: by id, or by static instance id
+    /// (whose mapped id must match a given member id). Returns the member id.
+    pub fn resolve_leaving_member(&self, member_id: &str, instance_id: Option<&str>) -> Result<String, ResponseError> {
+        match instance_id {
+            Some(instance) => match self.static_members.get(instance) {
+                None => Err(ResponseError::UnknownMemberId),
+                Some(known) if !member_id.is_empty() && known != member_id => Err(ResponseError::FencedInstanceId),
+                Some(known) => Ok(known.clone()),
+            },
+            None if self.members.contains_key(member_id) || self.pending_members.contains_key(member_id) => Ok(member_id.to_string()),
+            None => Err(ResponseError::UnknownMemberId),
         }
-        instance_id.and_then(|i| self.static_members.get(i)).cloned()
     }
 
     /// Session expiry, pending-member expiry and rebalance deadlines.
@@ -516,13 +743,20 @@ impl Group {
     }
 
     /// Whether offsets may be committed by this member/generation, as in
-    /// Kafka's classic groups. A generation of -1 with no member is a consumer
-    /// outside the group protocol (assign()), allowed while the group has no members.
-    pub fn validate_commit(&self, member_id: &str, generation: i32) -> Result<(), ResponseError> {
-        if generation < 0 && member_id.is_empty() {
-            return if self.members.is_empty() { Ok(()) } else { Err(ResponseError::IllegalGeneration) };
+    /// Kafka's classic groups: a generation below zero is a consumer outside
+    /// the group protocol (assign(), admin tools), allowed while the group is empty.
+    pub fn validate_commit(&self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+        if self.state == GroupState::Dead {
+            return Err(ResponseError::CoordinatorNotAvailable);
         }
-        self.check_member(member_id, generation)?;
+        if generation < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            self.check_member(member_id, instance_id, generation)?;
+        } else {
+            return Err(ResponseError::UnknownMemberId);
+        }
         // Members commit while a rebalance is being prepared (that is how they commit
         // on revocation); only between the join and the assignment are commits refused.
         if self.state == GroupState::CompletingRebalance {
@@ -564,6 +798,7 @@ mod tests {
             protocol_type: "consumer".into(),
             protocols: vec![("range".into(), Bytes::from_static(b"m"))],
             require_known_member_id: true,
+            supports_skip_assignment: true,
         }
     }
 
@@ -599,11 +834,11 @@ mod tests {
         assert_eq!(oa.leader, a);
         assert_eq!(oa.members.len(), 2);
         assert!(ob.members.is_empty());
-        let mut follower = match g.sync(&b, 1, vec![], now) {
+        let mut follower = match g.sync(&b, None, 1, vec![], now) {
             SyncResult::Wait(rx) => rx,
             SyncResult::Now(_) => panic!("follower waits for the leader"),
         };
-        let leader = match g.sync(&a, 1, vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))], now) {
+        let leader = match g.sync(&a, None, 1, vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))], now) {
             SyncResult::Now(o) => o,
             SyncResult::Wait(_) => panic!("leader answers at once"),
         };
@@ -611,13 +846,13 @@ mod tests {
         assert_eq!(follower.try_recv().unwrap().assignment, Bytes::from_static(b"B"));
         assert_eq!(g.state, GroupState::Stable);
         // A late follower sync after the leader still gets its assignment.
-        match g.sync(&b, 1, vec![], now) {
+        match g.sync(&b, None, 1, vec![], now) {
             SyncResult::Now(o) => assert_eq!(o.assignment, Bytes::from_static(b"B")),
             SyncResult::Wait(_) => panic!("stable group answers at once"),
         }
-        assert_eq!(g.heartbeat(&a, 1, now), Ok(()));
-        assert_eq!(g.heartbeat(&a, 0, now), Err(ResponseError::IllegalGeneration));
-        assert_eq!(g.heartbeat("nobody", 1, now), Err(ResponseError::UnknownMemberId));
+        assert_eq!(g.heartbeat(&a, None, 1, now), Ok(()));
+        assert_eq!(g.heartbeat(&a, None, 0, now), Err(ResponseError::IllegalGeneration));
+        assert_eq!(g.heartbeat("nobody", None, 1, now), Err(ResponseError::UnknownMemberId));
     }
 
     #[test]
@@ -628,15 +863,15 @@ mod tests {
         let b = member_id_required(&mut g, now);
         let _ra = joined(g.join(join_req(&a), now, Duration::ZERO));
         let _rb = joined(g.join(join_req(&b), now, Duration::ZERO));
-        let _ = g.sync(&a, 1, vec![], now);
+        let _ = g.sync(&a, None, 1, vec![], now);
         let later = now + Duration::from_secs(8);
-        assert_eq!(g.heartbeat(&a, 1, later), Ok(()));
+        assert_eq!(g.heartbeat(&a, None, 1, later), Ok(()));
         let expired = now + Duration::from_secs(11);
         g.tick(expired);
         assert!(!g.members.contains_key(&b), "b stopped heartbeating");
         assert_eq!(g.state, GroupState::PreparingRebalance);
-        assert_eq!(g.heartbeat(&a, 1, expired), Err(ResponseError::RebalanceInProgress));
-        assert_eq!(g.validate_commit(&a, 1), Ok(()), "commits on revocation are accepted while preparing");
+        assert_eq!(g.heartbeat(&a, None, 1, expired), Err(ResponseError::RebalanceInProgress));
+        assert_eq!(g.validate_commit(&a, None, 1), Ok(()), "commits on revocation are accepted while preparing");
         let mut ra = joined(g.join(join_req(&a), expired, Duration::ZERO));
         let o = ra.try_recv().unwrap();
         assert_eq!((o.generation, o.members.len()), (2, 1));
@@ -651,7 +886,7 @@ mod tests {
         g.remove_member(&a, now);
         assert_eq!(g.state, GroupState::Empty);
         assert!(matches!(g.join(join_req(&a), now, Duration::ZERO), JoinResult::Now(o) if o.error == Some(ResponseError::UnknownMemberId)));
-        assert_eq!(g.validate_commit("", -1), Ok(()));
+        assert_eq!(g.validate_commit("", None, -1), Ok(()));
     }
 
     #[test]
@@ -684,5 +919,73 @@ mod tests {
         other.protocols = vec![("roundrobin".into(), Bytes::new())];
         other.require_known_member_id = false;
         assert!(matches!(g.join(other, now, Duration::ZERO), JoinResult::Now(o) if o.error == Some(ResponseError::InconsistentGroupProtocol)));
+    }
+
+    fn static_join(instance: &str, member_id: &str) -> JoinRequest {
+        let mut req = join_req(member_id);
+        req.instance_id = Some(instance.to_string());
+        req
+    }
+
+    #[test]
+    fn static_member_rejoining_a_stable_group_keeps_its_assignment_without_rebalance() {
+        let now = Instant::now();
+        let mut g = Group::new("g".into());
+        // Static members get an id at once; no MEMBER_ID_REQUIRED round trip.
+        let mut ra = joined(g.join(static_join("ia", ""), now, Duration::ZERO));
+        let a = ra.try_recv().unwrap().member_id;
+        let mut rb = joined(g.join(static_join("ib", ""), now, Duration::ZERO));
+        let mut ra = joined(g.join(static_join("ia", &a), now, Duration::ZERO));
+        let b = rb.try_recv().unwrap().member_id;
+        assert_eq!(ra.try_recv().unwrap().generation, 2);
+        let _ = g.sync(&b, Some("ib"), 2, vec![], now);
+        let _ = g.sync(&a, Some("ia"), 2, vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))], now);
+        assert_eq!(g.state, GroupState::Stable);
+        assert!(g.take_dirty(), "a new stable assignment is persisted");
+        // "ib" restarts: a new member id, same generation, same assignment, no rebalance.
+        let o = match g.join(static_join("ib", ""), now, Duration::ZERO) {
+            JoinResult::Now(o) => o,
+            JoinResult::Wait(_) => panic!("a static rejoin into a stable group answers at once"),
+        };
+        assert_eq!((o.error, o.generation), (None, 2));
+        assert_ne!(o.member_id, b);
+        assert_eq!(g.state, GroupState::Stable);
+        match g.sync(&o.member_id, Some("ib"), 2, vec![], now) {
+            SyncResult::Now(s) => assert_eq!(s.assignment, Bytes::from_static(b"B")),
+            SyncResult::Wait(_) => panic!("stable"),
+        }
+        assert!(g.take_dirty(), "the new member id is persisted");
+        // The old incarnation is fenced; the other member is undisturbed.
+        assert_eq!(g.heartbeat(&b, Some("ib"), 2, now), Err(ResponseError::FencedInstanceId));
+        assert_eq!(g.heartbeat(&a, Some("ia"), 2, now), Ok(()));
+        // Restoring from the persisted snapshot keeps the group stable with the same members.
+        let restored = Group::restore("g".into(), g.snapshot(), now);
+        assert_eq!((restored.state, restored.generation), (GroupState::Stable, 2));
+        assert_eq!(restored.validate_member(&o.member_id, Some("ib")), Ok(()));
+        assert_eq!(restored.members[&o.member_id].assignment, Bytes::from_static(b"B"));
+        assert_eq!(restored.leader, g.leader);
+    }
+
+    #[test]
+    fn static_leader_rejoin_is_told_to_skip_assignment_or_shown_the_old_leader() {
+        let now = Instant::now();
+        let mut g = Group::new("g".into());
+        let mut ra = joined(g.join(static_join("ia", ""), now, Duration::ZERO));
+        let a = ra.try_recv().unwrap().member_id;
+        let _ = g.sync(&a, Some("ia"), 1, vec![(a.clone(), Bytes::from_static(b"A"))], now);
+        let o = match g.join(static_join("ia", ""), now, Duration::ZERO) {
+            JoinResult::Now(o) => o,
+            JoinResult::Wait(_) => panic!("no rebalance"),
+        };
+        assert!(o.skip_assignment && o.leader == o.member_id && o.members.len() == 1);
+        let mut old_client = static_join("ia", "");
+        old_client.supports_skip_assignment = false;
+        let previous = o.member_id.clone();
+        let o = match g.join(old_client, now, Duration::ZERO) {
+            JoinResult::Now(o) => o,
+            JoinResult::Wait(_) => panic!("no rebalance"),
+        };
+        assert!(!o.skip_assignment && o.members.is_empty());
+        assert_eq!(o.leader, previous, "an old client must not think it leads");
     }
 }

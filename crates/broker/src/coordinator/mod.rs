@@ -7,8 +7,12 @@
 //! value version 3 formats, see [`offsets`]) and read back on start. A commit
 //! is answered only once its record is fsynced.
 
+pub mod assignor;
+pub mod consumer_group;
 pub mod group;
+pub mod group_record;
 pub mod offsets;
+pub mod records;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,18 +24,31 @@ use parking_lot::Mutex;
 use crate::config::BrokerConfig;
 use crate::partition::Partition;
 use crate::replica_manager::ReplicaManager;
-use group::{Group, GroupState, JoinOutcome, JoinRequest, JoinResult, SyncOutcome, SyncResult};
+use consumer_group::{ConsumerGroup, Heartbeat, HeartbeatAnswer, TopicsView};
+use group::{Group, JoinOutcome, JoinRequest, JoinResult, SyncOutcome, SyncResult};
 use offsets::{CommittedOffset, OffsetKey};
+use records::CoordinatorRecord;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Kafka's `offset.metadata.max.bytes` default.
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 const TICK: Duration = Duration::from_millis(100);
 
+/// One line of ListGroups.
+pub struct ListedGroup {
+    pub id: String,
+    pub protocol_type: String,
+    pub state: &'static str,
+    pub group_type: &'static str,
+}
+
 pub struct GroupCoordinator {
     config: Arc<BrokerConfig>,
     replicas: Arc<ReplicaManager>,
     groups: Mutex<HashMap<String, Group>>,
+    /// Groups of the consumer group protocol (KIP-848). A group id lives in
+    /// one map or the other; mixing protocols in one group is refused.
+    consumer_groups: Mutex<HashMap<String, ConsumerGroup>>,
     offsets: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
 }
 
@@ -55,6 +72,7 @@ impl GroupCoordinator {
             config,
             replicas,
             groups: Mutex::new(HashMap::new()),
+            consumer_groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(BTreeMap::new()),
         });
         coordinator.load_offsets()?;
@@ -65,8 +83,15 @@ impl GroupCoordinator {
                 ticker.tick().await;
                 let Some(coordinator) = weak.upgrade() else { return };
                 let now = Instant::now();
-                for group in coordinator.groups.lock().values_mut() {
+                let mut groups = coordinator.groups.lock();
+                for group in groups.values_mut() {
                     group.tick(now);
+                    coordinator.persist_if_dirty(group);
+                }
+                drop(groups);
+                let session = Duration::from_millis(coordinator.config.group_consumer_session_timeout_ms.max(0) as u64);
+                for group in coordinator.consumer_groups.lock().values_mut() {
+                    group.tick(now, session);
                 }
             }
         });
@@ -80,28 +105,54 @@ impl GroupCoordinator {
         topic.partition(index)
     }
 
+    /// Replays `__consumer_offsets`: committed offsets and group metadata.
     fn load_offsets(&self) -> Result<(), String> {
         let Some(topic) = self.replicas.topic(OFFSETS_TOPIC) else { return Ok(()) };
-        let mut loaded = 0usize;
+        let (mut offsets_loaded, mut groups_loaded) = (0usize, 0usize);
+        let now = Instant::now();
         for partition in topic.partitions() {
-            let records = offsets::read_all(&partition).map_err(|e| format!("loading {OFFSETS_TOPIC}: {e}"))?;
+            let records = records::read_all(&partition).map_err(|e| format!("loading {OFFSETS_TOPIC}: {e}"))?;
             let mut cache = self.offsets.lock();
             let mut groups = self.groups.lock();
-            for (key, value) in records {
-                groups.entry(key.group.clone()).or_insert_with(|| Group::new(key.group.clone()));
-                match value {
-                    Some(v) => {
-                        cache.insert(key, v);
+            for record in records {
+                match record {
+                    CoordinatorRecord::Offset(key, value) => {
+                        groups.entry(key.group.clone()).or_insert_with(|| Group::new(key.group.clone()));
+                        match value {
+                            Some(v) => cache.insert(key, v),
+                            None => cache.remove(&key),
+                        };
+                        offsets_loaded += 1;
                     }
-                    None => {
-                        cache.remove(&key);
+                    CoordinatorRecord::Group(id, Some(meta)) => {
+                        groups.insert(id.clone(), Group::restore(id, meta, now));
+                        groups_loaded += 1;
+                    }
+                    CoordinatorRecord::Group(id, None) => {
+                        groups.remove(&id);
                     }
                 }
-                loaded += 1;
             }
         }
-        tracing::info!(records = loaded, "loaded committed offsets");
+        tracing::info!(offsets = offsets_loaded, groups = groups_loaded, "loaded the group coordinator's state");
         Ok(())
+    }
+
+    /// Writes the group's metadata record if its persisted state is out of
+    /// date. Called with the groups lock held, so records stay in order.
+    /// Returns what to wait on for durability.
+    fn persist_if_dirty(&self, group: &mut Group) -> Option<(Arc<Partition>, i64)> {
+        if !group.take_dirty() {
+            return None;
+        }
+        let partition = self.offsets_partition(&group.id)?;
+        match records::append(&partition, &[CoordinatorRecord::Group(group.id.clone(), Some(group.snapshot()))]) {
+            Ok(last) => Some((partition, last)),
+            Err(e) => {
+                tracing::warn!(group = %group.id, error = ?e, "persisting group metadata failed");
+                None
+            }
+        }
     }
 
     pub fn initial_rebalance_delay(&self) -> Duration {
@@ -113,28 +164,48 @@ impl GroupCoordinator {
     }
 
     pub fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
+        if self.consumer_groups.lock().get(group_id).is_some_and(|g| !g.is_empty()) {
+            let outcome = group::JoinOutcome::error(ResponseError::InconsistentGroupProtocol, req.member_id);
+            return JoinResult::Now(outcome);
+        }
         let mut groups = self.groups.lock();
         let group = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id.to_string()));
-        group.join(req, Instant::now(), self.initial_rebalance_delay())
+        let result = group.join(req, Instant::now(), self.initial_rebalance_delay());
+        self.persist_if_dirty(group);
+        result
     }
 
-    pub fn sync(&self, group_id: &str, member_id: &str, generation: i32, assignments: Vec<(String, bytes::Bytes)>) -> SyncResult {
-        let mut groups = self.groups.lock();
-        match groups.get_mut(group_id) {
-            Some(group) => group.sync(member_id, generation, assignments, Instant::now()),
-            None => SyncResult::Now(SyncOutcome {
-                error: Some(ResponseError::UnknownMemberId),
-                protocol_type: None,
-                protocol_name: None,
-                assignment: bytes::Bytes::new(),
-            }),
+    /// SyncGroup. The leader's answer waits until the new assignment is durable.
+    pub async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        assignments: Vec<(String, bytes::Bytes)>,
+    ) -> SyncResult {
+        let (result, written) = {
+            let mut groups = self.groups.lock();
+            match groups.get_mut(group_id) {
+                Some(group) => {
+                    let result = group.sync(member_id, instance_id, generation, assignments, Instant::now());
+                    (result, self.persist_if_dirty(group))
+                }
+                None => (SyncResult::Now(SyncOutcome::error(ResponseError::UnknownMemberId)), None),
+            }
+        };
+        if let Some((partition, last)) = written {
+            if partition.wait_durable(last, records::DURABILITY_TIMEOUT).await.is_err() {
+                return SyncResult::Now(SyncOutcome::error(ResponseError::CoordinatorNotAvailable));
+            }
         }
+        result
     }
 
-    pub fn heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+    pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
         let mut groups = self.groups.lock();
         let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
-        group.heartbeat(member_id, generation, Instant::now())
+        group.heartbeat(member_id, instance_id, generation, Instant::now())
     }
 
     /// Removes members (by id, or by static instance id); per-member errors.
@@ -143,24 +214,74 @@ impl GroupCoordinator {
         let Some(group) = groups.get_mut(group_id) else {
             return members.iter().map(|_| Err(ResponseError::UnknownMemberId)).collect();
         };
-        members
+        let results = members
             .iter()
-            .map(|(member_id, instance)| match group.resolve_member(member_id, instance.as_deref()) {
-                Some(id) => {
-                    tracing::debug!(group = group_id, member = %id, "member left");
-                    group.remove_member(&id, Instant::now());
-                    Ok(())
-                }
-                None => Err(ResponseError::UnknownMemberId),
+            .map(|(member_id, instance)| {
+                let id = group.resolve_leaving_member(member_id, instance.as_deref())?;
+                tracing::debug!(group = group_id, member = %id, "member left");
+                group.remove_member(&id, Instant::now());
+                Ok(())
             })
+            .collect();
+        self.persist_if_dirty(group);
+        results
+    }
+
+    /// The topics a consumer group may subscribe to: name → (id, partitions).
+    fn topics_view(&self) -> TopicsView {
+        self.replicas
+            .topics()
+            .into_iter()
+            .map(|t| (t.name.to_string(), assignor::TopicInfo { id: t.id, partitions: t.partition_count() as i32 }))
             .collect()
     }
 
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub fn consumer_heartbeat(&self, group_id: &str, req: Heartbeat) -> Result<HeartbeatAnswer, (ResponseError, String)> {
+        if self.groups.lock().get(group_id).is_some_and(|g| !g.is_empty()) {
+            return Err((ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group")));
+        }
+        let topics = self.topics_view();
+        let mut groups = self.consumer_groups.lock();
+        if req.member_epoch != 0 && !groups.contains_key(group_id) {
+            return Err((ResponseError::UnknownMemberId, format!("Group {group_id} has no member {}", req.member_id)));
+        }
+        let group = groups.entry(group_id.to_string()).or_insert_with(|| ConsumerGroup::new(group_id.to_string()));
+        group.heartbeat(req, &topics, Instant::now()).map_err(|e| (e, String::new()))
+    }
+
+    pub fn consumer_heartbeat_interval_ms(&self) -> i32 {
+        self.config.group_consumer_heartbeat_interval_ms
+    }
+
+    /// Runs `f` on a consumer group (None when there is no such group).
+    pub fn describe_consumer_group<R>(&self, group_id: &str, f: impl FnOnce(Option<&ConsumerGroup>) -> R) -> R {
+        let groups = self.consumer_groups.lock();
+        f(groups.get(group_id))
+    }
+
+    /// Topic name of a topic id, for answers that show both.
+    pub fn topic_name(&self, id: &uuid::Uuid) -> Option<String> {
+        self.replicas.topic_by_id(id).map(|t| t.name.to_string())
+    }
+
     /// Validates a commit against the group's membership and generation.
-    pub fn validate_commit(&self, group_id: &str, member_id: &str, generation: i32) -> Result<(), ResponseError> {
+    pub fn validate_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        api_version: i16,
+    ) -> Result<(), ResponseError> {
+        if let Some(group) = self.consumer_groups.lock().get(group_id) {
+            // OffsetCommit v9+ carries the member epoch; older versions cannot speak for a member.
+            let stale = if api_version >= 9 { ResponseError::StaleMemberEpoch } else { ResponseError::UnsupportedVersion };
+            return group.validate_member_epoch(member_id, generation, stale);
+        }
         let mut groups = self.groups.lock();
         let group = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id.to_string()));
-        group.validate_commit(member_id, generation)
+        group.validate_commit(member_id, instance_id, generation)
     }
 
     /// Durably records offsets: appends them to `__consumer_offsets`, waits
@@ -170,9 +291,9 @@ impl GroupCoordinator {
             return Ok(());
         }
         let partition = self.offsets_partition(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let entries: Vec<(OffsetKey, Option<CommittedOffset>)> =
-            commits.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
-        offsets::append(&partition, &entries).await?;
+        let entries: Vec<CoordinatorRecord> =
+            commits.iter().map(|(k, v)| CoordinatorRecord::Offset(k.clone(), Some(v.clone()))).collect();
+        records::append_durably(&partition, &entries).await?;
         let mut cache = self.offsets.lock();
         for (key, value) in commits {
             cache.insert(key, value);
@@ -195,15 +316,26 @@ impl GroupCoordinator {
             .collect()
     }
 
-    /// (group id, protocol type, state) of every group.
-    pub fn list(&self) -> Vec<(String, String, GroupState)> {
-        let mut out: Vec<_> = self
+    /// Every group: (group id, protocol type, state name, group type).
+    pub fn list(&self) -> Vec<ListedGroup> {
+        let mut out: Vec<ListedGroup> = self
             .groups
             .lock()
             .values()
-            .map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_else(|| "consumer".into()), g.state))
+            .map(|g| ListedGroup {
+                id: g.id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
+                state: g.state.kafka_name(),
+                group_type: "Classic",
+            })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.extend(self.consumer_groups.lock().values().map(|g| ListedGroup {
+            id: g.id.clone(),
+            protocol_type: "consumer".into(),
+            state: g.state_name(),
+            group_type: "Consumer",
+        }));
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 
@@ -216,7 +348,10 @@ impl GroupCoordinator {
     /// not subscribe to (all of them when the group has no members).
     /// Per-partition results, or a group-level error.
     pub async fn delete_offsets(&self, group_id: &str, partitions: &[(String, i32)]) -> Result<Vec<Option<ResponseError>>, ResponseError> {
-        let subscribed = {
+        let consumer_subscriptions = self.consumer_groups.lock().get(group_id).map(|g| g.subscribed_topic_names());
+        let subscribed = if let Some(topics) = consumer_subscriptions {
+            topics.into_iter().collect()
+        } else {
             let groups = self.groups.lock();
             let group = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
             if group.members.is_empty() {
@@ -238,8 +373,8 @@ impl GroupCoordinator {
             .collect();
         if !doomed.is_empty() {
             let partition = self.offsets_partition(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
-            let tombstones: Vec<(OffsetKey, Option<CommittedOffset>)> = doomed.iter().map(|k| (k.clone(), None)).collect();
-            offsets::append(&partition, &tombstones).await?;
+            let tombstones: Vec<CoordinatorRecord> = doomed.iter().map(|k| CoordinatorRecord::Offset(k.clone(), None)).collect();
+            records::append_durably(&partition, &tombstones).await?;
             let mut cache = self.offsets.lock();
             for key in doomed {
                 cache.remove(&key);
@@ -250,7 +385,12 @@ impl GroupCoordinator {
 
     /// Deletes an empty group and its offsets (tombstones in `__consumer_offsets`).
     pub async fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
-        {
+        let consumer_group = match self.consumer_groups.lock().get(group_id) {
+            Some(group) if !group.is_empty() => return Err(ResponseError::NonEmptyGroup),
+            Some(_) => true,
+            None => false,
+        };
+        if !consumer_group {
             let groups = self.groups.lock();
             let group = groups.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
             if !group.is_empty() {
@@ -258,16 +398,17 @@ impl GroupCoordinator {
             }
         }
         let keys: Vec<OffsetKey> = self.committed_for_group(group_id).into_iter().map(|(k, _)| k).collect();
-        if !keys.is_empty() {
-            let partition = self.offsets_partition(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
-            let tombstones: Vec<(OffsetKey, Option<CommittedOffset>)> = keys.iter().map(|k| (k.clone(), None)).collect();
-            offsets::append(&partition, &tombstones).await?;
-            let mut cache = self.offsets.lock();
-            for key in keys {
-                cache.remove(&key);
-            }
+        let partition = self.offsets_partition(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let mut tombstones: Vec<CoordinatorRecord> = keys.iter().map(|k| CoordinatorRecord::Offset(k.clone(), None)).collect();
+        tombstones.push(CoordinatorRecord::Group(group_id.to_string(), None));
+        records::append_durably(&partition, &tombstones).await?;
+        let mut cache = self.offsets.lock();
+        for key in keys {
+            cache.remove(&key);
         }
+        drop(cache);
         self.groups.lock().remove(group_id);
+        self.consumer_groups.lock().remove(group_id);
         Ok(())
     }
 }
@@ -283,6 +424,7 @@ pub fn join_response(outcome: JoinOutcome) -> kafka_protocol::messages::JoinGrou
         .with_protocol_name(outcome.protocol_name.map(StrBytes::from_string))
         .with_leader(StrBytes::from_string(outcome.leader))
         .with_member_id(StrBytes::from_string(outcome.member_id))
+        .with_skip_assignment(outcome.skip_assignment)
         .with_members(
             outcome
                 .members

@@ -2,20 +2,10 @@
 //! key version 1 (group, topic, partition) and value version 3 (offset,
 //! leader epoch, metadata, commit timestamp); a null value is a tombstone.
 
-use std::time::Duration;
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use indexmap::IndexMap;
-use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use runnel_storage::batch::validate_batches;
-
-use crate::partition::Partition;
 
 const OFFSET_COMMIT_KEY_VERSION: i16 = 1;
 const OFFSET_COMMIT_VALUE_VERSION: i16 = 3;
-/// How long a commit may wait for its fsync before the client is told to retry.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OffsetKey {
@@ -32,12 +22,12 @@ pub struct CommittedOffset {
     pub commit_timestamp: i64,
 }
 
-fn put_string(buf: &mut BytesMut, s: &str) {
+pub(crate) fn put_string(buf: &mut BytesMut, s: &str) {
     buf.put_i16(s.len().min(i16::MAX as usize) as i16);
     buf.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
 }
 
-fn get_string(buf: &mut Bytes) -> Option<String> {
+pub(crate) fn get_string(buf: &mut Bytes) -> Option<String> {
     if buf.remaining() < 2 {
         return None;
     }
@@ -105,69 +95,6 @@ pub fn decode_value(mut buf: Bytes) -> Option<CommittedOffset> {
     let metadata = get_string(&mut buf)?;
     let commit_timestamp = if buf.remaining() >= 8 { buf.get_i64() } else { -1 };
     Some(CommittedOffset { offset, leader_epoch, metadata, commit_timestamp })
-}
-
-/// Appends commits (or tombstones) as one batch and waits until it is durable.
-pub async fn append(partition: &Partition, entries: &[(OffsetKey, Option<CommittedOffset>)]) -> Result<(), ResponseError> {
-    let now = crate::now_ms();
-    let records: Vec<Record> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, (key, value))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch while offset - sequence is constant.
-            sequence: i as i32,
-            timestamp: now,
-            key: Some(encode_key(key)),
-            value: value.as_ref().map(encode_value),
-            headers: IndexMap::new(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
-        .map_err(|e| {
-            tracing::error!(error = %e, "encoding offset commit records failed");
-            ResponseError::UnknownServerError
-        })?;
-    let validated = validate_batches(&buf, usize::MAX).map_err(|e| {
-        tracing::error!(error = %e, "offset commit batch failed validation");
-        ResponseError::UnknownServerError
-    })?;
-    let info = partition.append(&mut buf, &validated.headers, now).map_err(|e| e.code)?;
-    partition.wait_durable(info.last_offset, COMMIT_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
-}
-
-/// Reads every offset record of a partition of `__consumer_offsets`, in order.
-pub fn read_all(partition: &Partition) -> Result<Vec<(OffsetKey, Option<CommittedOffset>)>, String> {
-    let mut out = Vec::new();
-    let mut offset = partition.offsets().log_start_offset;
-    loop {
-        let (mut bytes, offsets) = partition.read(offset, 1 << 20, true).map_err(|e| e.to_string())?;
-        if bytes.is_empty() {
-            break;
-        }
-        let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| e.to_string())?;
-        let mut last = offset;
-        for set in sets {
-            for record in set.records {
-                last = last.max(record.offset + 1);
-                let Some(key) = record.key.and_then(decode_key) else { continue };
-                out.push((key, record.value.and_then(decode_value)));
-            }
-        }
-        if last <= offset || last >= offsets.high_watermark {
-            break;
-        }
-        offset = last;
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

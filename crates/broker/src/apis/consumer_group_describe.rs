@@ -1,0 +1,74 @@
+//! ConsumerGroupDescribe (key 69): groups of the consumer group protocol —
+//! epochs, assignor, and each member's current and target assignment.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
+use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{Reply, RequestContext};
+use crate::coordinator::assignor;
+use crate::Broker;
+
+fn assignment(broker: &Broker, partitions: &assignor::Assignment) -> Assignment {
+    Assignment::default().with_topic_partitions(
+        partitions
+            .iter()
+            .map(|(topic_id, ps)| {
+                TopicPartitions::default()
+                    .with_topic_id(*topic_id)
+                    .with_topic_name(TopicName(StrBytes::from_string(broker.groups.topic_name(topic_id).unwrap_or_default())))
+                    .with_partitions(ps.iter().copied().collect())
+            })
+            .collect(),
+    )
+}
+
+pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ConsumerGroupDescribeRequest) -> Reply<ConsumerGroupDescribeResponse> {
+    let groups = req
+        .group_ids
+        .into_iter()
+        .map(|group_id| {
+            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(i32::MIN);
+            broker.groups.describe_consumer_group(&group_id.0, |group| match group {
+                None => described
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(StrBytes::from_string(format!("Group {} not found.", group_id.0))))
+                    .with_group_state(StrBytes::from_static_str("Dead")),
+                Some(g) => {
+                    let empty = assignor::Assignment::new();
+                    let members = g
+                        .members
+                        .values()
+                        .map(|m| {
+                            Member::default()
+                                .with_member_id(StrBytes::from_string(m.id.clone()))
+                                .with_instance_id(m.instance_id.clone().map(StrBytes::from_string))
+                                .with_rack_id(m.rack_id.clone().map(StrBytes::from_string))
+                                .with_member_epoch(m.epoch)
+                                .with_client_id(StrBytes::from_string(m.client_id.clone()))
+                                .with_client_host(StrBytes::from_string(m.client_host.clone()))
+                                .with_subscribed_topic_names(
+                                    m.subscribed_topic_names.iter().map(|n| TopicName(StrBytes::from_string(n.clone()))).collect(),
+                                )
+                                .with_subscribed_topic_regex(m.subscribed_topic_regex.clone().map(StrBytes::from_string))
+                                .with_assignment(assignment(broker, &m.assigned))
+                                .with_target_assignment(assignment(broker, g.target.get(&m.id).unwrap_or(&empty)))
+                                // 1: a member of the consumer protocol (0 would be classic).
+                                .with_member_type(1)
+                        })
+                        .collect();
+                    described
+                        .with_group_state(StrBytes::from_static_str(g.state_name()))
+                        .with_group_epoch(g.group_epoch)
+                        .with_assignment_epoch(g.assignment_epoch)
+                        .with_assignor_name(StrBytes::from_string(g.assignor_name.clone()))
+                        .with_members(members)
+                }
+            })
+        })
+        .collect();
+    Reply::Now(ConsumerGroupDescribeResponse::default().with_groups(groups))
+}

@@ -1,0 +1,134 @@
+//! The coordinator's log: `__consumer_offsets` records of both kinds Kafka
+//! writes there — committed offsets ([`super::offsets`]) and group metadata
+//! ([`super::group_record`]) — appended as ordinary record batches and read
+//! back in order on start. A null value is a tombstone.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use indexmap::IndexMap;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use runnel_storage::batch::validate_batches;
+
+use super::group_record::{self, GroupMetadata};
+use super::offsets::{self, CommittedOffset, OffsetKey};
+use crate::partition::Partition;
+
+/// How long a write may wait for its fsync before the client is told to retry.
+pub const DURABILITY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoordinatorRecord {
+    Offset(OffsetKey, Option<CommittedOffset>),
+    Group(String, Option<GroupMetadata>),
+}
+
+impl CoordinatorRecord {
+    fn encode(&self) -> (Bytes, Option<Bytes>) {
+        match self {
+            CoordinatorRecord::Offset(key, value) => (offsets::encode_key(key), value.as_ref().map(offsets::encode_value)),
+            CoordinatorRecord::Group(group, value) => (group_record::encode_key(group), value.as_ref().map(group_record::encode_value)),
+        }
+    }
+
+    /// Decodes a record by its key version; None for kinds Runnel does not
+    /// keep (or cannot parse: skipped, never fatal).
+    fn decode(key: Bytes, value: Option<Bytes>) -> Option<CoordinatorRecord> {
+        let version = key.clone().try_get_i16().ok()?;
+        match version {
+            0 | 1 => {
+                let key = offsets::decode_key(key)?;
+                match value {
+                    None => Some(CoordinatorRecord::Offset(key, None)),
+                    Some(v) => Some(CoordinatorRecord::Offset(key, Some(offsets::decode_value(v)?))),
+                }
+            }
+            2 => {
+                let group = group_record::decode_key(key)?;
+                match value {
+                    None => Some(CoordinatorRecord::Group(group, None)),
+                    Some(v) => Some(CoordinatorRecord::Group(group, Some(group_record::decode_value(v)?))),
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Appends records as one batch; returns the last offset, to wait on with
+/// [`Partition::wait_durable`]. Synchronous, so callers holding a lock keep
+/// their records in order.
+pub fn append(partition: &Partition, entries: &[CoordinatorRecord]) -> Result<i64, ResponseError> {
+    let now = crate::now_ms();
+    let records: Vec<Record> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let (key, value) = entry.encode();
+            Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                // The encoder keeps records in one batch while offset - sequence is constant.
+                sequence: i as i32,
+                timestamp: now,
+                key: Some(key),
+                value,
+                headers: IndexMap::new(),
+            }
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .map_err(|e| {
+            tracing::error!(error = %e, "encoding coordinator records failed");
+            ResponseError::UnknownServerError
+        })?;
+    let validated = validate_batches(&buf, usize::MAX).map_err(|e| {
+        tracing::error!(error = %e, "coordinator batch failed validation");
+        ResponseError::UnknownServerError
+    })?;
+    let info = partition.append(&mut buf, &validated.headers, now).map_err(|e| e.code)?;
+    Ok(info.last_offset)
+}
+
+/// Appends records and waits until they are durable.
+pub async fn append_durably(partition: &Partition, entries: &[CoordinatorRecord]) -> Result<(), ResponseError> {
+    let last_offset = append(partition, entries)?;
+    partition.wait_durable(last_offset, DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+}
+
+/// Reads every coordinator record of a partition, in log order.
+pub fn read_all(partition: &Partition) -> Result<Vec<CoordinatorRecord>, String> {
+    let mut out = Vec::new();
+    let mut offset = partition.offsets().log_start_offset;
+    loop {
+        let (mut bytes, offsets) = partition.read(offset, 1 << 20, true).map_err(|e| e.to_string())?;
+        if bytes.is_empty() {
+            break;
+        }
+        let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| e.to_string())?;
+        let mut last = offset;
+        for set in sets {
+            for record in set.records {
+                last = last.max(record.offset + 1);
+                let Some(key) = record.key else { continue };
+                match CoordinatorRecord::decode(key, record.value) {
+                    Some(entry) => out.push(entry),
+                    None => tracing::warn!(offset = record.offset, "skipping an unreadable __consumer_offsets record"),
+                }
+            }
+        }
+        if last <= offset || last >= offsets.high_watermark {
+            break;
+        }
+        offset = last;
+    }
+    Ok(out)
+}

@@ -1,0 +1,225 @@
+"""Groups under churn, with members as separate processes: members leave,
+get killed, restart with static ids, and the broker restarts under them.
+
+Every member commits each record before reporting it, so "no record twice"
+below means exactly: nothing committed is ever delivered again."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Producer
+
+from test_groups import create_topic
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MEMBER = os.path.join(HERE, "group_member.py")
+
+
+class Member:
+    def __init__(self, client, bootstrap, topic, group, **settings):
+        self.client, self.bootstrap, self.topic, self.group, self.settings = client, bootstrap, topic, group, settings
+        fd, self.path = tempfile.mkstemp(prefix="member-", suffix=".log")
+        os.close(fd)
+        self.start()
+
+    def start(self):
+        args = [sys.executable, MEMBER, self.client, self.bootstrap, self.topic, self.group, self.path]
+        args += [f"{k.replace('_', '.') if self.client == 'confluent' else k}={v}" for k, v in self.settings.items()]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def lines(self):
+        with open(self.path) as f:
+            return [line.split(" ", 1) if " " in line else [line.strip(), ""] for line in f.read().splitlines()]
+
+    def assignments(self):
+        """Every assignment this member reported, in order, as sets."""
+        return [set(map(int, filter(None, rest.split(",")))) for kind, rest in self.lines() if kind == "A"]
+
+    def assignment(self):
+        seen = self.assignments()
+        return seen[-1] if seen else None
+
+    def rebalances(self):
+        """Rebalance callbacks seen (confluent members only)."""
+        return [rest for kind, rest in self.lines() if kind == "B"]
+
+    def records(self):
+        return [tuple(rest.split(" ")) for kind, rest in self.lines() if kind == "R"]
+
+    def in_flight(self):
+        """Records whose commit was started but not reported done."""
+        done = {r[2] for r in self.records()}
+        return {tuple(rest.split(" "))[2] for kind, rest in self.lines() if kind == "P"} - done
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def cleanup(self):
+        self.kill()
+        os.unlink(self.path)
+
+
+@pytest.fixture
+def members():
+    made = []
+
+    def make(*args, **kwargs):
+        m = Member(*args, **kwargs)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.cleanup()
+
+
+def wait_until(what, condition, timeout=60, show=()):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    states = "; ".join(f"member {i}: assignments {m.assignments()[-4:]}, {len(m.records())} records" for i, m in enumerate(show))
+    raise AssertionError(f"timed out waiting for {what}. {states}")
+
+
+def covers(group_members, partitions):
+    """The members' current assignments are disjoint and cover the partitions."""
+    owned = [m.assignment() or set() for m in group_members]
+    union = set().union(*owned)
+    return union == set(range(partitions)) and sum(len(o) for o in owned) == partitions
+
+
+class Feed:
+    """Produces numbered records, round-robin over partitions, a slice at a time."""
+
+    def __init__(self, bootstrap, topic, partitions):
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        self.topic, self.partitions, self.sent = topic, partitions, 0
+
+    def send(self, n):
+        for _ in range(n):
+            self.producer.produce(self.topic, value=f"v{self.sent}".encode(), partition=self.sent % self.partitions)
+            self.sent += 1
+        assert self.producer.flush(20) == 0
+
+
+def check_exactly_once_after_commit(group_members, sent, killed=()):
+    values = [r[2] for m in group_members for r in m.records()]
+    duplicates = len(values) - len(set(values))
+    assert duplicates == 0, f"{duplicates} committed records were delivered again"
+    missing = {f"v{i}" for i in range(sent)} - set(values)
+    # A killed member may have committed its last records without living to report them.
+    unreported = set().union(*(m.in_flight() for m in killed)) if killed else set()
+    assert missing <= unreported, f"{len(missing - unreported)} records never consumed, e.g. {sorted(missing - unreported)[:5]}"
+
+
+def all_consumed(group_members, sent, killed=()):
+    seen = {r[2] for m in group_members for r in m.records()}
+    seen |= set().union(*(m.in_flight() for m in killed)) if killed else set()
+    return len(seen) >= sent
+
+
+def churn(client, broker, members, **settings):
+    topic = "churn-" + uuid.uuid4().hex[:6]
+    group = "g-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 6)
+    feed = Feed(broker.bootstrap, topic, 6)
+    a, b, c = (members(client, broker.bootstrap, topic, group, **settings) for _ in range(3))
+    wait_until("three members sharing six partitions", lambda: covers([a, b, c], 6) and all(m.assignment() for m in (a, b, c)), show=(a, b, c))
+    feed.send(300)
+    wait_until("the first records", lambda: sum(len(m.records()) for m in (a, b, c)) >= 300, show=(a, b, c))
+
+    c.stop()  # leaves the group: its partitions move at once
+    feed.send(300)
+    wait_until("two members sharing six partitions", lambda: covers([a, b], 6), show=(a, b))
+    assert c.proc.returncode == 0
+
+    b.kill()  # no goodbye: the session timeout must hand its partitions on
+    feed.send(300)
+    wait_until("the survivor owning everything", lambda: a.assignment() == set(range(6)), timeout=60, show=(a,))
+    feed.send(100)
+    wait_until("every record consumed", lambda: all_consumed([a, b, c], feed.sent, killed=[b]), timeout=60, show=(a, b, c))
+    check_exactly_once_after_commit([a, b, c], feed.sent, killed=[b])
+
+
+@pytest.mark.parametrize("strategy", ["range", "roundrobin", "cooperative-sticky"])
+def test_confluent_group_churn(broker, members, strategy):
+    churn("confluent", broker, members, partition_assignment_strategy=strategy)
+
+
+@pytest.mark.parametrize("assignor", ["uniform", "range"])
+def test_confluent_consumer_protocol_churn(broker, members, assignor):
+    """The same churn with the consumer group protocol (KIP-848): server-side assignment."""
+    churn("confluent", broker, members, group_protocol="consumer", group_remote_assignor=assignor)
+
+
+def test_kafka_python_group_churn(broker, members):
+    churn("kafka-python", broker, members)
+
+
+def test_cooperative_rebalance_keeps_unmoved_partitions(broker, members):
+    """Cooperative-sticky: a new member takes partitions without the others
+    giving up the ones they keep (incremental rebalancing)."""
+    topic = "coop-" + uuid.uuid4().hex[:6]
+    group = "g-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 6)
+    a = members("confluent", broker.bootstrap, topic, group, partition_assignment_strategy="cooperative-sticky")
+    wait_until("a alone owning everything", lambda: a.assignment() == set(range(6)))
+    b = members("confluent", broker.bootstrap, topic, group, partition_assignment_strategy="cooperative-sticky")
+    wait_until("a and b sharing", lambda: covers([a, b], 6) and b.assignment())
+    # Eager rebalancing would show a with nothing in between; cooperative only shrinks a's set.
+    history = a.assignments()
+    assert all(len(s) > 0 for s in history), f"a gave up everything during the rebalance: {history}"
+    assert all(later <= earlier for earlier, later in zip(history, history[1:]))
+
+
+def test_static_member_restart_keeps_partitions_without_rebalance(broker, members):
+    topic = "static-" + uuid.uuid4().hex[:6]
+    group = "g-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 4)
+    settings = {"session_timeout_ms": 30000}
+    s1 = members("confluent", broker.bootstrap, topic, group, group_instance_id="s1", **settings)
+    s2 = members("confluent", broker.bootstrap, topic, group, group_instance_id="s2", **settings)
+    wait_until("s1 and s2 sharing", lambda: covers([s1, s2], 4) and s1.assignment() and s2.assignment())
+    before = s1.assignment()
+    s2_events = s2.rebalances()
+    s1.kill()
+    s1_again = members("confluent", broker.bootstrap, topic, group, group_instance_id="s1", **settings)
+    wait_until("s1 back with its partitions", lambda: s1_again.assignment())
+    assert s1_again.assignment() == before
+    time.sleep(2)  # a rebalance, had one started, would reach s2 within its heartbeat interval
+    assert s2.rebalances() == s2_events, f"s2 was rebalanced: {s2.rebalances()}"
+
+
+def test_stable_group_survives_broker_restart_without_rebalance(make_broker, members):
+    broker = make_broker()
+    topic = "restart-" + uuid.uuid4().hex[:6]
+    group = "g-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 4)
+    feed = Feed(broker.bootstrap, topic, 4)
+    a = members("confluent", broker.bootstrap, topic, group, session_timeout_ms=30000)
+    b = members("confluent", broker.bootstrap, topic, group, session_timeout_ms=30000)
+    wait_until("a and b sharing", lambda: covers([a, b], 4) and a.assignment() and b.assignment())
+    feed.send(100)
+    wait_until("the first records", lambda: len(a.records()) + len(b.records()) >= 100)
+    history = (a.rebalances(), b.rebalances())
+    broker.restart()
+    feed = Feed(broker.bootstrap, topic, 4)
+    feed.sent = 100
+    feed.send(100)
+    wait_until("records after the restart", lambda: len(a.records()) + len(b.records()) >= 200)
+    assert (a.rebalances(), b.rebalances()) == history, "the group rebalanced after the broker restart"
+    check_exactly_once_after_commit([a, b], 200)
