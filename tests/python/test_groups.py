@@ -143,3 +143,45 @@ def test_group_admin_apis(broker):
     assert [e.__name__ for e in result.values()] == ["GroupSubscribedToTopicError"]
     member.close()
     kadmin.close()
+
+
+def test_offsets_expire_after_retention_unless_the_group_is_active(make_broker):
+    """offsets.retention.minutes: a standalone consumer's offsets expire a
+    retention after their commit (and its group disappears, also after a
+    restart); an active group's offsets for its subscribed topic stay."""
+    broker = make_broker({"offsets.retention.minutes": "1", "offsets.retention.check.interval.ms": "500"})
+    topic = "expiry-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 1)
+    produce_n(broker.bootstrap, topic, 10, 1)
+    standalone, active = "g-standalone-" + uuid.uuid4().hex[:6], "g-active-" + uuid.uuid4().hex[:6]
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": standalone, "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
+    c.close()
+    member = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": active, "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    member.subscribe([topic])
+    deadline = time.time() + 30
+    while not member.assignment() and time.time() < deadline:
+        member.poll(0.2)
+    member.commit(offsets=[TopicPartition(topic, 0, 7)], asynchronous=False)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+
+    def committed(group):
+        probe = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+        try:
+            return probe.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+        finally:
+            probe.close()
+
+    assert committed(standalone) == 5
+    deadline = time.time() + 75
+    while committed(standalone) == 5 and time.time() < deadline:
+        member.poll(1.0)  # keeps the active member's session alive
+    assert committed(standalone) < 0, "the standalone group's offset expired"
+    member.poll(0.5)
+    assert committed(active) == 7, "an active group's subscribed offsets do not expire"
+    member.close()
+    groups = {g.group_id for g in admin.list_consumer_groups().result(10).valid}
+    assert standalone not in groups and active in groups
+    broker.restart()
+    assert committed(standalone) < 0, "expiry is durable"
+    assert committed(active) == 7

@@ -405,7 +405,7 @@ impl Group {
         if let Some(old) = member.join_waiter.replace(tx) {
             let _ = old.send(JoinOutcome::error(ResponseError::UnknownMemberId, member_id.clone()));
         }
-        if self.protocol_type.is_none() {
+        if self.protocol_type.is_none() || self.members.len() == 1 {
             self.protocol_type = Some(req.protocol_type);
         }
         match self.state {
@@ -574,7 +574,8 @@ impl Group {
     fn to_empty(&mut self) {
         self.set_state(GroupState::Empty);
         self.dirty = true;
-        self.protocol_type = None;
+        // The protocol type stays, as in Kafka: it marks a group that used group
+        // management, whose offsets expire relative to when it became empty.
         self.protocol_name = None;
         self.leader = None;
     }
@@ -726,6 +727,25 @@ impl Group {
             }
         }
         self.try_complete_join(now);
+    }
+
+    /// Kafka's offset expiration rule for classic groups: the time an
+    /// offset's retention counts from, or None while it must not expire.
+    /// Standalone consumers (never joined): the commit time. A group that used
+    /// group management and is now empty: when it became empty. A stable
+    /// consumer group: the commit time, for topics it no longer subscribes to.
+    pub fn offset_expiration_base(&self, topic: &str, commit_timestamp: i64) -> Option<i64> {
+        match (&self.protocol_type, self.state) {
+            (None, _) => Some(commit_timestamp),
+            (Some(_), GroupState::Empty) => {
+                Some(if self.current_state_timestamp >= 0 { self.current_state_timestamp } else { commit_timestamp })
+            }
+            (Some(_), GroupState::Stable) => match self.subscribed_topics() {
+                Some(topics) if !topics.contains(topic) => Some(commit_timestamp),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Topics the members subscribe to, read from their consumer-protocol

@@ -77,6 +77,17 @@ impl GroupCoordinator {
         });
         coordinator.load_offsets()?;
         let weak = Arc::downgrade(&coordinator);
+        let check_every = Duration::from_millis(coordinator.config.offsets_retention_check_interval_ms.max(100));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(check_every);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(coordinator) = weak.upgrade() else { return };
+                coordinator.expire_offsets().await;
+            }
+        });
+        let weak = Arc::downgrade(&coordinator);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(TICK);
             loop {
@@ -381,6 +392,72 @@ impl GroupCoordinator {
             }
         }
         Ok(results)
+    }
+
+    /// Expires committed offsets older than `offsets.retention.minutes`, by
+    /// Kafka's rules (see [`Group::offset_expiration_base`]; consumer-protocol
+    /// groups keep offsets of subscribed topics), writing tombstones; an empty
+    /// group left without offsets is deleted.
+    pub async fn expire_offsets(&self) {
+        let retention_ms = self.config.offsets_retention_minutes.saturating_mul(60_000);
+        let now = crate::now_ms();
+        let expired: Vec<OffsetKey> = {
+            let offsets = self.offsets.lock();
+            let groups = self.groups.lock();
+            let consumer_groups = self.consumer_groups.lock();
+            offsets
+                .iter()
+                .filter(|(key, value)| {
+                    let base = match (consumer_groups.get(&key.group), groups.get(&key.group)) {
+                        (Some(g), _) if g.subscribed_topic_names().contains(&key.topic) => None,
+                        (Some(_), _) | (None, None) => Some(value.commit_timestamp),
+                        (None, Some(g)) => g.offset_expiration_base(&key.topic, value.commit_timestamp),
+                    };
+                    base.is_some_and(|b| now.saturating_sub(b) >= retention_ms)
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        if expired.is_empty() {
+            return;
+        }
+        let mut by_group: BTreeMap<String, Vec<OffsetKey>> = BTreeMap::new();
+        for key in expired {
+            by_group.entry(key.group.clone()).or_default().push(key);
+        }
+        for (group_id, keys) in by_group {
+            let Some(partition) = self.offsets_partition(&group_id) else { continue };
+            let mut records: Vec<CoordinatorRecord> = keys.iter().map(|k| CoordinatorRecord::Offset(k.clone(), None)).collect();
+            let remaining = self.committed_for_group(&group_id).len() - keys.len();
+            let group_gone = remaining == 0
+                && self.groups.lock().get(&group_id).is_none_or(|g| g.is_empty())
+                && self.consumer_groups.lock().get(&group_id).is_none_or(|g| g.is_empty());
+            if group_gone {
+                records.push(CoordinatorRecord::Group(group_id.clone(), None));
+            }
+            if let Err(e) = records::append_durably(&partition, &records).await {
+                tracing::warn!(group = %group_id, error = ?e, "writing expired offsets failed; retrying at the next check");
+                continue;
+            }
+            tracing::info!(group = %group_id, offsets = keys.len(), deleted_group = group_gone, "expired committed offsets");
+            let mut cache = self.offsets.lock();
+            for key in &keys {
+                cache.remove(key);
+            }
+            drop(cache);
+            if group_gone {
+                // Unless a member joined meanwhile.
+                let mut groups = self.groups.lock();
+                if groups.get(&group_id).is_some_and(|g| g.is_empty()) {
+                    groups.remove(&group_id);
+                }
+                drop(groups);
+                let mut consumer_groups = self.consumer_groups.lock();
+                if consumer_groups.get(&group_id).is_some_and(|g| g.is_empty()) {
+                    consumer_groups.remove(&group_id);
+                }
+            }
+        }
     }
 
     /// Deletes an empty group and its offsets (tombstones in `__consumer_offsets`).
