@@ -12,6 +12,7 @@ callback (confluent only). Usage:
 
 CLIENT is "confluent" or "kafka-python"; key=value pairs are client settings.
 """
+import os
 import signal
 import sys
 import time
@@ -111,6 +112,11 @@ def run_kafka_python(bootstrap, topic, group, out, settings):
 
 
 def main():
+    import logging
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if os.environ.get("MEMBER_DEBUG"):
+        logging.getLogger("kafka.coordinator").setLevel(logging.DEBUG)
     client, bootstrap, topic, group, output = sys.argv[1:6]
     settings = dict(arg.split("=", 1) for arg in sys.argv[6:])
     signal.signal(signal.SIGTERM, on_sigterm)

@@ -69,7 +69,7 @@ def test_group_commands(broker):
     cli(broker, "topic", "create", name, "--partitions", "2")
     cli(broker, "produce", name, "--partition", "0", stdin=b"".join(b"r%d\n" % i for i in range(6)))
     cli(broker, "consume", name, "--from-beginning", "--group", group, "-n", "4", "--timeout-ms", "15000")
-    assert f"{group}\tEmpty" in cli(broker, "group", "list").stdout.decode().splitlines()
+    assert f"{group}\tEmpty\tClassic" in cli(broker, "group", "list").stdout.decode().splitlines()
     described = cli(broker, "group", "describe", group).stdout.decode()
     assert f"{name}\t0\t4\t6\t2" in described, described
     # While a member is active, resetting is refused.

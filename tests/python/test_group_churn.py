@@ -30,7 +30,8 @@ class Member:
     def start(self):
         args = [sys.executable, MEMBER, self.client, self.bootstrap, self.topic, self.group, self.path]
         args += [f"{k.replace('_', '.') if self.client == 'confluent' else k}={v}" for k, v in self.settings.items()]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(self.path + ".err", "ab") as err:
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=err)
 
     def lines(self):
         with open(self.path) as f:
@@ -66,9 +67,18 @@ class Member:
             self.proc.kill()
             self.proc.wait()
 
+    def errors(self):
+        try:
+            with open(self.path + ".err", "rb") as f:
+                return f.read().decode("utf-8", "replace")[-6000:]
+        except OSError:
+            return ""
+
     def cleanup(self):
         self.kill()
         os.unlink(self.path)
+        if os.path.exists(self.path + ".err"):
+            os.unlink(self.path + ".err")
 
 
 @pytest.fixture
@@ -92,6 +102,8 @@ def wait_until(what, condition, timeout=60, show=()):
             return
         time.sleep(0.1)
     states = "; ".join(f"member {i}: assignments {m.assignments()[-4:]}, {len(m.records())} records" for i, m in enumerate(show))
+    for i, m in enumerate(show):
+        print(f"--- member {i} stderr ---\n{m.errors()}")
     raise AssertionError(f"timed out waiting for {what}. {states}")
 
 
@@ -223,3 +235,23 @@ def test_stable_group_survives_broker_restart_without_rebalance(make_broker, mem
     wait_until("records after the restart", lambda: len(a.records()) + len(b.records()) >= 200)
     assert (a.rebalances(), b.rebalances()) == history, "the group rebalanced after the broker restart"
     check_exactly_once_after_commit([a, b], 200)
+
+
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_more_members_than_partitions_leaves_extras_idle(broker, members, protocol):
+    """The seed's anti-pattern: a third consumer on a two-partition topic gets
+    nothing, and `runnel group describe` shows it idle."""
+    from test_cli import cli
+
+    topic = "idle-" + uuid.uuid4().hex[:6]
+    group = "g-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 2)
+    settings = {"group_protocol": "consumer"} if protocol == "consumer" else {}
+    trio = [members("confluent", broker.bootstrap, topic, group, **settings) for _ in range(3)]
+    wait_until("two members owning one partition each", lambda: covers(trio, 2) and sum(1 for m in trio if m.assignment()) == 2, show=trio)
+    time.sleep(1)  # let the group settle into Stable
+    described = cli(broker, "group", "describe", group).stdout.decode()
+    assert described.count("(no partitions: idle)") == 1, described
+    assert "members\t3" in described and "state\tStable" in described, described
+    kind = "Consumer" if protocol == "consumer" else "Classic"
+    assert f"{group}\tStable\t{kind}" in cli(broker, "group", "list").stdout.decode().splitlines()

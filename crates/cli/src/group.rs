@@ -8,7 +8,11 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::{client_config, ClientArgs, BROKER_TIMEOUT};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ConsumerGroupDescribeRequest, GroupId, ListGroupsRequest};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::{client_config, wire, ClientArgs, BROKER_TIMEOUT};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum GroupCommand {
@@ -82,15 +86,27 @@ pub fn decode_assignment(bytes: &[u8]) -> Vec<(String, Vec<i32>)> {
 pub async fn run(args: &ClientArgs, cmd: GroupCommand) -> Result<()> {
     match cmd {
         GroupCommand::List => {
-            let client = consumer(args, "runnel-cli")?;
-            let list = client.fetch_group_list(None, BROKER_TIMEOUT).map_err(|e| unreachable(args, e))?;
-            let mut groups: Vec<(String, String)> = list.groups().iter().map(|g| (g.name().to_string(), g.state().to_string())).collect();
+            // ListGroups v5 names each group's type (classic or consumer) and its real state.
+            let request = ListGroupsRequest::default();
+            let response = wire::exchange(&args.brokers, &request, 5).await.map_err(|e| unreachable(args, e))?;
+            if response.error_code != 0 {
+                bail!("listing groups failed: {:?}", ResponseError::try_from_code(response.error_code));
+            }
+            let mut groups: Vec<(String, String, String)> = response
+                .groups
+                .iter()
+                .map(|g| (g.group_id.0.to_string(), g.group_state.to_string(), g.group_type.to_string()))
+                .collect();
             groups.sort();
-            for (name, state) in groups {
-                println!("{name}\t{state}");
+            for (name, state, kind) in groups {
+                println!("{name}\t{state}\t{kind}");
             }
         }
-        GroupCommand::Describe { group } => describe(args, &group)?,
+        GroupCommand::Describe { group } => {
+            if !describe_consumer_protocol_group(args, &group).await? {
+                describe(args, &group)?
+            }
+        }
         GroupCommand::Delete { groups } => {
             let admin: AdminClient<DefaultClientContext> = client_config(args)?.create().context("creating the admin client")?;
             let refs: Vec<&str> = groups.iter().map(String::as_str).collect();
@@ -156,6 +172,32 @@ pub async fn run(args: &ClientArgs, cmd: GroupCommand) -> Result<()> {
     Ok(())
 }
 
+/// Describes a group of the KIP-848 consumer protocol; false when the group
+/// is not one (or the broker does not know ConsumerGroupDescribe).
+async fn describe_consumer_protocol_group(args: &ClientArgs, group: &str) -> Result<bool> {
+    let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let Ok(response) = wire::exchange(&args.brokers, &request, 0).await else { return Ok(false) };
+    let Some(g) = response.groups.first().filter(|g| g.error_code == 0) else { return Ok(false) };
+    println!("group\t{group}");
+    println!("state\t{}", g.group_state);
+    println!("protocol\tconsumer (assignor {}, group epoch {}, assignment epoch {})", g.assignor_name, g.group_epoch, g.assignment_epoch);
+    println!("members\t{}", g.members.len());
+    for m in &g.members {
+        let assigned: Vec<String> = m
+            .assignment
+            .topic_partitions
+            .iter()
+            .filter(|tp| !tp.partitions.is_empty())
+            .map(|tp| format!("{}:{}", tp.topic_name.0, tp.partitions.iter().map(i32::to_string).collect::<Vec<_>>().join(",")))
+            .collect();
+        let shown = if assigned.is_empty() { "(no partitions: idle)".to_string() } else { assigned.join(" ") };
+        println!("  {}\t{}\t{}\t{shown}", m.member_id, m.client_id, m.client_host);
+    }
+    let client = consumer(args, group)?;
+    print_offsets(args, &client)?;
+    Ok(true)
+}
+
 fn describe(args: &ClientArgs, group: &str) -> Result<()> {
     let client = consumer(args, group)?;
     let list = client.fetch_group_list(Some(group), BROKER_TIMEOUT).map_err(|e| unreachable(args, e))?;
@@ -175,6 +217,11 @@ fn describe(args: &ClientArgs, group: &str) -> Result<()> {
         let shown = if assigned.is_empty() { "(no partitions: idle)".to_string() } else { assigned.join(" ") };
         println!("  {}\t{}\t{}\t{shown}", m.id(), m.client_id(), m.client_host());
     }
+    print_offsets(args, &client)
+}
+
+/// Committed offset, end offset and lag of every partition the group committed to.
+fn print_offsets(args: &ClientArgs, client: &BaseConsumer) -> Result<()> {
     // Committed offsets of every partition of every topic (OffsetFetch answers -1 where nothing was committed).
     let metadata = client.fetch_metadata(None, BROKER_TIMEOUT).map_err(|e| unreachable(args, e))?;
     let mut all = TopicPartitionList::new();

@@ -6,6 +6,7 @@ mod consume;
 mod group;
 mod produce;
 mod topic;
+mod wire;
 
 use std::time::Duration;
 
