@@ -56,6 +56,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
             .groups
             .into_iter()
             .map(|g| {
+                // v9: a consumer-protocol member names itself and its epoch; a stale one is refused.
+                if let Some(member_id) = g.member_id.as_ref().filter(|_| g.member_epoch >= 0) {
+                    if let Err(e) = broker.groups.validate_fetch(&g.group_id.0, member_id, g.member_epoch) {
+                        return OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(e.code());
+                    }
+                }
                 let wanted = g
                     .topics
                     .map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());

@@ -238,6 +238,15 @@ impl GroupCoordinator {
         results
     }
 
+    /// OffsetFetch v9 from a member of a consumer-protocol group: it must be
+    /// a member at its current epoch.
+    pub fn validate_fetch(&self, group_id: &str, member_id: &str, member_epoch: i32) -> Result<(), ResponseError> {
+        match self.consumer_groups.lock().get(group_id) {
+            Some(group) => group.validate_member_epoch(member_id, member_epoch, ResponseError::StaleMemberEpoch),
+            None => Ok(()),
+        }
+    }
+
     /// The topics a consumer group may subscribe to: name → (id, partitions).
     fn topics_view(&self) -> TopicsView {
         self.replicas
