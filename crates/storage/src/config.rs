@@ -36,7 +36,9 @@ pub struct LogConfig {
     pub max_message_bytes: usize,
     /// `message.timestamp.type` (default CreateTime).
     pub timestamp_type: TimestampType,
-    /// `cleanup.policy` (default "delete"); "compact" is stored and reported.
+    /// `cleanup.policy` (default "delete"): time/size retention applies only
+    /// with "delete"; general log compaction is not implemented ("compact" is
+    /// stored and reported; the coordinator compacts its own topic).
     pub cleanup_policy: String,
     /// `min.insync.replicas` (default 1).
     pub min_insync_replicas: i32,

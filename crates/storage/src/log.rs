@@ -400,8 +400,13 @@ impl Log {
     /// Deletes segments past `retention.ms` (by their largest timestamp) or
     /// beyond `retention.bytes`, oldest first, never the active segment
     /// unless it is itself expired (then it is rolled first, like Kafka).
+    /// Only for `cleanup.policy` including `delete`: a compacted-only topic
+    /// keeps its records (the latest value of every key must survive).
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
         let mut outcome = RetentionOutcome { log_start_offset: self.log_start_offset, ..Default::default() };
+        if !self.config.cleanup_policy.split(',').any(|p| p.trim() == "delete") {
+            return Ok(outcome);
+        }
         let retention_ms = self.config.retention_ms;
         if retention_ms >= 0 {
             let expired = |s: &Segment| !s.is_empty() && s.max_timestamp >= 0 && s.max_timestamp < now_ms - retention_ms;

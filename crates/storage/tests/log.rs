@@ -156,9 +156,20 @@ fn torn_and_corrupt_tails_are_truncated() {
 
 #[test]
 fn retention_by_time_and_size_and_delete_records() {
+    // A compacted-only topic keeps every record whatever its age.
     let dir = tempfile::tempdir().unwrap();
     let mut config = small_segments();
     config.retention_ms = 10_000;
+    config.cleanup_policy = "compact".into();
+    let mut log = Log::open(dir.path(), config.clone()).unwrap();
+    for i in 0..30 {
+        append(&mut log, 2, 1_000 + i);
+    }
+    assert_eq!(log.enforce_retention(100_000).unwrap().segments_deleted, 0);
+    assert_eq!(log.log_start_offset(), 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    config.cleanup_policy = "compact,delete".into();
     let mut log = Log::open(dir.path(), config.clone()).unwrap();
     for i in 0..30 {
         append(&mut log, 2, 1_000 + i);
