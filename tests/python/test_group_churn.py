@@ -70,7 +70,8 @@ class Member:
     def errors(self):
         try:
             with open(self.path + ".err", "rb") as f:
-                return f.read().decode("utf-8", "replace")[-6000:]
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "\n".join(l for l in lines if "need_rejoin" not in l and "etch" not in l)[-8000:]
         except OSError:
             return ""
 

@@ -9,7 +9,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{ConsumerGroupDescribeRequest, GroupId, ListGroupsRequest};
+use kafka_protocol::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
+use kafka_protocol::messages::{ConsumerGroupDescribeRequest, GroupId, ListGroupsRequest, OffsetDeleteRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::{client_config, wire, ClientArgs, BROKER_TIMEOUT};
@@ -24,6 +25,16 @@ pub enum GroupCommand {
     Delete {
         #[arg(required = true)]
         groups: Vec<String>,
+    },
+    /// Delete a group's committed offsets for a topic (refused by the broker
+    /// while the group's members subscribe to it).
+    DeleteOffsets {
+        group: String,
+        #[arg(long)]
+        topic: String,
+        /// Only these partitions (default: all of the topic's).
+        #[arg(long = "partition")]
+        partitions: Vec<i32>,
     },
     /// Move a group's committed offsets (refused while the group has members).
     ResetOffsets {
@@ -124,6 +135,40 @@ pub async fn run(args: &ClientArgs, cmd: GroupCommand) -> Result<()> {
             }
             if failed {
                 bail!("some groups were not deleted");
+            }
+        }
+        GroupCommand::DeleteOffsets { group, topic, partitions } => {
+            let partitions = if partitions.is_empty() {
+                let client = consumer(args, &group)?;
+                let metadata = client.fetch_metadata(Some(&topic), BROKER_TIMEOUT).map_err(|e| unreachable(args, e))?;
+                let t = metadata.topics().first().filter(|t| t.error().is_none() && !t.partitions().is_empty());
+                t.ok_or_else(|| anyhow!("topic {topic:?} does not exist"))?.partitions().iter().map(|p| p.id()).collect()
+            } else {
+                partitions
+            };
+            let request = OffsetDeleteRequest::default().with_group_id(GroupId(StrBytes::from_string(group.clone()))).with_topics(vec![
+                OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partitions(partitions.iter().map(|p| OffsetDeleteRequestPartition::default().with_partition_index(*p)).collect()),
+            ]);
+            let response = wire::exchange(&args.brokers, &request, 0).await.map_err(|e| unreachable(args, e))?;
+            if let Some(e) = ResponseError::try_from_code(response.error_code) {
+                bail!("deleting offsets of group {group:?}: {e}");
+            }
+            let mut refused = false;
+            for t in &response.topics {
+                for p in &t.partitions {
+                    match ResponseError::try_from_code(p.error_code) {
+                        None => println!("{}\t{}\tdeleted", t.name.0, p.partition_index),
+                        Some(e) => {
+                            refused = true;
+                            eprintln!("error: {}:{}: {e}", t.name.0, p.partition_index);
+                        }
+                    }
+                }
+            }
+            if refused {
+                bail!("some offsets were not deleted");
             }
         }
         GroupCommand::ResetOffsets { group, topic, to_earliest, to_latest, to_offset, to_datetime } => {

@@ -8,7 +8,7 @@ use kafka_protocol::messages::consumer_group_describe_response::{Assignment, Des
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use super::{authorized_operations, Reply, RequestContext};
 use crate::coordinator::assignor;
 use crate::Broker;
 
@@ -27,11 +27,12 @@ fn assignment(broker: &Broker, partitions: &assignor::Assignment) -> Assignment 
 }
 
 pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ConsumerGroupDescribeRequest) -> Reply<ConsumerGroupDescribeResponse> {
+    let include_operations = req.include_authorized_operations;
     let groups = req
         .group_ids
         .into_iter()
         .map(|group_id| {
-            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(i32::MIN);
+            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(authorized_operations::if_requested(include_operations, authorized_operations::GROUP));
             broker.groups.describe_consumer_group(&group_id.0, |group| match group {
                 None => described
                     .with_error_code(ResponseError::GroupIdNotFound.code())

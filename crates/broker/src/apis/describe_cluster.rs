@@ -6,7 +6,7 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use super::{authorized_operations, Reply, RequestContext};
 use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeClusterRequest) -> Reply<DescribeClusterResponse> {
@@ -21,6 +21,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeCl
             .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
             .with_controller_id(node)
             .with_brokers(vec![this])
-            .with_cluster_authorized_operations(i32::MIN),
+            .with_cluster_authorized_operations(authorized_operations::if_requested(
+                req.include_cluster_authorized_operations,
+                authorized_operations::CLUSTER,
+            )),
     )
 }

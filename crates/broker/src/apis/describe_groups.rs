@@ -8,15 +8,16 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use super::{authorized_operations, Reply, RequestContext};
 use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeGroupsRequest) -> Reply<DescribeGroupsResponse> {
+    let include_operations = req.include_authorized_operations;
     let groups = req
         .groups
         .into_iter()
         .map(|group_id| {
-            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(i32::MIN);
+            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(authorized_operations::if_requested(include_operations, authorized_operations::GROUP));
             broker.groups.describe(&group_id.0, |group| match group {
                 None if ctx.version >= 6 => described
                     .with_error_code(ResponseError::GroupIdNotFound.code())

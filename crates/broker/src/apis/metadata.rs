@@ -9,12 +9,12 @@ use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, Metada
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use super::{authorized_operations, Reply, RequestContext};
 use crate::replica_manager::{validate_topic_name, Topic};
 use crate::Broker;
 
 /// Kafka's value for "authorized operations not requested".
-const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
+const AUTHORIZED_OPERATIONS_OMITTED: i32 = authorized_operations::OMITTED;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataRequest) -> Reply<MetadataResponse> {
     let config = &broker.config;
@@ -25,7 +25,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
         .with_port(config.advertised_port)];
     // Before v4 a client could not opt out of auto-creation.
     let client_allows_create = ctx.version < 4 || req.allow_auto_topic_creation;
-    let topics = match req.topics {
+    let topics: Vec<MetadataResponseTopic> = match req.topics {
         None => broker.replicas.topics().iter().map(|t| describe_topic(broker, t)).collect(),
         Some(requested) if requested.is_empty() && ctx.version == 0 => {
             // v0: an empty list means all topics.
@@ -45,13 +45,23 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
             })
             .collect(),
     };
+    let topics = topics
+        .into_iter()
+        .map(|t| {
+            let ops = authorized_operations::if_requested(req.include_topic_authorized_operations && t.error_code == 0, authorized_operations::TOPIC);
+            t.with_topic_authorized_operations(ops)
+        })
+        .collect();
     Reply::Now(
         MetadataResponse::default()
             .with_brokers(brokers)
             .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
             .with_controller_id(node)
             .with_topics(topics)
-            .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+            .with_cluster_authorized_operations(authorized_operations::if_requested(
+                req.include_cluster_authorized_operations,
+                authorized_operations::CLUSTER,
+            )),
     )
 }
 

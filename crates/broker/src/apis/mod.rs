@@ -48,6 +48,48 @@ pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
 
+/// Authorized-operations bitfields (KIP-430), answered when a client asks
+/// for them. Runnel has no authorizer, so, like Kafka without one, every
+/// operation a resource type supports is allowed.
+pub mod authorized_operations {
+    // Kafka's AclOperation codes.
+    const READ: u8 = 3;
+    const WRITE: u8 = 4;
+    const CREATE: u8 = 5;
+    const DELETE: u8 = 6;
+    const ALTER: u8 = 7;
+    const DESCRIBE: u8 = 8;
+    const CLUSTER_ACTION: u8 = 9;
+    const DESCRIBE_CONFIGS: u8 = 10;
+    const ALTER_CONFIGS: u8 = 11;
+    const IDEMPOTENT_WRITE: u8 = 12;
+
+    /// "Not requested": Kafka's sentinel.
+    pub const OMITTED: i32 = i32::MIN;
+
+    const fn bits(ops: &[u8]) -> i32 {
+        let mut field = 0i32;
+        let mut i = 0;
+        while i < ops.len() {
+            field |= 1 << ops[i];
+            i += 1;
+        }
+        field
+    }
+
+    pub const TOPIC: i32 = bits(&[READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS]);
+    pub const CLUSTER: i32 = bits(&[CREATE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE, ALTER, DESCRIBE]);
+    pub const GROUP: i32 = bits(&[READ, DESCRIBE, DELETE]);
+
+    pub fn if_requested(requested: bool, operations: i32) -> i32 {
+        if requested {
+            operations
+        } else {
+            OMITTED
+        }
+    }
+}
+
 /// Every API this broker implements, with the version range it advertises.
 /// An API absent here is absent from ApiVersions and its requests close the
 /// connection, as Kafka does for APIs it does not expose.
