@@ -192,3 +192,41 @@ def test_offsets_expire_after_retention_unless_the_group_is_active(make_broker):
     broker.restart()
     assert committed(standalone) < 0, "expiry is durable"
     assert committed(active) == 7
+
+
+def test_offsets_topic_is_compacted_and_replays_the_same_state(make_broker):
+    """__consumer_offsets is compacted: after many commits of the same keys
+    its log start moves past the superseded records, and a restart still
+    sees every group's latest offsets (and not a deleted group's)."""
+    broker = make_broker()
+    topic = "compact-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, 2)
+    produce_n(broker.bootstrap, topic, 10, 2)
+    busy, quiet, doomed = ("g-" + name + "-" + uuid.uuid4().hex[:6] for name in ("busy", "quiet", "doomed"))
+    for group, value in ((quiet, 3), (doomed, 4)):
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+        c.commit(offsets=[TopicPartition(topic, 0, value), TopicPartition(topic, 1, value)], asynchronous=False)
+        c.close()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})  # kept alive until the future resolves
+    admin.delete_consumer_groups([doomed])[doomed].result(10)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": busy, "enable.auto.commit": False})
+    for i in range(1, 1501):
+        c.commit(offsets=[TopicPartition(topic, i % 2, i)], asynchronous=False)
+    c.close()
+    probe = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "probe"})
+    deadline = time.time() + 30
+    low = 0
+    while time.time() < deadline:
+        low, high = probe.get_watermark_offsets(TopicPartition("__consumer_offsets", 0), timeout=10)
+        if low > 0:
+            break
+        time.sleep(0.5)
+    probe.close()
+    assert low > 1000, f"__consumer_offsets was not compacted: log start {low}"
+    for restart in (broker.restart, lambda: (broker.kill9(), broker.start())):
+        restart()
+        for group, expected in ((busy, [(0, 1500), (1, 1499)]), (quiet, [(0, 3), (1, 3)]), (doomed, [(0, -1001), (1, -1001)])):
+            c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+            got = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
+            c.close()
+            assert [(tp.partition, tp.offset) for tp in got] == expected, group

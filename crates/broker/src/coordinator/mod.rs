@@ -33,6 +33,13 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Kafka's `offset.metadata.max.bytes` default.
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 const TICK: Duration = Duration::from_millis(100);
+/// Kafka's `offsets.topic.segment.bytes` default.
+const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
+/// How often the coordinator checks whether its topic needs compacting.
+const COMPACTION_CHECK: Duration = Duration::from_secs(5);
+/// A partition of `__consumer_offsets` is compacted once it holds at least
+/// this many records and at most half of them are live.
+const COMPACTION_MIN_RECORDS: i64 = 1000;
 
 /// One line of ListGroups.
 pub struct ListedGroup {
@@ -50,6 +57,10 @@ pub struct GroupCoordinator {
     /// one map or the other; mixing protocols in one group is refused.
     consumer_groups: Mutex<HashMap<String, ConsumerGroup>>,
     offsets: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
+    /// Held by every append to `__consumer_offsets` and by compaction's read
+    /// of the log, so a compaction snapshot misses no record. Taken after the
+    /// groups lock, never before it.
+    append_lock: Mutex<()>,
 }
 
 /// Java's `String.hashCode`, which Kafka uses to map a group to its offsets partition.
@@ -64,6 +75,8 @@ impl GroupCoordinator {
         if replicas.topic(OFFSETS_TOPIC).is_none() {
             let mut configs = BTreeMap::new();
             configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            // Kafka's offsets.topic.segment.bytes: small segments let compaction free space.
+            configs.insert("segment.bytes".to_string(), OFFSETS_SEGMENT_BYTES.to_string());
             replicas
                 .create_topic(OFFSETS_TOPIC, config.offsets_topic_num_partitions, 1, configs, false)
                 .map_err(|e| format!("creating {OFFSETS_TOPIC}: {e}"))?;
@@ -74,6 +87,7 @@ impl GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             consumer_groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(BTreeMap::new()),
+            append_lock: Mutex::new(()),
         });
         coordinator.load_offsets()?;
         let weak = Arc::downgrade(&coordinator);
@@ -85,6 +99,15 @@ impl GroupCoordinator {
                 ticker.tick().await;
                 let Some(coordinator) = weak.upgrade() else { return };
                 coordinator.expire_offsets().await;
+            }
+        });
+        let weak = Arc::downgrade(&coordinator);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(COMPACTION_CHECK);
+            loop {
+                ticker.tick().await;
+                let Some(coordinator) = weak.upgrade() else { return };
+                coordinator.compact_offsets_topic().await;
             }
         });
         let weak = Arc::downgrade(&coordinator);
@@ -149,6 +172,71 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    fn append(&self, partition: &Partition, entries: &[CoordinatorRecord]) -> Result<i64, ResponseError> {
+        let _guard = self.append_lock.lock();
+        records::append(partition, entries)
+    }
+
+    async fn append_durably(&self, partition: &Partition, entries: &[CoordinatorRecord]) -> Result<(), ResponseError> {
+        let last_offset = self.append(partition, entries)?;
+        partition.wait_durable(last_offset, records::DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+    }
+
+    /// Compacts the coordinator's own topic: when most of a partition's
+    /// records are superseded, the live ones (latest value per key, no
+    /// tombstones) are appended again as a snapshot and everything before
+    /// the snapshot is deleted. Replay from the new log start gives the same
+    /// state. (General `cleanup.policy=compact` for user topics is not
+    /// implemented.) Returns the number of records removed.
+    pub async fn compact_offsets_topic(&self) -> usize {
+        let Some(topic) = self.replicas.topic(OFFSETS_TOPIC) else { return 0 };
+        let mut removed = 0usize;
+        for partition in topic.partitions() {
+            let offsets = partition.offsets();
+            let total = offsets.high_watermark - offsets.log_start_offset;
+            if total < COMPACTION_MIN_RECORDS {
+                continue;
+            }
+            let (snapshot_start, last, live) = {
+                let _guard = self.append_lock.lock();
+                let all = match records::read_all(&partition) {
+                    Ok(all) => all,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading __consumer_offsets for compaction failed");
+                        continue;
+                    }
+                };
+                let live = records::latest_values(all);
+                if (live.len() as i64) * 2 > total {
+                    continue;
+                }
+                let snapshot_start = partition.offsets().high_watermark;
+                let mut last = snapshot_start - 1;
+                for chunk in live.chunks(500) {
+                    match records::append(&partition, chunk) {
+                        Ok(offset) => last = offset,
+                        Err(e) => {
+                            tracing::warn!(error = ?e, "writing the compaction snapshot failed");
+                            return removed;
+                        }
+                    }
+                }
+                (snapshot_start, last, live.len())
+            };
+            if last >= snapshot_start && partition.wait_durable(last, records::DURABILITY_TIMEOUT).await.is_err() {
+                continue;
+            }
+            match partition.with_log(|log| log.delete_records_before(snapshot_start)) {
+                Ok(_) => {
+                    removed += (snapshot_start - offsets.log_start_offset) as usize;
+                    tracing::info!(partition = partition.index, live, before = total, "compacted __consumer_offsets");
+                }
+                Err(e) => tracing::warn!(error = %e, "dropping compacted __consumer_offsets records failed"),
+            }
+        }
+        removed
+    }
+
     /// Writes the group's metadata record if its persisted state is out of
     /// date. Called with the groups lock held, so records stay in order.
     /// Returns what to wait on for durability.
@@ -157,7 +245,7 @@ impl GroupCoordinator {
             return None;
         }
         let partition = self.offsets_partition(&group.id)?;
-        match records::append(&partition, &[CoordinatorRecord::Group(group.id.clone(), Some(group.snapshot()))]) {
+        match self.append(&partition, &[CoordinatorRecord::Group(group.id.clone(), Some(group.snapshot()))]) {
             Ok(last) => Some((partition, last)),
             Err(e) => {
                 tracing::warn!(group = %group.id, error = ?e, "persisting group metadata failed");
@@ -313,7 +401,7 @@ impl GroupCoordinator {
         let partition = self.offsets_partition(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
         let entries: Vec<CoordinatorRecord> =
             commits.iter().map(|(k, v)| CoordinatorRecord::Offset(k.clone(), Some(v.clone()))).collect();
-        records::append_durably(&partition, &entries).await?;
+        self.append_durably(&partition, &entries).await?;
         let mut cache = self.offsets.lock();
         for (key, value) in commits {
             cache.insert(key, value);
@@ -394,7 +482,7 @@ impl GroupCoordinator {
         if !doomed.is_empty() {
             let partition = self.offsets_partition(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
             let tombstones: Vec<CoordinatorRecord> = doomed.iter().map(|k| CoordinatorRecord::Offset(k.clone(), None)).collect();
-            records::append_durably(&partition, &tombstones).await?;
+            self.append_durably(&partition, &tombstones).await?;
             let mut cache = self.offsets.lock();
             for key in doomed {
                 cache.remove(&key);
@@ -444,7 +532,7 @@ impl GroupCoordinator {
             if group_gone {
                 records.push(CoordinatorRecord::Group(group_id.clone(), None));
             }
-            if let Err(e) = records::append_durably(&partition, &records).await {
+            if let Err(e) = self.append_durably(&partition, &records).await {
                 tracing::warn!(group = %group_id, error = ?e, "writing expired offsets failed; retrying at the next check");
                 continue;
             }
@@ -487,7 +575,7 @@ impl GroupCoordinator {
         let partition = self.offsets_partition(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
         let mut tombstones: Vec<CoordinatorRecord> = keys.iter().map(|k| CoordinatorRecord::Offset(k.clone(), None)).collect();
         tombstones.push(CoordinatorRecord::Group(group_id.to_string(), None));
-        records::append_durably(&partition, &tombstones).await?;
+        self.append_durably(&partition, &tombstones).await?;
         let mut cache = self.offsets.lock();
         for key in keys {
             cache.remove(&key);

@@ -104,6 +104,30 @@ pub async fn append_durably(partition: &Partition, entries: &[CoordinatorRecord]
     partition.wait_durable(last_offset, DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
 }
 
+/// The live records of a replayed log: the latest value of every key, in
+/// the order of their last write, without tombstones.
+pub fn latest_values(records: Vec<CoordinatorRecord>) -> Vec<CoordinatorRecord> {
+    #[derive(PartialEq, Eq, Hash)]
+    enum Key {
+        Offset(OffsetKey),
+        Group(String),
+    }
+    let mut latest: std::collections::HashMap<Key, (usize, CoordinatorRecord)> = std::collections::HashMap::new();
+    for (position, record) in records.into_iter().enumerate() {
+        let key = match &record {
+            CoordinatorRecord::Offset(k, _) => Key::Offset(k.clone()),
+            CoordinatorRecord::Group(g, _) => Key::Group(g.clone()),
+        };
+        latest.insert(key, (position, record));
+    }
+    let mut live: Vec<(usize, CoordinatorRecord)> = latest
+        .into_values()
+        .filter(|(_, r)| matches!(r, CoordinatorRecord::Offset(_, Some(_)) | CoordinatorRecord::Group(_, Some(_))))
+        .collect();
+    live.sort_by_key(|(position, _)| *position);
+    live.into_iter().map(|(_, r)| r).collect()
+}
+
 /// Reads every coordinator record of a partition, in log order.
 pub fn read_all(partition: &Partition) -> Result<Vec<CoordinatorRecord>, String> {
     let mut out = Vec::new();
@@ -131,4 +155,23 @@ pub fn read_all(partition: &Partition) -> Result<Vec<CoordinatorRecord>, String>
         offset = last;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offset(group: &str, partition: i32, value: Option<i64>) -> CoordinatorRecord {
+        let key = OffsetKey { group: group.into(), topic: "t".into(), partition };
+        CoordinatorRecord::Offset(
+            key,
+            value.map(|offset| CommittedOffset { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp: 0 }),
+        )
+    }
+
+    #[test]
+    fn latest_values_keep_the_last_write_per_key_and_drop_tombstones() {
+        let log = vec![offset("a", 0, Some(1)), offset("a", 1, Some(5)), offset("a", 0, Some(2)), offset("b", 0, Some(9)), offset("a", 1, None)];
+        assert_eq!(latest_values(log), vec![offset("a", 0, Some(2)), offset("b", 0, Some(9))]);
+    }
 }
