@@ -556,4 +556,29 @@ mod tests {
         let a2 = g.heartbeat(beat("a", a.member_epoch, &a.assignment.unwrap()), &view, now).unwrap();
         assert_eq!(count(&a2.assignment.unwrap()), 4, "the new matching topic is assigned, internal ones never");
     }
+
+    #[test]
+    fn a_static_member_leaving_temporarily_is_replaced_by_its_next_incarnation() {
+        let now = Instant::now();
+        let (view, _) = topics(3);
+        let mut g = ConsumerGroup::new("g".into());
+        let mut first = join("m1");
+        first.instance_id = Some("i".into());
+        let a = g.heartbeat(first, &view, now).unwrap();
+        let owned = a.assignment.clone().unwrap();
+        assert_eq!(count(&owned), 3);
+        // While the instance is still active, a second incarnation is refused.
+        let mut twin = join("m2");
+        twin.instance_id = Some("i".into());
+        assert_eq!(g.heartbeat(twin.clone(), &view, now), Err(ResponseError::UnreleasedInstanceId));
+        // Leaving with epoch -2 keeps its place; the next incarnation inherits it without a new epoch.
+        let leave = Heartbeat { member_id: "m1".into(), member_epoch: LEAVE_GROUP_STATIC_EPOCH, instance_id: Some("i".into()), ..Default::default() };
+        g.heartbeat(leave, &view, now).unwrap();
+        let epoch_before = g.group_epoch;
+        let b = g.heartbeat(twin, &view, now).unwrap();
+        assert_eq!((b.member_id.as_str(), b.member_epoch), ("m2", a.member_epoch));
+        assert_eq!(b.assignment, Some(owned));
+        assert_eq!(g.group_epoch, epoch_before, "no rebalance");
+        assert!(!g.members.contains_key("m1"));
+    }
 }
