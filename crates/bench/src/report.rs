@@ -100,6 +100,24 @@ impl Report {
                 change
             );
         }
+        // Same workload on another Kafka-compatible system: Runnel's ratio to it.
+        let ratios: Vec<String> = self
+            .rows
+            .iter()
+            .filter(|r| r.system != "runnel" && r.system != "redis" && r.system != "machine")
+            .filter_map(|other| {
+                let ours = self.rows.iter().find(|r| r.system == "runnel" && r.workload == other.workload)?;
+                (other.msgs_per_sec > 0.0).then(|| format!("| {} | runnel / {} = {:.2}x |", other.workload, other.system, ours.msgs_per_sec / other.msgs_per_sec))
+            })
+            .collect();
+        if !ratios.is_empty() {
+            println!();
+            println!("| workload | throughput ratio |");
+            println!("|---|---:|");
+            for line in ratios {
+                println!("{line}");
+            }
+        }
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
