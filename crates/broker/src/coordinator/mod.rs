@@ -90,46 +90,27 @@ impl GroupCoordinator {
             append_lock: Mutex::new(()),
         });
         coordinator.load_offsets()?;
-        let weak = Arc::downgrade(&coordinator);
-        let check_every = Duration::from_millis(coordinator.config.offsets_retention_check_interval_ms.max(100));
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(check_every);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let Some(coordinator) = weak.upgrade() else { return };
-                coordinator.expire_offsets().await;
-            }
+        let retention_check = Duration::from_millis(coordinator.config.offsets_retention_check_interval_ms.max(100));
+        every(&coordinator, retention_check, |c| async move { c.expire_offsets().await });
+        every(&coordinator, COMPACTION_CHECK, |c| async move {
+            c.compact_offsets_topic().await;
         });
-        let weak = Arc::downgrade(&coordinator);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(COMPACTION_CHECK);
-            loop {
-                ticker.tick().await;
-                let Some(coordinator) = weak.upgrade() else { return };
-                coordinator.compact_offsets_topic().await;
-            }
-        });
-        let weak = Arc::downgrade(&coordinator);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(TICK);
-            loop {
-                ticker.tick().await;
-                let Some(coordinator) = weak.upgrade() else { return };
-                let now = Instant::now();
-                let mut groups = coordinator.groups.lock();
-                for group in groups.values_mut() {
-                    group.tick(now);
-                    coordinator.persist_if_dirty(group);
-                }
-                drop(groups);
-                let session = Duration::from_millis(coordinator.config.group_consumer_session_timeout_ms.max(0) as u64);
-                for group in coordinator.consumer_groups.lock().values_mut() {
-                    group.tick(now, session);
-                }
-            }
-        });
+        every(&coordinator, TICK, |c| async move { c.tick(Instant::now()) });
         Ok(coordinator)
+    }
+
+    /// The clock: session expiry, rebalance deadlines, and persisting what they changed.
+    fn tick(&self, now: Instant) {
+        let mut groups = self.groups.lock();
+        for group in groups.values_mut() {
+            group.tick(now);
+            self.persist_if_dirty(group);
+        }
+        drop(groups);
+        let session = Duration::from_millis(self.config.group_consumer_session_timeout_ms.max(0) as u64);
+        for group in self.consumer_groups.lock().values_mut() {
+            group.tick(now, session);
+        }
     }
 
     fn offsets_partition(&self, group_id: &str) -> Option<Arc<Partition>> {
@@ -585,6 +566,24 @@ impl GroupCoordinator {
         self.consumer_groups.lock().remove(group_id);
         Ok(())
     }
+}
+
+/// Runs `job` every `period` (first after one period) while the coordinator lives.
+fn every<F, Fut>(coordinator: &Arc<GroupCoordinator>, period: Duration, job: F)
+where
+    F: Fn(Arc<GroupCoordinator>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let weak = Arc::downgrade(coordinator);
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let Some(coordinator) = weak.upgrade() else { return };
+            job(coordinator).await;
+        }
+    });
 }
 
 /// Turns a finished join into the protocol's response.
