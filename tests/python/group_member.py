@@ -25,8 +25,16 @@ def on_sigterm(_signum, _frame):
     stopping = True
 
 
+def rewind(seek):
+    """Seek back to an uncommitted record; harmless if the partition has moved."""
+    try:
+        seek()
+    except Exception as e:  # noqa: BLE001 - the partition is no longer ours
+        print(f"rewind skipped: {e}", file=sys.stderr)
+
+
 def run_confluent(bootstrap, topic, group, out, settings):
-    from confluent_kafka import Consumer, KafkaException
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     conf = {
         "bootstrap.servers": bootstrap,
@@ -63,9 +71,14 @@ def run_confluent(bootstrap, topic, group, out, settings):
             out.flush()
             try:
                 result = consumer.commit(message=msg, asynchronous=False)
+                committed = not any(tp.error is not None for tp in result or [])
             except KafkaException:
-                continue  # not committed: another member will get this record
-            if any(tp.error is not None for tp in result or []):
+                committed = False
+            if not committed:
+                # E.g. STALE_MEMBER_EPOCH while a rebalance bumps the epoch. Rewind,
+                # or the next record's commit would skip this one; if the partition
+                # has moved, the new owner resumes from the last commit instead.
+                rewind(lambda: consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset())))
                 continue
             out.write(f"R {msg.partition()} {msg.offset()} {msg.value().decode()}\n")
             out.flush()
@@ -104,7 +117,10 @@ def run_kafka_python(bootstrap, topic, group, out, settings):
                     try:
                         consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
                     except KafkaError:
-                        break  # partition likely moved: the rest is redelivered elsewhere
+                        # Rewind so this record comes again if the partition stays
+                        # here; if it moved, the new owner resumes from the last commit.
+                        rewind(lambda: consumer.seek(tp, record.offset))
+                        break
                     out.write(f"R {record.partition} {record.offset} {record.value.decode()}\n")
                     out.flush()
     finally:
