@@ -12,6 +12,7 @@ pub mod apis;
 pub mod config;
 pub mod coordinator;
 pub mod error;
+pub mod frame;
 pub mod network;
 pub mod partition;
 pub mod producer_state;

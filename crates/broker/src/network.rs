@@ -7,17 +7,21 @@
 //! returns the rest as a future (e.g. waiting for fsync or for fetch data).
 //! The writer awaits those futures strictly in order, so responses leave in
 //! request order while slow requests don't stop the reader: pipelined
-//! `acks=all` produces on one connection share fsyncs.
+//! `acks=all` produces on one connection share fsyncs. Fetched records go
+//! from the log file to the socket with sendfile ([`crate::frame`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use runnel_storage::ReadPlan;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::apis::{handle_request, PendingResponse};
+use crate::frame::{FramePart, ResponseFrame};
 use crate::Broker;
 
 /// Requests accepted on one connection before their responses are written;
@@ -66,7 +70,8 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
     let writer_task = tokio::spawn(async move {
         while let Some(pending) = rx.recv().await {
             if let Some(frame) = pending.await {
-                if writer.write_all(&frame).await.is_err() {
+                if let Err(e) = write_frame(&mut writer, frame).await {
+                    tracing::debug!(%peer, error = %e, "writing a response failed");
                     return;
                 }
             }
@@ -96,6 +101,81 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
         tracing::info!(%peer, error = %e, "closing connection");
     }
     result
+}
+
+/// Writes one response; log-file regions go from the page cache to the socket.
+async fn write_frame(writer: &mut OwnedWriteHalf, frame: ResponseFrame) -> std::io::Result<()> {
+    match frame {
+        ResponseFrame::Bytes(bytes) => writer.write_all(&bytes).await,
+        ResponseFrame::Spliced(parts) => {
+            for part in parts {
+                match part {
+                    FramePart::Bytes(bytes) => writer.write_all(&bytes).await?,
+                    FramePart::File(plan) => send_file(writer.as_ref(), &plan).await?,
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sends a planned log region with sendfile(2). The frame's length prefix is
+/// already out, so a region that comes up short (the file was truncated
+/// under us) is an error that closes the connection.
+#[cfg(target_os = "linux")]
+async fn send_file(stream: &TcpStream, plan: &ReadPlan) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use tokio::io::Interest;
+
+    let Some(file) = &plan.file else { return Ok(()) };
+    let (socket, source) = (stream.as_raw_fd(), file.as_raw_fd());
+    let mut position = plan.position;
+    let mut left = plan.len;
+    while left > 0 {
+        stream.writable().await?;
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            let mut offset = libc::off_t::try_from(position).map_err(std::io::Error::other)?;
+            // SAFETY: both descriptors are open for the duration of the call
+            // (the stream and the plan's file are borrowed) and `offset` is a
+            // valid, exclusively borrowed off_t.
+            let n = unsafe { libc::sendfile(socket, source, &mut offset, left) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match sent {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("log file ended {left} bytes before the planned region's end"),
+                ))
+            }
+            Ok(n) => {
+                position += n as u64;
+                left -= n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn send_file(stream: &TcpStream, plan: &ReadPlan) -> std::io::Result<()> {
+    let bytes = plan.read()?;
+    let mut written = 0;
+    while written < bytes.len() {
+        stream.writable().await?;
+        match stream.try_write(&bytes[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads one size-prefixed frame. None on a clean end of stream between frames.

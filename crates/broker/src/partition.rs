@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use runnel_storage::{AppendInfo, BatchHeader, Log, LogConfig, StorageError};
+use runnel_storage::{AppendInfo, BatchHeader, Log, LogConfig, ReadPlan, StorageError};
 use tokio::sync::{watch, Notify};
 
 use crate::error::ApiError;
@@ -152,15 +152,18 @@ impl Partition {
     /// Reads whole batches from `offset`, bounded by the high watermark and
     /// `max_bytes` (at least one batch when `min_one_batch`).
     pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<(Bytes, PartitionOffsets), StorageError> {
-        let (plan, offsets) = {
-            let log = self.log.lock();
-            let offsets =
-                PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: log.log_end_offset() };
-            let plan = log.read_plan(offset, offsets.high_watermark, max_bytes, min_one_batch)?;
-            (plan, offsets)
-        };
+        let (plan, offsets) = self.read_plan(offset, max_bytes, min_one_batch)?;
         let bytes = plan.read().map_err(|e| StorageError::io(self.log_dir_hint(), e))?;
         Ok((bytes, offsets))
+    }
+
+    /// Plans a read of whole batches up to the high watermark without
+    /// reading them: fetches send the planned region from the file.
+    pub fn read_plan(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<(ReadPlan, PartitionOffsets), StorageError> {
+        let log = self.log.lock();
+        let offsets = PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: log.log_end_offset() };
+        let plan = log.read_plan(offset, offsets.high_watermark, max_bytes, min_one_batch)?;
+        Ok((plan, offsets))
     }
 
     fn log_dir_hint(&self) -> String {

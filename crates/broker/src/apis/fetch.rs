@@ -7,6 +7,10 @@
 //! batch of the first non-empty partition is always returned whole so a
 //! consumer can make progress (KIP-74). No fetch sessions are created
 //! (session id 0), which tells clients to send full fetches.
+//!
+//! Records are not read here: each partition gets a read plan (file,
+//! position, length) and a placeholder in the response, and the network
+//! layer sends the planned bytes from the page cache ([`crate::frame`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,11 +20,12 @@ use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
-use runnel_storage::StorageError;
+use runnel_storage::{ReadPlan, StorageError};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Reply, RequestContext};
+use crate::frame::placeholder;
 use crate::partition::Partition;
 use crate::Broker;
 
@@ -40,7 +45,13 @@ struct TopicTarget {
     partitions: Vec<Target>,
 }
 
-pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest) -> Reply<FetchResponse> {
+/// A fetch response whose record placeholders stand for `regions`, in order.
+pub struct FetchReply {
+    pub response: FetchResponse,
+    pub regions: Vec<ReadPlan>,
+}
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest) -> Reply<FetchReply> {
     let by_id = ctx.version >= 13;
     let topics: Vec<TopicTarget> = req
         .topics
@@ -81,13 +92,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
             for w in &mut watchers {
                 w.borrow_and_update();
             }
-            let (response, bytes, has_error) = read_all(&topics, max_bytes, read_committed);
+            let (reply, bytes, has_error) = read_all(&topics, max_bytes, read_committed);
             let done = bytes >= min_bytes
                 || has_error
                 || watchers.is_empty()
                 || Instant::now() >= deadline;
             if done {
-                return response;
+                return reply;
             }
             let any_append = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
             tokio::select! {
@@ -98,9 +109,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
     }))
 }
 
-/// Reads every partition once. Returns the response, the record bytes in it,
-/// and whether any partition carried an error (which ends a long poll).
-fn read_all(topics: &[TopicTarget], max_bytes: usize, read_committed: bool) -> (FetchResponse, usize, bool) {
+/// Plans a read of every partition once. Returns the reply, the record bytes
+/// in it, and whether any partition carried an error (which ends a long poll).
+fn read_all(topics: &[TopicTarget], max_bytes: usize, read_committed: bool) -> (FetchReply, usize, bool) {
+    let mut regions = Vec::new();
     let mut remaining = max_bytes;
     let mut total = 0usize;
     let mut has_error = false;
@@ -128,7 +140,17 @@ fn read_all(topics: &[TopicTarget], max_bytes: usize, read_committed: bool) -> (
             };
             let limit = target.partition_max_bytes.min(remaining);
             let min_one_batch = total == 0;
-            match partition.read(target.fetch_offset, limit, min_one_batch) {
+            match partition.read_plan(target.fetch_offset, limit, min_one_batch).and_then(|(plan, offsets)| {
+                let records = match placeholder(plan.len) {
+                    Some(placeholder) if plan.file.is_some() => {
+                        regions.push(plan);
+                        placeholder
+                    }
+                    // Nothing to send, or one batch too large to splice: read it.
+                    _ => plan.read().map_err(|e| StorageError::io(format!("{}-{}", topic.name.0, target.partition_index), e))?,
+                };
+                Ok((records, offsets))
+            }) {
                 Ok((records, offsets)) => {
                     total += records.len();
                     remaining = remaining.saturating_sub(records.len());
@@ -166,5 +188,5 @@ fn read_all(topics: &[TopicTarget], max_bytes: usize, read_committed: bool) -> (
                 .with_partitions(partitions),
         );
     }
-    (FetchResponse::default().with_responses(responses), total, has_error)
+    (FetchReply { response: FetchResponse::default().with_responses(responses), regions }, total, has_error)
 }

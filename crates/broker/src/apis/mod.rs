@@ -13,10 +13,13 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
+use runnel_storage::ReadPlan;
+
+use crate::frame::{ResponseFrame, SplicingBuf};
 use crate::network::ConnectionError;
 use crate::Broker;
 
@@ -132,7 +135,7 @@ fn accepted_range(api_key: ApiKey) -> Option<(i16, i16)> {
     Some(((*min).max(crate_range.min), (*max).min(crate_range.max)))
 }
 
-pub type PendingResponse = Pin<Box<dyn Future<Output = Option<Bytes>> + Send>>;
+pub type PendingResponse = Pin<Box<dyn Future<Output = Option<ResponseFrame>> + Send>>;
 
 /// A handler's answer.
 pub enum Reply<T> {
@@ -158,20 +161,49 @@ impl RequestContext {
 }
 
 /// Encodes a response with its header and size prefix.
-pub fn encode_response<T: Encodable + HeaderVersion>(ctx: &RequestContext, response: &T) -> Option<Bytes> {
-    encode_frame(ctx.header.correlation_id, T::header_version(ctx.version), response, ctx.version)
+pub fn encode_response<T: Encodable + HeaderVersion>(ctx: &RequestContext, response: &T) -> Option<ResponseFrame> {
+    encode_spliced(ctx, response, Vec::new())
+}
+
+/// Encodes a response whose record placeholders stand for `regions` (see [`crate::frame`]).
+fn encode_spliced<T: Encodable + HeaderVersion>(ctx: &RequestContext, response: &T, regions: Vec<ReadPlan>) -> Option<ResponseFrame> {
+    encode_frame(ctx.header.correlation_id, T::header_version(ctx.version), response, ctx.version, regions)
         .map_err(|e| tracing::error!(api = ?ctx.api_key, version = ctx.version, error = %e, "encoding response failed"))
         .ok()
 }
 
-fn encode_frame<T: Encodable>(correlation_id: i32, header_version: i16, body: &T, version: i16) -> anyhow::Result<Bytes> {
+fn encode_frame<T: Encodable>(
+    correlation_id: i32,
+    header_version: i16,
+    body: &T,
+    version: i16,
+    regions: Vec<ReadPlan>,
+) -> anyhow::Result<ResponseFrame> {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let size = header.compute_size(header_version)? + body.compute_size(version)?;
-    let mut buf = BytesMut::with_capacity(4 + size);
+    let spliced: usize = regions.iter().map(|r| r.len).sum();
+    let mut buf = SplicingBuf::new(4 + size - spliced.min(size), regions);
     buf.put_i32(i32::try_from(size)?);
     header.encode(&mut buf, header_version)?;
     body.encode(&mut buf, version)?;
-    Ok(buf.freeze())
+    buf.finish()
+}
+
+/// What a handler's reply becomes on the wire.
+pub trait IntoFrame: Send + 'static {
+    fn into_frame(self, ctx: &RequestContext) -> Option<ResponseFrame>;
+}
+
+impl<T: Encodable + HeaderVersion + Send + 'static> IntoFrame for T {
+    fn into_frame(self, ctx: &RequestContext) -> Option<ResponseFrame> {
+        encode_response(ctx, &self)
+    }
+}
+
+impl IntoFrame for fetch::FetchReply {
+    fn into_frame(self, ctx: &RequestContext) -> Option<ResponseFrame> {
+        encode_spliced(ctx, &self.response, self.regions)
+    }
 }
 
 /// Decodes a request body; a malformed body or a decoder panic is a bad request.
@@ -183,16 +215,13 @@ fn decode_body<T: Decodable>(body: &mut Bytes, api_key: ApiKey, version: i16) ->
     }
 }
 
-fn finish<T: Encodable + HeaderVersion + Send + 'static>(ctx: RequestContext, reply: Reply<T>) -> Option<PendingResponse> {
+fn finish<T: IntoFrame>(ctx: RequestContext, reply: Reply<T>) -> Option<PendingResponse> {
     match reply {
         Reply::Now(resp) => {
-            let frame = encode_response(&ctx, &resp);
+            let frame = resp.into_frame(&ctx);
             Some(Box::pin(std::future::ready(frame)))
         }
-        Reply::Later(fut) => Some(Box::pin(async move {
-            let resp = fut.await;
-            encode_response(&ctx, &resp)
-        })),
+        Reply::Later(fut) => Some(Box::pin(async move { fut.await.into_frame(&ctx) })),
         Reply::Nothing => None,
     }
 }
@@ -216,7 +245,9 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer in the v0 format so the client can retry with a version we know.
             let resp = api_versions::unsupported_version_response();
-            return Ok(encode_frame(correlation_id, 0, &resp, 0).ok().map(|f| Box::pin(std::future::ready(Some(f))) as PendingResponse));
+            return Ok(encode_frame(correlation_id, 0, &resp, 0, Vec::new())
+                .ok()
+                .map(|f| Box::pin(std::future::ready(Some(f))) as PendingResponse));
         }
         return Err(ConnectionError::BadRequest(format!("{api_key:?} v{version} is not supported")));
     }
