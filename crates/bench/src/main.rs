@@ -9,6 +9,7 @@
 
 mod kafka;
 mod limits;
+mod raw_fetch;
 mod redis_streams;
 mod report;
 mod tansu;
@@ -127,6 +128,10 @@ fn kafka_workloads(args: &Args, report: &mut Report, system: &'static str, port:
                     let row = kafka::consume(&bootstrap, &topic, partitions, size, args.messages, system)?;
                     eprintln!("         {}", row.summary());
                     report.push(row);
+                    eprintln!("[{system}] raw fetch catch-up of {topic}");
+                    let row = raw_fetch::catch_up(&bootstrap, &topic, partitions, size, args.messages, system)?;
+                    eprintln!("         {}", row.summary());
+                    report.push(row);
                 }
             }
         }
@@ -135,9 +140,11 @@ fn kafka_workloads(args: &Args, report: &mut Report, system: &'static str, port:
         let size = *args.sizes.last().unwrap_or(&1024);
         let rate = (peak_1k * 0.5).max(100.0);
         eprintln!("[{system}] fixed rate {rate:.0} msg/s ({size} B, acks=all) for {} s: end-to-end latency", args.latency_seconds);
-        let row = kafka::fixed_rate(&bootstrap, "bench-latency", size, rate, Duration::from_secs(args.latency_seconds), system)?;
-        eprintln!("         {}", row.summary());
-        report.push(row);
+        let rows = kafka::fixed_rate(&bootstrap, "bench-latency", size, rate, Duration::from_secs(args.latency_seconds), system)?;
+        for row in rows {
+            eprintln!("         {}", row.summary());
+            report.push(row);
+        }
     }
     Ok(())
 }
