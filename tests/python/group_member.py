@@ -4,7 +4,9 @@ cleanly (SIGTERM: close and leave) or kill it (SIGKILL: no goodbye).
 It commits every record synchronously before reporting it: "P <partition>
 <offset> <value>" is written before the commit, "R ..." after it succeeded,
 so R means "processed and committed" (a member killed between the two may
-have committed a record it never reported as R); "A <p,p,...>" lines report the member's current assignment
+have committed a record it never reported as R), and "F ..." after it
+failed (e.g. STALE_MEMBER_EPOCH while a rebalance bumps the epoch): the
+record was processed, and a later commit on the partition may pass it; "A <p,p,...>" lines report the member's current assignment
 whenever it changes, "B assign|revoke <p,...>" lines every rebalance
 callback (confluent only). Usage:
 
@@ -25,16 +27,8 @@ def on_sigterm(_signum, _frame):
     stopping = True
 
 
-def rewind(seek):
-    """Seek back to an uncommitted record; harmless if the partition has moved."""
-    try:
-        seek()
-    except Exception as e:  # noqa: BLE001 - the partition is no longer ours
-        print(f"rewind skipped: {e}", file=sys.stderr)
-
-
 def run_confluent(bootstrap, topic, group, out, settings):
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka import Consumer, KafkaException
 
     conf = {
         "bootstrap.servers": bootstrap,
@@ -75,10 +69,8 @@ def run_confluent(bootstrap, topic, group, out, settings):
             except KafkaException:
                 committed = False
             if not committed:
-                # E.g. STALE_MEMBER_EPOCH while a rebalance bumps the epoch. Rewind,
-                # or the next record's commit would skip this one; if the partition
-                # has moved, the new owner resumes from the last commit instead.
-                rewind(lambda: consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset())))
+                out.write(f"F {msg.partition()} {msg.offset()} {msg.value().decode()}\n")
+                out.flush()
                 continue
             out.write(f"R {msg.partition()} {msg.offset()} {msg.value().decode()}\n")
             out.flush()
@@ -117,10 +109,9 @@ def run_kafka_python(bootstrap, topic, group, out, settings):
                     try:
                         consumer.commit({tp: OffsetAndMetadata(record.offset + 1, "", -1)})
                     except KafkaError:
-                        # Rewind so this record comes again if the partition stays
-                        # here; if it moved, the new owner resumes from the last commit.
-                        rewind(lambda: consumer.seek(tp, record.offset))
-                        break
+                        out.write(f"F {record.partition} {record.offset} {record.value.decode()}\n")
+                        out.flush()
+                        break  # partition likely moved: the rest is redelivered elsewhere
                     out.write(f"R {record.partition} {record.offset} {record.value.decode()}\n")
                     out.flush()
     finally:

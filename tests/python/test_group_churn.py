@@ -52,6 +52,10 @@ class Member:
     def records(self):
         return [tuple(rest.split(" ")) for kind, rest in self.lines() if kind == "R"]
 
+    def failed_commits(self):
+        """Records processed whose commit failed (the member went on)."""
+        return {tuple(rest.split(" "))[2] for kind, rest in self.lines() if kind == "F"}
+
     def in_flight(self):
         """Records whose commit was started but not reported done."""
         done = {r[2] for r in self.records()}
@@ -132,15 +136,25 @@ class Feed:
 def check_exactly_once_after_commit(group_members, sent, killed=()):
     values = [r[2] for m in group_members for r in m.records()]
     duplicates = len(values) - len(set(values))
-    assert duplicates == 0, f"{duplicates} committed records were delivered again"
-    missing = {f"v{i}" for i in range(sent)} - set(values)
-    # A killed member may have committed its last records without living to report them.
-    unreported = set().union(*(m.in_flight() for m in killed)) if killed else set()
-    assert missing <= unreported, f"{len(missing - unreported)} records never consumed, e.g. {sorted(missing - unreported)[:5]}"
+    if duplicates:
+        seen = {}
+        for i, m in enumerate(group_members):
+            for partition, offset, value in m.records():
+                seen.setdefault(value, []).append(f"member {i} p{partition}@{offset}")
+        twice = sorted((v, where) for v, where in seen.items() if len(where) > 1)
+        history = "; ".join(f"member {i}: {m.lines()[:3]}... assignments {m.assignments()}" for i, m in enumerate(group_members))
+        raise AssertionError(f"{duplicates} committed records were delivered again, e.g. {twice[:6]}. {history}")
+    # Processed but not committed: a failed commit (the member moved on), or a
+    # killed member that may have committed its last records without living to report them.
+    processed = set().union(*(m.failed_commits() for m in group_members))
+    processed |= set().union(*(m.in_flight() for m in killed)) if killed else set()
+    missing = {f"v{i}" for i in range(sent)} - set(values) - processed
+    assert not missing, f"{len(missing)} records never consumed, e.g. {sorted(missing)[:5]}"
 
 
 def all_consumed(group_members, sent, killed=()):
     seen = {r[2] for m in group_members for r in m.records()}
+    seen |= set().union(*(m.failed_commits() for m in group_members))
     seen |= set().union(*(m.in_flight() for m in killed)) if killed else set()
     return len(seen) >= sent
 
