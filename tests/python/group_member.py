@@ -13,6 +13,8 @@ callback (confluent only). Usage:
     group_member.py CLIENT BOOTSTRAP TOPIC GROUP OUTPUT [key=value ...]
 
 CLIENT is "confluent" or "kafka-python"; key=value pairs are client settings.
+MEMBER_DEBUG in the environment turns on client debug logs on stderr (for
+confluent its value is librdkafka's `debug` list, e.g. cgrp,topic,consumer).
 """
 import os
 import signal
@@ -40,6 +42,8 @@ def run_confluent(bootstrap, topic, group, out, settings):
         conf["session.timeout.ms"] = 6000
         conf["heartbeat.interval.ms"] = 500
     conf.update(settings)
+    if os.environ.get("MEMBER_DEBUG"):
+        conf["debug"] = os.environ["MEMBER_DEBUG"]
     consumer = Consumer(conf)
 
     def rebalance_event(kind):
