@@ -44,9 +44,11 @@ def test_size_retention(make_broker):
     for i in range(30):
         producer.produce(topic, value=b"y" * 200)
         producer.flush(10)
+    # Retention runs every 200 ms, also while the records arrive: wait for a
+    # check that saw all of them, not just the first deletion.
     deadline = time.time() + 20
-    low = 0
-    while time.time() < deadline and low == 0:
+    low, high = 0, 0
+    while time.time() < deadline and not (low > 0 and high - low <= 10):
         low, high = watermarks(broker.bootstrap, topic)
         time.sleep(0.3)
     assert low > 0 and high == 30
