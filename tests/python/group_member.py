@@ -6,8 +6,9 @@ It commits every record synchronously before reporting it: "P <partition>
 so R means "processed and committed" (a member killed between the two may
 have committed a record it never reported as R), and "F ..." after it
 failed (e.g. STALE_MEMBER_EPOCH while a rebalance bumps the epoch): the
-record was processed, and a later commit on the partition may pass it; "A <p,p,...>" lines report the member's current assignment
-whenever it changes, "B assign|revoke <p,...>" lines every rebalance
+record was processed, and a later commit on the partition may pass it.
+"A <p,p,...>" lines report the member's current assignment whenever it
+changes, "B assign|revoke <p,...>" lines every rebalance
 callback (confluent only). Usage:
 
     group_member.py CLIENT BOOTSTRAP TOPIC GROUP OUTPUT [key=value ...]

@@ -17,6 +17,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use runnel_storage::batch::{BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
 
 use crate::report::Row;
 
@@ -114,21 +115,15 @@ fn fetch(stream: &mut TcpStream, correlation_id: i32, topic: &str, next: &[i64])
 /// the end of the response is left for the next fetch.
 fn walk_batches(mut records: Bytes, from_offset: i64) -> (usize, usize, i64) {
     let (mut count, mut bytes, mut next) = (0usize, 0usize, from_offset);
-    // baseOffset(8) batchLength(4) … lastOffsetDelta at 23, recordCount at 57.
-    while records.len() >= 61 {
-        let base_offset = (&records[0..8]).get_i64();
-        let length = (&records[8..12]).get_i32();
-        let total = 12 + length.max(0) as usize;
-        if length < 49 || records.len() < total {
+    while let Ok(header) = BatchHeader::parse(&records) {
+        let total = header.total_size();
+        if total < BATCH_HEADER_LEN || records.len() < total {
             break;
         }
-        let last_offset_delta = (&records[23..27]).get_i32();
-        let record_count = (&records[57..61]).get_i32();
-        let last_offset = base_offset + last_offset_delta as i64;
-        if last_offset >= next {
-            count += record_count.max(0) as usize;
+        if header.last_offset() >= next {
+            count += header.record_count.max(0) as usize;
             bytes += total;
-            next = last_offset + 1;
+            next = header.next_offset();
         }
         records.advance(total);
     }
@@ -140,9 +135,9 @@ mod tests {
     use super::*;
 
     fn batch(base_offset: i64, records: i32) -> Vec<u8> {
-        let mut b = vec![0u8; 61 + 10];
+        let mut b = vec![0u8; BATCH_HEADER_LEN + 10];
         b[0..8].copy_from_slice(&base_offset.to_be_bytes());
-        let length = (b.len() - 12) as i32;
+        let length = (b.len() - LOG_OVERHEAD) as i32;
         b[8..12].copy_from_slice(&length.to_be_bytes());
         b[23..27].copy_from_slice(&(records - 1).to_be_bytes());
         b[57..61].copy_from_slice(&records.to_be_bytes());

@@ -42,26 +42,6 @@ pub enum FramePart {
     File(ReadPlan),
 }
 
-impl ResponseFrame {
-    /// Total bytes on the wire, size prefix included.
-    pub fn len(&self) -> usize {
-        match self {
-            ResponseFrame::Bytes(b) => b.len(),
-            ResponseFrame::Spliced(parts) => parts
-                .iter()
-                .map(|p| match p {
-                    FramePart::Bytes(b) => b.len(),
-                    FramePart::File(plan) => plan.len,
-                })
-                .sum(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// An encoding buffer that swaps placeholder slices for file regions.
 /// Regions must be given in the order the encoder writes the placeholders
 /// (response order: topics, then partitions).
@@ -69,8 +49,9 @@ pub struct SplicingBuf {
     current: BytesMut,
     parts: Vec<FramePart>,
     regions: std::vec::IntoIter<ReadPlan>,
-    /// Bytes of regions already spliced, so offsets match a flat encoding.
-    spliced: usize,
+    /// Frame bytes before `current` (encoded parts and spliced regions), so
+    /// offsets match a flat encoding.
+    before_current: usize,
     /// Set when a placeholder did not match the next region: a bug, reported by [`SplicingBuf::finish`].
     mismatch: bool,
 }
@@ -81,7 +62,7 @@ impl SplicingBuf {
             current: BytesMut::with_capacity(capacity),
             parts: Vec::new(),
             regions: regions.into_iter(),
-            spliced: 0,
+            before_current: 0,
             mismatch: false,
         }
     }
@@ -125,9 +106,10 @@ unsafe impl BufMut for SplicingBuf {
                 Some(plan) if plan.len == src.len() => {
                     if !self.current.is_empty() {
                         let head = self.current.split().freeze();
+                        self.before_current += head.len();
                         self.parts.push(FramePart::Bytes(head));
                     }
-                    self.spliced += plan.len;
+                    self.before_current += plan.len;
                     self.parts.push(FramePart::File(plan));
                 }
                 _ => self.mismatch = true,
@@ -140,31 +122,18 @@ unsafe impl BufMut for SplicingBuf {
 
 impl ByteBufMut for SplicingBuf {
     fn offset(&self) -> usize {
-        self.spliced + self.parts_bytes() + self.current.len()
+        self.before_current + self.current.len()
     }
 
     fn seek(&mut self, offset: usize) {
         // Only gaps (record-batch encoding) seek, never response encoding;
         // support seeking forward within the current chunk all the same.
-        let base = self.spliced + self.parts_bytes();
-        self.current.resize(offset.saturating_sub(base), 0);
+        self.current.resize(offset.saturating_sub(self.before_current), 0);
     }
 
     fn range(&mut self, r: Range<usize>) -> &mut [u8] {
-        let base = self.spliced + self.parts_bytes();
+        let base = self.before_current;
         &mut self.current[r.start - base..r.end - base]
-    }
-}
-
-impl SplicingBuf {
-    fn parts_bytes(&self) -> usize {
-        self.parts
-            .iter()
-            .map(|p| match p {
-                FramePart::Bytes(b) => b.len(),
-                FramePart::File(_) => 0,
-            })
-            .sum()
     }
 }
 

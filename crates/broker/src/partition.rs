@@ -153,8 +153,12 @@ impl Partition {
     /// `max_bytes` (at least one batch when `min_one_batch`).
     pub fn read(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<(Bytes, PartitionOffsets), StorageError> {
         let (plan, offsets) = self.read_plan(offset, max_bytes, min_one_batch)?;
-        let bytes = plan.read().map_err(|e| StorageError::io(self.log_dir_hint(), e))?;
-        Ok((bytes, offsets))
+        Ok((self.read_planned(&plan)?, offsets))
+    }
+
+    /// Reads the bytes of a plan from [`Partition::read_plan`] into memory.
+    pub fn read_planned(&self, plan: &ReadPlan) -> Result<Bytes, StorageError> {
+        plan.read().map_err(|e| StorageError::io(self.log_dir_hint(), e))
     }
 
     /// Plans a read of whole batches up to the high watermark without

@@ -147,7 +147,7 @@ fn read_all(topics: &[TopicTarget], max_bytes: usize, read_committed: bool) -> (
                         placeholder
                     }
                     // Nothing to send, or one batch too large to splice: read it.
-                    _ => plan.read().map_err(|e| StorageError::io(format!("{}-{}", topic.name.0, target.partition_index), e))?,
+                    _ => partition.read_planned(&plan)?,
                 };
                 Ok((records, offsets))
             }) {
