@@ -18,8 +18,11 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
+/// The response's leader epoch exists from v4; older versions must leave it unset (-1) or the answer cannot be encoded.
+const FIRST_VERSION_WITH_LEADER_EPOCH: i16 = 4;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListOffsetsRequest) -> Reply<ListOffsetsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsetsRequest) -> Reply<ListOffsetsResponse> {
+    let has_leader_epoch = ctx.version >= FIRST_VERSION_WITH_LEADER_EPOCH;
     let topics = req
         .topics
         .into_iter()
@@ -36,9 +39,10 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListOffset
                         Some(partition) => lookup(&partition, p.timestamp),
                     };
                     match result {
-                        Ok((offset, timestamp, epoch)) => {
-                            response.with_offset(offset).with_timestamp(timestamp).with_leader_epoch(epoch)
-                        }
+                        Ok((offset, timestamp, epoch)) => response
+                            .with_offset(offset)
+                            .with_timestamp(timestamp)
+                            .with_leader_epoch(if has_leader_epoch { epoch } else { -1 }),
                         Err(e) => response.with_error_code(e.code()).with_offset(-1).with_timestamp(-1).with_leader_epoch(-1),
                     }
                 })
@@ -68,5 +72,25 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64, i32), ApiE
             None => Ok((-1, -1, -1)),
         },
         other => Err(ApiError::new(ResponseError::InvalidRequest, format!("invalid target timestamp {other}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::protocol::Encodable;
+
+    /// The reason for FIRST_VERSION_WITH_LEADER_EPOCH: kafka-protocol refuses
+    /// a leader epoch below v4, so the handler must leave it unset there.
+    #[test]
+    fn leader_epoch_is_encodable_only_from_v4() {
+        let with_epoch = ListOffsetsResponse::default().with_topics(vec![ListOffsetsTopicResponse::default()
+            .with_partitions(vec![ListOffsetsPartitionResponse::default().with_offset(3).with_timestamp(-1).with_leader_epoch(0)])]);
+        for version in 1..FIRST_VERSION_WITH_LEADER_EPOCH {
+            assert!(with_epoch.encode(&mut bytes::BytesMut::new(), version).is_err(), "v{version}");
+        }
+        for version in FIRST_VERSION_WITH_LEADER_EPOCH..=10 {
+            assert!(with_epoch.encode(&mut bytes::BytesMut::new(), version).is_ok(), "v{version}");
+        }
     }
 }
