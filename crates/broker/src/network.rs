@@ -65,23 +65,18 @@ pub enum ConnectionError {
 }
 
 async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Result<(), ConnectionError> {
-    let (mut reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_PER_CONNECTION);
-    let writer_task = tokio::spawn(async move {
-        while let Some(pending) = rx.recv().await {
-            if let Some(frame) = pending.await {
-                if let Err(e) = write_frame(&mut writer, frame).await {
-                    tracing::debug!(%peer, error = %e, "writing a response failed");
-                    return;
-                }
-            }
-        }
-        let _ = writer.shutdown().await;
-    });
+    let (mut reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_PER_CONNECTION);
+    let writer_task = tokio::spawn(write_responses(rx, writer, peer));
     let max = broker.config.socket_request_max_bytes;
     let result = async {
         loop {
-            let Some(frame) = read_frame(&mut reader, max).await? else { return Ok(()) };
+            // The writer stops early only when it closes the connection; stop reading then too.
+            let read = tokio::select! {
+                read = read_frame(&mut reader, max) => read?,
+                _ = tx.closed() => return Ok(()),
+            };
+            let Some(frame) = read else { return Ok(()) };
             match handle_request(&broker, frame, peer).await {
                 Ok(Some(pending)) => {
                     if tx.send(pending).await.is_err() {
@@ -101,6 +96,28 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
         tracing::info!(%peer, error = %e, "closing connection");
     }
     result
+}
+
+/// Writes the connection's responses in request order. A response that
+/// cannot be encoded closes the connection: skipping it would give the next
+/// answer to the wrong request (clients match answers by order and
+/// correlation id), and leaving it out would hang its client.
+async fn write_responses(mut rx: mpsc::Receiver<PendingResponse>, mut writer: OwnedWriteHalf, peer: SocketAddr) {
+    while let Some(pending) = rx.recv().await {
+        let frame = match pending.await {
+            Ok(frame) => frame,
+            Err(e) => {
+                // Already logged at ERROR where it failed; this says what happens next.
+                tracing::warn!(%peer, correlation_id = e.correlation_id, "closing the connection instead of skipping an answer");
+                break;
+            }
+        };
+        if let Err(e) = write_frame(&mut writer, frame).await {
+            tracing::debug!(%peer, error = %e, "writing a response failed");
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
 }
 
 /// Writes one response; log-file regions go from the page cache to the socket.
@@ -210,6 +227,44 @@ async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin), max: usize) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::apis::UnencodableResponse;
+    use kafka_protocol::messages::ApiKey;
+
+    fn ready(answer: Result<ResponseFrame, UnencodableResponse>) -> PendingResponse {
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn frame(body: &[u8]) -> ResponseFrame {
+        let mut bytes = BytesMut::new();
+        bytes.put_i32(body.len() as i32);
+        bytes.extend_from_slice(body);
+        ResponseFrame::Bytes(bytes.freeze())
+    }
+
+    /// An answer that cannot be encoded ends the connection right there: the
+    /// answers before it arrive, none after it does (each would answer the
+    /// wrong request), and the client sees the connection close instead of
+    /// waiting forever.
+    #[tokio::test]
+    async fn an_unencodable_answer_closes_the_connection_in_sequence() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr")).await.expect("connect");
+        let (server, peer) = listener.accept().await.expect("accept");
+        let (_server_reader, server_writer) = server.into_split();
+        let (tx, rx) = mpsc::channel::<PendingResponse>(8);
+        let writer = tokio::spawn(write_responses(rx, server_writer, peer));
+        tx.send(ready(Ok(frame(b"first")))).await.expect("queued");
+        let failure = UnencodableResponse { api: ApiKey::ListOffsets, version: 2, correlation_id: 2, reason: "test".into() };
+        tx.send(ready(Err(failure))).await.expect("queued");
+        // Queued behind the failure: must never be sent.
+        let _ = tx.send(ready(Ok(frame(b"third")))).await;
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), client.read_to_end(&mut received)).await;
+        assert!(read.is_ok(), "the connection must be closed, not left open without an answer");
+        assert_eq!(received, [&[0, 0, 0, 5][..], b"first"].concat());
+        writer.await.expect("writer task");
+        assert!(tx.is_closed(), "the reader side learns that the connection is over");
+    }
 
     #[tokio::test]
     async fn frames_are_bounded_before_allocation() {

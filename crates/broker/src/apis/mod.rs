@@ -135,7 +135,22 @@ fn accepted_range(api_key: ApiKey) -> Option<(i16, i16)> {
     Some(((*min).max(crate_range.min), (*max).min(crate_range.max)))
 }
 
-pub type PendingResponse = Pin<Box<dyn Future<Output = Option<ResponseFrame>> + Send>>;
+/// A response being prepared. It resolves to the encoded frame, or to an
+/// error when the response cannot be encoded: the connection is then closed,
+/// because a response that silently vanished would shift every later answer
+/// on the connection onto the wrong request.
+pub type PendingResponse = Pin<Box<dyn Future<Output = Result<ResponseFrame, UnencodableResponse>> + Send>>;
+
+/// A handler's response that kafka-protocol refused to encode (typically a
+/// field set that does not exist at the request's version): a broker bug.
+#[derive(Debug, thiserror::Error)]
+#[error("the {api:?} v{version} response to correlation id {correlation_id} cannot be encoded: {reason}")]
+pub struct UnencodableResponse {
+    pub api: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub reason: String,
+}
 
 /// A handler's answer.
 pub enum Reply<T> {
@@ -161,15 +176,21 @@ impl RequestContext {
 }
 
 /// Encodes a response with its header and size prefix.
-pub fn encode_response<T: Encodable + HeaderVersion>(ctx: &RequestContext, response: &T) -> Option<ResponseFrame> {
+pub fn encode_response<T: Encodable + HeaderVersion>(ctx: &RequestContext, response: &T) -> Result<ResponseFrame, UnencodableResponse> {
     encode_spliced(ctx, response, Vec::new())
 }
 
 /// Encodes a response whose record placeholders stand for `regions` (see [`crate::frame`]).
-fn encode_spliced<T: Encodable + HeaderVersion>(ctx: &RequestContext, response: &T, regions: Vec<ReadPlan>) -> Option<ResponseFrame> {
-    encode_frame(ctx.header.correlation_id, T::header_version(ctx.version), response, ctx.version, regions)
-        .map_err(|e| tracing::error!(api = ?ctx.api_key, version = ctx.version, error = %e, "encoding response failed"))
-        .ok()
+fn encode_spliced<T: Encodable + HeaderVersion>(
+    ctx: &RequestContext,
+    response: &T,
+    regions: Vec<ReadPlan>,
+) -> Result<ResponseFrame, UnencodableResponse> {
+    encode_frame(ctx.header.correlation_id, T::header_version(ctx.version), response, ctx.version, regions).map_err(|e| {
+        let failure = UnencodableResponse { api: ctx.api_key, version: ctx.version, correlation_id: ctx.header.correlation_id, reason: format!("{e:#}") };
+        tracing::error!(error = %failure, client = ctx.client_id(), peer = %ctx.peer, "encoding a response failed; closing the connection");
+        failure
+    })
 }
 
 fn encode_frame<T: Encodable>(
@@ -191,17 +212,17 @@ fn encode_frame<T: Encodable>(
 
 /// What a handler's reply becomes on the wire.
 pub trait IntoFrame: Send + 'static {
-    fn into_frame(self, ctx: &RequestContext) -> Option<ResponseFrame>;
+    fn into_frame(self, ctx: &RequestContext) -> Result<ResponseFrame, UnencodableResponse>;
 }
 
 impl<T: Encodable + HeaderVersion + Send + 'static> IntoFrame for T {
-    fn into_frame(self, ctx: &RequestContext) -> Option<ResponseFrame> {
+    fn into_frame(self, ctx: &RequestContext) -> Result<ResponseFrame, UnencodableResponse> {
         encode_response(ctx, &self)
     }
 }
 
 impl IntoFrame for fetch::FetchReply {
-    fn into_frame(self, ctx: &RequestContext) -> Option<ResponseFrame> {
+    fn into_frame(self, ctx: &RequestContext) -> Result<ResponseFrame, UnencodableResponse> {
         encode_spliced(ctx, &self.response, self.regions)
     }
 }
@@ -245,9 +266,9 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         if api_key == ApiKey::ApiVersions {
             // KIP-511: answer in the v0 format so the client can retry with a version we know.
             let resp = api_versions::unsupported_version_response();
-            return Ok(encode_frame(correlation_id, 0, &resp, 0, Vec::new())
-                .ok()
-                .map(|f| Box::pin(std::future::ready(Some(f))) as PendingResponse));
+            let frame = encode_frame(correlation_id, 0, &resp, 0, Vec::new())
+                .map_err(|e| ConnectionError::BadRequest(format!("the ApiVersions v0 error answer cannot be encoded: {e:#}")))?;
+            return Ok(Some(Box::pin(std::future::ready(Ok(frame)))));
         }
         return Err(ConnectionError::BadRequest(format!("{api_key:?} v{version} is not supported")));
     }
