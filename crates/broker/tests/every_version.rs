@@ -8,7 +8,8 @@
 //! not exist at the response's version, and a handler that sets one anyway
 //! leaves its client without an answer (ListOffsets v1-v3 did, with the
 //! leader epoch). Each answer must carry the request's correlation id, decode
-//! at the request's version, and say what the request asked.
+//! at the request's version, and say what the request asked. Error paths,
+//! where handlers set error fields, are probed as well.
 
 use std::time::Duration;
 
@@ -542,6 +543,121 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
     }
 }
 
+/// The error path of one API at one version, where a handler sets its error
+/// fields (messages, -1 offsets, …): the request names something missing, and
+/// the answer must arrive, decode, and carry an error. None: no error probe.
+async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Result<(), String>> {
+    const MISSING: &str = "missing-topic";
+    let missing_member = |code: i16| check(code != 0, || "an unknown member was accepted".into());
+    let refused = |code: Option<i16>| check(matches!(code, Some(c) if c != 0), || format!("answered {code:?} for something missing"));
+    let outcome = async {
+        match api {
+            ApiKey::Produce if v < 13 => {
+                let topic = produce_request::TopicProduceData::default()
+                    .with_name(topic_name(MISSING))
+                    .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(batch(1)))]);
+                let resp = client.request(v, &ProduceRequest::default().with_acks(1).with_timeout_ms(10_000).with_topic_data(vec![topic])).await?;
+                refused(resp.responses.first().and_then(|t| t.partition_responses.first()).map(|p| p.error_code))
+            }
+            ApiKey::Fetch if v < 13 => {
+                let topic = fetch_request::FetchTopic::default().with_topic(topic_name(MISSING)).with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_partition_max_bytes(1 << 20)]);
+                let resp = client.request(v, &FetchRequest::default().with_replica_id(BrokerId(-1)).with_max_wait_ms(0).with_topics(vec![topic])).await?;
+                refused(resp.responses.first().and_then(|t| t.partitions.first()).map(|p| p.error_code))
+            }
+            ApiKey::ListOffsets => {
+                let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(topic_name(MISSING))
+                    .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1)])]);
+                let resp = client.request(v, &req).await?;
+                refused(resp.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code))
+            }
+            ApiKey::SyncGroup => {
+                let resp = client.request(v, &sync_request(v, "no-such-group", "no-such-member", 1)).await?;
+                missing_member(resp.error_code)
+            }
+            ApiKey::Heartbeat => {
+                let req = HeartbeatRequest::default().with_group_id(group_id("no-such-group")).with_generation_id(1).with_member_id(s("no-such-member"));
+                missing_member(client.request(v, &req).await?.error_code)
+            }
+            ApiKey::LeaveGroup => {
+                let req = if v >= 3 {
+                    LeaveGroupRequest::default()
+                        .with_group_id(group_id("no-such-group"))
+                        .with_members(vec![leave_group_request::MemberIdentity::default().with_member_id(s("no-such-member"))])
+                } else {
+                    LeaveGroupRequest::default().with_group_id(group_id("no-such-group")).with_member_id(s("no-such-member"))
+                };
+                let resp = client.request(v, &req).await?;
+                missing_member(resp.error_code.max(resp.members.iter().map(|m| m.error_code).max().unwrap_or(0)))
+            }
+            ApiKey::DescribeGroups => {
+                // Only v6 has an error for a missing group; before, it is "Dead".
+                let resp = client.request(v, &DescribeGroupsRequest::default().with_groups(vec![group_id("no-such-group")])).await?;
+                let g = resp.groups.first().ok_or("no group in the answer")?;
+                check(g.error_code != 0 || g.group_state.as_str() == "Dead", || format!("a missing group is {} with error {}", g.group_state.as_str(), g.error_code))
+            }
+            ApiKey::DeleteGroups => {
+                let resp = client.request(v, &DeleteGroupsRequest::default().with_groups_names(vec![group_id("no-such-group")])).await?;
+                refused(resp.results.first().map(|r| r.error_code))
+            }
+            ApiKey::OffsetDelete => {
+                let req = OffsetDeleteRequest::default().with_group_id(group_id("no-such-group")).with_topics(vec![offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(topic_name(TOPIC))
+                    .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)])]);
+                refused(Some(client.request(v, &req).await?.error_code))
+            }
+            ApiKey::DeleteTopics => {
+                let req = if v >= 6 {
+                    DeleteTopicsRequest::default().with_topics(vec![delete_topics_request::DeleteTopicState::default().with_name(Some(topic_name(MISSING)))])
+                } else {
+                    DeleteTopicsRequest::default().with_topic_names(vec![topic_name(MISSING)])
+                };
+                refused(client.request(v, &req.with_timeout_ms(10_000)).await?.responses.first().map(|r| r.error_code))
+            }
+            ApiKey::CreatePartitions => {
+                let req = CreatePartitionsRequest::default().with_timeout_ms(10_000).with_topics(vec![create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(topic_name(MISSING))
+                    .with_count(3)]);
+                refused(client.request(v, &req).await?.results.first().map(|r| r.error_code))
+            }
+            ApiKey::DeleteRecords => {
+                let req = DeleteRecordsRequest::default().with_timeout_ms(10_000).with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(topic_name(MISSING))
+                    .with_partitions(vec![delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(1)])]);
+                refused(client.request(v, &req).await?.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code))
+            }
+            ApiKey::DescribeConfigs => {
+                let req = DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(MISSING))
+                    .with_configuration_keys(None)]);
+                refused(client.request(v, &req).await?.results.first().map(|r| r.error_code))
+            }
+            ApiKey::AlterConfigs => {
+                let req = AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(MISSING))
+                    .with_configs(vec![alter_configs_request::AlterableConfig::default().with_name(s("retention.ms")).with_value(Some(s("1000")))])]);
+                refused(client.request(v, &req).await?.responses.first().map(|r| r.error_code))
+            }
+            ApiKey::IncrementalAlterConfigs => {
+                let req = IncrementalAlterConfigsRequest::default().with_resources(vec![incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s(MISSING))
+                    .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default().with_name(s("retention.ms")).with_value(Some(s("1000")))])]);
+                refused(client.request(v, &req).await?.responses.first().map(|r| r.error_code))
+            }
+            _ => Err(String::from("no probe")),
+        }
+    };
+    match outcome.await {
+        Err(e) if e == "no probe" => None,
+        other => Some(other),
+    }
+}
+
 #[tokio::test]
 async fn every_api_answers_at_every_version_it_accepts() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -563,6 +679,10 @@ async fn every_api_answers_at_every_version_it_accepts() {
             let mut client = Client::connect(broker.local_addr).await;
             if let Err(e) = exercise(&mut client, &fixture, api, version).await {
                 failures.push(format!("{api:?} v{version}: {e}"));
+            }
+            let mut client = Client::connect(broker.local_addr).await;
+            if let Some(Err(e)) = exercise_error(&mut client, api, version).await {
+                failures.push(format!("{api:?} v{version}, error path: {e}"));
             }
         }
     }
