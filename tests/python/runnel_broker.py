@@ -33,8 +33,9 @@ def wait_for_port(port, timeout=20.0, proc=None):
 class Broker:
     """One runnel broker on a loopback port with its own data directory."""
 
-    def __init__(self, settings=None, data_dir=None, port=None):
+    def __init__(self, settings=None, data_dir=None, port=None, env=None):
         self.settings = dict(settings or {})
+        self.env = dict(os.environ, **(env or {}))
         self.own_dir = data_dir is None
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="runnel-test-")
         self.port = port or free_port()
@@ -55,7 +56,7 @@ class Broker:
 
     def start(self, timeout=30.0):
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env)
         log.close()
         if not wait_for_port(self.port, timeout, self.proc):
             raise RuntimeError(f"broker did not start on {self.bootstrap}:\n{self.log()}")

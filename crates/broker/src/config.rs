@@ -56,6 +56,8 @@ pub struct BrokerConfig {
     /// the consumer group protocol's (KIP-848) server-side timers.
     pub group_consumer_session_timeout_ms: i32,
     pub group_consumer_heartbeat_interval_ms: i32,
+    /// `max.incremental.fetch.session.cache.slots` (Kafka default 1000): fetch sessions kept (KIP-227).
+    pub max_incremental_fetch_session_cache_slots: usize,
     /// Defaults for every topic's log (`log.*` broker configs).
     pub log_defaults: LogConfig,
     /// Every key=value given explicitly, for DescribeConfigs.
@@ -86,6 +88,7 @@ impl Default for BrokerConfig {
             offsets_retention_check_interval_ms: 600_000,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
+            max_incremental_fetch_session_cache_slots: 1_000,
             log_defaults,
             explicit: BTreeMap::new(),
         }
@@ -170,6 +173,7 @@ impl BrokerConfig {
                 }
                 self.offsets_topic_num_partitions = n;
             }
+            "max.incremental.fetch.session.cache.slots" => self.max_incremental_fetch_session_cache_slots = parse_num(name, v)?,
             "log.segment.bytes" => self.log_defaults.segment_bytes = parse_num(name, v)?,
             "log.roll.ms" => self.log_defaults.segment_ms = parse_num(name, v)?,
             "log.roll.hours" => self.log_defaults.segment_ms = parse_num::<i64>(name, v)? * 3_600_000,
@@ -243,6 +247,7 @@ impl BrokerConfig {
             ("log.retention.ms", l.retention_ms.to_string()),
             ("log.roll.ms", l.segment_ms.to_string()),
             ("log.segment.bytes", l.segment_bytes.to_string()),
+            ("max.incremental.fetch.session.cache.slots", self.max_incremental_fetch_session_cache_slots.to_string()),
             ("message.max.bytes", self.message_max_bytes.to_string()),
             ("min.insync.replicas", l.min_insync_replicas.to_string()),
             ("node.id", self.node_id.to_string()),

@@ -12,6 +12,7 @@ pub mod apis;
 pub mod config;
 pub mod coordinator;
 pub mod error;
+pub mod fetch_session;
 pub mod frame;
 pub mod network;
 pub mod partition;
@@ -41,6 +42,8 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     pub producer_ids: producer_state::ProducerIdAllocator,
     pub groups: Arc<coordinator::GroupCoordinator>,
+    /// Incremental fetch sessions (KIP-227).
+    pub fetch_sessions: fetch_session::FetchSessionCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +98,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
             .map_err(|e| StartError::Coordinator(e.to_string()))?
             .map_err(StartError::Coordinator)?
     };
-    let broker = Arc::new(Broker { config, cluster_id, replicas, producer_ids: Default::default(), groups });
+    let fetch_sessions = fetch_session::FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots);
+    let broker = Arc::new(Broker { config, cluster_id, replicas, producer_ids: Default::default(), groups, fetch_sessions });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(network::serve(broker.clone(), listener, shutdown_rx));
     tracing::info!(%local_addr, node_id = broker.config.node_id, cluster_id = %broker.cluster_id, "broker started");

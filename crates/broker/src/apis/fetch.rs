@@ -5,8 +5,11 @@
 //! on the high watermark), not by a sleep loop. `max_bytes` bounds the
 //! response and `partition_max_bytes` each partition, except that the first
 //! batch of the first non-empty partition is always returned whole so a
-//! consumer can make progress (KIP-74). No fetch sessions are created
-//! (session id 0), which tells clients to send full fetches.
+//! consumer can make progress (KIP-74).
+//!
+//! Fetch sessions (KIP-227, [`crate::fetch_session`]): from v7 a client may
+//! open a session and then send only what changed; the answer then carries
+//! only partitions with news. Every partition of the session is read.
 //!
 //! Records are not read here: each partition gets a read plan (file,
 //! position, length) and a placeholder in the response, and the network
@@ -20,13 +23,18 @@ use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 use runnel_storage::{ReadPlan, StorageError};
 use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Reply, RequestContext};
+use crate::fetch_session::{
+    FetchPosition, FetchSessionCache, PartitionView, SessionPartition, TopicKey, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
+};
 use crate::frame::placeholder;
 use crate::partition::Partition;
+use crate::replica_manager::Topic;
 use crate::Broker;
 
 /// Kafka's read_committed isolation level.
@@ -34,14 +42,15 @@ const READ_COMMITTED: i8 = 1;
 
 struct Target {
     partition_index: i32,
-    fetch_offset: i64,
-    partition_max_bytes: usize,
+    position: FetchPosition,
     partition: Result<Arc<Partition>, ResponseError>,
 }
 
 struct TopicTarget {
+    key: TopicKey,
     name: TopicName,
     id: Uuid,
+    topic: Option<Arc<Topic>>,
     partitions: Vec<Target>,
 }
 
@@ -51,38 +60,83 @@ pub struct FetchReply {
     pub regions: Vec<ReadPlan>,
 }
 
+/// How this fetch relates to a fetch session (KIP-227).
+enum SessionMode {
+    /// Fetch v4-6, or epoch -1: a full answer, no session.
+    Sessionless,
+    /// Epoch 0: a full answer that opens a session.
+    Open,
+    /// Epoch > 0: an answer with only what changed in this session.
+    Incremental(i32),
+}
+
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest) -> Reply<FetchReply> {
     let by_id = ctx.version >= 13;
-    let topics: Vec<TopicTarget> = req
+    let topic_key = |name: &TopicName, id: Uuid| if by_id { TopicKey::Id(id) } else { TopicKey::Name(name.0.to_string()) };
+    let requested: Vec<(SessionPartition, FetchPosition)> = req
         .topics
-        .into_iter()
-        .map(|t| {
-            let topic = if by_id { broker.replicas.topic_by_id(&t.topic_id) } else { broker.replicas.topic(&t.topic.0) };
-            let missing = if by_id { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
-            let partitions = t
-                .partitions
-                .into_iter()
-                .map(|p| Target {
-                    partition_index: p.partition,
-                    fetch_offset: p.fetch_offset,
-                    partition_max_bytes: p.partition_max_bytes.max(0) as usize,
-                    partition: match &topic {
-                        None => Err(missing),
-                        Some(topic) => topic.partition(p.partition).ok_or(ResponseError::UnknownTopicOrPartition),
-                    },
-                })
-                .collect();
-            TopicTarget { name: t.topic, id: t.topic_id, partitions }
+        .iter()
+        .flat_map(|t| {
+            let key = topic_key(&t.topic, t.topic_id);
+            t.partitions.iter().map(move |p| {
+                let position = FetchPosition { fetch_offset: p.fetch_offset, max_bytes: p.partition_max_bytes.max(0) as usize };
+                ((key.clone(), p.partition), position)
+            })
         })
         .collect();
+
+    let sessions = &broker.fetch_sessions;
+    let mode = if ctx.version < 7 {
+        SessionMode::Sessionless
+    } else {
+        match req.session_epoch {
+            FINAL_EPOCH | INITIAL_EPOCH => {
+                if req.session_id != INVALID_SESSION_ID {
+                    sessions.remove(req.session_id);
+                }
+                if req.session_epoch == FINAL_EPOCH {
+                    SessionMode::Sessionless
+                } else {
+                    SessionMode::Open
+                }
+            }
+            epoch => SessionMode::Incremental(epoch),
+        }
+    };
+    let partitions = match mode {
+        SessionMode::Incremental(epoch) => {
+            let forgotten = req
+                .forgotten_topics_data
+                .iter()
+                .flat_map(|t| {
+                    let key = topic_key(&t.topic, t.topic_id);
+                    t.partitions.iter().map(move |p| (key.clone(), *p))
+                })
+                .collect();
+            match sessions.update(req.session_id, epoch, requested, forgotten, std::time::Instant::now()) {
+                Ok(all) => all,
+                Err(error) => {
+                    let response = FetchResponse::default().with_error_code(error.code()).with_session_id(INVALID_SESSION_ID);
+                    return Reply::Now(FetchReply { response, regions: Vec::new() });
+                }
+            }
+        }
+        _ => requested,
+    };
+    let mode = match mode {
+        SessionMode::Incremental(_) => SessionMode::Incremental(req.session_id),
+        other => other,
+    };
+    let topics = targets(broker, by_id, partitions);
     let max_bytes = if ctx.version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let read_committed = req.isolation_level == READ_COMMITTED;
+    let broker = broker.clone();
 
     Reply::Later(Box::pin(async move {
         let deadline = Instant::now() + max_wait;
-        loop {
+        let reply = loop {
             // Subscribe before reading so an append between the read and the wait is not missed.
             let mut watchers: Vec<_> = topics
                 .iter()
@@ -92,26 +146,103 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
             for w in &mut watchers {
                 w.borrow_and_update();
             }
-            let (reply, bytes, has_error) = read_all(&topics, max_bytes, read_committed);
+            let (reply, bytes, has_error) = read_all(&topics, max_bytes, read_committed, by_id);
             let done = bytes >= min_bytes
                 || has_error
                 || watchers.is_empty()
                 || Instant::now() >= deadline;
             if done {
-                return reply;
+                break reply;
             }
             let any_append = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
             tokio::select! {
                 _ = any_append => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
-        }
+        };
+        finish_session(&broker.fetch_sessions, mode, &topics, reply)
     }))
+}
+
+/// Resolves the partitions to read, grouped by topic in the given order.
+fn targets(broker: &Broker, by_id: bool, partitions: Vec<(SessionPartition, FetchPosition)>) -> Vec<TopicTarget> {
+    let mut topics: Vec<TopicTarget> = Vec::new();
+    for ((key, partition_index), position) in partitions {
+        if topics.last().map(|t| t.key != key).unwrap_or(true) {
+            let (topic, name, id) = match &key {
+                TopicKey::Id(id) => {
+                    let topic = broker.replicas.topic_by_id(id);
+                    let name = topic.as_ref().map(|t| t.name.to_string()).unwrap_or_default();
+                    (topic, name, *id)
+                }
+                TopicKey::Name(name) => (broker.replicas.topic(name), name.clone(), Uuid::nil()),
+            };
+            topics.push(TopicTarget { key: key.clone(), name: TopicName(StrBytes::from_string(name)), id, topic, partitions: Vec::new() });
+        }
+        let Some(target) = topics.last_mut() else { continue };
+        let missing = if by_id { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
+        let partition = match &target.topic {
+            None => Err(missing),
+            Some(topic) => topic.partition(partition_index).ok_or(ResponseError::UnknownTopicOrPartition),
+        };
+        target.partitions.push(Target { partition_index, position, partition });
+    }
+    topics
+}
+
+/// Sets the answer's session id and, for an incremental fetch, keeps only
+/// the partitions the client must hear about.
+fn finish_session(sessions: &FetchSessionCache, mode: SessionMode, topics: &[TopicTarget], mut reply: FetchReply) -> FetchReply {
+    let views = || -> Vec<(SessionPartition, FetchPosition, PartitionView)> {
+        topics
+            .iter()
+            .zip(&reply.response.responses)
+            .flat_map(|(topic, response)| {
+                topic.partitions.iter().zip(&response.partitions).map(|(target, data)| {
+                    let view = PartitionView {
+                        error_code: data.error_code,
+                        high_watermark: data.high_watermark,
+                        last_stable_offset: data.last_stable_offset,
+                        log_start_offset: data.log_start_offset,
+                        has_records: data.records.as_ref().is_some_and(|r| !r.is_empty()),
+                    };
+                    ((topic.key.clone(), target.partition_index), target.position, view)
+                })
+            })
+            .collect()
+    };
+    match mode {
+        SessionMode::Sessionless => reply.response.session_id = INVALID_SESSION_ID,
+        SessionMode::Open => {
+            let id = sessions.create(views(), std::time::Instant::now());
+            reply.response.session_id = id;
+        }
+        SessionMode::Incremental(session_id) => {
+            let views: Vec<_> = views().into_iter().map(|(key, _, view)| (key, view)).collect();
+            let Some(selected) = sessions.select(session_id, &views) else {
+                // Evicted while this fetch waited: the client starts a new session.
+                let response = FetchResponse::default()
+                    .with_error_code(ResponseError::FetchSessionIdNotFound.code())
+                    .with_session_id(INVALID_SESSION_ID);
+                return FetchReply { response, regions: Vec::new() };
+            };
+            // Partitions left out carry no records, so the regions (one per
+            // partition with records, in order) still line up.
+            let mut selected = selected.into_iter();
+            for topic in &mut reply.response.responses {
+                topic.partitions.retain(|_| selected.next().unwrap_or(false));
+            }
+            reply.response.responses.retain(|t| !t.partitions.is_empty());
+            reply.response.session_id = session_id;
+        }
+    }
+    reply
 }
 
 /// Plans a read of every partition once. Returns the reply, the record bytes
 /// in it, and whether any partition carried an error (which ends a long poll).
-fn read_all(topics: &[TopicTarget], max_bytes: usize, read_committed: bool) -> (FetchReply, usize, bool) {
+/// Fetch v13+ names topics by id only (`by_id`), older versions by name only.
+fn read_all(topics: &[TopicTarget], max_bytes: usize, read_committed: bool, by_id: bool) -> (FetchReply, usize, bool) {
     let mut regions = Vec::new();
     let mut remaining = max_bytes;
     let mut total = 0usize;
@@ -138,9 +269,9 @@ fn read_all(topics: &[TopicTarget], max_bytes: usize, read_committed: bool) -> (
                     continue;
                 }
             };
-            let limit = target.partition_max_bytes.min(remaining);
+            let limit = target.position.max_bytes.min(remaining);
             let min_one_batch = total == 0;
-            match partition.read_plan(target.fetch_offset, limit, min_one_batch).and_then(|(plan, offsets)| {
+            match partition.read_plan(target.position.fetch_offset, limit, min_one_batch).and_then(|(plan, offsets)| {
                 let records = match placeholder(plan.len) {
                     Some(placeholder) if plan.file.is_some() => {
                         regions.push(plan);
@@ -181,12 +312,8 @@ fn read_all(topics: &[TopicTarget], max_bytes: usize, read_committed: bool) -> (
                 }
             }
         }
-        responses.push(
-            FetchableTopicResponse::default()
-                .with_topic(topic.name.clone())
-                .with_topic_id(topic.id)
-                .with_partitions(partitions),
-        );
+        let response = FetchableTopicResponse::default().with_partitions(partitions);
+        responses.push(if by_id { response.with_topic_id(topic.id) } else { response.with_topic(topic.name.clone()) });
     }
     (FetchReply { response: FetchResponse::default().with_responses(responses), regions }, total, has_error)
 }

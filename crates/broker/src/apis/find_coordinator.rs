@@ -1,5 +1,10 @@
-//! FindCoordinator (key 10): this broker coordinates every group. Batched
-//! keys from v4. Transaction coordinators are not available yet.
+//! FindCoordinator (key 10): this broker coordinates every group and every
+//! transactional id. Batched keys from v4.
+//!
+//! Transactions are not implemented yet, but a transactional producer is
+//! still sent here: its InitProducerId then fails at once with
+//! UNSUPPORTED_VERSION, a fatal error clients report. Answering
+//! COORDINATOR_NOT_AVAILABLE instead would make them retry for a minute.
 
 use std::sync::Arc;
 
@@ -12,19 +17,19 @@ use super::{Reply, RequestContext};
 use crate::Broker;
 
 const GROUP_KEY_TYPE: i8 = 0;
+const TRANSACTION_KEY_TYPE: i8 = 1;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordinatorRequest) -> Reply<FindCoordinatorResponse> {
     let host = StrBytes::from_string(broker.config.advertised_host.clone());
     let port = broker.config.advertised_port;
     let node = BrokerId(broker.config.node_id);
     let answer = |key: &StrBytes| -> Result<(), (ResponseError, &'static str)> {
-        if req.key_type != GROUP_KEY_TYPE {
-            return Err((ResponseError::CoordinatorNotAvailable, "transactions are not supported yet"));
+        match req.key_type {
+            GROUP_KEY_TYPE if key.is_empty() => Err((ResponseError::InvalidGroupId, "the group id is empty")),
+            TRANSACTION_KEY_TYPE if key.is_empty() => Err((ResponseError::InvalidRequest, "the transactional id is empty")),
+            GROUP_KEY_TYPE | TRANSACTION_KEY_TYPE => Ok(()),
+            _ => Err((ResponseError::InvalidRequest, "unknown coordinator key type")),
         }
-        if key.is_empty() {
-            return Err((ResponseError::InvalidGroupId, "the group id is empty"));
-        }
-        Ok(())
     };
     if ctx.version >= 4 {
         let coordinators = req
