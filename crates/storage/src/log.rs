@@ -116,7 +116,7 @@ fn report_quarantine(dir: &Path, cut: &Quarantined) {
     tracing::error!(
         log, segment = %cut.segment.display(), position = cut.cut_at, bytes = cut.bytes,
         first_lost_offset = cut.first_lost_offset,
-        last_claimed_offset = claimed_last.map(|o| o.to_string()).unwrap_or_else(|| "unknown".into()),
+        last_claimed_offset = %claimed_last.map(|o| o.to_string()).unwrap_or_else(|| "unknown".into()),
         intact_batches_after_the_bad_one = salvageable, quarantine = %file,
         "CORRUPT LOG: recovery truncated the log at a batch that failed its check; offsets from first_lost_offset on are gone from the log, \
          and every cut byte was moved verbatim into the quarantine file (see ARCHITECTURE.md, 'Corruption and quarantine')"
