@@ -5,6 +5,7 @@ small tmpfs as the data directory), a flipped byte in a user topic's active
 segment and in `__consumer_offsets`, and a deleted topic metadata file.
 """
 import glob
+import json
 import os
 import re
 import shutil
@@ -334,4 +335,25 @@ def test_deleted_topic_stays_deleted_across_a_restart(make_broker):
     broker.restart()
     metadata = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10)
     assert topic not in metadata.topics or metadata.topics[topic].error is not None
+    assert not glob.glob(os.path.join(broker.data_dir, f"{topic}-*"))
+
+
+def test_topic_deletion_interrupted_after_the_rename_is_finished_on_start(make_broker):
+    broker = make_broker()
+    topic = "halfgone-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic, partitions=2)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    producer.produce(topic, value=b"x", partition=0)
+    assert producer.flush(15) == 0
+    assert broker.stop() == 0
+    # What a crash leaves after DeleteTopics renamed partition 0 and before it removed the metadata.
+    meta_file = os.path.join(broker.data_dir, "meta", "topics", f"{topic}.json")
+    with open(meta_file) as f:
+        topic_id = uuid.UUID(bytes=bytes(json.load(f)["topic_id"])).hex
+    os.rename(os.path.join(broker.data_dir, f"{topic}-0"), os.path.join(broker.data_dir, f"{topic}-0.{topic_id}.deleting"))
+
+    broker.start()
+    metadata = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10)
+    assert topic not in metadata.topics, "the interrupted deletion was finished, not undone"
+    assert not os.path.exists(meta_file)
     assert not glob.glob(os.path.join(broker.data_dir, f"{topic}-*"))

@@ -58,38 +58,49 @@ pub struct ReplicaManager {
 
 const DELETING_SUFFIX: &str = ".deleting";
 
-/// `<topic>-<n>` → `<topic>-<n>.deleting` (no longer parsed as a partition directory).
-fn deleting_name(dir: &Path) -> PathBuf {
+/// `<topic>-<n>` → `<topic>-<n>.<topic-id>.deleting` (no longer parsed as a
+/// partition directory; the id keeps a later topic of the same name apart).
+fn deleting_name(dir: &Path, topic_id: &Uuid) -> PathBuf {
     let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(DELETING_SUFFIX);
+    name.push(format!(".{}{DELETING_SUFFIX}", topic_id.simple()));
     dir.with_file_name(name)
 }
 
-/// Completes topic deletions that a crash interrupted: for every topic with a
-/// `<topic>-<n>.deleting` directory, removes its metadata and all its
-/// partition directories.
+/// Completes topic deletions that a crash interrupted. Every
+/// `<topic>-<n>.<topic-id>.deleting` directory is removed; if the topic's
+/// metadata still names that topic id (the crash came before the metadata
+/// was removed), the metadata and the topic's other partition directories go
+/// too. A topic created again later under the same name has another id and is
+/// left alone.
 fn finish_interrupted_deletions(data_dir: &DataDir, meta: &MetaStore, topics: &mut Vec<TopicMeta>) -> Result<(), StorageError> {
     let root = data_dir.root();
-    let mut deleting: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    let mut deleting: BTreeMap<(String, String), Vec<PathBuf>> = BTreeMap::new();
     for entry in std::fs::read_dir(root).map_err(|e| StorageError::io(root, e))? {
         let path = entry.map_err(|e| StorageError::io(root, e))?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        if let Some((topic, _)) = name.strip_suffix(DELETING_SUFFIX).and_then(|p| p.rsplit_once('-')) {
-            deleting.entry(topic.to_string()).or_default().push(path);
+        let parsed = name
+            .strip_suffix(DELETING_SUFFIX)
+            .and_then(|rest| rest.rsplit_once('.'))
+            .and_then(|(dir, id)| Some((dir.rsplit_once('-')?.0.to_string(), id.to_string())));
+        if let Some(key) = parsed {
+            deleting.entry(key).or_default().push(path);
         }
     }
     if deleting.is_empty() {
         return Ok(());
     }
     let partition_dirs = data_dir.list_partition_dirs()?;
-    for (topic, mut dirs) in deleting {
-        dirs.extend(partition_dirs.iter().filter(|(t, _, _)| *t == topic).map(|(_, _, p)| p.clone()));
-        meta.remove(&topic)?;
-        topics.retain(|t| t.name != topic);
+    for ((topic, id), mut dirs) in deleting {
+        let still_listed = topics.iter().any(|t| t.name == topic && Uuid::from_bytes(t.topic_id).simple().to_string() == id);
+        if still_listed {
+            dirs.extend(partition_dirs.iter().filter(|(t, _, _)| *t == topic).map(|(_, _, p)| p.clone()));
+            meta.remove(&topic)?;
+            topics.retain(|t| t.name != topic);
+        }
         for dir in dirs {
             std::fs::remove_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
         }
-        tracing::info!(topic, "finished deleting a topic whose deletion a crash interrupted");
+        tracing::info!(topic, "finished deleting a topic whose deletion was interrupted");
     }
     Ok(())
 }
@@ -315,7 +326,7 @@ impl ReplicaManager {
         for partition in topic.partitions() {
             let result = partition.take_log_for(|log| {
                 let dir = log.dir().to_path_buf();
-                let target = deleting_name(&dir);
+                let target = deleting_name(&dir, &topic.id);
                 match std::fs::rename(&dir, &target) {
                     Ok(()) => doomed.push(target),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
