@@ -8,7 +8,7 @@
 //! arrive during an fsync are covered by the next one. So concurrent
 //! producers share fsyncs instead of paying one each.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,8 +31,16 @@ pub struct Partition {
     /// Offset below which everything is fsynced.
     durable: watch::Sender<i64>,
     flush_wanted: Notify,
-    /// Set when an fsync failed: the partition refuses further acks=all appends.
+    /// Set when an fsync failed. After a failed fsync the kernel may have
+    /// dropped the dirty pages while reads still show them, so nothing written
+    /// since the last good fsync can be trusted durable, and a later fsync
+    /// that succeeds proves nothing. The partition refuses every append from
+    /// then on and keeps serving reads; its log is not closed cleanly, so the
+    /// next start CRC-checks it (a restart is the way back, as with Kafka's
+    /// offline log directories).
     storage_failed: AtomicBool,
+    /// Rate limit of the ERROR lines for failed appends (disk full and such).
+    write_errors: StorageErrorLog,
     closed: AtomicBool,
     leader_epoch: i32,
 }
@@ -66,6 +74,7 @@ impl Partition {
             durable: watch::Sender::new(durable),
             flush_wanted: Notify::new(),
             storage_failed: AtomicBool::new(false),
+            write_errors: StorageErrorLog::default(),
             closed: AtomicBool::new(false),
             leader_epoch: 0,
         });
@@ -116,9 +125,25 @@ impl Partition {
                 ));
             }
         }
+        if self.storage_failed.load(Ordering::Acquire) {
+            return Err(ApiError::new(
+                kafka_protocol::error::ResponseError::KafkaStorageError,
+                format!("{}-{}: an fsync failed earlier; the partition takes no writes until the broker restarts", self.topic, self.index),
+            ));
+        }
         let info = {
             let mut log = self.log.lock();
-            let info = log.append(batches, self.leader_epoch, now_ms).map_err(|e| ApiError::from(&e))?;
+            let appended = log.append(batches, self.leader_epoch, now_ms);
+            let info = match appended {
+                Ok(info) => info,
+                Err(e) => {
+                    if matches!(e, StorageError::Io { .. }) {
+                        self.write_errors.failed(&self.topic, self.index, &e, now_ms);
+                    }
+                    return Err(ApiError::from(&e));
+                }
+            };
+            self.write_errors.succeeded(&self.topic, self.index);
             self.high_watermark.send_replace(log.log_end_offset());
             info
         };
@@ -137,8 +162,16 @@ impl Partition {
         if *rx.borrow() > last_offset {
             return Ok(());
         }
+        if self.storage_failed.load(Ordering::Acquire) {
+            return Err(DurabilityError::StorageFailed);
+        }
         self.flush_wanted.notify_one();
-        let waited = tokio::time::timeout(timeout, rx.wait_for(|durable| *durable > last_offset)).await;
+        // A failed fsync ends the wait at once (not at the timeout).
+        let waited = tokio::time::timeout(
+            timeout,
+            rx.wait_for(|durable| *durable > last_offset || self.storage_failed.load(Ordering::Acquire)),
+        )
+        .await;
         if self.storage_failed.load(Ordering::Acquire) {
             return Err(DurabilityError::StorageFailed);
         }
@@ -190,6 +223,11 @@ impl Partition {
     pub fn close(&self) -> Result<(), StorageError> {
         self.closed.store(true, Ordering::Release);
         self.flush_wanted.notify_one();
+        if self.storage_failed.load(Ordering::Acquire) {
+            // No clean-shutdown marker: the next start must CRC-check what the failed fsync left.
+            tracing::warn!(topic = %self.topic, partition = self.index, "not closing cleanly after a failed fsync; the next start validates the log");
+            return Ok(());
+        }
         let mut log = self.log.lock();
         log.close()?;
         self.durable.send_replace(log.log_end_offset());
@@ -205,6 +243,42 @@ impl Partition {
     }
 }
 
+/// ERROR lines for failed writes, at most one per partition every
+/// [`StorageErrorLog::INTERVAL_MS`], with the count of failures not logged;
+/// and one INFO line when writes succeed again.
+#[derive(Default)]
+struct StorageErrorLog {
+    last_logged_ms: AtomicI64,
+    unlogged: AtomicU64,
+    failing: AtomicBool,
+}
+
+impl StorageErrorLog {
+    const INTERVAL_MS: i64 = 10_000;
+
+    fn failed(&self, topic: &str, partition: i32, error: &StorageError, now_ms: i64) {
+        self.failing.store(true, Ordering::Release);
+        let last = self.last_logged_ms.load(Ordering::Acquire);
+        let due = last == 0 || now_ms - last >= Self::INTERVAL_MS;
+        if due && self.last_logged_ms.compare_exchange(last, now_ms.max(1), Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            let not_logged = self.unlogged.swap(0, Ordering::AcqRel);
+            tracing::error!(
+                topic, partition, error = %error, similar_failures_not_logged = not_logged,
+                "append failed; producers get KAFKA_STORAGE_ERROR, reads go on, and writes resume once the cause (e.g. a full disk) is gone"
+            );
+        } else {
+            self.unlogged.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn succeeded(&self, topic: &str, partition: i32) {
+        if self.failing.load(Ordering::Acquire) && self.failing.swap(false, Ordering::AcqRel) {
+            let not_logged = self.unlogged.swap(0, Ordering::AcqRel);
+            tracing::info!(topic, partition, similar_failures_not_logged = not_logged, "appends succeed again");
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DurabilityError {
     TimedOut,
@@ -216,6 +290,11 @@ async fn flush_loop(partition: Arc<Partition>) {
         partition.flush_wanted.notified().await;
         if partition.closed.load(Ordering::Acquire) {
             return;
+        }
+        if partition.storage_failed.load(Ordering::Acquire) {
+            // A later fsync that succeeds would prove nothing (see `storage_failed`).
+            partition.durable.send_modify(|_| {});
+            continue;
         }
         let job = partition.log.lock().sync_job();
         let Some(job) = job else {
@@ -235,7 +314,7 @@ async fn flush_loop(partition: Arc<Partition>) {
             }
             Ok(Err(e)) => {
                 // Like Kafka's log-dir failure: stop acknowledging what cannot be made durable.
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed; partition stops accepting acks=all writes");
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "fsync failed; the partition refuses all writes until a restart (the page cache can no longer be trusted), reads go on");
                 partition.storage_failed.store(true, Ordering::Release);
                 partition.durable.send_modify(|_| {});
             }

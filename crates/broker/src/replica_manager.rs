@@ -6,6 +6,7 @@
 //! room for replicas (each partition carries a leader epoch).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,104 @@ pub struct ReplicaManager {
     admin_lock: Mutex<()>,
 }
 
+const DELETING_SUFFIX: &str = ".deleting";
+
+/// `<topic>-<n>` → `<topic>-<n>.<topic-id>.deleting` (no longer parsed as a
+/// partition directory; the id keeps a later topic of the same name apart).
+fn deleting_name(dir: &Path, topic_id: &Uuid) -> PathBuf {
+    let mut name = dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{}{DELETING_SUFFIX}", topic_id.simple()));
+    dir.with_file_name(name)
+}
+
+/// Completes topic deletions that a crash interrupted. Every
+/// `<topic>-<n>.<topic-id>.deleting` directory is removed; if the topic's
+/// metadata still names that topic id (the crash came before the metadata
+/// was removed), the metadata and the topic's other partition directories go
+/// too. A topic created again later under the same name has another id and is
+/// left alone.
+fn finish_interrupted_deletions(data_dir: &DataDir, meta: &MetaStore, topics: &mut Vec<TopicMeta>) -> Result<(), StorageError> {
+    let root = data_dir.root();
+    let mut deleting: BTreeMap<(String, String), Vec<PathBuf>> = BTreeMap::new();
+    for entry in std::fs::read_dir(root).map_err(|e| StorageError::io(root, e))? {
+        let path = entry.map_err(|e| StorageError::io(root, e))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let parsed = name
+            .strip_suffix(DELETING_SUFFIX)
+            .and_then(|rest| rest.rsplit_once('.'))
+            .and_then(|(dir, id)| Some((dir.rsplit_once('-')?.0.to_string(), id.to_string())));
+        if let Some(key) = parsed {
+            deleting.entry(key).or_default().push(path);
+        }
+    }
+    if deleting.is_empty() {
+        return Ok(());
+    }
+    let partition_dirs = data_dir.list_partition_dirs()?;
+    for ((topic, id), mut dirs) in deleting {
+        let still_listed = topics.iter().any(|t| t.name == topic && Uuid::from_bytes(t.topic_id).simple().to_string() == id);
+        if still_listed {
+            dirs.extend(partition_dirs.iter().filter(|(t, _, _)| *t == topic).map(|(_, _, p)| p.clone()));
+            meta.remove(&topic)?;
+            topics.retain(|t| t.name != topic);
+        }
+        for dir in dirs {
+            std::fs::remove_dir_all(&dir).map_err(|e| StorageError::io(&dir, e))?;
+        }
+        tracing::info!(topic, "finished deleting a topic whose deletion was interrupted");
+    }
+    Ok(())
+}
+
+/// Whether a partition directory holds any record bytes.
+fn holds_records(dir: &Path) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|entry| {
+        entry.file_name().to_string_lossy().ends_with(".log") && entry.metadata().map(|m| m.len() > 0).unwrap_or(false)
+    })
+}
+
+/// Partition directories whose topic has no metadata file must not vanish
+/// silently with their data: a topic with records is recovered (name from the
+/// directories, partition count from the highest partition number, default
+/// configs, a new topic id) and its metadata written again, with an ERROR.
+/// Directories without records (e.g. a create that crashed before writing the
+/// metadata) are left for a later create to reuse, with a WARN.
+fn recover_topics_without_metadata(data_dir: &DataDir, meta: &MetaStore, topics: &mut Vec<TopicMeta>) -> Result<(), StorageError> {
+    let mut orphans: BTreeMap<String, Vec<(i32, PathBuf)>> = BTreeMap::new();
+    for (topic, partition, path) in data_dir.list_partition_dirs()? {
+        if !topics.iter().any(|t| t.name == topic) {
+            orphans.entry(topic).or_default().push((partition, path));
+        }
+    }
+    for (name, dirs) in orphans {
+        if validate_topic_name(&name).is_err() {
+            tracing::warn!(topic = name, "ignoring a directory that looks like a partition but is not named like a topic");
+            continue;
+        }
+        if !dirs.iter().any(|(_, dir)| holds_records(dir)) {
+            tracing::warn!(topic = name, directories = dirs.len(), "partition directories without topic metadata hold no records; left as they are");
+            continue;
+        }
+        let partitions = dirs.iter().map(|(p, _)| *p).max().unwrap_or(0) as u32 + 1;
+        let mut configs = BTreeMap::new();
+        if name == crate::coordinator::OFFSETS_TOPIC {
+            configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            configs.insert("segment.bytes".to_string(), crate::coordinator::OFFSETS_SEGMENT_BYTES.to_string());
+        }
+        let id = Uuid::new_v4();
+        let recovered = TopicMeta { name: name.clone(), topic_id: *id.as_bytes(), partitions, configs };
+        meta.put(&recovered)?;
+        tracing::error!(
+            topic = name, partitions, topic_id = %id,
+            "MISSING TOPIC METADATA: the topic's metadata file was gone but its partition directories hold records; \
+             recovered the topic from its directories with default configs and a new topic id (re-apply any config overrides)"
+        );
+        topics.push(recovered);
+    }
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(())
+}
+
 /// Checks a topic name the way Kafka does.
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     let bad = |why: &str| Err(ApiError::new(ResponseError::InvalidTopicException, format!("topic name {name:?} {why}")));
@@ -77,7 +176,9 @@ impl ReplicaManager {
     /// Opens the data directory (taking its lock) and every topic in it.
     pub fn open(config: Arc<BrokerConfig>) -> Result<Arc<ReplicaManager>, StorageError> {
         let data_dir = DataDir::open(&config.data_dir)?;
-        let (meta, topics) = MetaStore::open(data_dir.root())?;
+        let (meta, mut topics) = MetaStore::open(data_dir.root())?;
+        finish_interrupted_deletions(&data_dir, &meta, &mut topics)?;
+        recover_topics_without_metadata(&data_dir, &meta, &mut topics)?;
         let manager = ReplicaManager {
             config,
             data_dir,
@@ -218,15 +319,32 @@ impl ReplicaManager {
             .remove(name)
             .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("Topic '{name}' does not exist.")))?;
         self.topic_ids.write().remove(&topic.id);
-        self.meta.remove(name).map_err(|e| ApiError::from(&e))?;
+        // Renaming the directories first makes the deletion survive a crash: a
+        // start that finds a `.deleting` directory finishes the deletion instead
+        // of recovering the topic from directories that lost their metadata.
+        let mut doomed = Vec::new();
         for partition in topic.partitions() {
             let result = partition.take_log_for(|log| {
                 let dir = log.dir().to_path_buf();
-                std::fs::remove_dir_all(&dir).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
-                    .map_err(|e| StorageError::io(dir, e))
+                let target = deleting_name(&dir, &topic.id);
+                match std::fs::rename(&dir, &target) {
+                    Ok(()) => doomed.push(target),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StorageError::io(dir, e)),
+                }
+                Ok(())
             });
             if let Err(e) = result {
-                tracing::warn!(topic = name, partition = partition.index, error = %e, "removing partition data failed");
+                tracing::warn!(topic = name, partition = partition.index, error = %e, "moving partition data aside for deletion failed");
+            }
+        }
+        if let Err(e) = runnel_storage::meta::sync_dir(self.data_dir.root()) {
+            tracing::warn!(topic = name, error = %e, "syncing the data directory failed");
+        }
+        self.meta.remove(name).map_err(|e| ApiError::from(&e))?;
+        for dir in doomed {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(topic = name, dir = %dir.display(), error = %e, "removing partition data failed");
             }
         }
         tracing::info!(topic = name, "deleted topic");

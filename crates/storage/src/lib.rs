@@ -16,6 +16,7 @@ pub mod error;
 pub mod index;
 pub mod log;
 pub mod meta;
+pub mod quarantine;
 pub mod segment;
 
 pub use batch::{BatchError, BatchHeader, ValidatedBatches};

@@ -19,6 +19,7 @@ use crate::batch::{assign_offsets, BatchHeader, BATCH_HEADER_LEN};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
 use crate::meta::write_atomically;
+use crate::quarantine::Quarantined;
 use crate::segment::{Segment, Walk};
 
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
@@ -94,6 +95,32 @@ pub struct Log {
     log_start_offset: i64,
     synced_offset: i64,
     closed: bool,
+    /// What recovery cut from this log when it was opened.
+    quarantined: Vec<Quarantined>,
+}
+
+/// Logs what recovery cut: a torn final write (routine after a crash) as a
+/// warning, anything else (a CRC failure, broken framing, batches after the
+/// bad one) as an error naming the bytes, the offsets and the quarantine file.
+fn report_quarantine(dir: &Path, cut: &Quarantined) {
+    let log = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let file = cut.quarantine_file.display();
+    if cut.torn_write_only {
+        tracing::warn!(
+            log, bytes = cut.bytes, first_lost_offset = cut.first_lost_offset, quarantine = %file,
+            "recovery cut an incomplete final batch (a write interrupted by a crash, never acknowledged as durable); bytes kept in the quarantine file"
+        );
+        return;
+    }
+    let (salvageable, claimed_last) = (cut.intact.len(), cut.last_claimed_offset());
+    tracing::error!(
+        log, segment = %cut.segment.display(), position = cut.cut_at, bytes = cut.bytes,
+        first_lost_offset = cut.first_lost_offset,
+        last_claimed_offset = %claimed_last.map(|o| o.to_string()).unwrap_or_else(|| "unknown".into()),
+        intact_batches_after_the_bad_one = salvageable, quarantine = %file,
+        "CORRUPT LOG: recovery truncated the log at a batch that failed its check; offsets from first_lost_offset on are gone from the log, \
+         and every cut byte was moved verbatim into the quarantine file (see ARCHITECTURE.md, 'Corruption and quarantine')"
+    );
 }
 
 fn now_ms() -> i64 {
@@ -129,10 +156,14 @@ impl Log {
         bases.sort_unstable();
         let now = now_ms();
         let mut segments = BTreeMap::new();
+        let mut quarantined = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let is_active = i + 1 == bases.len();
-            let (segment, _truncated) =
-                Segment::open(dir, base, config.index_interval_bytes, is_active && !clean, now)?;
+            let (segment, cut) = Segment::open(dir, base, config.index_interval_bytes, is_active && !clean, now)?;
+            if let Some(cut) = cut {
+                report_quarantine(dir, &cut);
+                quarantined.push(cut);
+            }
             segments.insert(base, segment);
         }
         let checkpoint = read_checkpoint(&dir.join(LOG_START_CHECKPOINT))?;
@@ -148,6 +179,7 @@ impl Log {
             log_start_offset: first_base,
             synced_offset: 0,
             closed: false,
+            quarantined,
         };
         let end = log.log_end_offset();
         log.log_start_offset = checkpoint.unwrap_or(first_base).clamp(first_base, end);
@@ -477,6 +509,32 @@ impl Log {
     /// Base offset of the active segment (where recovery-time scans start).
     pub fn active_segment_base(&self) -> i64 {
         self.active().base_offset
+    }
+
+    /// What recovery cut from this log when it was opened (quarantined, not deleted).
+    pub fn quarantined(&self) -> &[Quarantined] {
+        &self.quarantined
+    }
+
+    /// Appends again, with new offsets at the log end, the CRC-valid batches
+    /// that recovery found after a corrupt one and quarantined. Only for logs
+    /// whose offsets mean nothing outside the broker (the coordinator's own
+    /// topic): for a user topic, new offsets would silently change what
+    /// consumers' committed offsets point to. Returns the batches appended.
+    /// Each batch is taken at most once (the report is consumed).
+    pub fn salvage_quarantined(&mut self, leader_epoch: i32, now_ms: i64) -> Result<usize> {
+        let mut appended = 0;
+        for cut in std::mem::take(&mut self.quarantined) {
+            for intact in &cut.intact {
+                let mut batch = cut.read_intact(intact)?;
+                self.append(&mut batch, leader_epoch, now_ms)?;
+                appended += 1;
+            }
+        }
+        if appended > 0 {
+            self.flush()?;
+        }
+        Ok(appended)
     }
 
     /// Bytes on disk across all segments.

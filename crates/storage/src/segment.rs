@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::batch::{check_stored_batch, BatchHeader, BATCH_HEADER_LEN};
 use crate::error::{Result, StorageError};
 use crate::index::{OffsetIndex, TimeIndex};
+use crate::quarantine::{quarantine_region, Quarantined};
 
 /// Bytes read at a time while walking batch headers.
 const SCAN_WINDOW: usize = 64 * 1024;
@@ -86,10 +87,18 @@ impl Segment {
     }
 
     /// Opens an existing segment. With `validate`, every batch's CRC is
-    /// checked and a torn or corrupt tail is truncated away; otherwise index
+    /// checked and a torn or corrupt tail is cut away; otherwise index
     /// files are used when consistent and only the headers after the last
-    /// index entry are walked. Returns the segment and the bytes truncated.
-    pub fn open(dir: &Path, base_offset: i64, index_interval: u64, validate: bool, now_ms: i64) -> Result<(Segment, u64)> {
+    /// index entry are walked. Cut bytes are first moved into a quarantine
+    /// file (see [`crate::quarantine`]); if that fails, so does the open, and
+    /// nothing is truncated. Returns the segment and what was quarantined.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u64,
+        validate: bool,
+        now_ms: i64,
+    ) -> Result<(Segment, Option<Quarantined>)> {
         let (log_path, index_path, time_path) = Self::paths(dir, base_offset);
         let file = OpenOptions::new().read(true).write(true).open(&log_path).map_err(|e| StorageError::io(&log_path, e))?;
         let file_size = file.metadata().map_err(|e| StorageError::io(&log_path, e))?.len();
@@ -145,14 +154,15 @@ impl Segment {
             expected_offset = Some(header.next_offset());
             pos += size;
         }
-        let mut truncated = 0;
+        let mut quarantined = None;
         if let Some(at) = truncate_at {
-            truncated = file_size - at;
+            let first_lost_offset = expected_offset.unwrap_or(segment.next_offset);
+            let cut = quarantine_region(&segment.file, &log_path, at, file_size, first_lost_offset, now_ms)?;
             segment.file.set_len(at).map_err(|e| StorageError::io(&log_path, e))?;
             segment.file.sync_all().map_err(|e| StorageError::io(&log_path, e))?;
             segment.size = at;
             segment.offset_index.truncate_to_position(at as u32);
-            tracing::warn!(segment = %log_path.display(), bytes = truncated, "truncated a torn or corrupt tail");
+            quarantined = Some(cut);
         }
         // The walk started mid-segment when indexes were trusted: recover the segment's
         // max timestamp from the time index for what came before.
@@ -171,7 +181,7 @@ impl Segment {
                 }
             }
         }
-        Ok((segment, truncated))
+        Ok((segment, quarantined))
     }
 
     /// Updates in-memory state for a batch stored at `position`.

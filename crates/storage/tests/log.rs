@@ -144,6 +144,8 @@ fn torn_and_corrupt_tails_are_truncated() {
     let log = Log::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.log_end_offset(), 10);
     assert_eq!(std::fs::metadata(&segment).unwrap().len(), good_len);
+    assert!(log.quarantined()[0].torn_write_only, "a half-written last batch is a routine torn write");
+    assert_eq!(log.quarantined()[0].bytes as usize, extra.len() / 2);
     drop(log);
     // A flipped byte inside the last batch: CRC catches it, the batch goes.
     let mut bytes = std::fs::read(&segment).unwrap();
@@ -152,6 +154,85 @@ fn torn_and_corrupt_tails_are_truncated() {
     std::fs::write(&segment, &bytes).unwrap();
     let log = Log::open(dir.path(), LogConfig::default()).unwrap();
     assert_eq!(log.log_end_offset(), 8);
+}
+
+/// Files in `dir` whose name contains `.quarantine-`.
+fn quarantine_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".quarantine-"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Ten batches of two records in the active segment, written without a clean
+/// close; returns the segment's bytes and each batch's start position.
+fn ten_batches_after_a_crash(dir: &std::path::Path) -> (Vec<u8>, Vec<usize>) {
+    let mut log = Log::open(dir, LogConfig::default()).unwrap();
+    for i in 0..10 {
+        append(&mut log, 2, i);
+    }
+    log.flush().unwrap();
+    drop(log); // no close: an unclean shutdown
+    let bytes = std::fs::read(dir.join("00000000000000000000.log")).unwrap();
+    let mut starts = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        starts.push(pos);
+        pos += BatchHeader::parse(&bytes[pos..]).unwrap().total_size();
+    }
+    assert_eq!(starts.len(), 10);
+    (bytes, starts)
+}
+
+#[test]
+fn a_corrupt_first_batch_is_cut_with_everything_after_it_moved_verbatim_into_quarantine() {
+    let dir = tempfile::tempdir().unwrap();
+    let (original, starts) = ten_batches_after_a_crash(dir.path());
+    let segment = dir.path().join("00000000000000000000.log");
+    let mut damaged = original.clone();
+    damaged[starts[0] + 70] ^= 0x01; // inside the first batch's records: CRC-covered
+    std::fs::write(&segment, &damaged).unwrap();
+
+    let mut log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.log_end_offset(), 0, "offsets stay dense: the log ends before the corrupt batch");
+    let files = quarantine_files(dir.path());
+    assert_eq!(files.len(), 1, "one quarantine file beside the segment");
+    assert_eq!(std::fs::read(&files[0]).unwrap(), damaged, "every cut byte is kept verbatim");
+    let report = &log.quarantined()[0];
+    assert!(!report.torn_write_only);
+    assert_eq!((report.cut_at, report.bytes, report.first_lost_offset), (0, damaged.len() as u64, 0));
+    let intact: Vec<i64> = report.intact.iter().map(|b| b.header.base_offset).collect();
+    assert_eq!(intact, (1..10).map(|i| i * 2).collect::<Vec<_>>(), "the 9 later batches are found intact");
+
+    // The coordinator's choice for its own topic: append the intact ones again, with new offsets.
+    assert_eq!(log.salvage_quarantined(0, 99).unwrap(), 9);
+    assert_eq!(log.log_end_offset(), 18);
+    let batches = read_batches(&log, 0, usize::MAX);
+    assert_eq!(batches.iter().map(|b| b.base_offset).collect::<Vec<_>>(), (0..9).map(|i| i * 2).collect::<Vec<_>>());
+    assert_eq!(log.salvage_quarantined(0, 99).unwrap(), 0, "salvaged once only");
+    drop(log);
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.log_end_offset(), 18, "the salvaged batches are valid after another crash");
+    assert_eq!(quarantine_files(dir.path()).len(), 1, "the quarantine file is never deleted");
+}
+
+#[test]
+fn intact_batches_are_found_even_when_the_corrupt_batch_length_field_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let (original, starts) = ten_batches_after_a_crash(dir.path());
+    let mut damaged = original.clone();
+    damaged[starts[3] + 11] ^= 0x04; // batch 4's length field (not CRC-covered)
+    std::fs::write(dir.path().join("00000000000000000000.log"), &damaged).unwrap();
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(log.log_end_offset(), 6, "batches before the damage stay");
+    let report = &log.quarantined()[0];
+    assert_eq!((report.cut_at, report.first_lost_offset), (starts[3] as u64, 6));
+    let intact: Vec<i64> = report.intact.iter().map(|b| b.header.base_offset).collect();
+    assert_eq!(intact, vec![8, 10, 12, 14, 16, 18], "resynchronised on the next valid batch");
+    assert_eq!(std::fs::read(&quarantine_files(dir.path())[0]).unwrap(), &damaged[starts[3]..]);
 }
 
 #[test]

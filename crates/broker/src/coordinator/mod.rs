@@ -34,7 +34,7 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 const TICK: Duration = Duration::from_millis(100);
 /// Kafka's `offsets.topic.segment.bytes` default.
-const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
+pub const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
 /// How often the coordinator checks whether its topic needs compacting.
 const COMPACTION_CHECK: Duration = Duration::from_secs(5);
 /// A partition of `__consumer_offsets` is compacted once it holds at least
@@ -126,7 +126,18 @@ impl GroupCoordinator {
         let (mut offsets_loaded, mut groups_loaded) = (0usize, 0usize);
         let now = Instant::now();
         for partition in topic.partitions() {
-            let records = records::read_all(&partition).map_err(|e| format!("loading {OFFSETS_TOPIC}: {e}"))?;
+            // Offsets in this topic mean nothing outside the broker, so the intact
+            // batches that recovery found after a corrupt one are worth appending again.
+            match partition.with_log(|log| log.salvage_quarantined(partition.leader_epoch(), crate::now_ms())) {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(partition = partition.index, batches = n, "re-appended the intact {OFFSETS_TOPIC} batches found after a corrupt one"),
+                Err(e) => tracing::error!(partition = partition.index, error = %e, "could not re-append the intact {OFFSETS_TOPIC} batches; they stay in the quarantine file"),
+            }
+            let replay = records::read_all(&partition);
+            if let Some(why) = &replay.incomplete {
+                tracing::error!(partition = partition.index, why = %why, "{OFFSETS_TOPIC} could only be replayed in part: later commits and group state are missing");
+            }
+            let records = replay.records;
             let mut cache = self.offsets.lock();
             let mut groups = self.groups.lock();
             for record in records {
@@ -181,9 +192,10 @@ impl GroupCoordinator {
             let (snapshot_start, last, live) = {
                 let _guard = self.append_lock.lock();
                 let all = match records::read_all(&partition) {
-                    Ok(all) => all,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "reading __consumer_offsets for compaction failed");
+                    records::Replay { records, incomplete: None } => records,
+                    // Compacting would drop the records it could not read.
+                    records::Replay { incomplete: Some(why), .. } => {
+                        tracing::warn!(why = %why, "reading __consumer_offsets for compaction failed; not compacting");
                         continue;
                     }
                 };

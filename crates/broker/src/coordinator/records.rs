@@ -9,7 +9,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use runnel_storage::batch::validate_batches;
+use runnel_storage::batch::{check_stored_batch, validate_batches, BATCH_HEADER_LEN};
+use runnel_storage::BatchHeader;
 
 use super::group_record::{self, GroupMetadata};
 use super::offsets::{self, CommittedOffset, OffsetKey};
@@ -128,33 +129,85 @@ pub fn latest_values(records: Vec<CoordinatorRecord>) -> Vec<CoordinatorRecord> 
     live.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Reads every coordinator record of a partition, in log order.
-pub fn read_all(partition: &Partition) -> Result<Vec<CoordinatorRecord>, String> {
-    let mut out = Vec::new();
+/// A partition's coordinator records in log order, as far as they could be read.
+pub struct Replay {
+    pub records: Vec<CoordinatorRecord>,
+    /// Why reading stopped before the log end (broken framing, an I/O
+    /// error): the records after that point are missing from `records`.
+    pub incomplete: Option<String>,
+}
+
+/// Reads every coordinator record of a partition, in log order. A batch
+/// that fails its CRC or does not decode is skipped with an ERROR (a verbatim
+/// copy is kept beside the log, see `runnel_storage::quarantine`), so its
+/// commits fall back to the values before it; reading goes on with the next
+/// batch as long as the batch framing holds.
+pub fn read_all(partition: &Partition) -> Replay {
+    let mut records = Vec::new();
     let mut offset = partition.offsets().log_start_offset;
     loop {
-        let (mut bytes, offsets) = partition.read(offset, 1 << 20, true).map_err(|e| e.to_string())?;
+        let (bytes, offsets) = match partition.read(offset, 1 << 20, true) {
+            Ok(read) => read,
+            Err(e) => return Replay { records, incomplete: Some(format!("reading from offset {offset}: {e}")) },
+        };
         if bytes.is_empty() {
             break;
         }
-        let sets = RecordBatchDecoder::decode_all(&mut bytes).map_err(|e| e.to_string())?;
-        let mut last = offset;
-        for set in sets {
-            for record in set.records {
-                last = last.max(record.offset + 1);
-                let Some(key) = record.key else { continue };
-                match CoordinatorRecord::decode(key, record.value) {
-                    Some(entry) => out.push(entry),
-                    None => tracing::warn!(offset = record.offset, "skipping an unreadable __consumer_offsets record"),
+        let mut pos = 0usize;
+        let mut next = offset;
+        while pos < bytes.len() {
+            let header = match BatchHeader::parse(&bytes[pos..]) {
+                Ok(h) if h.total_size() >= BATCH_HEADER_LEN && pos + h.total_size() <= bytes.len() => h,
+                _ => {
+                    let why = format!("the batch framing is broken after offset {next}");
+                    return Replay { records, incomplete: Some(why) };
+                }
+            };
+            let batch = bytes.slice(pos..pos + header.total_size());
+            pos += header.total_size();
+            next = next.max(header.next_offset());
+            let decoded = check_stored_batch(&batch)
+                .map_err(|e| e.to_string())
+                .and_then(|_| RecordBatchDecoder::decode_all(&mut batch.clone()).map_err(|e| e.to_string()));
+            let sets = match decoded {
+                Ok(sets) => sets,
+                Err(e) => {
+                    skip_corrupt_batch(partition, &header, &batch, &e);
+                    continue;
+                }
+            };
+            for set in sets {
+                for record in set.records {
+                    let Some(key) = record.key else { continue };
+                    match CoordinatorRecord::decode(key, record.value) {
+                        Some(entry) => records.push(entry),
+                        None => tracing::warn!(offset = record.offset, "skipping an unreadable __consumer_offsets record"),
+                    }
                 }
             }
         }
-        if last <= offset || last >= offsets.high_watermark {
+        if next <= offset || next >= offsets.high_watermark {
             break;
         }
-        offset = last;
+        offset = next;
     }
-    Ok(out)
+    Replay { records, incomplete: None }
+}
+
+/// Logs a corrupt `__consumer_offsets` batch and keeps a verbatim copy of it
+/// beside the log (it stays in the log until compaction or retention drops it).
+fn skip_corrupt_batch(partition: &Partition, header: &BatchHeader, batch: &[u8], error: &str) {
+    let dir = partition.with_log(|log| log.dir().to_path_buf());
+    let name = format!("skipped-batch-{:020}.quarantine", header.base_offset);
+    let copy = match runnel_storage::quarantine::keep_copy(&dir, &name, batch) {
+        Ok(path) => path.display().to_string(),
+        Err(e) => format!("(no copy kept: {e})"),
+    };
+    tracing::error!(
+        topic = %partition.topic, partition = partition.index, base_offset = header.base_offset,
+        last_offset = header.last_offset(), bytes = batch.len(), error = %error, copy = %copy,
+        "CORRUPT BATCH in the coordinator log: skipped; the offsets and group state it held fall back to their earlier values"
+    );
 }
 
 #[cfg(test)]
