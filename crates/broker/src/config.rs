@@ -2,8 +2,11 @@
 //!
 //! A config is built from `key=value` pairs (a `server.properties`-style file
 //! and `--set` flags). Every value is kept so DescribeConfigs can report it.
+//! [`BROKER_CONFIGS`] is the one table of supported keys; `docs/configuration.md`
+//! is generated from it ([`reference_markdown`]) and a test keeps the two equal.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 
 use runnel_storage::{LogConfig, TimestampType};
@@ -14,15 +17,26 @@ pub enum BrokerConfigError {
     Invalid { name: String, value: String, reason: String },
     #[error("reading config file {path}: {source}")]
     File { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}: {error}")]
+    FileLine { path: PathBuf, line: usize, error: Box<BrokerConfigError> },
 }
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// `node.id`.
     pub node_id: i32,
-    /// Address the Kafka listener binds to (`listeners`, without the scheme).
-    pub listen: String,
-    /// Host and port clients are told to connect to (`advertised.listeners`).
+    /// `listeners`: where the broker listens, Kafka's `NAME://HOST:PORT` list.
+    pub listeners: Vec<Listener>,
+    /// `advertised.listeners` as given; unset means "derived from `listeners`".
+    pub advertised_listeners: Option<Vec<Listener>>,
+    /// `listener.security.protocol.map`: listener name -> security protocol.
+    pub listener_security_protocols: BTreeMap<String, String>,
+    /// `controller.listener.names`: listeners of a KRaft controller, which a
+    /// single Runnel node does not have; they are ignored (a Kafka
+    /// server.properties names one).
+    pub controller_listener_names: Vec<String>,
+    /// Host and port clients are told to connect to: the resolved
+    /// `advertised.listeners`, set by [`BrokerConfig::resolve_advertised`] at start.
     pub advertised_host: String,
     pub advertised_port: i32,
     /// `log.dirs` (Runnel uses one directory).
@@ -70,7 +84,10 @@ impl Default for BrokerConfig {
         log_defaults.max_message_bytes = 1_048_588;
         BrokerConfig {
             node_id: 1,
-            listen: "127.0.0.1:9092".into(),
+            listeners: vec![Listener { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }],
+            advertised_listeners: None,
+            listener_security_protocols: default_security_protocol_map(),
+            controller_listener_names: Vec::new(),
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
             data_dir: PathBuf::from("runnel-data"),
@@ -111,17 +128,223 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, BrokerConfigError> {
     }
 }
 
-/// Splits `host:port`, accepting `[v6]:port`.
-pub fn split_host_port(addr: &str) -> Option<(String, i32)> {
-    let (host, port) = addr.rsplit_once(':')?;
-    let port: i32 = port.parse().ok().filter(|p| (0..=65535).contains(p))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_string(), port))
+/// One listener in Kafka's `NAME://HOST:PORT` form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// The listener name, upper-case (`PLAINTEXT`, or a name that
+    /// `listener.security.protocol.map` maps to a security protocol).
+    pub name: String,
+    /// Empty when the listener binds every interface (`PLAINTEXT://:9092`).
+    /// An IPv6 address is kept without its brackets.
+    pub host: String,
+    pub port: u16,
 }
 
-/// Strips a `PLAINTEXT://`-style scheme, as found in Kafka's `listeners`.
-fn strip_scheme(value: &str) -> &str {
-    value.split_once("://").map(|(_, rest)| rest).unwrap_or(value)
+impl Listener {
+    /// Does it bind every interface (empty host, `0.0.0.0` or `::`)?
+    pub fn binds_every_interface(&self) -> bool {
+        matches!(self.host.as_str(), "" | "0.0.0.0" | "::" | "[::]")
+    }
+
+    /// `HOST:PORT` to bind, with brackets around an IPv6 host.
+    pub fn socket_address(&self) -> String {
+        let host = if self.host.is_empty() { "0.0.0.0" } else { &self.host };
+        host_port(host, self.port)
+    }
+}
+
+impl fmt::Display for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.name, if self.host.is_empty() { format!(":{}", self.port) } else { host_port(&self.host, self.port) })
+    }
+}
+
+/// `host:port`, bracketing an IPv6 host as URLs do.
+pub fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Parses one listener: Kafka's `NAME://HOST:PORT` (`PLAINTEXT://:9092`,
+/// `PLAINTEXT://0.0.0.0:9092`, `PLAINTEXT://[::1]:9092`), or a bare
+/// `HOST:PORT`, taken as `PLAINTEXT`. Checks syntax only; whether the
+/// listener's security protocol is supported is [`listener_security_protocol`]'s question.
+pub fn parse_listener(text: &str) -> Result<Listener, String> {
+    let text = text.trim();
+    let (name, address) = match text.split_once("://") {
+        Some((name, address)) => (name.trim(), address.trim()),
+        None => ("PLAINTEXT", text),
+    };
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(format!("{text:?}: invalid listener name {name:?}; expected NAME://HOST:PORT, e.g. PLAINTEXT://127.0.0.1:9092"));
+    }
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?}: expected NAME://HOST:PORT, e.g. PLAINTEXT://127.0.0.1:9092"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{text:?}: the port {port:?} is not a number in 0..=65535"))?;
+    let host = match host.strip_prefix('[') {
+        Some(inner) => inner.strip_suffix(']').ok_or_else(|| format!("{text:?}: '[' without ']' around the host"))?,
+        None if host.contains(':') => {
+            return Err(format!("{text:?}: an IPv6 host must be in brackets, e.g. PLAINTEXT://[::1]:9092"))
+        }
+        None => host,
+    };
+    Ok(Listener { name: name.to_ascii_uppercase(), host: host.to_string(), port })
+}
+
+/// Parses a comma-separated listener list; names must be unique, as in Kafka.
+pub fn parse_listener_list(text: &str) -> Result<Vec<Listener>, String> {
+    let mut listeners: Vec<Listener> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+        let listener = parse_listener(item)?;
+        if listeners.iter().any(|l| l.name == listener.name) {
+            return Err(format!("the listener name {} appears twice", listener.name));
+        }
+        listeners.push(listener);
+    }
+    if listeners.is_empty() {
+        return Err("no listener given; expected NAME://HOST:PORT, e.g. PLAINTEXT://127.0.0.1:9092".into());
+    }
+    Ok(listeners)
+}
+
+/// Kafka's default `listener.security.protocol.map`: each protocol maps to itself.
+fn default_security_protocol_map() -> BTreeMap<String, String> {
+    ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].iter().map(|p| (p.to_string(), p.to_string())).collect()
+}
+
+/// Security protocols a Runnel listener speaks today.
+const SUPPORTED_SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT"];
+
+/// The security protocol of a listener, by `listener.security.protocol.map`,
+/// or an error saying why Runnel cannot serve it.
+pub fn listener_security_protocol(listener: &Listener, map: &BTreeMap<String, String>) -> Result<String, String> {
+    let protocol = map.get(&listener.name).ok_or_else(|| {
+        format!("listener {listener}: the name {} is not in listener.security.protocol.map", listener.name)
+    })?;
+    if !SUPPORTED_SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
+        return Err(format!(
+            "listener {listener}: security protocol {protocol} is not supported yet; use a PLAINTEXT listener, e.g. PLAINTEXT://127.0.0.1:9092"
+        ));
+    }
+    Ok(protocol.clone())
+}
+
+/// This machine's hostname, which must resolve: it is what a broker
+/// listening on every interface advertises, as Kafka does.
+fn resolvable_hostname() -> Result<String, String> {
+    use std::net::ToSocketAddrs;
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast::<libc::c_char>(), buf.len()) };
+    if rc != 0 {
+        return Err(format!("cannot read this machine's hostname: {}", std::io::Error::last_os_error()));
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let hostname = String::from_utf8_lossy(&buf[..len]).trim().to_string();
+    if hostname.is_empty() {
+        return Err("this machine has no hostname".into());
+    }
+    match (hostname.as_str(), 0).to_socket_addrs().map(|addrs| addrs.count()) {
+        Ok(0) => Err(format!("this machine's hostname {hostname:?} resolves to no address")),
+        Ok(_) => Ok(hostname),
+        Err(e) => Err(format!("this machine's hostname {hostname:?} does not resolve ({e})")),
+    }
+}
+
+/// One supported broker config: Kafka's name, Runnel's default as it is
+/// printed, and what it does. The generated reference lists these.
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerConfigDef {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+const fn def(name: &'static str, default: &'static str, doc: &'static str) -> BrokerConfigDef {
+    BrokerConfigDef { name, default, doc }
+}
+
+/// Every broker config Runnel applies, in name order. A unit test checks each
+/// default against `BrokerConfig::default()` and that `set` knows every name.
+pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
+    def("advertised.listeners", "(listeners)", "NAME://HOST:PORT clients are told to connect to. Defaults to `listeners`; a listener on every interface (`PLAINTEXT://:9092`, `0.0.0.0`, `::`) is advertised with this machine's hostname, and the broker refuses to start if that hostname does not resolve."),
+    def("auto.create.topics.enable", "true", "Create a topic when a client first asks for it in a Metadata request (a warning is logged each time)."),
+    def("broker.id", "1", "Alias of `node.id`."),
+    def("controller.listener.names", "", "Names of KRaft controller listeners. A single Runnel node has no controller quorum: listeners with these names are ignored, so a Kafka `server.properties` can be used as is."),
+    def("default.replication.factor", "1", "Replication factor of auto-created topics and of CreateTopics requests that ask for the default (one node: only 1 can be satisfied)."),
+    def("group.consumer.heartbeat.interval.ms", "5000", "Heartbeat interval the consumer group protocol (KIP-848) gives its members."),
+    def("group.consumer.session.timeout.ms", "45000", "Session timeout of consumer group protocol (KIP-848) members."),
+    def("group.initial.rebalance.delay.ms", "3000", "How long a new classic group waits for more members before its first rebalance."),
+    def("group.max.session.timeout.ms", "1800000", "Largest session timeout a classic group member may ask for."),
+    def("group.min.session.timeout.ms", "6000", "Smallest session timeout a classic group member may ask for."),
+    def("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL", "Security protocol of each listener name, NAME:PROTOCOL,... Only PLAINTEXT is supported yet."),
+    def("listeners", "PLAINTEXT://127.0.0.1:9092", "Where the broker listens, NAME://HOST:PORT (`PLAINTEXT://:9092` and `PLAINTEXT://0.0.0.0:9092` bind every interface, `PLAINTEXT://[::1]:9092` IPv6). One client listener is supported; port 0 picks a free port, which is then advertised."),
+    def("log.cleanup.policy", "delete", "Default `cleanup.policy` of topics."),
+    def("log.dir", "runnel-data", "Data directory, used when `log.dirs` is not set."),
+    def("log.dirs", "runnel-data", "Data directory: topics' logs and the broker's metadata. Runnel uses one directory."),
+    def("log.index.interval.bytes", "4096", "Default `index.interval.bytes` of topics."),
+    def("log.index.size.max.bytes", "10485760", "Default `segment.index.bytes` of topics."),
+    def("log.message.timestamp.type", "CreateTime", "Default `message.timestamp.type` of topics: CreateTime or LogAppendTime."),
+    def("log.preallocate", "false", "Default `preallocate` of topics."),
+    def("log.retention.bytes", "-1", "Default `retention.bytes` of topics (-1: no limit)."),
+    def("log.retention.check.interval.ms", "300000", "How often retention deletes old segments."),
+    def("log.retention.hours", "168", "Default `retention.ms` of topics, in hours (overridden by `log.retention.minutes` and `log.retention.ms`)."),
+    def("log.retention.minutes", "(log.retention.hours)", "Default `retention.ms` of topics, in minutes (overridden by `log.retention.ms`)."),
+    def("log.retention.ms", "604800000", "Default `retention.ms` of topics (-1: forever)."),
+    def("log.roll.hours", "168", "Default `segment.ms` of topics, in hours (overridden by `log.roll.ms`)."),
+    def("log.roll.ms", "604800000", "Default `segment.ms` of topics."),
+    def("log.segment.bytes", "1073741824", "Default `segment.bytes` of topics."),
+    def("message.max.bytes", "1048588", "Largest record batch a topic accepts unless its `max.message.bytes` says otherwise."),
+    def("min.insync.replicas", "1", "Default `min.insync.replicas` of topics."),
+    def("node.id", "1", "This broker's id, reported in Metadata."),
+    def("num.partitions", "1", "Partitions of auto-created topics and of CreateTopics requests that ask for the default."),
+    def("offsets.retention.check.interval.ms", "600000", "How often expired committed offsets are removed."),
+    def("offsets.retention.minutes", "10080", "How long committed offsets are kept, by Kafka's rules (see README)."),
+    def("offsets.topic.num.partitions", "1", "Partitions of `__consumer_offsets` (Kafka's default of 50 is for a cluster), fixed when the topic is first created."),
+    def("socket.request.max.bytes", "104857600", "Largest request frame the broker reads; a larger one closes the connection."),
+];
+
+/// Is `name` a broker config Runnel applies (rather than keeps and ignores)?
+pub fn is_supported_broker_config(name: &str) -> bool {
+    BROKER_CONFIGS.iter().any(|d| d.name == name)
+}
+
+/// Escapes a table cell of the generated Markdown.
+fn cell(text: &str) -> String {
+    if text.is_empty() {
+        "(empty)".into()
+    } else {
+        text.replace('|', "\\|")
+    }
+}
+
+/// The configuration reference, `docs/configuration.md`: generated from
+/// [`BROKER_CONFIGS`] and the storage crate's topic config catalogue, so it
+/// cannot drift from the code (`runnel serve --print-config-reference`).
+pub fn reference_markdown() -> String {
+    let mut out = String::new();
+    out.push_str("# Configuration reference\n\n");
+    out.push_str("<!-- Generated by `runnel serve --print-config-reference`; do not edit. A unit test fails when this file differs from what the code generates. -->\n\n");
+    out.push_str("## Broker configs\n\n");
+    out.push_str("Kafka's broker config names. Give them in a `server.properties`-style file (`runnel serve --config FILE`) or one by one (`runnel serve --set KEY=VALUE`). ");
+    out.push_str("Precedence, highest first: the explicit flags `--listen`, `--advertised-listener`, `--data-dir` (or their environment variables `RUNNEL_LISTEN`, `RUNNEL_ADVERTISED_LISTENER`, `RUNNEL_DATA_DIR`), then `--set`, then the `--config` file, then the defaults below. ");
+    out.push_str("Other names are accepted, logged as unknown and reported by DescribeConfigs, but have no effect.\n\n");
+    out.push_str("| name | default | description |\n|---|---|---|\n");
+    for d in BROKER_CONFIGS {
+        out.push_str(&format!("| `{}` | {} | {} |\n", d.name, if d.default.is_empty() { "(empty)".to_string() } else { format!("`{}`", d.default) }, cell(d.doc)));
+    }
+    out.push_str("\n## Topic configs\n\n");
+    out.push_str("Per-topic configs (`runnel topic create --config KEY=VALUE`, CreateTopics, AlterConfigs, IncrementalAlterConfigs), with Kafka's names and defaults. ");
+    out.push_str("Every one is validated, stored and reported by DescribeConfigs; a topic's config without a value of its own takes the broker default above (`log.*`, `message.max.bytes`, `min.insync.replicas`).\n\n");
+    out.push_str("| name | default | description |\n|---|---|---|\n");
+    for d in runnel_storage::config::topic_config_defs() {
+        out.push_str(&format!("| `{}` | {} | {} |\n", d.name, if d.default.is_empty() { "(empty)".to_string() } else { format!("`{}`", d.default) }, cell(d.doc)));
+    }
+    out
 }
 
 impl BrokerConfig {
@@ -129,20 +352,58 @@ impl BrokerConfig {
     /// DescribeConfigs) and logged, as Kafka does.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), BrokerConfigError> {
         let v = value.trim();
+        if !self.apply(name, v)? {
+            tracing::warn!(config = name, "unknown broker config; kept but not used");
+        }
+        self.explicit.insert(name.to_string(), v.to_string());
+        Ok(())
+    }
+
+    /// Sets the data directory (`log.dirs`) from a path that need not be UTF-8.
+    pub fn set_data_dir(&mut self, dir: PathBuf) {
+        self.explicit.insert("log.dirs".into(), dir.display().to_string());
+        self.data_dir = dir;
+    }
+
+    /// Applies a config; `Ok(false)` for a name Runnel does not know.
+    fn apply(&mut self, name: &str, v: &str) -> Result<bool, BrokerConfigError> {
         match name {
             "node.id" | "broker.id" => self.node_id = parse_num(name, v)?,
-            "listeners" => {
-                let addr = strip_scheme(v.split(',').next().unwrap_or(v));
-                split_host_port(addr).ok_or_else(|| invalid(name, v, "expected HOST:PORT"))?;
-                self.listen = addr.to_string();
-            }
+            "listeners" => self.listeners = parse_listener_list(v).map_err(|reason| invalid(name, v, reason))?,
             "advertised.listeners" => {
-                let addr = strip_scheme(v.split(',').next().unwrap_or(v));
-                let (host, port) = split_host_port(addr).ok_or_else(|| invalid(name, v, "expected HOST:PORT"))?;
-                self.advertised_host = host;
-                self.advertised_port = port;
+                let listeners = parse_listener_list(v).map_err(|reason| invalid(name, v, reason))?;
+                if let Some(l) = listeners.iter().find(|l| matches!(l.host.as_str(), "0.0.0.0" | "::")) {
+                    return Err(invalid(name, v, format!("{l}: clients cannot connect to {}; advertise a hostname or address they can reach", l.host)));
+                }
+                if let Some(l) = listeners.iter().find(|l| l.port == 0) {
+                    return Err(invalid(name, v, format!("{l}: port 0 cannot be advertised")));
+                }
+                self.advertised_listeners = Some(listeners);
             }
-            "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(v.split(',').next().unwrap_or(v)),
+            "listener.security.protocol.map" => {
+                let mut map = BTreeMap::new();
+                for pair in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let (listener, protocol) = pair
+                        .split_once(':')
+                        .ok_or_else(|| invalid(name, v, format!("{pair:?}: expected LISTENER_NAME:SECURITY_PROTOCOL")))?;
+                    map.insert(listener.trim().to_ascii_uppercase(), protocol.trim().to_ascii_uppercase());
+                }
+                self.listener_security_protocols = map;
+            }
+            "controller.listener.names" => {
+                self.controller_listener_names =
+                    v.split(',').map(|n| n.trim().to_ascii_uppercase()).filter(|n| !n.is_empty()).collect();
+            }
+            "log.dirs" | "log.dir" => {
+                let dirs: Vec<&str> = v.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+                let [dir] = dirs[..] else {
+                    return Err(invalid(name, v, "Runnel uses exactly one data directory"));
+                };
+                // Kafka uses log.dir only when log.dirs is not set.
+                if name == "log.dirs" || !self.explicit.contains_key("log.dirs") {
+                    self.data_dir = PathBuf::from(dir);
+                }
+            }
             "auto.create.topics.enable" => self.auto_create_topics = parse_bool(name, v)?,
             "num.partitions" => {
                 let n: i32 = parse_num(name, v)?;
@@ -193,9 +454,67 @@ impl BrokerConfig {
                     _ => return Err(invalid(name, v, "expected CreateTime or LogAppendTime")),
                 }
             }
-            _ => tracing::warn!(config = name, "unknown broker config; kept but not used"),
+            _ => return Ok(false),
         }
-        self.explicit.insert(name.to_string(), v.to_string());
+        Ok(true)
+    }
+
+    /// The listener clients connect to: the one listener not named in
+    /// `controller.listener.names`, with a supported security protocol.
+    pub fn client_listener(&self) -> Result<&Listener, BrokerConfigError> {
+        let all = self.listeners.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        let clients: Vec<&Listener> =
+            self.listeners.iter().filter(|l| !self.controller_listener_names.contains(&l.name)).collect();
+        let listener = match clients[..] {
+            [one] => one,
+            [] => return Err(invalid("listeners", &all, "no listener for clients (every one is in controller.listener.names)")),
+            _ => return Err(invalid("listeners", &all, "Runnel serves clients on one listener yet; give one")),
+        };
+        listener_security_protocol(listener, &self.listener_security_protocols).map_err(|reason| invalid("listeners", &all, reason))?;
+        Ok(listener)
+    }
+
+    /// Decides what clients are told to connect to, once the client listener
+    /// is bound to `bound_port`: the `advertised.listeners` entry of the same
+    /// name, else the listener itself, a wildcard host replaced by this
+    /// machine's hostname (Kafka's behaviour) and port 0 by the bound port.
+    pub fn resolve_advertised(&mut self, bound_port: u16) -> Result<(), BrokerConfigError> {
+        self.resolve_advertised_with(bound_port, resolvable_hostname)
+    }
+
+    fn resolve_advertised_with(
+        &mut self,
+        bound_port: u16,
+        hostname: impl FnOnce() -> Result<String, String>,
+    ) -> Result<(), BrokerConfigError> {
+        let listener = self.client_listener()?.clone();
+        let (host, port) = match &self.advertised_listeners {
+            Some(advertised) => {
+                let entry = advertised.iter().find(|a| a.name == listener.name).ok_or_else(|| {
+                    let list = advertised.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+                    invalid("advertised.listeners", &list, format!("has no {} listener, which listeners defines", listener.name))
+                })?;
+                (entry.host.clone(), entry.port)
+            }
+            None => (listener.host.clone(), bound_port),
+        };
+        let host = if host.is_empty() || matches!(host.as_str(), "0.0.0.0" | "::") {
+            hostname().map_err(|reason| {
+                invalid(
+                    "advertised.listeners",
+                    "",
+                    format!(
+                        "listener {listener} binds every interface, so clients would be sent to this machine's hostname, but {reason}; \
+                         set advertised.listeners={}://HOST:{port} to the address clients should use",
+                        listener.name
+                    ),
+                )
+            })?
+        } else {
+            host
+        };
+        self.advertised_host = host;
+        self.advertised_port = i32::from(port);
         Ok(())
     }
 
@@ -203,7 +522,7 @@ impl BrokerConfig {
     pub fn load_properties(&mut self, path: &std::path::Path) -> Result<(), BrokerConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| BrokerConfigError::File { path: path.to_path_buf(), source })?;
-        for line in text.lines() {
+        for (number, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
                 continue;
@@ -211,10 +530,22 @@ impl BrokerConfig {
             let (k, v) = line
                 .split_once('=')
                 .or_else(|| line.split_once(':'))
-                .ok_or_else(|| invalid(line, "", "expected key=value"))?;
-            self.set(k.trim(), v.trim())?;
+                .ok_or_else(|| BrokerConfigError::FileLine {
+                    path: path.to_path_buf(),
+                    line: number + 1,
+                    error: Box::new(invalid(line, "", "expected key=value")),
+                })?;
+            self.set(k.trim(), v.trim())
+                .map_err(|e| BrokerConfigError::FileLine { path: path.to_path_buf(), line: number + 1, error: Box::new(e) })?;
         }
         Ok(())
+    }
+
+    /// `advertised.listeners` as clients see it once resolved.
+    pub fn advertised_listeners_value(&self) -> String {
+        let name = self.client_listener().map(|l| l.name.clone()).unwrap_or_else(|_| "PLAINTEXT".into());
+        let port = u16::try_from(self.advertised_port).unwrap_or(0);
+        format!("{name}://{}", host_port(&self.advertised_host, port))
     }
 
     /// The broker configs reported by DescribeConfigs for the broker resource:
@@ -226,7 +557,7 @@ impl BrokerConfig {
             TimestampType::LogAppendTime => "LogAppendTime",
         };
         let known: Vec<(&str, String)> = vec![
-            ("advertised.listeners", format!("PLAINTEXT://{}:{}", self.advertised_host, self.advertised_port)),
+            ("advertised.listeners", self.advertised_listeners_value()),
             ("auto.create.topics.enable", self.auto_create_topics.to_string()),
             ("broker.id", self.node_id.to_string()),
             ("default.replication.factor", self.default_replication_factor.to_string()),
@@ -235,7 +566,9 @@ impl BrokerConfig {
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
             ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
-            ("listeners", format!("PLAINTEXT://{}", self.listen)),
+            ("controller.listener.names", self.controller_listener_names.join(",")),
+            ("listener.security.protocol.map", self.listener_security_protocols.iter().map(|(n, p)| format!("{n}:{p}")).collect::<Vec<_>>().join(",")),
+            ("listeners", self.listeners.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
             ("log.cleanup.policy", l.cleanup_policy.clone()),
             ("log.dirs", self.data_dir.display().to_string()),
             ("log.index.interval.bytes", l.index_interval_bytes.to_string()),
@@ -272,6 +605,10 @@ impl BrokerConfig {
 mod tests {
     use super::*;
 
+    fn no_hostname() -> Result<String, String> {
+        Err("no hostname in this test".into())
+    }
+
     #[test]
     fn kafka_names_apply() {
         let mut c = BrokerConfig::default();
@@ -279,11 +616,139 @@ mod tests {
         c.set("num.partitions", "6").unwrap();
         c.set("log.retention.hours", "2").unwrap();
         c.set("advertised.listeners", "PLAINTEXT://example:19092").unwrap();
+        c.resolve_advertised_with(9092, no_hostname).unwrap();
         assert!(!c.auto_create_topics);
         assert_eq!(c.num_partitions, 6);
         assert_eq!(c.log_defaults.retention_ms, 7_200_000);
         assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("example", 19092));
         assert!(c.set("num.partitions", "zero").is_err());
         assert!(c.set("num.partitions", "0").is_err());
+    }
+
+    #[test]
+    fn listeners_in_kafkas_forms() {
+        let l = parse_listener("PLAINTEXT://:9092").unwrap();
+        assert_eq!((l.name.as_str(), l.host.as_str(), l.port), ("PLAINTEXT", "", 9092));
+        assert!(l.binds_every_interface());
+        assert_eq!(l.socket_address(), "0.0.0.0:9092");
+        let l = parse_listener("PLAINTEXT://0.0.0.0:9093").unwrap();
+        assert!(l.binds_every_interface());
+        let l = parse_listener("plaintext://[::1]:9094").unwrap();
+        assert_eq!((l.name.as_str(), l.host.as_str(), l.port), ("PLAINTEXT", "::1", 9094));
+        assert_eq!(l.socket_address(), "[::1]:9094");
+        assert_eq!(l.to_string(), "PLAINTEXT://[::1]:9094");
+        let l = parse_listener("localhost:19092").unwrap();
+        assert_eq!((l.name.as_str(), l.host.as_str(), l.port), ("PLAINTEXT", "localhost", 19092));
+        for bad in ["PLAINTEXT://host", "PLAINTEXT://host:99999", "PLAINTEXT://::1:9092", "PLAINTEXT://[::1:9092", "://h:1", ""] {
+            assert!(parse_listener_list(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert!(parse_listener_list("PLAINTEXT://:1,PLAINTEXT://:2").unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn unsupported_security_protocols_are_refused_clearly() {
+        for listeners in ["SSL://:9093", "SASL_PLAINTEXT://:9093", "SASL_SSL://:9093"] {
+            let mut c = BrokerConfig::default();
+            c.set("listeners", listeners).unwrap();
+            let err = c.client_listener().unwrap_err().to_string();
+            assert!(err.contains("not supported yet"), "{err}");
+        }
+        let mut c = BrokerConfig::default();
+        c.set("listeners", "CLIENT://:9093").unwrap();
+        assert!(c.client_listener().unwrap_err().to_string().contains("listener.security.protocol.map"));
+        c.set("listener.security.protocol.map", "CLIENT:PLAINTEXT").unwrap();
+        assert_eq!(c.client_listener().unwrap().name, "CLIENT");
+    }
+
+    #[test]
+    fn kafkas_kraft_server_properties_listeners_work() {
+        let mut c = BrokerConfig::default();
+        c.set("listeners", "PLAINTEXT://:9092,CONTROLLER://:9093").unwrap();
+        c.set("advertised.listeners", "PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093").unwrap();
+        c.set("controller.listener.names", "CONTROLLER").unwrap();
+        c.set("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT").unwrap();
+        assert_eq!(c.client_listener().unwrap().socket_address(), "0.0.0.0:9092");
+        c.resolve_advertised_with(9092, no_hostname).unwrap();
+        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("localhost", 9092));
+    }
+
+    #[test]
+    fn advertised_defaults_to_the_listener_and_its_bound_port() {
+        let mut c = BrokerConfig::default();
+        c.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
+        c.resolve_advertised_with(40123, no_hostname).unwrap();
+        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("127.0.0.1", 40123));
+    }
+
+    #[test]
+    fn a_wildcard_listener_advertises_the_hostname_or_refuses() {
+        for listeners in ["PLAINTEXT://:9092", "PLAINTEXT://0.0.0.0:9092", "PLAINTEXT://[::]:9092"] {
+            let mut c = BrokerConfig::default();
+            c.set("listeners", listeners).unwrap();
+            c.resolve_advertised_with(9092, || Ok("broker-7.example".into())).unwrap();
+            assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("broker-7.example", 9092));
+            let err = c.resolve_advertised_with(9092, no_hostname).unwrap_err().to_string();
+            assert!(err.contains("set advertised.listeners=PLAINTEXT://HOST:9092"), "{err}");
+        }
+        // The real lookup: this machine's hostname, which resolves.
+        let mut c = BrokerConfig::default();
+        c.set("listeners", "PLAINTEXT://0.0.0.0:9092").unwrap();
+        if let Ok(hostname) = resolvable_hostname() {
+            c.resolve_advertised(9092).unwrap();
+            assert_eq!(c.advertised_host, hostname);
+            assert_ne!(c.advertised_host, "0.0.0.0");
+        }
+        assert!(BrokerConfig::default().set("advertised.listeners", "PLAINTEXT://0.0.0.0:9092").is_err());
+    }
+
+    #[test]
+    fn log_dirs_wins_over_log_dir_and_takes_one_directory() {
+        let mut c = BrokerConfig::default();
+        c.set("log.dirs", "/a").unwrap();
+        c.set("log.dir", "/b").unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/a"));
+        let mut c = BrokerConfig::default();
+        c.set("log.dir", "/b").unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+        assert!(c.set("log.dirs", "/a,/c").is_err());
+    }
+
+    #[test]
+    fn the_reference_table_matches_the_code() {
+        let defaults: BTreeMap<String, String> =
+            BrokerConfig::default().describe().into_iter().map(|(k, v, _)| (k, v)).collect();
+        for d in BROKER_CONFIGS {
+            if let Some(actual) = defaults.get(d.name) {
+                if d.name != "advertised.listeners" {
+                    assert_eq!(d.default, actual, "documented default of {}", d.name);
+                }
+            }
+            // Every documented name is one `apply` knows.
+            let mut c = BrokerConfig::default();
+            let sample = if d.default.starts_with('(') || d.default.is_empty() { "1" } else { d.default };
+            let sample = if d.name == "advertised.listeners" { "PLAINTEXT://h:1" } else { sample };
+            let sample = if d.name == "controller.listener.names" { "CONTROLLER" } else { sample };
+            assert!(c.apply(d.name, sample).unwrap_or(true), "{} is documented but not applied", d.name);
+        }
+        for name in defaults.keys() {
+            assert!(is_supported_broker_config(name), "{name} is reported but not documented");
+        }
+        let names: Vec<&str> = BROKER_CONFIGS.iter().map(|d| d.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "BROKER_CONFIGS is kept in name order");
+    }
+
+    /// The committed reference must be what the code generates; regenerate it
+    /// with `target/release/runnel serve --print-config-reference > docs/configuration.md`.
+    #[test]
+    fn docs_configuration_md_is_generated_from_the_code() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == reference_markdown(),
+            "{} differs from the code's config table; regenerate it: runnel serve --print-config-reference > docs/configuration.md",
+            path.display()
+        );
     }
 }

@@ -54,6 +54,10 @@ pub enum StartError {
     Coordinator(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Config(#[from] config::BrokerConfigError),
+    #[error("a startup task failed: {0}")]
+    Task(String),
 }
 
 /// A running broker: its address and a handle to stop it.
@@ -74,22 +78,36 @@ impl RunningBroker {
     }
 }
 
-/// Opens the data directory, loads every log, and starts listening.
+/// Binds the listener, opens the data directory, loads every log, and
+/// starts serving. The listener is bound first because what is advertised
+/// depends on it (port 0 advertises the port actually bound); connections
+/// made while the logs load wait in the accept queue.
 pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
+    let listen = config.client_listener()?.clone();
+    // Resolved before binding too, so that a config error never opens the port.
+    let config = resolve_advertised(config, listen.port).await?;
+    let bind_address = listen.socket_address();
+    let listener = TcpListener::bind(&bind_address)
+        .await
+        .map_err(|source| StartError::Listen { addr: bind_address.clone(), source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Listen { addr: bind_address.clone(), source })?;
+    let config = if listen.port == 0 { resolve_advertised(config, local_addr.port()).await? } else { config };
+    tracing::info!(
+        listener = %listen,
+        %local_addr,
+        advertised = %config.advertised_listeners_value(),
+        "listening; clients are told to connect to the advertised address"
+    );
     let config = Arc::new(config);
     let replicas = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || ReplicaManager::open(config))
             .await
-            .map_err(|e| StartError::Listen { addr: String::new(), source: std::io::Error::other(e) })??
+            .map_err(|e| StartError::Task(e.to_string()))??
     };
     let cluster_id = load_or_create_cluster_id(&replicas)?;
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
     replicas.start_retention_task();
     let groups = {
         let (config, replicas) = (config.clone(), replicas.clone());
@@ -104,6 +122,15 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     let server = tokio::spawn(network::serve(broker.clone(), listener, shutdown_rx));
     tracing::info!(%local_addr, node_id = broker.config.node_id, cluster_id = %broker.cluster_id, "broker started");
     Ok(RunningBroker { local_addr, broker, shutdown, server })
+}
+
+/// Decides the advertised address off the async threads: resolving the
+/// hostname of a wildcard listener may block on DNS.
+async fn resolve_advertised(mut config: BrokerConfig, bound_port: u16) -> Result<BrokerConfig, StartError> {
+    tokio::task::spawn_blocking(move || config.resolve_advertised(bound_port).map(|()| config))
+        .await
+        .map_err(|e| StartError::Task(e.to_string()))?
+        .map_err(StartError::Config)
 }
 
 /// The cluster id is made once per data directory and kept, as Kafka's `meta.properties` does.

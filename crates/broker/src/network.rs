@@ -92,8 +92,11 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
     drop(tx);
     // Let already-accepted requests finish and their responses go out.
     let _ = writer_task.await;
-    if let Err(e) = &result {
-        tracing::info!(%peer, error = %e, "closing connection");
+    match &result {
+        // A client going away mid-stream (reset, broken pipe) is ordinary.
+        Err(ConnectionError::Io(e)) => tracing::debug!(%peer, error = %e, "closing connection"),
+        Err(e) => tracing::info!(%peer, error = %e, "closing connection"),
+        Ok(()) => {}
     }
     result
 }
