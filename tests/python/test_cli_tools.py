@@ -63,7 +63,7 @@ def test_every_codec_both_ways_with_confluent_kafka(broker, codec):
     for i in range(20):
         producer.produce(topic, value=b"ck %d" % i)
     assert producer.flush(20) == 0
-    out = cli(broker, "consume", topic, "-o", "20", "-n", "20", "--timeout-ms", "15000").stdout.decode()
+    out = cli(broker, "consume", topic, "--partition", "0", "--offset", "20", "-n", "20", "--timeout-ms", "15000").stdout.decode()
     assert out.splitlines() == [f"ck {i}" for i in range(20)]
 
 
@@ -157,7 +157,7 @@ def test_the_brokers_error_message_is_printed(broker):
 def test_alter_config_reports_refusals_and_changes_only_what_it_names(broker):
     topic = new_name()
     cli(broker, "topic", "create", topic, "--config", "retention.ms=86400000")
-    refused = cli(broker, "topic", "alter-config", topic, "--config", "retention.ms=-5", check=False)
+    refused = cli(broker, "topic", "alter-config", topic, "--set", "retention.ms=-5", check=False)
     assert refused.returncode != 0
     assert b"InvalidConfig" in refused.stderr and b"retention.ms" in refused.stderr, refused.stderr
     assert "retention.ms=86400000\t(set on topic)" in cli(broker, "topic", "describe", topic).stdout.decode()
