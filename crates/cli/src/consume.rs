@@ -21,8 +21,8 @@ use crate::{client_config, ClientArgs, BROKER_TIMEOUT};
 pub struct ConsumeArgs {
     /// The topic to read.
     pub topic: String,
-    /// Start at the earliest offset where the group has no committed offset
-    /// (default: only records produced from now on).
+    /// Start at the earliest offset (with --group: in partitions the group has
+    /// no committed offset for). Default: only records produced from now on.
     #[arg(long)]
     pub from_beginning: bool,
     /// Consume as a member of this group, committing the offsets of printed records.
@@ -211,8 +211,9 @@ impl ConsumerContext for GroupContext {
         let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
         let outcome = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // Not fatal: the consumer still starts by auto.offset.reset, only the next run may start later.
                 if let Err(e) = self.resolve_uncommitted_starts(consumer, tpl) {
-                    *self.rebalance_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{e:#}"));
+                    eprintln!("warning: start positions of the group's new partitions not resolved: {e:#}");
                 }
                 let result = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 self.assigned_at.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Instant::now);
@@ -277,7 +278,11 @@ fn commit_resolved_starts(consumer: &BaseConsumer<GroupContext>, group: &str) ->
     for (t, p, o) in &pending {
         list.add_partition_offset(t, *p, Offset::Offset(*o)).context("listing start offsets")?;
     }
-    consumer.commit(&list, CommitMode::Sync).map_err(|e| anyhow!("committing the start offsets of group {group:?}: {e}"))
+    // Not fatal (e.g. a rebalance raced it): this run is unaffected, only the next one may start later.
+    if let Err(e) = consumer.commit(&list, CommitMode::Sync) {
+        eprintln!("warning: start offsets of group {group:?} not committed: {e}");
+    }
+    Ok(())
 }
 
 /// A start position as librdkafka understands it for `partition`.

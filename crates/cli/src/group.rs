@@ -68,7 +68,7 @@ pub enum GroupCommand {
         #[arg(long, group = "target", value_name = "OFFSET")]
         to_offset: Option<i64>,
         /// To the first offset whose timestamp is at or after this time: ISO-8601
-        /// (2026-11-30T14:00:00, with optional .mmm and Z or ±HH:MM; local time
+        /// (2026-11-30T14:00:00, with optional .mmm and Z or ±HH:MM; no zone
         /// means UTC) or milliseconds since the epoch.
         #[arg(long, group = "target", value_name = "DATETIME")]
         to_datetime: Option<String>,
