@@ -113,13 +113,13 @@ def test_ctrl_c_exits_0_and_keeps_the_commits(broker):
 
 
 def test_timeout_counts_from_the_assignment_not_the_join(make_broker):
-    # Kafka's default initial rebalance delay: joining the group alone takes 3 s.
-    broker = make_broker({"group.initial.rebalance.delay.ms": "3000"})
+    # A long initial rebalance delay (Kafka's default is 3 s): joining the group alone takes 4 s.
+    broker = make_broker({"group.initial.rebalance.delay.ms": "4000"})
     topic, group = new_name(), new_name("g")
     cli(broker, "topic", "create", topic, "--partitions", "1")
     cli(broker, "produce", topic, stdin=b"x\ny\n")
     started = time.time()
-    out = cli(broker, "consume", topic, "--group", group, "--from-beginning", "--timeout-ms", "1500").stdout.decode()
+    out = cli(broker, "consume", topic, "--group", group, "--from-beginning", "--timeout-ms", "2500").stdout.decode()
     assert out.splitlines() == ["x", "y"], f"nothing printed after {time.time() - started:.1f}s"
 
 
@@ -226,6 +226,9 @@ def test_bad_input_is_refused_with_the_record_number(broker):
     cli(broker, "topic", "create", topic)
     proc = cli(broker, "produce", topic, "--format", "hex", stdin=b"00ff\nxyz\n", check=False)
     assert proc.returncode != 0 and b"input record 2" in proc.stderr and b"invalid hex" in proc.stderr
+    assert b"produced 1 record" in proc.stderr, "the records before the bad one are delivered"
+    out = cli(broker, "consume", topic, "-o", "earliest", "-n", "1", "--format", "hex", "--timeout-ms", "10000").stdout
+    assert out == b"00ff\n"
     proc = cli(broker, "produce", topic, "--format", "raw", stdin=b"\x00\x00\x00\x05ab", check=False)
     assert proc.returncode != 0 and b"input ends inside" in proc.stderr
 

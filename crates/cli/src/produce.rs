@@ -111,9 +111,18 @@ pub async fn run(args: &ClientArgs, p: ProduceArgs) -> Result<()> {
     let mut input = stdin.lock();
     let mut pending = Vec::new();
     let mut number = 0u64;
+    // A bad record stops the input, but the records before it are still delivered and counted.
+    let mut input_error = None;
     loop {
         number += 1;
-        let Some((key, value)) = next_record(&mut input, &p, format).with_context(|| format!("input record {number}"))? else { break };
+        let (key, value) = match next_record(&mut input, &p, format) {
+            Ok(Some(record)) => record,
+            Ok(None) => break,
+            Err(e) => {
+                input_error = Some(e.context(format!("input record {number}")));
+                break;
+            }
+        };
         let mut owned = OwnedHeaders::new();
         for (k, v) in &headers {
             owned = owned.insert(Header { key: k, value: Some(v.as_bytes()) });
@@ -149,5 +158,8 @@ pub async fn run(args: &ClientArgs, p: ProduceArgs) -> Result<()> {
             .map_err(|(e, _)| anyhow!("record to {:?} not delivered (broker {}): {e}", p.topic, args.brokers))?;
     }
     eprintln!("produced {total} record{}", if total == 1 { "" } else { "s" });
-    Ok(())
+    match input_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
