@@ -305,6 +305,19 @@ def test_lag_of_all_groups_at_once(broker):
     assert lines[0] == "group\ttopic\tpartition\tcommitted\tend\tlag"
     assert f"{groups[0]}\t{topic}\t0\t2\t6\t4" in lines
     assert f"{groups[1]}\t{topic}\t0\t5\t6\t1" in lines
+    # Offsets left behind by a deleted topic (if the broker keeps them) do not make the view fail.
+    gone = new_name()
+    cli(broker, "topic", "create", gone, "--partitions", "1")
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": groups[0]})
+    try:
+        consumer.commit(offsets=[TopicPartition(gone, 0, 0)], asynchronous=False)
+    finally:
+        consumer.close()
+    cli(broker, "topic", "delete", gone)
+    lines = cli(broker, "group", "lag", groups[0]).stdout.decode().splitlines()
+    assert f"{groups[0]}\t{topic}\t0\t2\t6\t4" in lines
+    for line in (l for l in lines if f"\t{gone}\t" in l):
+        assert line == f"{groups[0]}\t{gone}\t0\t0\t-\tunknown: the partition does not exist", line
 
 
 def test_a_committed_offset_beyond_the_end_is_shown_invalid(broker):

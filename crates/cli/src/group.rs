@@ -138,10 +138,19 @@ pub async fn run(args: &ClientArgs, cmd: GroupCommand) -> Result<()> {
             groups.sort();
             let client = consumer(args, "runnel-cli-lag")?;
             println!("group\ttopic\tpartition\tcommitted\tend\tlag");
+            // One unreadable group (e.g. deleted meanwhile) does not hide the others.
+            let mut unreadable = 0;
             for group in groups {
-                for row in offset_rows(args, &client, &group).await? {
-                    println!("{group}\t{row}");
+                match offset_rows(args, &client, &group).await {
+                    Ok(rows) => rows.iter().for_each(|row| println!("{group}\t{row}")),
+                    Err(e) => {
+                        eprintln!("error: group {group:?}: {e:#}");
+                        unreadable += 1;
+                    }
                 }
+            }
+            if unreadable > 0 {
+                bail!("the offsets of {unreadable} group(s) could not be read");
             }
         }
         GroupCommand::Delete { groups } => {
@@ -400,8 +409,21 @@ async fn print_offsets(args: &ClientArgs, client: &BaseConsumer, group: &str) ->
 
 /// "topic\tpartition\tcommitted\tend\tlag" for every partition the group committed to.
 async fn offset_rows(args: &ClientArgs, client: &BaseConsumer, group: &str) -> Result<Vec<String>> {
+    let committed = committed_offsets(args, group).await?;
+    if committed.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Offsets can outlive their topic: such rows say so instead of waiting on a partition that is gone.
+    let metadata = client.fetch_metadata(None, BROKER_TIMEOUT).map_err(|e| unreachable(args, e))?;
+    let exists = |topic: &str, partition: i32| {
+        metadata.topics().iter().any(|t| t.name() == topic && t.error().is_none() && t.partitions().iter().any(|p| p.id() == partition))
+    };
     let mut rows = Vec::new();
-    for (topic, partition, committed) in committed_offsets(args, group).await? {
+    for (topic, partition, committed) in committed {
+        if !exists(&topic, partition) {
+            rows.push(format!("{topic}\t{partition}\t{committed}\t-\tunknown: the partition does not exist"));
+            continue;
+        }
         let (low, end) = client.fetch_watermarks(&topic, partition, BROKER_TIMEOUT).map_err(|e| unreachable(args, e))?;
         rows.push(format!("{topic}\t{partition}\t{committed}\t{end}\t{}", lag_of(committed, low, end)));
     }
