@@ -85,7 +85,7 @@ def test_group_commands(broker):
         member.wait(20)
     deadline = time.time() + 30
     while time.time() < deadline:
-        reset = cli(broker, "group", "reset-offsets", group, "--topic", name, "--to-earliest", check=False)
+        reset = cli(broker, "group", "reset-offsets", group, "--topic", name, "--to-earliest", "--execute", check=False)
         if reset.returncode == 0:
             break
         time.sleep(0.5)

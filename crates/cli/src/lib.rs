@@ -1,7 +1,10 @@
-//! Runnel's client commands — `topic`, `produce`, `consume` — in the spirit
-//! of kcat and rpk. They speak only the Kafka protocol (through librdkafka),
-//! so they work against any Kafka-compatible broker.
+//! Runnel's client commands — `topic`, `produce`, `consume`, `group` — in
+//! the spirit of kcat and Kafka's own tools. They speak only the Kafka
+//! protocol (librdkafka, plus kafka-protocol frames in `wire` where librdkafka
+//! lacks an API or drops the broker's error message), so they work against
+//! any Kafka-compatible broker.
 
+mod codec;
 mod consume;
 mod group;
 mod produce;
@@ -33,14 +36,14 @@ pub struct ClientArgs {
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Create, list, describe, alter and delete topics.
+    /// Create, list, describe, alter and delete topics; delete records.
     #[command(subcommand)]
     Topic(TopicCommand),
-    /// Produce lines from stdin as records (KEY<SEP>VALUE with --key-separator).
+    /// Produce records from stdin: one per line (KEY<SEP>VALUE with --key-separator), NUL-delimited, base64, hex or length-prefixed.
     Produce(ProduceArgs),
     /// Consume records and print them to stdout.
     Consume(ConsumeArgs),
-    /// List, describe, delete consumer groups and reset their offsets.
+    /// List, describe, delete consumer groups, show their lag, reset or delete their offsets.
     #[command(subcommand)]
     Group(GroupCommand),
 }
@@ -93,11 +96,34 @@ mod tests {
     fn parses_the_documented_commands() {
         let cli = TestCli::parse_from(["runnel", "-b", "h:1", "topic", "create", "orders", "--partitions", "6", "--config", "retention.ms=1"]);
         assert_eq!(cli.client.brokers, "h:1");
-        assert!(matches!(cli.command, ClientCommand::Topic(TopicCommand::Create { ref name, partitions: 6, .. }) if name == "orders"));
+        assert!(matches!(cli.command, ClientCommand::Topic(TopicCommand::Create { ref name, partitions: Some(6), .. }) if name == "orders"));
         let cli = TestCli::parse_from(["runnel", "produce", "t", "--key-separator", ":", "--acks", "1"]);
         assert!(matches!(cli.command, ClientCommand::Produce(ref p) if p.key_separator.as_deref() == Some(":")));
         let cli = TestCli::parse_from(["runnel", "consume", "t", "--from-beginning", "--group", "g", "--max-messages", "3"]);
         assert!(matches!(cli.command, ClientCommand::Consume(ref c) if c.from_beginning && c.max_messages == Some(3)));
+    }
+
+    /// Every command and every argument says what it is for in `--help`.
+    #[test]
+    fn every_command_and_argument_is_documented() {
+        use clap::CommandFactory;
+        fn check(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.get_help().is_none() && !matches!(arg.get_id().as_str(), "help" | "version") {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(sub_path.clone());
+                }
+                check(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&TestCli::command(), "runnel", &mut missing);
+        assert!(missing.is_empty(), "undocumented: {missing:?}");
     }
 
     #[test]
