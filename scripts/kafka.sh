@@ -157,7 +157,6 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/node-$i/data
-num.partitions=1
 offsets.topic.replication.factor=$replication
 transaction.state.log.replication.factor=$replication
 transaction.state.log.min.isr=$min_isr
