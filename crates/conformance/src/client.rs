@@ -24,7 +24,7 @@ impl Conn {
     pub fn connect(addr: &str) -> Result<Conn> {
         let stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
         // A broker that stops answering fails the case instead of hanging the suite.
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.set_write_timeout(Some(Duration::from_secs(30)))?;
         stream.set_nodelay(true)?;
         Ok(Conn { addr: addr.to_string(), stream, correlation_id: 0, answered: 0 })

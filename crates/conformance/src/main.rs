@@ -76,9 +76,9 @@ fn read_allowed(path: &str) -> Result<Vec<Allowed>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut parts = line.splitn(3, char::is_whitespace);
-        let (case, field) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        let reason = parts.next().unwrap_or("").trim();
+        let (case, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let (field, reason) = rest.trim_start().split_once(char::is_whitespace).unwrap_or((rest.trim_start(), ""));
+        let reason = reason.trim();
         if field.is_empty() || reason.is_empty() {
             bail!("{path}:{}: expected `CASE FIELD REASON...`", i + 1);
         }
