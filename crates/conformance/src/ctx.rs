@@ -56,7 +56,6 @@ const FIELD_RULES: &[(&str, Rule)] = &[
     ("producer_id", Rule::Presence),
     ("session_id", Rule::Presence),
     ("log_append_time_ms", Rule::Presence),
-    ("timestamp", Rule::Presence),
     ("client_host", Rule::Presence),
 ];
 

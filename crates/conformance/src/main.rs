@@ -87,6 +87,24 @@ fn read_allowed(path: &str) -> Result<Vec<Allowed>> {
     Ok(entries)
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowed_file_needs_case_field_and_reason() {
+        let dir = std::env::temp_dir().join(format!("allowed-{}", std::process::id()));
+        std::fs::write(&dir, "# comment\n\nfetch.*   *.high_watermark   runnel bug, not fixed yet: x\n").unwrap();
+        let entries = read_allowed(dir.to_str().unwrap()).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!((entries[0].case.as_str(), entries[0].field.as_str()), ("fetch.*", "*.high_watermark"));
+        assert_eq!(entries[0].reason, "runnel bug, not fixed yet: x");
+        std::fs::write(&dir, "fetch.* *.high_watermark\n").unwrap();
+        assert!(read_allowed(dir.to_str().unwrap()).is_err(), "an entry without a reason is refused");
+        std::fs::remove_file(&dir).unwrap();
+    }
+}
+
 fn main() -> ExitCode {
     match run() {
         Ok(true) => ExitCode::SUCCESS,

@@ -19,7 +19,7 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListOffsetsRequest) -> Reply<ListOffsetsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsetsRequest) -> Reply<ListOffsetsResponse> {
     let topics = req
         .topics
         .into_iter()
@@ -37,7 +37,8 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListOffset
                     };
                     match result {
                         Ok((offset, timestamp, epoch)) => {
-                            response.with_offset(offset).with_timestamp(timestamp).with_leader_epoch(epoch)
+                            // leader_epoch exists from v4; setting it earlier makes the response unencodable.
+                            response.with_offset(offset).with_timestamp(timestamp).with_leader_epoch(if ctx.version >= 4 { epoch } else { -1 })
                         }
                         Err(e) => response.with_error_code(e.code()).with_offset(-1).with_timestamp(-1).with_leader_epoch(-1),
                     }

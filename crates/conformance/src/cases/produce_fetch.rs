@@ -8,7 +8,7 @@ use kafka_protocol::records::Compression;
 use uuid::Uuid;
 
 use super::{case, Case};
-use crate::ctx::{batch, batch_with, s, Ctx, BASE_TIMESTAMP};
+use crate::ctx::{batch, batch_with, s, Ctx, Rule, BASE_TIMESTAMP};
 
 fn list_offsets_request(topic: &str, partition: i32, timestamp: i64) -> ListOffsetsRequest {
     ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
@@ -347,6 +347,8 @@ pub fn cases() -> Vec<Case> {
             let name = ctx.name("lo-lat");
             ctx.create_topic(&name, 1, &[("message.timestamp.type", "LogAppendTime")])?;
             ctx.produce(&name, 0, 3)?;
+            // Append times are each broker's clock; whether one is set is compared.
+            ctx.rule("*.timestamp", Rule::Presence);
             ctx.probe("earliest_ts", &list_offsets_request(&name, 0, BASE_TIMESTAMP))?;
             ctx.probe("max_ts", &list_offsets_request(&name, 0, -3))?;
             Ok(())
