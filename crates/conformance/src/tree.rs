@@ -90,6 +90,19 @@ impl Parser<'_> {
             None => bail!("unexpected end of Debug text"),
             Some(b'"') => Ok(Node::Leaf(self.string()?)),
             Some(b'[') => self.list(),
+            Some(b'(') => {
+                // A bare tuple: compared like a list.
+                self.pos += 1;
+                let mut items = Vec::new();
+                while self.peek() != Some(b')') {
+                    items.push(self.value()?);
+                    if self.peek() == Some(b',') {
+                        self.pos += 1;
+                    }
+                }
+                self.pos += 1;
+                Ok(Node::List(items))
+            }
             Some(b'{') => Ok(Node::Fields(self.fields()?)),
             Some(b'b') if self.text.get(self.pos + 1) == Some(&b'"') => {
                 self.pos += 1;
@@ -251,6 +264,15 @@ mod tests {
         assert_eq!(flat["r.message"], "None");
         assert_eq!(flat["r.raw.len"], "0");
         assert_eq!(flat["r.tags.3"], "\"x\"");
+    }
+
+    #[test]
+    fn tuples_are_lists() {
+        let mut flat = Flat::new();
+        flatten_debug("t", &format!("{:?}", (0i16, Some(1), "x")), &mut flat).unwrap();
+        assert_eq!(flat["t.len"], "3");
+        assert_eq!(flat["t[1]"], "1");
+        assert_eq!(flat["t[2]"], "\"x\"");
     }
 
     #[test]

@@ -102,6 +102,14 @@ fn describe_topic_key(ctx: &mut Ctx, topic: &str, key: &str, synonyms: bool) -> 
     Ok(())
 }
 
+/// DescribeConfigs after an alter: Kafka's controller has committed the
+/// change when it answers, but the broker applies it from the metadata log a
+/// moment later, so give it that moment before describing.
+fn describe_after_alter(ctx: &mut Ctx, topic: &str, key: &str, synonyms: bool) -> anyhow::Result<()> {
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    describe_topic_key(ctx, topic, key, synonyms)
+}
+
 pub fn cases() -> Vec<Case> {
     let mut cases = vec![
         case("describe_configs.topic_all_keys_count", |ctx| {
@@ -187,20 +195,20 @@ pub fn cases() -> Vec<Case> {
             let name = ctx.name("ac-ok");
             ctx.create_topic(&name, 1, &[])?;
             ctx.probe("probe", &alter(TOPIC, &name, &[("retention.ms", "1000000")], false))?;
-            describe_topic_key(ctx, &name, "retention.ms", false)
+            describe_after_alter(ctx, &name, "retention.ms", false)
         }),
         case("alter_configs.topic_replaces_all", |ctx| {
             // AlterConfigs is not incremental: configs left out return to defaults.
             let name = ctx.name("ac-replace");
             ctx.create_topic(&name, 1, &[("segment.ms", "7200000")])?;
             ctx.probe("probe", &alter(TOPIC, &name, &[("retention.ms", "1000000")], false))?;
-            describe_topic_key(ctx, &name, "segment.ms", false)
+            describe_after_alter(ctx, &name, "segment.ms", false)
         }),
         case("alter_configs.topic_validate_only", |ctx| {
             let name = ctx.name("ac-vo");
             ctx.create_topic(&name, 1, &[])?;
             ctx.probe("probe", &alter(TOPIC, &name, &[("retention.ms", "1000000")], true))?;
-            describe_topic_key(ctx, &name, "retention.ms", false)
+            describe_after_alter(ctx, &name, "retention.ms", false)
         }),
         case("alter_configs.topic_invalid_value", |ctx| {
             let name = ctx.name("ac-invalid");
@@ -233,13 +241,13 @@ pub fn cases() -> Vec<Case> {
             let name = ctx.name("iac-set");
             ctx.create_topic(&name, 1, &[])?;
             ctx.probe("probe", &incremental(TOPIC, &name, &[("retention.ms", SET, Some("1234567"))], false))?;
-            describe_topic_key(ctx, &name, "retention.ms", true)
+            describe_after_alter(ctx, &name, "retention.ms", true)
         }),
         case("incremental_alter_configs.delete_returns_default", |ctx| {
             let name = ctx.name("iac-delete");
             ctx.create_topic(&name, 1, &[("retention.ms", "3600000")])?;
             ctx.probe("probe", &incremental(TOPIC, &name, &[("retention.ms", DELETE, None)], false))?;
-            describe_topic_key(ctx, &name, "retention.ms", false)
+            describe_after_alter(ctx, &name, "retention.ms", false)
         }),
         case("incremental_alter_configs.delete_unset", |ctx| {
             let name = ctx.name("iac-delete-unset");
@@ -251,19 +259,19 @@ pub fn cases() -> Vec<Case> {
             let name = ctx.name("iac-append");
             ctx.create_topic(&name, 1, &[])?;
             ctx.probe("probe", &incremental(TOPIC, &name, &[("cleanup.policy", APPEND, Some("compact"))], false))?;
-            describe_topic_key(ctx, &name, "cleanup.policy", false)
+            describe_after_alter(ctx, &name, "cleanup.policy", false)
         }),
         case("incremental_alter_configs.append_existing_value", |ctx| {
             let name = ctx.name("iac-append-dup");
             ctx.create_topic(&name, 1, &[])?;
             ctx.probe("probe", &incremental(TOPIC, &name, &[("cleanup.policy", APPEND, Some("delete"))], false))?;
-            describe_topic_key(ctx, &name, "cleanup.policy", false)
+            describe_after_alter(ctx, &name, "cleanup.policy", false)
         }),
         case("incremental_alter_configs.subtract_to_empty", |ctx| {
             let name = ctx.name("iac-subtract");
             ctx.create_topic(&name, 1, &[])?;
             ctx.probe("probe", &incremental(TOPIC, &name, &[("cleanup.policy", SUBTRACT, Some("delete"))], false))?;
-            describe_topic_key(ctx, &name, "cleanup.policy", false)
+            describe_after_alter(ctx, &name, "cleanup.policy", false)
         }),
         case("incremental_alter_configs.append_to_non_list", |ctx| {
             let name = ctx.name("iac-append-scalar");
@@ -299,7 +307,7 @@ pub fn cases() -> Vec<Case> {
             let name = ctx.name("iac-vo");
             ctx.create_topic(&name, 1, &[])?;
             ctx.probe("probe", &incremental(TOPIC, &name, &[("retention.ms", SET, Some("1234567"))], true))?;
-            describe_topic_key(ctx, &name, "retention.ms", false)
+            describe_after_alter(ctx, &name, "retention.ms", false)
         }),
         case("incremental_alter_configs.unknown_topic", |ctx| {
             let name = ctx.name("iac-unknown");
@@ -338,7 +346,7 @@ pub fn cases() -> Vec<Case> {
         cases.push(case(format!("describe_configs.topic_default.{key}"), move |ctx| {
             let name = ctx.name(&format!("dc-default-{}", key.replace('.', "-")));
             ctx.create_topic(&name, 1, &[])?;
-            describe_topic_key(ctx, &name, key, true)
+            describe_after_alter(ctx, &name, key, true)
         }));
     }
     for &key in BROKER_KEYS {

@@ -341,6 +341,38 @@ pub fn cases() -> Vec<Case> {
             ctx.probe("probe", &heartbeat(&group, &member, generation, Some("never-joined")))?;
             Ok(())
         }),
+        case("heartbeat.completing_rebalance", |ctx| {
+            // Joined, not yet synced: Kafka tells a heartbeat the rebalance is still on.
+            let topic = ctx.name("hb-cr-t");
+            let group = ctx.name("hb-cr-g");
+            let (member, generation) = join(ctx, &group, None, &topic)?;
+            ctx.probe("probe", &heartbeat(&group, &member, generation, None))?;
+            Ok(())
+        }),
+        case("sync_group.follower_before_leader", |ctx| {
+            // Two members joined; the follower's sync waits for the leader's.
+            let topic = ctx.name("sg-f-t");
+            ctx.create_topic(&topic, 1, &[])?;
+            let group = ctx.name("sg-f-g");
+            let (leader, _) = stable_member(ctx, &group, None, &topic)?;
+            let mut other = ctx.new_conn()?;
+            let join_version = ctx.version(ApiKey::JoinGroup);
+            let first = other.send(&join_request(&group, "", None, &topic), join_version)?;
+            other.write(&join_request(&group, &first.member_id, None, &topic), join_version)?;
+            std::thread::sleep(Duration::from_millis(300));
+            let rejoined = ctx.send(&join_request(&group, &leader, None, &topic))?;
+            let follower = other.read::<JoinGroupRequest>(join_version)?;
+            ctx.record("leader_join", &(rejoined.error_code, rejoined.generation_id, rejoined.members.len()))?;
+            ctx.record("follower_join", &(follower.error_code, follower.generation_id, follower.members.len()))?;
+            let sync_version = ctx.version(ApiKey::SyncGroup);
+            other.write(&sync_request(&group, &follower.member_id, follower.generation_id, None, vec![]), sync_version)?;
+            let assignments = vec![(leader.clone(), assignment(&topic)), (follower.member_id.to_string(), Bytes::new())];
+            let leader_sync = ctx.send(&sync_request(&group, &leader, rejoined.generation_id, None, assignments))?;
+            let follower_sync = other.read::<SyncGroupRequest>(sync_version)?;
+            ctx.record("leader_sync", &leader_sync)?;
+            ctx.record("follower_sync", &follower_sync)?;
+            Ok(())
+        }),
         case("leave_group.member", |ctx| {
             let (_, group, member, _) = group_setup(ctx, "lg-ok", None)?;
             ctx.probe("probe", &leave(&group, &member))?;

@@ -318,6 +318,26 @@ pub fn cases() -> Vec<Case> {
             ctx.probe_fetch("probe", &request)?;
             Ok(())
         }),
+        case("list_offsets.duplicate_partition", |ctx| {
+            let name = ctx.name("lo-dup");
+            ctx.create_topic(&name, 1, &[])?;
+            let mut request = list_offsets_request(&name, 0, -1);
+            let copy = request.topics[0].partitions[0].clone();
+            request.topics[0].partitions.push(copy);
+            ctx.probe("probe", &request)?;
+            Ok(())
+        }),
+        case("fetch.two_partitions_one_unknown", |ctx| {
+            let name = ctx.name("f-mixed");
+            ctx.create_topic(&name, 1, &[])?;
+            ctx.produce(&name, 0, 2)?;
+            let mut request = ctx.fetch_request(&name, 0, 0, 1 << 20, 1 << 20);
+            let mut other = request.topics[0].partitions[0].clone();
+            other.partition = 5;
+            request.topics[0].partitions.push(other);
+            ctx.probe_fetch("probe", &request)?;
+            Ok(())
+        }),
         case("list_offsets.unknown_topic", |ctx| {
             let name = ctx.name("lo-unknown");
             ctx.probe("probe", &list_offsets_request(&name, 0, -1))?;

@@ -350,6 +350,49 @@ pub fn cases() -> Vec<Case> {
             Ok(())
         }),
     ];
+    // The internal topic both brokers have (the suite warms their group
+    // coordinators up). No DeleteTopics probe: it would really delete it.
+    let offsets = "__consumer_offsets";
+    cases.push(case("internal_topic.metadata", move |ctx| {
+        let response = ctx.send(&metadata_request(&[offsets], false))?;
+        let topic = response.topics.first().ok_or_else(|| anyhow::anyhow!("no topic in Metadata"))?;
+        ctx.record("error_code", &topic.error_code)?;
+        ctx.record("is_internal", &topic.is_internal)?;
+        ctx.record("partitions", &topic.partitions.len())?;
+        Ok(())
+    }));
+    cases.push(case("internal_topic.create", move |ctx| create_probe(ctx, offsets, 1, 1, &[], false)));
+    cases.push(case("internal_topic.create_partitions_validate_only", move |ctx| {
+        ctx.probe("probe", &create_partitions_request(offsets, 100, true))?;
+        Ok(())
+    }));
+    cases.push(case("internal_topic.delete_records", move |ctx| {
+        ctx.probe("probe", &delete_records_request(offsets, 0, 0))?;
+        Ok(())
+    }));
+    cases.push(case("internal_topic.produce", move |ctx| {
+        let request = ctx.produce_request(offsets, 0, crate::ctx::batch(1, 0), -1);
+        ctx.probe_v("probe", &request, 12)?;
+        Ok(())
+    }));
+    cases.push(case("describe_cluster.controllers_endpoint_type", |ctx| {
+        ctx.probe("probe", &DescribeClusterRequest::default().with_endpoint_type(2))?;
+        Ok(())
+    }));
+    cases.push(case("metadata.duplicate_topic_in_request", |ctx| {
+        let name = ctx.name("md-dup");
+        ctx.create_topic(&name, 1, &[])?;
+        ctx.probe("probe", &metadata_request(&[&name, &name], false))?;
+        Ok(())
+    }));
+    cases.push(case("create_topics.null_config_value", |ctx| {
+        let name = ctx.name("ct-null-config");
+        let mut request = Ctx::create_topics_request(&name, 1, &[("retention.ms", "1")]);
+        request.topics[0].configs[0].value = None;
+        ctx.rule("probe.topics[*].configs[*", Rule::Ignore);
+        ctx.probe("probe", &request)?;
+        Ok(())
+    }));
     // Kafka's topic name rules: [a-zA-Z0-9._-], at most 249 characters, not "." or "..".
     let long = "a".repeat(250);
     let invalid_names: Vec<(&str, String)> = vec![
