@@ -58,12 +58,9 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-java_run() { # java_run HEAP LOG4J_CONFIG MAIN ARGS...
-  local heap=$1 log4j=$2
-  shift 2
-  # shellcheck disable=SC2086
-  java $heap -XX:+UseG1GC -Djava.awt.headless=true \
-    -Dlog4j2.configurationFile="$log4j" -cp "$libs/*" "$@"
+java_args() { # java_args HEAP LOG4J_CONFIG: the JVM options before MAIN
+  # shellcheck disable=SC2206
+  jvm=($1 -XX:+UseG1GC -Djava.awt.headless=true -Dlog4j2.configurationFile="$2" -cp "$libs/*")
 }
 
 instance_dir() { echo "$kafka_dir/${name:-default}"; }
@@ -167,7 +164,8 @@ EOF
   done
   cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
   for i in $(seq 1 "$nodes"); do
-    java_run "-Xmx256m" "$kafka_dir/log4j2.properties" kafka.tools.StorageTool format \
+    java_args "-Xmx256m" "$kafka_dir/log4j2.properties"
+    java "${jvm[@]}" kafka.tools.StorageTool format \
       -t "$cluster_id" -c "$dir/node-$i/server.properties" >"$dir/node-$i/format.log" 2>&1 \
       || { cat "$dir/node-$i/format.log" >&2; die "formatting node $i failed"; }
   done
@@ -175,7 +173,10 @@ EOF
     (
       cd "$dir/node-$i"
       exec </dev/null >"$dir/node-$i/kafka.log" 2>&1
-      java_run "$heap" "$kafka_dir/log4j2.properties" kafka.Kafka "$dir/node-$i/server.properties" &
+      java_args "$heap" "$kafka_dir/log4j2.properties"
+      # exec: the recorded pid must be the JVM's own, or stop would only
+      # kill a wrapper shell and leave Kafka running.
+      (exec java "${jvm[@]}" kafka.Kafka "$dir/node-$i/server.properties") &
       echo $! >"$dir/node-$i/pid"
     )
   done
