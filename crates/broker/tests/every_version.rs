@@ -539,6 +539,21 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             let resp = client.request(v, &DescribeClusterRequest::default().with_include_cluster_authorized_operations(true)).await?;
             check(resp.error_code == 0 && resp.brokers.len() == 1, || format!("describe cluster: error {} brokers {}", resp.error_code, resp.brokers.len()))
         }
+        ApiKey::DescribeTopicPartitions => {
+            // A one-partition budget over every topic: the answer stops after
+            // the first topic's partition and names where to resume.
+            let resp = client.request(v, &DescribeTopicPartitionsRequest::default().with_response_partition_limit(1)).await?;
+            let first = resp.topics.first().ok_or("no topic in the answer")?;
+            check(resp.topics.len() == 1 && first.error_code == 0 && first.partitions.len() == 1, || format!("describe topic partitions: {:?}", resp.topics))?;
+            let cursor = resp.next_cursor.ok_or("no cursor although topics remain")?;
+            let next = DescribeTopicPartitionsRequest::default().with_cursor(Some(
+                describe_topic_partitions_request::Cursor::default().with_topic_name(cursor.topic_name).with_partition_index(cursor.partition_index),
+            ));
+            let rest = client.request(v, &next.with_response_partition_limit(2000)).await?;
+            let mut names: Vec<&str> = resp.topics.iter().chain(&rest.topics).filter_map(|t| t.name.as_ref().map(|n| n.0.as_str())).collect();
+            names.dedup();
+            check(names.contains(&TOPIC) && names.windows(2).all(|w| w[0] < w[1]) && rest.next_cursor.is_none(), || format!("paged topics: {names:?}"))
+        }
         other => Err(format!("no request builder for {other:?}: add one to this test")),
     }
 }
@@ -648,6 +663,11 @@ async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Resu
                     .with_resource_name(s(MISSING))
                     .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default().with_name(s("retention.ms")).with_value(Some(s("1000")))])]);
                 refused(client.request(v, &req).await?.responses.first().map(|r| r.error_code))
+            }
+            ApiKey::DescribeTopicPartitions => {
+                let req = DescribeTopicPartitionsRequest::default()
+                    .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(topic_name(MISSING))]);
+                refused(client.request(v, &req).await?.topics.first().map(|t| t.error_code))
             }
             _ => Err(String::from("no probe")),
         }

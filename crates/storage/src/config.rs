@@ -167,8 +167,10 @@ impl LogConfig {
         let v = value.trim();
         match name {
             "cleanup.policy" => {
-                let parts: Vec<&str> = v.split(',').map(str::trim).collect();
-                if parts.is_empty() || parts.iter().any(|p| *p != "delete" && *p != "compact") {
+                // Kafka 4.x accepts the empty list (e.g. SUBTRACT of the last
+                // policy): neither deletion nor compaction, the log is kept.
+                let parts: Vec<&str> = v.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+                if parts.iter().any(|p| *p != "delete" && *p != "compact") {
                     return Err(err(name, value, "expected delete, compact, or compact,delete"));
                 }
             }

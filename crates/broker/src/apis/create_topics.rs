@@ -31,7 +31,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
         topics
             .into_iter()
             .map(|t| {
-                let result = CreatableTopicResult::default().with_name(t.name.clone()).with_topic_config_error_code(0);
+                let result = CreatableTopicResult::default()
+                    .with_name(t.name.clone())
+                    // Null on success, as Kafka sends (the crate's default is "").
+                    .with_error_message(None)
+                    .with_topic_config_error_code(0);
                 let outcome = (|| -> Result<(i32, i16, BTreeMap<String, String>, Option<uuid::Uuid>), ApiError> {
                     if seen.get(&t.name.0).copied().unwrap_or(0) > 1 {
                         return Err(ApiError::new(ResponseError::InvalidRequest, format!("Create topics request from client contains a duplicate topic: {}", t.name.0)));

@@ -39,6 +39,49 @@ pub fn broker_synonym(topic_config: &str) -> Option<&'static str> {
     })
 }
 
+/// The broker default a topic config falls back to, as Kafka lists it among
+/// the synonyms. Kafka's `log.retention.ms` and `log.roll.ms` have no default
+/// of their own: theirs is the hour-based synonym, so Kafka names that one.
+fn default_synonym<'a>(topic_config: &'a str, broker_name: Option<&'static str>, default: &'a str) -> (&'a str, &'a str) {
+    match topic_config {
+        "retention.ms" => ("log.retention.hours", "168"),
+        "segment.ms" => ("log.roll.hours", "168"),
+        _ => (broker_name.unwrap_or(topic_config), default),
+    }
+}
+
+/// Kafka's type of a broker config (UNKNOWN, 0, for one Runnel does not know).
+fn broker_config_type(name: &str) -> i8 {
+    let kind = match name {
+        "auto.create.topics.enable" | "log.preallocate" => ConfigKind::Boolean,
+        "advertised.listeners" | "listeners" | "log.dirs" | "log.message.timestamp.type" => ConfigKind::String,
+        "log.cleanup.policy" => ConfigKind::List,
+        "log.retention.bytes" | "log.retention.check.interval.ms" | "log.retention.ms" | "log.roll.ms" | "offsets.retention.check.interval.ms" => ConfigKind::Long,
+        "broker.id"
+        | "node.id"
+        | "default.replication.factor"
+        | "group.consumer.heartbeat.interval.ms"
+        | "group.consumer.session.timeout.ms"
+        | "group.initial.rebalance.delay.ms"
+        | "group.max.session.timeout.ms"
+        | "group.min.session.timeout.ms"
+        | "log.index.interval.bytes"
+        | "log.index.size.max.bytes"
+        | "log.segment.bytes"
+        | "log.retention.hours"
+        | "log.retention.minutes"
+        | "log.roll.hours"
+        | "message.max.bytes"
+        | "min.insync.replicas"
+        | "num.partitions"
+        | "offsets.retention.minutes"
+        | "offsets.topic.num.partitions"
+        | "socket.request.max.bytes" => ConfigKind::Int,
+        _ => return 0,
+    };
+    kind_code(kind)
+}
+
 fn kind_code(kind: ConfigKind) -> i8 {
     match kind {
         ConfigKind::Boolean => 1,
@@ -85,7 +128,8 @@ pub fn topic_configs(
                 if let Some((name, v)) = &broker_value {
                     synonyms.push(synonym(name, v, SOURCE_STATIC_BROKER));
                 }
-                synonyms.push(synonym(broker_name.unwrap_or(def.name), def.default, SOURCE_DEFAULT));
+                let (default_name, default_value) = default_synonym(def.name, broker_name, def.default);
+                synonyms.push(synonym(default_name, default_value, SOURCE_DEFAULT));
             }
             DescribeConfigsResourceResult::default()
                 .with_name(StrBytes::from_static_str(def.name))
@@ -115,11 +159,13 @@ fn broker_configs(broker: &Broker, keys: Option<&[StrBytes]>, include_synonyms: 
         .map(|(name, value, explicit)| {
             let source = if explicit { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT };
             let synonyms = if include_synonyms { vec![synonym(&name, &value, source)] } else { Vec::new() };
+            let name_for_type = name.clone();
             DescribeConfigsResourceResult::default()
                 .with_name(StrBytes::from_string(name))
                 .with_value(Some(StrBytes::from_string(value)))
                 .with_read_only(true)
                 .with_config_source(source)
+                .with_config_type(broker_config_type(&name_for_type))
                 .with_synonyms(synonyms)
         })
         .collect()
@@ -130,7 +176,11 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeCo
         .resources
         .into_iter()
         .map(|r| {
-            let result = DescribeConfigsResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
+            // Kafka leaves the message null on success (the crate's default is "").
+            let result = DescribeConfigsResult::default()
+                .with_error_message(None)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
             let keys = r.configuration_keys.as_deref();
             let error = |code: ResponseError, msg: String| result.clone().with_error_code(code.code()).with_error_message(Some(StrBytes::from_string(msg)));
             match r.resource_type {
