@@ -25,6 +25,10 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteReco
                         let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
                         let outcome = match topic.as_ref().and_then(|t| t.partition(p.partition_index)) {
                             None => Err(ApiError::bare(ResponseError::UnknownTopicOrPartition)),
+                            Some(_) if topic.as_ref().is_some_and(|t| t.internal) => Err(ApiError::new(
+                                ResponseError::InvalidTopicException,
+                                format!("Cannot delete records of internal topic {}", t.name.0),
+                            )),
                             Some(partition) => partition.with_log(|log| {
                                 let high_watermark = log.log_end_offset();
                                 let target = if p.offset == -1 { high_watermark } else { p.offset };

@@ -129,6 +129,10 @@ fn append_partition(
         }
     };
     let topic = topic.ok_or_else(unknown)?;
+    if topic.internal {
+        // The coordinator writes its own log; a client's record there could only corrupt it.
+        return Err(ApiError::new(ResponseError::InvalidTopicException, format!("Cannot append to internal topic {}", topic.name)));
+    }
     let partition = topic.partition(partition).ok_or_else(unknown)?;
     if acks == -1 {
         // One replica in the ISR on a single node.
