@@ -93,5 +93,15 @@ async fn success_messages_are_null_and_config_types_and_synonyms_match_kafka() {
         .map(|syn| (syn.name.as_str(), syn.value.as_ref().map(|v| v.as_str())))
         .collect();
     assert_eq!(defaults, vec![("log.retention.hours", Some("168"))]);
+
+    // An empty (not null) key list asks for every config, as in Kafka.
+    let describe_empty = DescribeConfigsRequest::default().with_resources(vec![describe_configs_request::DescribeConfigsResource::default()
+        .with_resource_type(2)
+        .with_resource_name(s(TOPIC))
+        .with_configuration_keys(Some(vec![]))]);
+    let all = request(&mut stream, 3, 4, &describe_empty).await;
+    assert_eq!(all.results[0].error_code, 0);
+    assert_eq!(all.results[0].configs.len(), described.results[0].configs.len(), "an empty key list answered a different set of configs");
+    assert!(all.results[0].configs.iter().any(|c| c.name.as_str() == "retention.ms"));
     broker.shutdown().await;
 }

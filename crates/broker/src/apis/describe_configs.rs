@@ -181,7 +181,8 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeCo
                 .with_error_message(None)
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            let keys = r.configuration_keys.as_deref();
+            // Kafka answers every config for a null and for an empty key list alike.
+            let keys = r.configuration_keys.as_deref().filter(|keys| !keys.is_empty());
             let error = |code: ResponseError, msg: String| result.clone().with_error_code(code.code()).with_error_message(Some(StrBytes::from_string(msg)));
             match r.resource_type {
                 RESOURCE_TOPIC => match broker.replicas.topic(&r.resource_name) {
