@@ -3,18 +3,15 @@
 //! names topics (v12) and one that names them by id (v17). The Java client
 //! (tests/python/test_java.py) exercises the same path as a real consumer.
 
+mod common;
+
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use indexmap::IndexMap;
+use common::{record_batch, topic_name as name, Client};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use runnel_broker::{BrokerConfig, RunningBroker};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use runnel_broker::RunningBroker;
 use uuid::Uuid;
 
 #[global_allocator]
@@ -23,80 +20,17 @@ static ALLOCATOR: runnel_broker::alloc_guard::GuardedAllocator = runnel_broker::
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
 
-async fn start_broker(dir: &std::path::Path, extra: &[(&str, &str)]) -> RunningBroker {
-    let mut config = BrokerConfig::default();
-    config.set("listeners", "127.0.0.1:0").unwrap();
-    config.set("num.partitions", "3").unwrap();
-    config.data_dir = dir.to_path_buf();
-    for (k, v) in extra {
-        config.set(k, v).unwrap();
-    }
-    runnel_broker::start(config).await.expect("broker starts")
-}
-
-struct Client {
-    stream: TcpStream,
-    correlation_id: i32,
-}
-
-impl Client {
-    async fn connect(addr: std::net::SocketAddr) -> Client {
-        Client { stream: TcpStream::connect(addr).await.unwrap(), correlation_id: 0 }
-    }
-
-    async fn request<R: Request>(&mut self, version: i16, req: &R) -> R::Response {
-        self.correlation_id += 1;
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(self.correlation_id);
-        let mut body = BytesMut::new();
-        header.encode(&mut body, R::header_version(version)).unwrap();
-        req.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::new();
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        self.stream.write_all(&frame).await.unwrap();
-        let mut len = [0u8; 4];
-        tokio::time::timeout(Duration::from_secs(15), self.stream.read_exact(&mut len)).await.expect("an answer in time").unwrap();
-        let mut buf = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.stream.read_exact(&mut buf).await.unwrap();
-        let mut response = Bytes::from(buf);
-        let header = ResponseHeader::decode(&mut response, R::Response::header_version(version)).unwrap();
-        assert_eq!(header.correlation_id, self.correlation_id);
-        R::Response::decode(&mut response, version).unwrap()
-    }
-}
-
-fn name(topic: &str) -> TopicName {
-    TopicName(StrBytes::from_string(topic.to_string()))
-}
-
-fn batch(value: &str) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: 0,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from(value.to_string())),
-        headers: IndexMap::new(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &[record], &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
-    buf.freeze()
+/// A broker whose topics have 3 partitions.
+async fn start_broker(dir: &std::path::Path, settings: &[(&str, &str)]) -> RunningBroker {
+    let mut all = vec![("num.partitions", "3")];
+    all.extend_from_slice(settings);
+    common::start_broker(dir, &all).await
 }
 
 async fn produce(client: &mut Client, topic: &str, partition: i32) {
     let req = ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
         .with_name(name(topic))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch("v")))])]);
+        .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(record_batch(&["v"])))])]);
     let resp = client.request(9, &req).await;
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
 }
