@@ -298,6 +298,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("log.roll.hours", "168", "Default `segment.ms` of topics, in hours (overridden by `log.roll.ms`)."),
     def("log.roll.ms", "604800000", "Default `segment.ms` of topics."),
     def("log.segment.bytes", "1073741824", "Default `segment.bytes` of topics."),
+    def("max.incremental.fetch.session.cache.slots", "1000", "Incremental fetch sessions (KIP-227) the broker keeps; when full, a new session replaces one unused for two minutes or a smaller one, else the client fetches without a session."),
     def("message.max.bytes", "1048588", "Largest record batch a topic accepts unless its `max.message.bytes` says otherwise."),
     def("min.insync.replicas", "1", "Default `min.insync.replicas` of topics."),
     def("node.id", "1", "This broker's id, reported in Metadata."),

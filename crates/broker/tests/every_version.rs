@@ -18,7 +18,6 @@ use common::{record_batch, s, topic_name, Client};
 use kafka_protocol::messages::*;
 use kafka_protocol::records::RecordBatchDecoder;
 use runnel_broker::apis::SUPPORTED_APIS;
-use runnel_broker::RunningBroker;
 use uuid::Uuid;
 
 #[global_allocator]
