@@ -176,9 +176,8 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeCo
         .resources
         .into_iter()
         .map(|r| {
-            // Kafka leaves the message null on success (the crate's default is "").
+            // Kafka 4.3 answers error_message "" on success (the crate's default), checked by the conformance suite.
             let result = DescribeConfigsResult::default()
-                .with_error_message(None)
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
             // Kafka answers every config for a null and for an empty key list alike.
