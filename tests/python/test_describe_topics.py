@@ -1,35 +1,21 @@
 """describeTopics from real admin clients: the Java client over DescribeTopicPartitions (KIP-966), confluent-kafka's describe_topics."""
-import os
 import re
-import shutil
-import subprocess
 import uuid
 
 from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from test_java import client_classpath
+from test_java import run_java_program
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCE = os.path.join(HERE, "..", "java", "DescribeTopics.java")
 
 
 def test_java_describe_topics_pages_through_describe_topic_partitions(make_broker, tmp_path, monkeypatch):
     # Request tracing shows which API the client used for describeTopics.
     monkeypatch.setenv("RUNNEL_LOG", "info,runnel_broker::apis=trace")
     broker = make_broker()
-    javac, java = shutil.which("javac"), shutil.which("java")
-    assert javac and java, "a JDK is required (scripts/test.sh installs one)"
-    classpath = os.pathsep.join(client_classpath())
-    subprocess.run([javac, "-d", str(tmp_path), "-cp", classpath, SOURCE], check=True, timeout=120)
     topic = "dtp-" + uuid.uuid4().hex[:6]
-    proc = subprocess.run(
-        [java, "-cp", os.pathsep.join([str(tmp_path), classpath]), "DescribeTopics", broker.bootstrap, topic, "5", "missing-" + topic],
-        capture_output=True,
-        timeout=150,
-    )
-    out = proc.stdout.decode() + proc.stderr.decode()
-    assert proc.returncode == 0, out[-4000:]
+    returncode, out = run_java_program(tmp_path, "DescribeTopics", broker.bootstrap, topic, 5, "missing-" + topic)
+    assert returncode == 0, out[-4000:]
     assert "PASS" in out
     # 5 partitions at 2 per answer: three DescribeTopicPartitions requests, plus one for the missing topic.
     log = re.sub(r"\x1b\[[0-9;]*m", "", broker.log())  # without the log's colours

@@ -24,39 +24,35 @@ def client_classpath():
     return jars
 
 
-@pytest.mark.parametrize("group_protocol", ["classic", "consumer"])
-def test_java_client_round_trip(broker, tmp_path, group_protocol):
+def run_java_program(tmp_path, name, *args, timeout=150):
+    """Compiles tests/java/NAME.java against the Java client and runs it: (exit code, output)."""
     javac, java = shutil.which("javac"), shutil.which("java")
     assert javac and java, "a JDK is required (scripts/test.sh installs one)"
     classpath = os.pathsep.join(client_classpath())
-    subprocess.run([javac, "-d", str(tmp_path), "-cp", classpath, SOURCE], check=True, timeout=120)
-    topic = "java-" + uuid.uuid4().hex[:6]
+    source = os.path.join(HERE, "..", "java", name + ".java")
+    subprocess.run([javac, "-d", str(tmp_path), "-cp", classpath, source], check=True, timeout=120)
     proc = subprocess.run(
-        [java, "-cp", os.pathsep.join([str(tmp_path), classpath]), "RoundTrip", broker.bootstrap, topic, "500", group_protocol],
+        [java, "-cp", os.pathsep.join([str(tmp_path), classpath]), name, *map(str, args)],
         capture_output=True,
-        timeout=150,
+        timeout=timeout,
     )
-    out = proc.stdout.decode() + proc.stderr.decode()
-    assert proc.returncode == 0, out[-4000:]
+    return proc.returncode, proc.stdout.decode() + proc.stderr.decode()
+
+
+@pytest.mark.parametrize("group_protocol", ["classic", "consumer"])
+def test_java_client_round_trip(broker, tmp_path, group_protocol):
+    topic = "java-" + uuid.uuid4().hex[:6]
+    returncode, out = run_java_program(tmp_path, "RoundTrip", broker.bootstrap, topic, 500, group_protocol)
+    assert returncode == 0, out[-4000:]
     assert "PASS" in out
 
 
 def test_java_consumer_fetch_sessions(make_broker, tmp_path):
     """The Java consumer opens a KIP-227 fetch session and reads through
     incremental fetches; every record arrives once, in order per partition."""
-    javac, java = shutil.which("javac"), shutil.which("java")
-    assert javac and java, "a JDK is required (scripts/test.sh installs one)"
     broker = make_broker(env={"RUNNEL_LOG": "info,runnel_broker::fetch_session=debug"})
-    classpath = os.pathsep.join(client_classpath())
-    source = os.path.join(HERE, "..", "java", "FetchSessions.java")
-    subprocess.run([javac, "-d", str(tmp_path), "-cp", classpath, source], check=True, timeout=120)
-    proc = subprocess.run(
-        [java, "-cp", os.pathsep.join([str(tmp_path), classpath]), "FetchSessions", broker.bootstrap, "sessions-java", "12"],
-        capture_output=True,
-        timeout=150,
-    )
-    out = proc.stdout.decode() + proc.stderr.decode()
-    assert proc.returncode == 0, out[-4000:]
+    returncode, out = run_java_program(tmp_path, "FetchSessions", broker.bootstrap, "sessions-java", 12)
+    assert returncode == 0, out[-4000:]
     assert "PASS" in out
     log = re.sub(r"\x1b\[[0-9;]*m", "", broker.log())
     created = re.findall(r"fetch session created.*partitions=(\d+)", log)
