@@ -8,7 +8,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from test_java import run_java_program
 
 
-
 def test_java_describe_topics_pages_through_describe_topic_partitions(make_broker, tmp_path, monkeypatch):
     # Request tracing shows which API the client used for describeTopics.
     monkeypatch.setenv("RUNNEL_LOG", "info,runnel_broker::apis=trace")
