@@ -2,13 +2,15 @@
 # franz-go's own integration tests (github.com/twmb/franz-go, pkg/kgo) against
 # Runnel and/or Apache Kafka: a third-party client's test suite, unmodified.
 #
-#   scripts/franz-go.sh [--against runnel|kafka|both] [--all] [--run REGEX] [--no-build]
+#   scripts/franz-go.sh [--against runnel|kafka|both] [--all] [--run REGEX] [--no-build] [--budget SECONDS]
 #
 #   --against   which broker(s) (default runnel); "both" runs Kafka too, so a
 #               failure on both is the suite's own or the environment's
 #   --all       every broker test, also those known to fail on Runnel (below)
 #   --run RE    only the tests whose name matches RE (grep -E)
 #   --no-build  use target/release/runnel as it is (default: cargo build it)
+#   --budget S  start no test after S seconds of testing per broker; the tests
+#               left over count as failed (CI bounds its run this way)
 #
 # The module comes from the Go module proxy only (pinned below), is copied out
 # of GOMODCACHE into target/franz-go/ and its test binary is built once
@@ -17,7 +19,8 @@
 # down. Per test it prints PASS/FAIL/SKIP, and per broker a closing line
 # `N passed, N failed, N skipped`. Exit: 0 if nothing failed, 1 if a test
 # failed, 3 if the Go module proxy cannot be reached (nothing was run).
-# Logs of every test: target/franz-go/logs/<broker>/<test>.log.
+# Logs of every test: target/franz-go/logs/<broker>/<test>.log. RUNNEL_BIN
+# names another runnel binary (as for tests/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -30,7 +33,8 @@ go_bin=$(command -v go || echo /usr/local/go/bin/go)
 # franz-go's default is 500000 records per ETL test; this bounds the run on a
 # two-core machine while still chaining several consumer generations.
 records=${FRANZ_RECORDS:-5000}
-per_test_timeout=${FRANZ_TEST_TIMEOUT:-180s}
+per_test_timeout=${FRANZ_TEST_TIMEOUT:-120s}
+budget=0
 
 # The kgo tests that talk to a broker (the others are unit tests of the
 # client and say nothing about the broker).
@@ -49,6 +53,7 @@ broker_tests=(
 # Not run against Runnel (unless --all), each with its reason.
 declare -A runnel_skips=(
   [TestTxnEtl]="Runnel has no transactions yet (a transactional InitProducerId gets UNSUPPORTED_VERSION); the test then never ends"
+  [Test848RegexBrokerResolves]="runnel bug, not fixed yet: a KIP-848 regex subscription is never resolved to internal topics"
 )
 # The share-group tests skip themselves on a broker without ShareFetch v2
 # (Runnel), SCRAM/OAuth ones without KGO_TEST_SCRAM*/KGO_TEST_OAUTH_SEEDS
@@ -64,6 +69,7 @@ while [ $# -gt 0 ]; do
     --all) all=1; shift ;;
     --run) run_filter=$2; shift 2 ;;
     --no-build) build=0; shift ;;
+    --budget) budget=$2; shift 2 ;;
     *) echo "franz-go.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -121,7 +127,7 @@ start_runnel() {  # prints the bootstrap address
   rm -rf "$data"
   # As Kafka's own docker image (and scripts/kafka.sh below): no initial
   # rebalance delay, so a group's first generation starts at once.
-  target/release/runnel serve --listen "127.0.0.1:$port" --data-dir "$data" \
+  "${RUNNEL_BIN:-target/release/runnel}" serve --listen "127.0.0.1:$port" --data-dir "$data" \
     --set group.initial.rebalance.delay.ms=0 >"$work/runnel.log" 2>&1 &
   runnel_pid=$!
   for _ in $(seq 1 100); do
@@ -148,24 +154,32 @@ start_kafka() {  # prints the bootstrap address
 
 # run_suite BROKER BOOTSTRAP: runs the selection, prints per test, then the totals.
 run_suite() {
-  local broker=$1 bootstrap=$2 logs="$work/logs/$1" passed=0 failed=0 skipped=0 t log result secs reason
+  local broker=$1 bootstrap=$2 logs="$work/logs/$1" passed=0 failed=0 skipped=0 t t0 log result secs reason
   rm -rf "$logs"
   mkdir -p "$logs"
+  local started=$SECONDS
   echo "franz-go $franz_version kgo tests against $broker ($bootstrap), $records records per ETL test"
   for t in "${broker_tests[@]}"; do
     if [ -n "$run_filter" ] && ! grep -Eq -- "$run_filter" <<<"$t"; then continue; fi
+    if [ "$budget" -gt 0 ] && [ $((SECONDS - started)) -ge "$budget" ]; then
+      printf 'FAIL  %s (not run: the %s s budget is spent)\n' "$t" "$budget"
+      failed=$((failed + 1))
+      continue
+    fi
     if [ "$broker" = runnel ] && [ "$all" = 0 ] && [ -n "${runnel_skips[$t]:-}" ]; then
       printf 'SKIP  %s: %s\n' "$t" "${runnel_skips[$t]}"
       skipped=$((skipped + 1))
       continue
     fi
     log="$logs/$t.log"
+    t0=$(date +%s.%N)
     (cd "$src/pkg/kgo" && KGO_SEEDS=$bootstrap KGO_TEST_RF=1 KGO_TEST_RECORDS=$records KGO_LOG_LEVEL=none \
       timeout --kill-after=10 $((${per_test_timeout%s} + 30)) \
       "$test_bin" -test.run "^$t\$" -test.v -test.count=1 -test.timeout "$per_test_timeout" >"$log" 2>&1) || true
     # The test's own top-level verdict line; none means it panicked or timed out.
     result=$(grep -E "^--- (PASS|FAIL|SKIP): $t \(" "$log" | tail -n 1 || true)
-    secs=$(sed -nE 's/.*\(([0-9.]+s)\)$/\1/p' <<<"$result")
+    # Wall time: a parent's own "(0.00s)" leaves out its parallel subtests.
+    secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1fs", b - a}')
     case "$result" in
       "--- PASS"*) printf 'PASS  %s (%s)\n' "$t" "$secs"; passed=$((passed + 1)) ;;
       "--- SKIP"*)

@@ -66,6 +66,20 @@ else
   conformance_passed=$(grep -Eo '^[0-9]+ passed, [0-9]+ failed' "$logs/conformance.log" | tail -n 1 | awk '{print $1 + 0}')
 fi
 
+step "franz-go's own integration tests against Runnel (scripts/franz-go.sh)"
+franz_passed=0
+set +e
+scripts/franz-go.sh --no-build --against runnel --budget 240 2>&1 | tee "$logs/franz-go.log"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -eq 3 ]; then
+  echo "!!! franz-go suite SKIPPED: github.com/twmb/franz-go could not be fetched from the Go module proxy !!!" >&2
+elif [ "$status" -ne 0 ]; then
+  exit "$status"
+else
+  franz_passed=$(grep -Eo '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$logs/franz-go.log" | tail -n 1 | awk '{print $1 + 0}')
+fi
+
 step "shared acceptance: the seed talk's example"
 shared="$root/../shared"
 acceptance_passed=0
@@ -75,5 +89,5 @@ if [ -f "$shared/acceptance/run.sh" ]; then
 else
   echo "no shared acceptance scripts at $shared (skipped)"
 fi
-step "all tests passed (Rust $rust_passed, black-box $py_passed, conformance $conformance_passed, acceptance $acceptance_passed)"
-echo "total: $((rust_passed + py_passed + conformance_passed + acceptance_passed)) passed, 0 failed"
+step "all tests passed (Rust $rust_passed, black-box $py_passed, conformance $conformance_passed, franz-go $franz_passed, acceptance $acceptance_passed)"
+echo "total: $((rust_passed + py_passed + conformance_passed + franz_passed + acceptance_passed)) passed, 0 failed"
