@@ -53,7 +53,6 @@ broker_tests=(
 # Not run against Runnel (unless --all), each with its reason.
 declare -A runnel_skips=(
   [TestTxnEtl]="Runnel has no transactions yet (a transactional InitProducerId gets UNSUPPORTED_VERSION); the test then never ends"
-  [Test848RegexBrokerResolves]="runnel bug, not fixed yet: a KIP-848 regex subscription is never resolved to internal topics"
 )
 # The share-group tests skip themselves on a broker without ShareFetch v2
 # (Runnel), SCRAM/OAuth ones without KGO_TEST_SCRAM*/KGO_TEST_OAUTH_SEEDS

@@ -317,7 +317,8 @@ impl ConsumerGroup {
     }
 
     /// Each member's topics: its names plus, for a regex subscription, every
-    /// matching topic (internal topics excluded).
+    /// matching topic. Internal topics match too, as in Kafka, whose
+    /// coordinator resolves a regex against every topic in the metadata.
     fn resolve_subscriptions(&self, topics: &TopicsView) -> BTreeMap<String, BTreeSet<String>> {
         self.members
             .values()
@@ -325,7 +326,7 @@ impl ConsumerGroup {
                 let mut names: BTreeSet<String> = m.subscribed_topic_names.iter().cloned().collect();
                 if let Some(pattern) = &m.subscribed_topic_regex {
                     if let Ok(re) = regex::Regex::new(&format!("^(?:{pattern})$")) {
-                        names.extend(topics.keys().filter(|t| !t.starts_with("__") && re.is_match(t)).cloned());
+                        names.extend(topics.keys().filter(|t| re.is_match(t)).cloned());
                     }
                 }
                 (m.id.clone(), names)
@@ -554,7 +555,22 @@ mod tests {
         view.insert("u1".into(), TopicInfo { id: Uuid::new_v4(), partitions: 3 });
         view.insert("__consumer_offsets".into(), TopicInfo { id: Uuid::new_v4(), partitions: 1 });
         let a2 = g.heartbeat(beat("a", a.member_epoch, &a.assignment.unwrap()), &view, now).unwrap();
-        assert_eq!(count(&a2.assignment.unwrap()), 4, "the new matching topic is assigned, internal ones never");
+        assert_eq!(count(&a2.assignment.unwrap()), 4, "the new matching topic is assigned");
+    }
+
+    #[test]
+    fn a_regex_matching_an_internal_topic_is_assigned_it() {
+        // Kafka resolves a regex against every topic, internal ones included
+        // (franz-go's Test848RegexBrokerResolves checks exactly this).
+        let now = Instant::now();
+        let (mut view, _) = topics(1);
+        view.insert("__consumer_offsets".into(), TopicInfo { id: Uuid::new_v4(), partitions: 2 });
+        let mut g = ConsumerGroup::new("g".into());
+        let mut req = join("a");
+        req.subscribed_topic_names = None;
+        req.subscribed_topic_regex = Some("t|__consumer_offsets".into());
+        let a = g.heartbeat(req, &view, now).unwrap();
+        assert_eq!(count(a.assignment.as_ref().unwrap()), 3, "t's one partition and both of __consumer_offsets");
     }
 
     #[test]
