@@ -90,7 +90,7 @@ fetch_and_build() {
   if [ ! -x "$test_bin" ]; then
     (cd "$src" && "$go_bin" mod download) || return 3
     echo "franz-go.sh: building the kgo test binary (once; cached in $test_bin)" >&2
-    (cd "$src" && "$go_bin" test -c -o "$test_bin.tmp" ./pkg/kgo) || return 1
+    (cd "$src" && "$go_bin" test -c -buildvcs=false -o "$test_bin.tmp" ./pkg/kgo) || return 1
     mv "$test_bin.tmp" "$test_bin"
   fi
 }
