@@ -113,14 +113,17 @@ free_port() {
 }
 
 runnel_pid=""
+test_pid=""
 kafka_started=0
 cleanup() {
+  if [ -n "$test_pid" ]; then kill "$test_pid" 2>/dev/null || true; wait "$test_pid" 2>/dev/null || true; fi
   if [ -n "$runnel_pid" ]; then kill "$runnel_pid" 2>/dev/null || true; wait "$runnel_pid" 2>/dev/null || true; fi
   if [ "$kafka_started" = 1 ]; then scripts/kafka.sh stop --name franz-go || true; fi
 }
 trap cleanup EXIT
 
-start_runnel() {  # prints the bootstrap address
+# Both run in this shell, not in $(...): cleanup must see the pid they record.
+start_runnel() {  # sets runnel_bootstrap
   local port data="$work/runnel-data"
   port=$(free_port)
   rm -rf "$data"
@@ -131,7 +134,7 @@ start_runnel() {  # prints the bootstrap address
   runnel_pid=$!
   for _ in $(seq 1 100); do
     if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then
-      echo "127.0.0.1:$port"
+      runnel_bootstrap="127.0.0.1:$port"
       return 0
     fi
     sleep 0.1
@@ -140,15 +143,15 @@ start_runnel() {  # prints the bootstrap address
   return 1
 }
 
-start_kafka() {  # prints the bootstrap address
+start_kafka() {  # sets kafka_bootstrap
   # The settings franz-go's own CI gives Kafka (share groups on, a delivery
   # limit its share ETL test needs), and no initial rebalance delay.
   kafka_started=1
-  scripts/kafka.sh start --name franz-go \
+  kafka_bootstrap=$(scripts/kafka.sh start --name franz-go \
     --set group.initial.rebalance.delay.ms=0 \
     --set group.coordinator.rebalance.protocols=classic,consumer,share \
     --set group.share.delivery.count.limit=10 \
-    --set share.coordinator.state.topic.num.partitions=5
+    --set share.coordinator.state.topic.num.partitions=5)
 }
 
 # run_suite BROKER BOOTSTRAP: runs the selection, prints per test, then the totals.
@@ -172,9 +175,14 @@ run_suite() {
     fi
     log="$logs/$t.log"
     t0=$(date +%s.%N)
-    (cd "$src/pkg/kgo" && KGO_SEEDS=$bootstrap KGO_TEST_RF=1 KGO_TEST_RECORDS=$records KGO_LOG_LEVEL=none \
+    # In the background with its pid recorded, so that cleanup can stop it
+    # (timeout passes the signal on to the test binary).
+    (cd "$src/pkg/kgo" && exec env KGO_SEEDS="$bootstrap" KGO_TEST_RF=1 KGO_TEST_RECORDS="$records" KGO_LOG_LEVEL=none \
       timeout --kill-after=10 $((${per_test_timeout%s} + 30)) \
-      "$test_bin" -test.run "^$t\$" -test.v -test.count=1 -test.timeout "$per_test_timeout" >"$log" 2>&1) || true
+      "$test_bin" -test.run "^$t\$" -test.v -test.count=1 -test.timeout "$per_test_timeout" >"$log" 2>&1) &
+    test_pid=$!
+    wait "$test_pid" || true
+    test_pid=""
     # The test's own top-level verdict line; none means it panicked or timed out.
     result=$(grep -E "^--- (PASS|FAIL|SKIP): $t \(" "$log" | tail -n 1 || true)
     # Wall time: a parent's own "(0.00s)" leaves out its parallel subtests.
@@ -196,16 +204,16 @@ run_suite() {
 
 overall=0
 if [ "$against" = kafka ] || [ "$against" = both ]; then
-  if ! kafka=$(start_kafka); then
+  if ! start_kafka; then
     echo "franz-go.sh: Apache Kafka could not be started (scripts/kafka.sh)" >&2
     exit 1
   fi
-  run_suite kafka "$kafka" || overall=1
+  run_suite kafka "$kafka_bootstrap" || overall=1
   scripts/kafka.sh stop --name franz-go
   kafka_started=0
 fi
 if [ "$against" = runnel ] || [ "$against" = both ]; then
-  bootstrap=$(start_runnel)
-  run_suite runnel "$bootstrap" || overall=1
+  start_runnel
+  run_suite runnel "$runnel_bootstrap" || overall=1
 fi
 exit "$overall"
