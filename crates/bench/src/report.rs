@@ -100,12 +100,22 @@ pub struct Report {
     pub rows: Vec<Row>,
     #[serde(default)]
     pub memory: Vec<Memory>,
+    /// /proc/loadavg (1, 5, 15 minutes) when the run started and ended: the
+    /// load generator shares the machine with whatever else runs on it.
+    #[serde(default)]
+    pub load_average: Vec<String>,
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_string())
 }
 
 impl Report {
     pub fn new(args: &Args) -> Report {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-        Report { machine: format!("{cores} cores"), messages: args.messages, rows: Vec::new(), memory: Vec::new() }
+        Report { machine: format!("{cores} cores"), messages: args.messages, rows: Vec::new(), memory: Vec::new(), load_average: vec![load_average()] }
     }
 
     pub fn push(&mut self, row: Row) {
@@ -113,7 +123,8 @@ impl Report {
     }
 
     /// Prints the table (with the change against the previous run) and writes the JSON.
-    pub fn finish(&self, out: &Path) -> Result<()> {
+    pub fn finish(&mut self, out: &Path) -> Result<()> {
+        self.load_average.push(load_average());
         let previous: Option<Report> = std::fs::read(out).ok().and_then(|b| serde_json::from_slice(&b).ok());
         println!();
         println!("| system | workload | msg/s | MB/s | p50 ms | p99 ms | p99.9 ms | vs previous |");
@@ -140,6 +151,8 @@ impl Report {
         }
         self.print_ratios();
         self.print_memory();
+        println!();
+        println!("Load average (1, 5, 15 min) at the start: {}; at the end: {}", self.load_average[0], self.load_average.last().map(String::as_str).unwrap_or("unknown"));
         if let Some(dir) = out.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
