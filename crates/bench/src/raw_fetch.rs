@@ -17,7 +17,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use runnel_storage::batch::{BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use runnel_storage::batch::{BatchHeader, BATCH_HEADER_LEN};
 
 use crate::report::Row;
 
@@ -133,6 +133,7 @@ fn walk_batches(mut records: Bytes, from_offset: i64) -> (usize, usize, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runnel_storage::batch::LOG_OVERHEAD;
 
     fn batch(base_offset: i64, records: i32) -> Vec<u8> {
         let mut b = vec![0u8; BATCH_HEADER_LEN + 10];
