@@ -17,6 +17,7 @@ pub mod frame;
 pub mod network;
 pub mod partition;
 pub mod producer_state;
+pub mod replica_fetcher;
 pub mod replica_manager;
 
 use std::sync::Arc;
@@ -109,6 +110,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     };
     let cluster_id = load_or_create_cluster_id(&replicas)?;
     replicas.start_retention_task();
+    replicas.start_isr_expiration_task();
     let groups = {
         let (config, replicas) = (config.clone(), replicas.clone());
         tokio::task::spawn_blocking(move || coordinator::GroupCoordinator::start(config, replicas))

@@ -8,7 +8,8 @@
 //! arrive during an fsync are covered by the next one. So concurrent
 //! producers share fsyncs instead of paying one each.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use runnel_storage::{AppendInfo, BatchHeader, Log, LogConfig, ReadPlan, StorageError};
 use tokio::sync::{watch, Notify};
+
+use kafka_protocol::error::ResponseError;
 
 use crate::error::ApiError;
 use crate::producer_state::{ProducerStates, SequenceCheck};
@@ -26,8 +29,14 @@ pub struct Partition {
     /// Idempotent producers' sequence state. Lock order: `producers`, then `log`.
     producers: Mutex<ProducerStates>,
     log: Mutex<Log>,
-    /// Log end offset (= high watermark on a single node), for fetch long polls.
-    high_watermark: watch::Sender<i64>,
+    /// Log end offset and high watermark: fetch long polls (followers read
+    /// to the log end, consumers to the high watermark) and `acks=all`
+    /// waits watch it.
+    offsets_watch: watch::Sender<LogOffsets>,
+    /// Role, epochs, replicas, ISR, followers' progress. Lock order: `log`, then `replica`.
+    replica: Mutex<ReplicaState>,
+    /// This broker's node id.
+    local_id: i32,
     /// Offset below which everything is fsynced.
     durable: watch::Sender<i64>,
     flush_wanted: Notify,
@@ -42,7 +51,67 @@ pub struct Partition {
     /// Rate limit of the ERROR lines for failed appends (disk full and such).
     write_errors: StorageErrorLog,
     closed: AtomicBool,
-    leader_epoch: i32,
+    /// Mirror of `replica.leader_epoch`, read on hot paths without the lock.
+    leader_epoch: AtomicI32,
+}
+
+/// The two offsets fetches and produces wait on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOffsets {
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Follower { leader_id: i32 },
+}
+
+/// What the leader knows of one follower (Kafka's `Replica` state).
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerProgress {
+    /// The follower's log end offset as of its last fetch (-1: unknown yet).
+    pub log_end_offset: i64,
+    /// The last time the follower had everything the leader had (ms; 0: never).
+    pub last_caught_up_ms: i64,
+    /// The leader's log end offset at the follower's previous fetch, and when
+    /// that fetch came (Kafka's lastFetchLeaderLogEndOffset / lastFetchTimeMs).
+    last_fetch_leader_end: i64,
+    last_fetch_ms: i64,
+}
+
+/// The replica state of a partition, as the controller assigned it.
+#[derive(Debug, Clone)]
+pub struct ReplicaState {
+    pub role: Role,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// On the leader: every other assigned replica's progress.
+    pub followers: HashMap<i32, FollowerProgress>,
+    /// An ISR change sent to the controller and not answered yet (Kafka's
+    /// pending AlterPartition): no second one is sent meanwhile.
+    pub pending_isr_change: bool,
+}
+
+/// What the leader answers a follower's fetch for one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowerFetch {
+    /// Read from the fetch offset up to the log end.
+    Read,
+    /// The follower's last fetched epoch ended earlier here (or is unknown):
+    /// it must truncate to `end_offset` (KIP-320 / KIP-595 diverging epoch).
+    Diverging { epoch: i32, end_offset: i64 },
+}
+
+/// An ISR change the leader wants the controller to make (Kafka's AlterPartition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrChange {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
 }
 
 /// The state a fetch reports for a partition alongside its records.
@@ -56,43 +125,356 @@ impl Partition {
     /// Wraps an opened log and starts its flusher (needs a tokio runtime).
     /// Idempotent producers' sequences are rebuilt from the batch headers of
     /// the active segment, so a retry that spans a restart is still detected.
-    pub fn new(topic: Arc<str>, index: i32, log: Log) -> Arc<Partition> {
+    /// The partition starts as the leader of a one-replica ISR (this broker),
+    /// at the latest epoch its log holds (0 for a new log): a single node.
+    pub fn new(topic: Arc<str>, index: i32, log: Log, local_id: i32) -> Arc<Partition> {
         let end = log.log_end_offset();
+        let leader_epoch = log.latest_epoch().unwrap_or(0).max(0);
         let durable = log.durable_offset();
-        let mut producers = ProducerStates::default();
-        let scan_from = log.active_segment_base().max(log.log_start_offset());
-        if let Err(e) = runnel_storage::log::for_each_batch(&log, scan_from, |h| producers.record(h, h.base_offset)) {
-            tracing::warn!(%topic, partition = index, error = %e, "could not rebuild producer state; sequences restart");
-            producers = ProducerStates::default();
-        }
+        let producers = rebuild_producer_states(&log, &topic, index);
         let partition = Arc::new(Partition {
             topic,
             index,
             producers: Mutex::new(producers),
             log: Mutex::new(log),
-            high_watermark: watch::Sender::new(end),
+            offsets_watch: watch::Sender::new(LogOffsets { log_end_offset: end, high_watermark: end }),
+            replica: Mutex::new(ReplicaState {
+                role: Role::Leader,
+                leader_epoch,
+                partition_epoch: 0,
+                replicas: vec![local_id],
+                isr: vec![local_id],
+                followers: HashMap::new(),
+                pending_isr_change: false,
+            }),
+            local_id,
             durable: watch::Sender::new(durable),
             flush_wanted: Notify::new(),
             storage_failed: AtomicBool::new(false),
             write_errors: StorageErrorLog::default(),
             closed: AtomicBool::new(false),
-            leader_epoch: 0,
+            leader_epoch: AtomicI32::new(leader_epoch),
         });
         tokio::spawn(flush_loop(partition.clone()));
         partition
     }
 
     pub fn leader_epoch(&self) -> i32 {
-        self.leader_epoch
+        self.leader_epoch.load(Ordering::Acquire)
     }
 
     pub fn high_watermark(&self) -> i64 {
-        *self.high_watermark.borrow()
+        self.offsets_watch.borrow().high_watermark
     }
 
     pub fn offsets(&self) -> PartitionOffsets {
         let log = self.log.lock();
-        PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: log.log_end_offset() }
+        PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: self.high_watermark() }
+    }
+
+    pub fn local_id(&self) -> i32 {
+        self.local_id
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.replica.lock().role == Role::Leader
+    }
+
+    /// A copy of the replica state (role, epochs, replicas, ISR, followers).
+    pub fn replica_state(&self) -> ReplicaState {
+        self.replica.lock().clone()
+    }
+
+    /// Kafka's `checkCurrentLeaderEpoch`: a request's `current_leader_epoch`
+    /// (-1: not given) against this replica's. Older: FENCED_LEADER_EPOCH
+    /// (the caller's metadata is stale); newer: UNKNOWN_LEADER_EPOCH (ours is).
+    pub fn check_current_leader_epoch(&self, current_leader_epoch: i32) -> Result<(), ResponseError> {
+        if current_leader_epoch < 0 {
+            return Ok(());
+        }
+        let local = self.leader_epoch();
+        if local > current_leader_epoch {
+            Err(ResponseError::FencedLeaderEpoch)
+        } else if local < current_leader_epoch {
+            Err(ResponseError::UnknownLeaderEpoch)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The largest epoch <= `epoch` in the log and where it ends (OffsetForLeaderEpoch).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.log.lock().end_offset_for_epoch(epoch)
+    }
+
+    /// The latest leader epoch in the log (-1 if none): a follower's `last_fetched_epoch`.
+    pub fn latest_log_epoch(&self) -> i32 {
+        self.log.lock().latest_epoch().unwrap_or(-1)
+    }
+
+    /// The log end offset.
+    pub fn log_end_offset(&self) -> i64 {
+        self.log.lock().log_end_offset()
+    }
+
+    /// Makes this replica the leader (Kafka's `makeLeader`): the new epoch
+    /// starts at the log end in the epoch cache, followers' progress is reset
+    /// (ISR members count as caught up now, their log end unknown until they
+    /// fetch), and the high watermark stays where it was until every ISR
+    /// member has fetched.
+    pub fn become_leader(&self, leader_epoch: i32, partition_epoch: i32, replicas: Vec<i32>, isr: Vec<i32>, now_ms: i64) -> Result<(), ApiError> {
+        let mut log = self.log.lock();
+        log.assign_epoch_start(leader_epoch).map_err(|e| ApiError::from(&e))?;
+        let end = log.log_end_offset();
+        let mut replica = self.replica.lock();
+        let followers = replicas
+            .iter()
+            .filter(|&&id| id != self.local_id)
+            .map(|&id| {
+                let caught_up = if isr.contains(&id) { now_ms } else { 0 };
+                (id, FollowerProgress { log_end_offset: -1, last_caught_up_ms: caught_up, last_fetch_leader_end: -1, last_fetch_ms: 0 })
+            })
+            .collect();
+        *replica = ReplicaState {
+            role: Role::Leader,
+            leader_epoch,
+            partition_epoch,
+            replicas,
+            isr,
+            followers,
+            pending_isr_change: false,
+        };
+        self.leader_epoch.store(leader_epoch, Ordering::Release);
+        let hw = self.high_watermark().min(end);
+        let hw = Self::leader_high_watermark(&replica, self.local_id, end, hw);
+        drop(replica);
+        self.offsets_watch.send_replace(LogOffsets { log_end_offset: end, high_watermark: hw });
+        Ok(())
+    }
+
+    /// Makes this replica a follower of `leader_id` (Kafka's `makeFollower`).
+    /// Waiting `acks=all` produces end with NOT_LEADER_OR_FOLLOWER.
+    pub fn become_follower(&self, leader_id: i32, leader_epoch: i32, partition_epoch: i32) {
+        let log = self.log.lock();
+        let end = log.log_end_offset();
+        let mut replica = self.replica.lock();
+        replica.role = Role::Follower { leader_id };
+        replica.leader_epoch = leader_epoch;
+        replica.partition_epoch = partition_epoch;
+        replica.followers.clear();
+        replica.pending_isr_change = false;
+        self.leader_epoch.store(leader_epoch, Ordering::Release);
+        drop(replica);
+        let hw = self.high_watermark().min(end);
+        self.offsets_watch.send_replace(LogOffsets { log_end_offset: end, high_watermark: hw });
+    }
+
+    /// The controller committed an ISR change (or refused one): the new ISR
+    /// and partition epoch apply, the pending change is over.
+    pub fn apply_isr(&self, partition_epoch: i32, isr: Vec<i32>) {
+        let end = self.log.lock().log_end_offset();
+        let mut replica = self.replica.lock();
+        if partition_epoch >= replica.partition_epoch {
+            replica.partition_epoch = partition_epoch;
+            replica.isr = isr;
+        }
+        replica.pending_isr_change = false;
+        let hw = Self::leader_high_watermark(&replica, self.local_id, end, self.high_watermark());
+        drop(replica);
+        self.publish(end, hw);
+    }
+
+    /// Forgets a pending ISR change that failed, so the next check may send another.
+    pub fn clear_pending_isr_change(&self) {
+        self.replica.lock().pending_isr_change = false;
+    }
+
+    /// HW on the leader: the least log end offset over the ISR (the leader's
+    /// own included; followers not heard from yet count as unknown, holding it
+    /// back), never below `current` (it only moves forward).
+    fn leader_high_watermark(replica: &ReplicaState, local_id: i32, leader_end: i64, current: i64) -> i64 {
+        if replica.role != Role::Leader {
+            return current.min(leader_end);
+        }
+        let mut hw = leader_end;
+        for id in &replica.isr {
+            if *id == local_id {
+                continue;
+            }
+            match replica.followers.get(id) {
+                Some(f) if f.log_end_offset >= 0 => hw = hw.min(f.log_end_offset),
+                _ => return current.min(leader_end),
+            }
+        }
+        hw.max(current).min(leader_end)
+    }
+
+    fn publish(&self, end: i64, hw: i64) {
+        self.offsets_watch.send_if_modified(|o| {
+            let new = LogOffsets { log_end_offset: end, high_watermark: hw };
+            let changed = *o != new;
+            *o = new;
+            changed
+        });
+    }
+
+    /// A follower's fetch on the leader: checks its epoch and that it is an
+    /// assigned replica, and whether its last fetched epoch diverges from this
+    /// log (then it must truncate; its progress is not recorded). Otherwise
+    /// records its log end (= its fetch offset), advances the high watermark
+    /// and returns the ISR change to propose when it caught up while outside
+    /// the ISR (Kafka's `updateFollowerFetchState` + `maybeExpandIsr`).
+    pub fn follower_fetch(
+        &self,
+        replica_id: i32,
+        current_leader_epoch: i32,
+        fetch_offset: i64,
+        last_fetched_epoch: i32,
+        now_ms: i64,
+    ) -> Result<(FollowerFetch, Option<IsrChange>), ResponseError> {
+        self.check_current_leader_epoch(current_leader_epoch)?;
+        let log = self.log.lock();
+        let end = log.log_end_offset();
+        if last_fetched_epoch >= 0 {
+            let (epoch, end_offset) = log.end_offset_for_epoch(last_fetched_epoch);
+            if epoch < last_fetched_epoch || end_offset < fetch_offset {
+                return Ok((FollowerFetch::Diverging { epoch, end_offset }, None));
+            }
+        }
+        if fetch_offset < log.log_start_offset() || fetch_offset > end {
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        let epoch_start = log.leader_epochs().latest().map(|e| e.start_offset).unwrap_or(0);
+        let mut replica = self.replica.lock();
+        if replica.role != Role::Leader {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
+        let Some(progress) = replica.followers.get_mut(&replica_id) else {
+            return Err(ResponseError::NotLeaderOrFollower);
+        };
+        // Kafka's rule: caught up if it fetched the log end, or, as of its
+        // previous fetch, it had then reached what the leader had then.
+        if fetch_offset >= end {
+            progress.last_caught_up_ms = now_ms;
+        } else if progress.last_fetch_leader_end >= 0 && fetch_offset >= progress.last_fetch_leader_end {
+            progress.last_caught_up_ms = progress.last_caught_up_ms.max(progress.last_fetch_ms);
+        }
+        progress.log_end_offset = fetch_offset;
+        progress.last_fetch_leader_end = end;
+        progress.last_fetch_ms = now_ms;
+        let hw = Self::leader_high_watermark(&replica, self.local_id, end, self.high_watermark());
+        // Expansion (Kafka's isFollowerInSync): caught up to the HW and into the current epoch.
+        let expand = !replica.pending_isr_change
+            && !replica.isr.contains(&replica_id)
+            && fetch_offset >= hw
+            && fetch_offset >= epoch_start;
+        let change = expand.then(|| {
+            replica.pending_isr_change = true;
+            let mut new_isr = replica.isr.clone();
+            new_isr.push(replica_id);
+            IsrChange { leader_epoch: replica.leader_epoch, partition_epoch: replica.partition_epoch, new_isr }
+        });
+        drop(replica);
+        drop(log);
+        self.publish(end, hw);
+        Ok((FollowerFetch::Read, change))
+    }
+
+    /// On the leader: the ISR without the followers that have not caught up
+    /// for `lag_time_max_ms` (Kafka's `maybeShrinkIsr`), if that changes it
+    /// and no other change is pending.
+    pub fn isr_shrink_proposal(&self, lag_time_max_ms: i64, now_ms: i64) -> Option<IsrChange> {
+        if self.replica.lock().followers.is_empty() {
+            return None; // a single node: nothing to shrink, and no log lock taken
+        }
+        let end = self.log.lock().log_end_offset();
+        let mut replica = self.replica.lock();
+        if replica.role != Role::Leader || replica.pending_isr_change {
+            return None;
+        }
+        let lagging = |id: &i32| {
+            replica.followers.get(id).is_some_and(|f| f.log_end_offset < end && now_ms - f.last_caught_up_ms > lag_time_max_ms)
+        };
+        let new_isr: Vec<i32> = replica.isr.iter().copied().filter(|id| *id == self.local_id || !lagging(id)).collect();
+        if new_isr.len() == replica.isr.len() {
+            return None;
+        }
+        replica.pending_isr_change = true;
+        Some(IsrChange { leader_epoch: replica.leader_epoch, partition_epoch: replica.partition_epoch, new_isr })
+    }
+
+    /// On a follower: the leader's high watermark, bounded by this log's end.
+    pub fn update_follower_high_watermark(&self, leader_high_watermark: i64) {
+        let end = self.log.lock().log_end_offset();
+        self.publish(end, leader_high_watermark.min(end).max(0));
+    }
+
+    /// On a follower: appends batches fetched from the leader, with their
+    /// offsets and epochs. Idempotent-producer state follows the batches.
+    pub fn append_as_follower(&self, batches: &[u8]) -> Result<AppendInfo, ApiError> {
+        let mut producers = self.producers.lock();
+        let mut log = self.log.lock();
+        let info = log.append_as_follower(batches).map_err(|e| ApiError::from(&e))?;
+        let mut pos = 0;
+        while pos < batches.len() {
+            let Ok(header) = BatchHeader::parse(&batches[pos..]) else { break };
+            producers.record(&header, header.base_offset);
+            pos += header.total_size();
+        }
+        let end = log.log_end_offset();
+        drop(log);
+        self.publish(end, self.high_watermark().min(end));
+        Ok(info)
+    }
+
+    /// On a follower: drops the log from `offset` on (a tail that diverged
+    /// from the leader), rebuilds idempotent-producer state from what is
+    /// left, and lowers the high watermark if it was past the new end.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64, ApiError> {
+        let mut producers = self.producers.lock();
+        let mut log = self.log.lock();
+        let end = log.truncate_to(offset).map_err(|e| ApiError::from(&e))?;
+        *producers = rebuild_producer_states(&log, &self.topic, self.index);
+        drop(log);
+        self.publish(end, self.high_watermark().min(end));
+        Ok(end)
+    }
+
+    /// Waits until every ISR member has `last_offset` (the high watermark
+    /// passed it), for `acks=all`. Then, as Kafka's DelayedProduce does,
+    /// answers NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR has shrunk below
+    /// `min.insync.replicas` meanwhile; NOT_LEADER_OR_FOLLOWER if leadership
+    /// moved; REQUEST_TIMED_OUT at the deadline.
+    pub async fn wait_replicated(&self, last_offset: i64, deadline: tokio::time::Instant) -> Result<(), ApiError> {
+        let mut rx = self.offsets_watch.subscribe();
+        let reached = |o: &LogOffsets| o.high_watermark > last_offset;
+        loop {
+            if !self.is_leader() {
+                return Err(ApiError::new(ResponseError::NotLeaderOrFollower, "leadership moved before the ISR had the records"));
+            }
+            if reached(&rx.borrow_and_update()) {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(ApiError::new(ResponseError::NotLeaderOrFollower, "partition closed")),
+                Err(_) => return Err(ApiError::new(ResponseError::RequestTimedOut, "timed out waiting for the in-sync replicas")),
+            }
+        }
+        let isr = self.replica.lock().isr.len() as i32;
+        let min_isr = self.min_insync_replicas();
+        if isr < min_isr {
+            return Err(ApiError::new(
+                ResponseError::NotEnoughReplicasAfterAppend,
+                format!("the in-sync replica set shrank to {isr} member(s), below min.insync.replicas={min_isr}, after the append"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Size of the ISR now (the produce path checks it against `min.insync.replicas`).
+    pub fn isr_size(&self) -> usize {
+        self.replica.lock().isr.len()
     }
 
     pub fn max_message_bytes(&self) -> usize {
@@ -133,7 +515,11 @@ impl Partition {
         }
         let info = {
             let mut log = self.log.lock();
-            let appended = log.append(batches, self.leader_epoch, now_ms);
+            let replica = self.replica.lock();
+            if replica.role != Role::Leader {
+                return Err(ApiError::new(ResponseError::NotLeaderOrFollower, format!("this broker is not the leader of {}-{}", self.topic, self.index)));
+            }
+            let appended = log.append(batches, replica.leader_epoch, now_ms);
             let info = match appended {
                 Ok(info) => info,
                 Err(e) => {
@@ -144,7 +530,9 @@ impl Partition {
                 }
             };
             self.write_errors.succeeded(&self.topic, self.index);
-            self.high_watermark.send_replace(log.log_end_offset());
+            let end = log.log_end_offset();
+            let hw = Self::leader_high_watermark(&replica, self.local_id, end, self.high_watermark());
+            self.offsets_watch.send_replace(LogOffsets { log_end_offset: end, high_watermark: hw });
             info
         };
         let mut offset = info.first_offset;
@@ -197,9 +585,15 @@ impl Partition {
     /// Plans a read of whole batches up to the high watermark without
     /// reading them: fetches send the planned region from the file.
     pub fn read_plan(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<(ReadPlan, PartitionOffsets), StorageError> {
+        self.read_plan_to(offset, max_bytes, min_one_batch, false)
+    }
+
+    /// [`Partition::read_plan`], up to the log end instead for a follower's fetch (`to_log_end`).
+    pub fn read_plan_to(&self, offset: i64, max_bytes: usize, min_one_batch: bool, to_log_end: bool) -> Result<(ReadPlan, PartitionOffsets), StorageError> {
         let log = self.log.lock();
-        let offsets = PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: log.log_end_offset() };
-        let plan = log.read_plan(offset, offsets.high_watermark, max_bytes, min_one_batch)?;
+        let offsets = PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: self.high_watermark() };
+        let limit = if to_log_end { log.log_end_offset() } else { offsets.high_watermark };
+        let plan = log.read_plan(offset, limit, max_bytes, min_one_batch)?;
         Ok((plan, offsets))
     }
 
@@ -207,15 +601,19 @@ impl Partition {
         format!("{}-{}", self.topic, self.index)
     }
 
-    /// A receiver that changes whenever the high watermark moves (fetch long polling).
-    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
-        self.high_watermark.subscribe()
+    /// A receiver that changes whenever the log end or the high watermark moves (fetch long polling).
+    pub fn watch_offsets(&self) -> watch::Receiver<LogOffsets> {
+        self.offsets_watch.subscribe()
     }
 
     pub fn with_log<R>(&self, f: impl FnOnce(&mut Log) -> R) -> R {
         let mut log = self.log.lock();
         let r = f(&mut log);
-        self.high_watermark.send_replace(log.log_end_offset());
+        let end = log.log_end_offset();
+        let replica = self.replica.lock();
+        let hw = Self::leader_high_watermark(&replica, self.local_id, end, self.high_watermark());
+        drop(replica);
+        self.publish(end, hw);
         r
     }
 
@@ -241,6 +639,18 @@ impl Partition {
         let mut log = self.log.lock();
         f(&mut log)
     }
+}
+
+/// Idempotent producers' sequences from the batch headers of the active
+/// segment, so a retry that spans a restart or a truncation is still detected.
+fn rebuild_producer_states(log: &Log, topic: &str, index: i32) -> ProducerStates {
+    let mut producers = ProducerStates::default();
+    let scan_from = log.active_segment_base().max(log.log_start_offset());
+    if let Err(e) = runnel_storage::log::for_each_batch(log, scan_from, |h| producers.record(h, h.base_offset)) {
+        tracing::warn!(%topic, partition = index, error = %e, "could not rebuild producer state; sequences restart");
+        producers = ProducerStates::default();
+    }
+    producers
 }
 
 /// ERROR lines for failed writes, at most one per partition every

@@ -2,8 +2,10 @@
 //! creation, deletion and configs (persisted through the storage engine's
 //! [`MetaStore`]), and the background retention task.
 //!
-//! On a single node this broker leads every partition; the structure leaves
-//! room for replicas (each partition carries a leader epoch).
+//! On a single node this broker leads every partition with an ISR of itself.
+//! Replication roles are set through [`ReplicaManager::become_leader`] and
+//! [`ReplicaManager::become_follower`] (the seam the controller drives);
+//! ISR changes the leader wants go out through an [`AlterPartitionSender`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,7 +19,37 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::error::ApiError;
-use crate::partition::Partition;
+use crate::partition::{IsrChange, Partition};
+
+/// Sends a leader's ISR change to the controller (Kafka's AlterPartition).
+/// The controller checks the leader epoch and partition epoch, so a stale or
+/// paused leader is fenced; it answers the committed partition epoch and ISR,
+/// or the error (FENCED_LEADER_EPOCH, INVALID_UPDATE_VERSION, ...).
+pub trait AlterPartitionSender: Send + Sync {
+    fn alter_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        change: IsrChange,
+    ) -> futures::future::BoxFuture<'static, Result<(i32, Vec<i32>), ResponseError>>;
+}
+
+/// A single node: the ISR is always {self}, so there is never a change to send.
+pub struct NoController;
+
+impl AlterPartitionSender for NoController {
+    fn alter_partition(
+        &self,
+        _topic: &str,
+        _partition: i32,
+        _change: IsrChange,
+    ) -> futures::future::BoxFuture<'static, Result<(i32, Vec<i32>), ResponseError>> {
+        Box::pin(std::future::ready(Err(ResponseError::NotController)))
+    }
+}
+
+/// Kafka's `replica.lag.time.max.ms` default.
+pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: i64 = 30_000;
 
 /// Kafka's limit on topic name length.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
@@ -54,6 +86,14 @@ pub struct ReplicaManager {
     topic_ids: RwLock<HashMap<Uuid, Arc<Topic>>>,
     /// Serializes topic creation, deletion and config changes.
     admin_lock: Mutex<()>,
+    alter_partition: RwLock<Arc<dyn AlterPartitionSender>>,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    replica_lag_time_max_ms: std::sync::atomic::AtomicI64,
+    /// Where the other brokers are (node id → address), for the replica fetchers.
+    broker_addresses: RwLock<HashMap<i32, std::net::SocketAddr>>,
+    /// Leaders a replica fetcher task runs for ([`crate::replica_fetcher`]).
+    fetchers: Mutex<std::collections::HashSet<i32>>,
+    shut_down: std::sync::atomic::AtomicBool,
 }
 
 const DELETING_SUFFIX: &str = ".deleting";
@@ -186,6 +226,11 @@ impl ReplicaManager {
             topics: RwLock::new(BTreeMap::new()),
             topic_ids: RwLock::new(HashMap::new()),
             admin_lock: Mutex::new(()),
+            alter_partition: RwLock::new(Arc::new(NoController)),
+            replica_lag_time_max_ms: std::sync::atomic::AtomicI64::new(DEFAULT_REPLICA_LAG_TIME_MAX_MS),
+            broker_addresses: RwLock::new(HashMap::new()),
+            fetchers: Mutex::new(std::collections::HashSet::new()),
+            shut_down: std::sync::atomic::AtomicBool::new(false),
         };
         for topic in topics {
             let log_config = manager.log_config_for(&topic.configs)?;
@@ -193,7 +238,7 @@ impl ReplicaManager {
             let mut partitions = Vec::with_capacity(topic.partitions as usize);
             for index in 0..topic.partitions as i32 {
                 let log = Log::open(&manager.data_dir.partition_dir(&topic.name, index), log_config.clone())?;
-                partitions.push(Partition::new(name.clone(), index, log));
+                partitions.push(Partition::new(name.clone(), index, log, manager.config.node_id));
             }
             let topic = Arc::new(Topic {
                 internal: topic.name.starts_with("__"),
@@ -293,7 +338,7 @@ impl ReplicaManager {
         let mut parts = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
             let log = Log::open(&self.data_dir.partition_dir(name, index), log_config.clone()).map_err(storage_err)?;
-            parts.push(Partition::new(arc_name.clone(), index, log));
+            parts.push(Partition::new(arc_name.clone(), index, log, self.config.node_id));
         }
         // Metadata last: a crash before this leaves only empty partition dirs, which a later create reuses.
         self.meta.put(&meta).map_err(storage_err)?;
@@ -373,7 +418,7 @@ impl ReplicaManager {
         let mut added = Vec::new();
         for index in current..total {
             let log = Log::open(&self.data_dir.partition_dir(name, index), log_config.clone()).map_err(|e| ApiError::from(&e))?;
-            added.push(Partition::new(topic.name.clone(), index, log));
+            added.push(Partition::new(topic.name.clone(), index, log, self.config.node_id));
         }
         let meta = TopicMeta {
             name: name.to_string(),
@@ -414,6 +459,117 @@ impl ReplicaManager {
         Ok(())
     }
 
+    /// The leaders replica fetchers run for (see [`crate::replica_fetcher`]).
+    pub fn fetchers(&self) -> &Mutex<std::collections::HashSet<i32>> {
+        &self.fetchers
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Sets who carries ISR changes to the controller.
+    pub fn set_alter_partition_sender(&self, sender: Arc<dyn AlterPartitionSender>) {
+        *self.alter_partition.write() = sender;
+    }
+
+    pub fn set_replica_lag_time_max_ms(&self, ms: i64) {
+        self.replica_lag_time_max_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn replica_lag_time_max_ms(&self) -> i64 {
+        self.replica_lag_time_max_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records where broker `node_id` listens (the replica fetcher connects there).
+    pub fn set_broker_address(&self, node_id: i32, address: std::net::SocketAddr) {
+        self.broker_addresses.write().insert(node_id, address);
+    }
+
+    pub fn broker_address(&self, node_id: i32) -> Option<std::net::SocketAddr> {
+        self.broker_addresses.read().get(&node_id).copied()
+    }
+
+    fn hosted(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, ApiError> {
+        self.partition(topic, partition).ok_or_else(|| {
+            ApiError::new(ResponseError::UnknownTopicOrPartition, format!("{topic}-{partition} is not hosted by this broker"))
+        })
+    }
+
+    /// Makes this broker the leader of `topic`-`partition` at `leader_epoch`
+    /// with these replicas and ISR (Kafka's `makeLeader`, driven by the controller).
+    pub fn become_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+    ) -> Result<(), ApiError> {
+        let hosted = self.hosted(topic, partition)?;
+        hosted.become_leader(leader_epoch, partition_epoch, replicas, isr, crate::now_ms())?;
+        tracing::info!(topic, partition, leader_epoch, partition_epoch, "became leader");
+        Ok(())
+    }
+
+    /// Makes this broker a follower of `leader_id` for `topic`-`partition`
+    /// (Kafka's `makeFollower`); the replica fetcher takes it from there.
+    pub fn become_follower(self: &Arc<Self>, topic: &str, partition: i32, leader_id: i32, leader_epoch: i32, partition_epoch: i32) -> Result<(), ApiError> {
+        let hosted = self.hosted(topic, partition)?;
+        hosted.become_follower(leader_id, leader_epoch, partition_epoch);
+        tracing::info!(topic, partition, leader_id, leader_epoch, partition_epoch, "became follower");
+        crate::replica_fetcher::ensure_fetcher(self, leader_id);
+        Ok(())
+    }
+
+    /// Sends an ISR change to the controller in the background and applies
+    /// what it committed; a refusal or failure is logged and the change may
+    /// be proposed again later.
+    pub fn propose_isr_change(&self, partition: Arc<Partition>, change: IsrChange) {
+        let sender = self.alter_partition.read().clone();
+        let request = sender.alter_partition(&partition.topic, partition.index, change.clone());
+        tokio::spawn(async move {
+            match request.await {
+                Ok((partition_epoch, isr)) => {
+                    tracing::info!(topic = %partition.topic, partition = partition.index, partition_epoch, ?isr, "ISR changed");
+                    partition.apply_isr(partition_epoch, isr);
+                }
+                Err(error) => {
+                    tracing::warn!(topic = %partition.topic, partition = partition.index, ?change, ?error, "the controller refused the ISR change");
+                    partition.clear_pending_isr_change();
+                }
+            }
+        });
+    }
+
+    /// One round of Kafka's `isr-expiration` check: every led partition drops
+    /// followers that have not caught up within `replica.lag.time.max.ms`.
+    pub fn shrink_lagging_isrs(&self, now_ms: i64) {
+        let lag = self.replica_lag_time_max_ms();
+        for topic in self.topics() {
+            for partition in topic.partitions() {
+                if let Some(change) = partition.isr_shrink_proposal(lag, now_ms) {
+                    self.propose_isr_change(partition.clone(), change);
+                }
+            }
+        }
+    }
+
+    /// Starts the ISR expiration task: every half `replica.lag.time.max.ms`
+    /// as Kafka, but at least every second (so a changed setting applies soon).
+    pub fn start_isr_expiration_task(self: &Arc<Self>) {
+        let manager = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(period) = manager.upgrade().map(|m| (m.replica_lag_time_max_ms() / 2).clamp(5, 1_000)) else { return };
+                tokio::time::sleep(Duration::from_millis(period as u64)).await;
+                let Some(manager) = manager.upgrade() else { return };
+                manager.shrink_lagging_isrs(crate::now_ms());
+            }
+        });
+    }
+
     /// Runs retention over every partition now.
     pub fn enforce_retention(&self, now_ms: i64) {
         for topic in self.topics() {
@@ -450,6 +606,7 @@ impl ReplicaManager {
 
     /// Flushes and closes every log (clean shutdown).
     pub fn shutdown(&self) {
+        self.shut_down.store(true, std::sync::atomic::Ordering::Release);
         for topic in self.topics() {
             for partition in topic.partitions() {
                 if let Err(e) = partition.close() {

@@ -469,6 +469,29 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             names.dedup();
             check(names.contains(&TOPIC) && names.windows(2).all(|w| w[0] < w[1]) && rest.next_cursor.is_none(), || format!("paged topics: {names:?}"))
         }
+        ApiKey::OffsetForLeaderEpoch => {
+            // Epoch 0 is the single node's current epoch: it ends at the log end.
+            let partition = |current: i32| {
+                offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(current)
+                    .with_leader_epoch(0)
+            };
+            let req = OffsetForLeaderEpochRequest::default().with_topics(vec![offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(topic_name(TOPIC))
+                .with_partitions(vec![partition(-1)])]);
+            let req = if v >= 3 { req.with_replica_id(BrokerId(-1)) } else { req };
+            let resp = client.try_request(v, &req).await?;
+            let p = &resp.topics[0].partitions[0];
+            check(p.error_code == 0 && p.leader_epoch == 0 && p.end_offset >= RECORDS, || format!("offset for leader epoch: {p:?}"))?;
+            // A current leader epoch newer than the broker's: UNKNOWN_LEADER_EPOCH (75).
+            let req = OffsetForLeaderEpochRequest::default().with_topics(vec![offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(topic_name(TOPIC))
+                .with_partitions(vec![partition(5)])]);
+            let resp = client.try_request(v, &req).await?;
+            let p = &resp.topics[0].partitions[0];
+            check(p.error_code == 75 && p.end_offset == -1 && p.leader_epoch == -1, || format!("newer current epoch: {p:?}"))
+        }
         other => Err(format!("no request builder for {other:?}: add one to this test")),
     }
 }
@@ -583,6 +606,12 @@ async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Resu
                 let req = DescribeTopicPartitionsRequest::default()
                     .with_topics(vec![describe_topic_partitions_request::TopicRequest::default().with_name(topic_name(MISSING))]);
                 refused(client.try_request(v, &req).await?.topics.first().map(|t| t.error_code))
+            }
+            ApiKey::OffsetForLeaderEpoch => {
+                let req = OffsetForLeaderEpochRequest::default().with_topics(vec![offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                    .with_topic(topic_name(MISSING))
+                    .with_partitions(vec![offset_for_leader_epoch_request::OffsetForLeaderPartition::default().with_partition(0).with_leader_epoch(0)])]);
+                refused(client.try_request(v, &req).await?.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code))
             }
             _ => Err(String::from("no probe")),
         }

@@ -6,6 +6,10 @@
 //! - Only the active (last) segment can have bytes that are not yet fsynced;
 //!   a segment is fsynced before a new active segment is created.
 //! - A read never returns part of a batch.
+//! - The leader-epoch cache ([`crate::leader_epoch`]) covers exactly the
+//!   batches in the log: appends extend it (before the bytes are written),
+//!   truncations and log-start moves trim it, and opening the log trims it to
+//!   the log end and adds what the active segment holds beyond it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,6 +22,7 @@ use bytes::Bytes;
 use crate::batch::{assign_offsets, BatchHeader, BATCH_HEADER_LEN};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
+use crate::leader_epoch::LeaderEpochCache;
 use crate::meta::write_atomically;
 use crate::quarantine::Quarantined;
 use crate::segment::{Segment, Walk};
@@ -97,6 +102,8 @@ pub struct Log {
     closed: bool,
     /// What recovery cut from this log when it was opened.
     quarantined: Vec<Quarantined>,
+    /// First offset of every leader epoch in the log.
+    epochs: LeaderEpochCache,
 }
 
 /// Logs what recovery cut: a torn final write (routine after a crash) as a
@@ -180,9 +187,11 @@ impl Log {
             synced_offset: 0,
             closed: false,
             quarantined,
+            epochs: LeaderEpochCache::empty(dir),
         };
         let end = log.log_end_offset();
         log.log_start_offset = checkpoint.unwrap_or(first_base).clamp(first_base, end);
+        log.load_leader_epochs()?;
         // Whatever survived is made durable once, so durable_offset is truthful from here on.
         log.active().file.sync_data().map_err(|e| StorageError::io(log.active().log_path(), e))?;
         log.synced_offset = end;
@@ -190,6 +199,38 @@ impl Log {
             std::fs::remove_file(&marker).map_err(|e| StorageError::io(&marker, e))?;
         }
         Ok(log)
+    }
+
+    /// Loads the leader-epoch checkpoint, trims it to the log, and adds the
+    /// epochs of batches it does not know yet. Without a checkpoint (a log
+    /// written before epochs were tracked) or with an unreadable one, the
+    /// cache is rebuilt from every batch header.
+    fn load_leader_epochs(&mut self) -> Result<()> {
+        let end = self.log_end_offset();
+        let (mut epochs, scan_from, mut changed) = match LeaderEpochCache::load(&self.dir) {
+            Ok(Some(mut loaded)) => {
+                // Entries past the log end are left by a crash between a truncation and its checkpoint.
+                let trimmed = loaded.truncate_from_end_in_memory(end);
+                (loaded, self.active_segment_base(), trimmed)
+            }
+            Ok(None) => (LeaderEpochCache::empty(&self.dir), self.log_start_offset, false),
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable leader-epoch checkpoint; rebuilding it from the batch headers");
+                (LeaderEpochCache::empty(&self.dir), self.log_start_offset, true)
+            }
+        };
+        for_each_batch(self, scan_from, |h| {
+            // Only newer epochs: a scan of part of the log must not contradict older entries.
+            if epochs.latest_epoch().is_none_or(|latest| h.partition_leader_epoch > latest) {
+                changed |= epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);
+            }
+        })?;
+        changed |= epochs.truncate_from_start_in_memory(self.log_start_offset);
+        if changed {
+            epochs.flush()?;
+        }
+        self.epochs = epochs;
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -252,6 +293,8 @@ impl Log {
             self.roll(now_ms)?;
         }
         let first_offset = self.log_end_offset();
+        // Recorded before the write, as Kafka does: an entry without data is harmless, data without one is not.
+        self.epochs.assign(leader_epoch, first_offset)?;
         let append_time = (self.config.timestamp_type == TimestampType::LogAppendTime).then_some(now_ms);
         let last_offset = assign_offsets(batches, first_offset, leader_epoch, append_time);
         let interval = self.config.index_interval_bytes;
@@ -264,17 +307,39 @@ impl Log {
         })
     }
 
-    /// Appends batches that already carry their offsets (a replica copying
-    /// from its leader, or tests). The first batch must start at the log end.
-    pub fn append_with_offsets(&mut self, batches: &[u8]) -> Result<AppendInfo> {
-        let first = BatchHeader::parse(batches)?;
+    /// Appends batches copied from the leader, keeping their offsets and
+    /// leader epochs (a follower's append). Every batch must be whole and
+    /// pass its CRC, the first must start at the log end and each next one
+    /// where the previous ended; otherwise nothing is appended and the error
+    /// says why. The leader-epoch cache learns every new epoch.
+    pub fn append_as_follower(&mut self, batches: &[u8]) -> Result<AppendInfo> {
+        if self.closed {
+            return Err(StorageError::io(&self.dir, std::io::Error::other("log is closed")));
+        }
         let end = self.log_end_offset();
-        if first.base_offset != end {
-            return Err(crate::batch::BatchError::Invalid(format!(
-                "batch starts at offset {} but the log ends at {end}",
-                first.base_offset
-            ))
-            .into());
+        let mut headers = Vec::new();
+        let mut pos = 0usize;
+        let mut expected = end;
+        while pos < batches.len() {
+            let header = crate::batch::check_stored_batch(&batches[pos..]).map_err(|e| {
+                crate::batch::BatchError::Corrupt(format!("replicated batch at byte {pos} (expected offset {expected}): {e}"))
+            })?;
+            if header.base_offset != expected || header.last_offset_delta < 0 {
+                return Err(crate::batch::BatchError::Invalid(format!(
+                    "replicated batch starts at offset {} (last offset delta {}) but the log expects {expected} (log end {end})",
+                    header.base_offset, header.last_offset_delta
+                ))
+                .into());
+            }
+            expected = header.next_offset();
+            pos += header.total_size();
+            headers.push(header);
+        }
+        if headers.is_empty() {
+            return Err(crate::batch::BatchError::Corrupt("no batch to append".into()).into());
+        }
+        for header in &headers {
+            self.epochs.assign(header.partition_leader_epoch, header.base_offset)?;
         }
         let now = now_ms();
         if self.should_roll(batches.len(), now) {
@@ -288,6 +353,31 @@ impl Log {
             log_append_time: -1,
             log_start_offset: self.log_start_offset,
         })
+    }
+
+    /// The leader-epoch cache (read only; the log keeps it in step with its batches).
+    pub fn leader_epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    /// Kafka's `endOffsetForEpoch`: the largest known epoch <= `epoch` and
+    /// where it ends; `(-1, -1)` when unknown (see [`LeaderEpochCache::end_offset_for`]).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// The latest leader epoch in the log, if any batch carries one.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// A new leader's epoch starts at the log end (Kafka assigns it when the
+    /// replica becomes leader, before it writes), so OffsetForLeaderEpoch for
+    /// the previous epoch answers exactly where it ended.
+    pub fn assign_epoch_start(&mut self, epoch: i32) -> Result<()> {
+        let end = self.log_end_offset();
+        self.epochs.assign(epoch, end)?;
+        Ok(())
     }
 
     /// First offset still in the log.
@@ -425,6 +515,7 @@ impl Log {
             self.log_start_offset = target;
             self.write_log_start_checkpoint()?;
             self.delete_segments_below_start()?;
+            self.epochs.truncate_from_start(self.log_start_offset)?;
         }
         Ok(self.log_start_offset)
     }
@@ -477,21 +568,27 @@ impl Log {
         }
         if outcome.segments_deleted > 0 {
             self.write_log_start_checkpoint()?;
+            self.epochs.truncate_from_start(self.log_start_offset)?;
         }
         outcome.log_start_offset = self.log_start_offset;
         Ok(outcome)
     }
 
-    /// Removes everything at and above `offset` (for a future follower).
-    /// Cuts at the start of the batch containing `offset`.
-    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+    /// Removes everything at and above `offset` (a follower dropping a tail
+    /// that diverged from its leader), cutting at the start of the batch
+    /// that contains `offset`; returns the new log end offset. Crash-safe:
+    /// segments are deleted from the last one down (a crash leaves a shorter
+    /// log, never a gap), the cut is fsynced, then the leader-epoch cache is
+    /// trimmed (a crash before that is repaired by [`Log::open`]). The caller
+    /// rebuilds what it derives from the batches (idempotent-producer state).
+    pub fn truncate_to(&mut self, offset: i64) -> Result<i64> {
         if offset >= self.log_end_offset() {
-            return Ok(());
+            return Ok(self.log_end_offset());
         }
         let offset = offset.max(self.log_start_offset);
         // Segments starting at or after `offset` go entirely, except the first (kept, emptied).
         let first_base = self.segments.keys().next().copied().unwrap_or(0);
-        let doomed: Vec<i64> = self.segments.range(offset..).map(|(&b, _)| b).filter(|&b| b != first_base).collect();
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(&b, _)| b).filter(|&b| b != first_base).rev().collect();
         for base in doomed {
             if let Some(segment) = self.segments.remove(&base) {
                 segment.delete_files()?;
@@ -501,9 +598,18 @@ impl Log {
         if let Some((position, header)) = active.locate(offset)? {
             active.truncate_at(position, header.base_offset)?;
         }
+        let active = self.active();
+        active.file.sync_all().map_err(|e| StorageError::io(active.log_path(), e))?;
+        crate::meta::sync_dir(&self.dir)?;
         let end = self.log_end_offset();
         self.synced_offset = self.synced_offset.min(end);
-        Ok(())
+        if end < self.log_start_offset {
+            // The cut batch straddled the log start (DeleteRecords inside a batch): the log start follows it down.
+            self.log_start_offset = end;
+            self.write_log_start_checkpoint()?;
+        }
+        self.epochs.truncate_from_end(end)?;
+        Ok(end)
     }
 
     /// Base offset of the active segment (where recovery-time scans start).

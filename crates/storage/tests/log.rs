@@ -344,6 +344,137 @@ fn truncate_to_cuts_at_a_batch_boundary() {
     assert_eq!(first, 30);
 }
 
+fn append_in_epoch(log: &mut Log, n: usize, ts: i64, epoch: i32) -> (i64, i64) {
+    let mut b = batch(&values(n, 7), ts);
+    validate_batches(&b, usize::MAX).expect("test batches are valid");
+    let info = log.append(&mut b, epoch, ts).unwrap();
+    (info.first_offset, info.last_offset)
+}
+
+/// Every byte of `log` from `offset` to its end, as whole batches.
+fn all_bytes_from(log: &Log, mut offset: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while offset < log.log_end_offset() {
+        let bytes = log.read_plan(offset, log.log_end_offset(), 1 << 20, true).unwrap().read().unwrap();
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let h = BatchHeader::parse(&bytes[pos..]).unwrap();
+            pos += h.total_size();
+            offset = h.next_offset();
+        }
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+fn epoch_entries(log: &Log) -> Vec<(i32, i64)> {
+    log.leader_epochs().entries().iter().map(|e| (e.epoch, e.start_offset)).collect()
+}
+
+#[test]
+fn leader_epochs_are_recorded_on_append_checkpointed_and_rebuilt_without_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("leader-epoch-checkpoint");
+    {
+        let mut log = Log::open(dir.path(), small_segments()).unwrap();
+        for i in 0..10 {
+            append_in_epoch(&mut log, 3, i, 0); // offsets 0..30
+        }
+        for i in 0..10 {
+            append_in_epoch(&mut log, 2, i, 4); // 30..50
+        }
+        append_in_epoch(&mut log, 1, 0, 7); // 50
+        assert_eq!(epoch_entries(&log), vec![(0, 0), (4, 30), (7, 50)]);
+        assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n3\n0 0\n4 30\n7 50\n", "Kafka's file format");
+        assert_eq!(log.end_offset_for_epoch(0), (0, 30));
+        assert_eq!(log.end_offset_for_epoch(5), (4, 50));
+        assert_eq!(log.end_offset_for_epoch(7), (7, 51));
+        assert_eq!(log.end_offset_for_epoch(8), (-1, -1));
+        log.close().unwrap();
+    }
+    // A data directory from before epochs were tracked has no checkpoint: rebuilt from the batch headers.
+    std::fs::remove_file(&checkpoint).unwrap();
+    let log = Log::open(dir.path(), small_segments()).unwrap();
+    assert!(log.segment_count() > 2);
+    assert_eq!(epoch_entries(&log), vec![(0, 0), (4, 30), (7, 50)]);
+    assert_eq!(std::fs::read_to_string(&checkpoint).unwrap(), "0\n3\n0 0\n4 30\n7 50\n");
+    drop(log);
+    // An unreadable checkpoint is rebuilt too, not trusted and not fatal.
+    std::fs::write(&checkpoint, "0\n5\ngarbage").unwrap();
+    let log = Log::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(epoch_entries(&log), vec![(0, 0), (4, 30), (7, 50)]);
+}
+
+#[test]
+fn truncate_to_spans_segments_trims_epochs_and_a_crash_before_the_checkpoint_is_repaired_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    for i in 0..10 {
+        append_in_epoch(&mut log, 3, i, 1); // 0..30
+    }
+    for i in 0..10 {
+        append_in_epoch(&mut log, 3, i, 2); // 30..60
+    }
+    let segments_before = log.segment_count();
+    assert_eq!(log.truncate_to(20).unwrap(), 18, "offset 20 is inside the batch 18..21");
+    assert!(log.segment_count() < segments_before);
+    assert_eq!(log.log_end_offset(), 18);
+    assert_eq!(epoch_entries(&log), vec![(1, 0)]);
+    assert_eq!(log.durable_offset(), 18);
+    // Appends continue at the cut under a new epoch; reads see only the new batches after it.
+    assert_eq!(append_in_epoch(&mut log, 2, 0, 3), (18, 19));
+    assert_eq!(epoch_entries(&log), vec![(1, 0), (3, 18)]);
+    assert_eq!(read_batches(&log, 18, 1000).len(), 1);
+    // A crash between a truncation and its checkpoint: the checkpoint names an epoch past the log end.
+    log.flush().unwrap();
+    drop(log);
+    std::fs::write(dir.path().join("leader-epoch-checkpoint"), "0\n3\n1 0\n3 18\n5 25\n").unwrap();
+    let log = Log::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(log.log_end_offset(), 20);
+    assert_eq!(epoch_entries(&log), vec![(1, 0), (3, 18)]);
+}
+
+#[test]
+fn append_as_follower_keeps_the_leaders_offsets_and_epochs_byte_for_byte() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut leader = Log::open(leader_dir.path(), small_segments()).unwrap();
+    for i in 0..12 {
+        append_in_epoch(&mut leader, 1 + (i % 3) as usize, i, if i < 6 { 2 } else { 5 });
+    }
+    let mut follower = Log::open(follower_dir.path(), small_segments()).unwrap();
+    // Copied in pieces, as fetches would.
+    let mut offset = 0;
+    while offset < leader.log_end_offset() {
+        let chunk = leader.read_plan(offset, leader.log_end_offset(), 100, true).unwrap().read().unwrap();
+        let info = follower.append_as_follower(&chunk).unwrap();
+        assert_eq!(info.first_offset, offset);
+        offset = info.last_offset + 1;
+    }
+    assert_eq!(follower.log_end_offset(), leader.log_end_offset());
+    assert_eq!(all_bytes_from(&follower, 0), all_bytes_from(&leader, 0));
+    assert_eq!(epoch_entries(&follower), epoch_entries(&leader));
+
+    // Refused, and nothing appended: a gap, an overlap, a flipped bit, a torn batch.
+    let end = follower.log_end_offset();
+    let mut next = batch(&values(2, 1), 5);
+    next[0..8].copy_from_slice(&(end + 1).to_be_bytes());
+    let err = follower.append_as_follower(&next).unwrap_err().to_string();
+    assert!(err.contains(&format!("expects {end}")), "{err}");
+    next[0..8].copy_from_slice(&(end - 1).to_be_bytes());
+    assert!(follower.append_as_follower(&next).is_err());
+    next[0..8].copy_from_slice(&end.to_be_bytes());
+    let mut flipped = next.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(follower.append_as_follower(&flipped).unwrap_err().to_string().contains("CRC"));
+    let mut two = next.clone();
+    two.extend_from_slice(&next[..20]);
+    assert!(follower.append_as_follower(&two).is_err(), "a torn second batch refuses the whole append");
+    assert!(follower.append_as_follower(&[]).is_err());
+    assert_eq!(follower.log_end_offset(), end);
+    assert_eq!(follower.append_as_follower(&next).unwrap().first_offset, end, "the right batch is taken");
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Append(usize),
@@ -351,6 +482,8 @@ enum Op {
     Reopen { crash: bool },
     DeleteRecords(u16),
     Retention,
+    Truncate(u16),
+    NewEpoch,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -360,30 +493,34 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(|crash| Op::Reopen { crash }),
         1 => any::<u16>().prop_map(Op::DeleteRecords),
         1 => Just(Op::Retention),
+        1 => any::<u16>().prop_map(Op::Truncate),
+        1 => Just(Op::NewEpoch),
     ]
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Against a model (offset → record count of its batch): offsets stay
-    /// dense, reads return whole batches covering the requested offset, and
-    /// nothing flushed is lost across clean or crash reopens.
+    /// Against a model (batch base → last offset and leader epoch): offsets
+    /// stay dense, reads return whole batches covering the requested offset,
+    /// nothing flushed is lost across clean or crash reopens or truncations,
+    /// and every epoch still in the log ends where the next one starts.
     #[test]
     fn log_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig { segment_bytes: 400, index_interval_bytes: 64, retention_bytes: 2_000, ..LogConfig::default() };
         let mut log = Log::open(dir.path(), config.clone()).unwrap();
-        let mut batches: BTreeMap<i64, i64> = BTreeMap::new(); // base → last
+        let mut batches: BTreeMap<i64, (i64, i32)> = BTreeMap::new(); // base → (last, epoch)
         let mut start = 0i64;
         let mut end = 0i64;
+        let mut epoch = 0i32;
         for op in ops {
             match op {
                 Op::Append(n) => {
-                    let (first, last) = append(&mut log, n, end);
+                    let (first, last) = append_in_epoch(&mut log, n, end, epoch);
                     prop_assert_eq!(first, end);
                     prop_assert_eq!(last, end + n as i64 - 1);
-                    batches.insert(first, last);
+                    batches.insert(first, (last, epoch));
                     end = last + 1;
                 }
                 Op::Read(r) => {
@@ -393,11 +530,12 @@ proptest! {
                         prop_assert!(!got.is_empty());
                         prop_assert!(got[0].base_offset <= offset && offset <= got[0].last_offset());
                         for h in &got {
-                            prop_assert_eq!(batches.get(&h.base_offset), Some(&h.last_offset()));
+                            prop_assert_eq!(batches.get(&h.base_offset), Some(&(h.last_offset(), h.partition_leader_epoch)));
                         }
                     }
                 }
                 Op::Reopen { crash } => {
+                    let epochs_before = log.leader_epochs().entries().to_vec();
                     if crash {
                         log.flush().unwrap();
                         drop(log);
@@ -408,6 +546,7 @@ proptest! {
                     log = Log::open(dir.path(), config.clone()).unwrap();
                     prop_assert_eq!(log.log_end_offset(), end);
                     prop_assert_eq!(log.log_start_offset(), start);
+                    prop_assert_eq!(log.leader_epochs().entries(), &epochs_before[..]);
                 }
                 Op::DeleteRecords(d) => {
                     if end > start {
@@ -422,6 +561,23 @@ proptest! {
                     start = log.log_start_offset();
                     prop_assert_eq!(log.log_end_offset(), end);
                 }
+                Op::Truncate(t) => {
+                    let target = start + (t as i64 % (end - start + 1));
+                    // The batch holding the target goes whole.
+                    let cut = batches.iter().find(|(_, (last, _))| *last >= target).map(|(&b, _)| b).unwrap_or(end);
+                    batches.retain(|&b, _| b < cut);
+                    end = log.truncate_to(target).unwrap();
+                    prop_assert_eq!(end, cut.max(log.log_start_offset().min(cut)));
+                    start = start.min(end);
+                    prop_assert_eq!(log.log_start_offset(), start);
+                }
+                Op::NewEpoch => epoch += 1,
+            }
+            // Each epoch of a batch still in the log ends where the next epoch begins (or at the log end).
+            let live: Vec<(i64, i32)> = batches.iter().filter(|(_, (last, _))| *last >= start).map(|(&b, &(_, e))| (b, e)).collect();
+            for (i, &(_, e)) in live.iter().enumerate() {
+                let next_start = live[i..].iter().find(|&&(_, later)| later > e).map(|&(b, _)| b).unwrap_or(end);
+                prop_assert_eq!(log.end_offset_for_epoch(e), (e, next_start), "epoch {} in {:?}", e, live);
             }
         }
     }

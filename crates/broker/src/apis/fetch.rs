@@ -11,6 +11,16 @@
 //! open a session and then send only what changed; the answer then carries
 //! only partitions with news. Every partition of the session is read.
 //!
+//! Replication: a fetch with a replica id >= 0 (v4-14 `replica_id`, v15+
+//! `replica_state`) is a follower's. It reads up to the log end, not the high
+//! watermark, records the follower's log end offset (its fetch offset) on
+//! the leader, which may advance the high watermark or, for a follower that
+//! caught up, propose its return to the ISR; and when the follower's
+//! `last_fetched_epoch` (v12+) diverges from the leader's log, the answer
+//! carries `diverging_epoch` and no records, so it truncates first.
+//! `current_leader_epoch` (v9+) is checked for every fetcher
+//! (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH, as Kafka).
+//!
 //! Records are not read here: each partition gets a read plan (file,
 //! position, length) and a placeholder in the response, and the network
 //! layer sends the planned bytes from the page cache ([`crate::frame`]).
@@ -21,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use runnel_storage::{ReadPlan, StorageError};
@@ -33,7 +43,7 @@ use crate::fetch_session::{
     FetchPosition, FetchSessionCache, PartitionView, SessionPartition, TopicKey, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
 };
 use crate::frame::placeholder;
-use crate::partition::Partition;
+use crate::partition::{FollowerFetch, Partition};
 use crate::replica_manager::Topic;
 use crate::Broker;
 
@@ -44,6 +54,32 @@ struct Target {
     partition_index: i32,
     position: FetchPosition,
     partition: Result<Arc<Partition>, ResponseError>,
+    epochs: FetchEpochs,
+}
+
+/// A partition's `current_leader_epoch` and `last_fetched_epoch` in this
+/// request (-1 when absent, or for partitions an incremental session carries
+/// without naming them).
+#[derive(Debug, Clone, Copy)]
+struct FetchEpochs {
+    current_leader: i32,
+    last_fetched: i32,
+}
+
+const NO_EPOCHS: FetchEpochs = FetchEpochs { current_leader: -1, last_fetched: -1 };
+
+/// Who is fetching.
+#[derive(Debug, Clone, Copy)]
+struct Fetcher {
+    /// A broker replicating (replica id >= 0), or a consumer (-1).
+    replica_id: i32,
+    version: i16,
+}
+
+impl Fetcher {
+    fn is_follower(&self) -> bool {
+        self.replica_id >= 0
+    }
 }
 
 struct TopicTarget {
@@ -73,6 +109,20 @@ enum SessionMode {
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchRequest) -> Reply<FetchReply> {
     let by_id = ctx.version >= 13;
     let topic_key = |name: &TopicName, id: Uuid| if by_id { TopicKey::Id(id) } else { TopicKey::Name(name.0.to_string()) };
+    let fetcher = Fetcher {
+        replica_id: if ctx.version <= 14 { req.replica_id.0 } else { req.replica_state.replica_id.0 },
+        version: ctx.version,
+    };
+    let epochs: std::collections::HashMap<SessionPartition, FetchEpochs> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let key = topic_key(&t.topic, t.topic_id);
+            t.partitions.iter().map(move |p| {
+                ((key.clone(), p.partition), FetchEpochs { current_leader: p.current_leader_epoch, last_fetched: p.last_fetched_epoch })
+            })
+        })
+        .collect();
     let requested: Vec<(SessionPartition, FetchPosition)> = req
         .topics
         .iter()
@@ -127,7 +177,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
         SessionMode::Incremental(_) => SessionMode::Incremental(req.session_id),
         other => other,
     };
-    let topics = targets(broker, by_id, partitions);
+    let topics = targets(broker, by_id, partitions, &epochs);
     let max_bytes = if ctx.version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -141,12 +191,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
             let mut watchers: Vec<_> = topics
                 .iter()
                 .flat_map(|t| t.partitions.iter())
-                .filter_map(|p| p.partition.as_ref().ok().map(|p| p.watch_high_watermark()))
+                .filter_map(|p| p.partition.as_ref().ok().map(|p| p.watch_offsets()))
                 .collect();
             for w in &mut watchers {
                 w.borrow_and_update();
             }
-            let (reply, bytes, has_error) = read_all(&topics, max_bytes, read_committed, by_id);
+            let (reply, bytes, has_error) = read_all(&broker, fetcher, &topics, max_bytes, read_committed, by_id);
             let done = bytes >= min_bytes
                 || has_error
                 || watchers.is_empty()
@@ -165,9 +215,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
 }
 
 /// Resolves the partitions to read, grouped by topic in the given order.
-fn targets(broker: &Broker, by_id: bool, partitions: Vec<(SessionPartition, FetchPosition)>) -> Vec<TopicTarget> {
+fn targets(
+    broker: &Broker,
+    by_id: bool,
+    partitions: Vec<(SessionPartition, FetchPosition)>,
+    epochs: &std::collections::HashMap<SessionPartition, FetchEpochs>,
+) -> Vec<TopicTarget> {
     let mut topics: Vec<TopicTarget> = Vec::new();
     for ((key, partition_index), position) in partitions {
+        let target_epochs = epochs.get(&(key.clone(), partition_index)).copied().unwrap_or(NO_EPOCHS);
         if topics.last().map(|t| t.key != key).unwrap_or(true) {
             let (topic, name, id) = match &key {
                 TopicKey::Id(id) => {
@@ -185,7 +241,7 @@ fn targets(broker: &Broker, by_id: bool, partitions: Vec<(SessionPartition, Fetc
             None => Err(missing),
             Some(topic) => topic.partition(partition_index).ok_or(ResponseError::UnknownTopicOrPartition),
         };
-        target.partitions.push(Target { partition_index, position, partition });
+        target.partitions.push(Target { partition_index, position, partition, epochs: target_epochs });
     }
     topics
 }
@@ -242,7 +298,14 @@ fn finish_session(sessions: &FetchSessionCache, mode: SessionMode, topics: &[Top
 /// Plans a read of every partition once. Returns the reply, the record bytes
 /// in it, and whether any partition carried an error (which ends a long poll).
 /// Fetch v13+ names topics by id only (`by_id`), older versions by name only.
-fn read_all(topics: &[TopicTarget], max_bytes: usize, read_committed: bool, by_id: bool) -> (FetchReply, usize, bool) {
+fn read_all(
+    broker: &Arc<Broker>,
+    fetcher: Fetcher,
+    topics: &[TopicTarget],
+    max_bytes: usize,
+    read_committed: bool,
+    by_id: bool,
+) -> (FetchReply, usize, bool) {
     let mut regions = Vec::new();
     let mut remaining = max_bytes;
     let mut total = 0usize;
@@ -269,9 +332,62 @@ fn read_all(topics: &[TopicTarget], max_bytes: usize, read_committed: bool, by_i
                     continue;
                 }
             };
+            let fenced = |code: ResponseError| {
+                data.clone()
+                    .with_error_code(code.code())
+                    .with_high_watermark(-1)
+                    .with_last_stable_offset(-1)
+                    .with_log_start_offset(-1)
+                    .with_records(Some(Bytes::new()))
+            };
+            if fetcher.is_follower() {
+                let checked = partition.follower_fetch(
+                    fetcher.replica_id,
+                    target.epochs.current_leader,
+                    target.position.fetch_offset,
+                    target.epochs.last_fetched,
+                    crate::now_ms(),
+                );
+                match checked {
+                    Err(code) => {
+                        has_error = true;
+                        partitions.push(fenced(code));
+                        continue;
+                    }
+                    Ok((FollowerFetch::Diverging { epoch, end_offset }, _)) => {
+                        // An answer of its own: the long poll ends with it.
+                        has_error = true;
+                        let offsets = partition.offsets();
+                        partitions.push(
+                            data.with_high_watermark(offsets.high_watermark)
+                                .with_last_stable_offset(offsets.high_watermark)
+                                .with_log_start_offset(offsets.log_start_offset)
+                                .with_diverging_epoch(EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset))
+                                .with_records(Some(Bytes::new())),
+                        );
+                        continue;
+                    }
+                    Ok((FollowerFetch::Read, isr_change)) => {
+                        if let Some(change) = isr_change {
+                            broker.replicas.propose_isr_change(partition.clone(), change);
+                        }
+                    }
+                }
+            } else {
+                let refused = partition.check_current_leader_epoch(target.epochs.current_leader).err().or_else(|| {
+                    // Consumers may read from a follower from v11 (KIP-392), as in Kafka.
+                    (fetcher.version < 11 && !partition.is_leader()).then_some(ResponseError::NotLeaderOrFollower)
+                });
+                if let Some(code) = refused {
+                    has_error = true;
+                    partitions.push(fenced(code));
+                    continue;
+                }
+            }
             let limit = target.position.max_bytes.min(remaining);
             let min_one_batch = total == 0;
-            match partition.read_plan(target.position.fetch_offset, limit, min_one_batch).and_then(|(plan, offsets)| {
+            let planned = partition.read_plan_to(target.position.fetch_offset, limit, min_one_batch, fetcher.is_follower());
+            match planned.and_then(|(plan, offsets)| {
                 let records = match placeholder(plan.len) {
                     Some(placeholder) if plan.file.is_some() => {
                         regions.push(plan);

@@ -49,6 +49,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 
@@ -128,6 +129,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// Versions the broker actually accepts (narrower than advertised for Produce).
@@ -320,6 +322,7 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::IncrementalAlterConfigs => dispatch!(m::IncrementalAlterConfigsRequest, incremental_alter_configs::handle),
         ApiKey::DescribeCluster => dispatch!(m::DescribeClusterRequest, describe_cluster::handle),
         ApiKey::DescribeTopicPartitions => dispatch!(m::DescribeTopicPartitionsRequest, describe_topic_partitions::handle),
+        ApiKey::OffsetForLeaderEpoch => dispatch!(m::OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle),
         other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
     }
 }

@@ -3,7 +3,12 @@
 //! place, and answer according to `acks`:
 //! - `acks=0`: no response at all;
 //! - `acks=1`: after the write to the log (page cache);
-//! - `acks=all`: after the data is fsynced (group commit, see [`crate::partition`]).
+//! - `acks=all`: after the data is fsynced on the leader (group commit, see
+//!   [`crate::partition`]) and every ISR member has it (the high watermark
+//!   passed it); refused up front with NOT_ENOUGH_REPLICAS when the ISR is
+//!   smaller than `min.insync.replicas`, and answered
+//!   NOT_ENOUGH_REPLICAS_AFTER_APPEND when it shrank below it meanwhile.
+//!   A single node's ISR is itself, so this is the fsync alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,15 +92,16 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
     if pending.is_empty() {
         return Reply::Now(response);
     }
+    let deadline = tokio::time::Instant::now() + timeout;
     Reply::Later(Box::pin(async move {
         let mut response = response;
         for ack in pending {
-            let result = ack.partition.wait_durable(ack.last_offset, timeout).await;
-            if let Err(e) = result {
-                let error = match e {
-                    DurabilityError::TimedOut => ApiError::new(ResponseError::RequestTimedOut, "timed out waiting for fsync"),
-                    DurabilityError::StorageFailed => ApiError::new(ResponseError::KafkaStorageError, "fsync failed"),
-                };
+            let result = match ack.partition.wait_durable(ack.last_offset, timeout).await {
+                Err(DurabilityError::TimedOut) => Err(ApiError::new(ResponseError::RequestTimedOut, "timed out waiting for fsync")),
+                Err(DurabilityError::StorageFailed) => Err(ApiError::new(ResponseError::KafkaStorageError, "fsync failed")),
+                Ok(()) => ack.partition.wait_replicated(ack.last_offset, deadline).await,
+            };
+            if let Err(error) = result {
                 let slot = &mut response.responses[ack.topic_index].partition_responses[ack.partition_index];
                 *slot = error_response(PartitionProduceResponse::default().with_index(slot.index), &error);
             }
@@ -133,14 +139,18 @@ fn append_partition(
         // The coordinator writes its own log; a client's record there could only corrupt it.
         return Err(ApiError::new(ResponseError::InvalidTopicException, format!("Cannot append to internal topic {}", topic.name)));
     }
+    let partition_index = partition;
     let partition = topic.partition(partition).ok_or_else(unknown)?;
+    if !partition.is_leader() {
+        return Err(ApiError::new(ResponseError::NotLeaderOrFollower, format!("this broker is not the leader of {}-{partition_index}", topic.name)));
+    }
     if acks == -1 {
-        // One replica in the ISR on a single node.
         let min_isr = partition.min_insync_replicas();
-        if min_isr > 1 {
+        let isr = partition.isr_size();
+        if (isr as i64) < min_isr as i64 {
             return Err(ApiError::new(
                 ResponseError::NotEnoughReplicas,
-                format!("min.insync.replicas={min_isr} but the in-sync replica set has 1 member"),
+                format!("min.insync.replicas={min_isr} but the in-sync replica set has {isr} member(s)"),
             ));
         }
     }

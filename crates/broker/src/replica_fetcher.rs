@@ -1,0 +1,266 @@
+//! Replica fetchers (Kafka's `ReplicaFetcherThread`): for every leader this
+//! broker follows partitions of, one task that fetches those partitions from
+//! it with Fetch v12 (replica id = this broker, `last_fetched_epoch`), appends
+//! what comes back with the leader's offsets and epochs, truncates a tail
+//! that diverged when the leader answers `diverging_epoch`, and takes the
+//! leader's high watermark. Errors back off and retry; the task ends when
+//! this broker follows nothing of that leader any more (it became leader, or
+//! the topic was deleted).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::partition::{Partition, Role};
+use crate::replica_manager::ReplicaManager;
+
+const FETCH_VERSION: i16 = 12;
+const MAX_WAIT_MS: i32 = 500;
+const PARTITION_MAX_BYTES: i32 = 1 << 20;
+const RESPONSE_MAX_BYTES: i32 = 10 << 20;
+/// Kafka's `replica.fetch.backoff.ms` default.
+const BACKOFF: Duration = Duration::from_millis(1000);
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// No answer within this long: the connection is dropped and made again.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Makes sure a fetcher task runs for `leader_id`.
+pub fn ensure_fetcher(manager: &Arc<ReplicaManager>, leader_id: i32) {
+    let mut running = manager.fetchers().lock();
+    if running.contains(&leader_id) {
+        return;
+    }
+    running.insert(leader_id);
+    let manager = Arc::downgrade(manager);
+    tokio::spawn(async move {
+        let mut fetcher = Fetcher { leader_id, connection: None, correlation_id: 0 };
+        fetcher.run(manager).await;
+    });
+}
+
+struct Fetcher {
+    leader_id: i32,
+    connection: Option<TcpStream>,
+    correlation_id: i32,
+}
+
+impl Fetcher {
+    async fn run(&mut self, manager: std::sync::Weak<ReplicaManager>) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let Some(manager) = manager.upgrade() else { return };
+            let partitions = {
+                // Under the registry lock, so a become_follower racing with this exit starts a new task.
+                let mut running = manager.fetchers().lock();
+                let followed = followed_partitions(&manager, self.leader_id);
+                if followed.is_empty() || manager.is_shut_down() {
+                    running.remove(&self.leader_id);
+                    tracing::debug!(leader = self.leader_id, "replica fetcher stops: nothing left to follow");
+                    return;
+                }
+                followed
+            };
+            match self.fetch_once(&manager, &partitions).await {
+                Ok(()) => backoff = MIN_BACKOFF,
+                Err(error) => {
+                    tracing::debug!(leader = self.leader_id, %error, ?backoff, "replica fetch failed; backing off");
+                    self.connection = None;
+                    drop(manager);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn fetch_once(&mut self, manager: &Arc<ReplicaManager>, partitions: &[Arc<Partition>]) -> Result<(), String> {
+        let mut by_topic: Vec<(Arc<str>, Vec<FetchPartition>)> = Vec::new();
+        let mut index: HashMap<(Arc<str>, i32), (Arc<Partition>, i64)> = HashMap::new();
+        for partition in partitions {
+            let fetch_offset = partition.log_end_offset();
+            let request = FetchPartition::default()
+                .with_partition(partition.index)
+                .with_current_leader_epoch(partition.leader_epoch())
+                .with_fetch_offset(fetch_offset)
+                .with_last_fetched_epoch(partition.latest_log_epoch())
+                .with_log_start_offset(-1)
+                .with_partition_max_bytes(PARTITION_MAX_BYTES);
+            match by_topic.iter_mut().find(|(t, _)| *t == partition.topic) {
+                Some((_, list)) => list.push(request),
+                None => by_topic.push((partition.topic.clone(), vec![request])),
+            }
+            index.insert((partition.topic.clone(), partition.index), (partition.clone(), fetch_offset));
+        }
+        let topics = by_topic
+            .into_iter()
+            .map(|(topic, parts)| FetchTopic::default().with_topic(TopicName(StrBytes::from_string(topic.to_string()))).with_partitions(parts))
+            .collect();
+        let request = FetchRequest::default()
+            .with_replica_id(BrokerId(manager.config().node_id))
+            .with_max_wait_ms(MAX_WAIT_MS)
+            .with_min_bytes(1)
+            .with_max_bytes(RESPONSE_MAX_BYTES)
+            .with_session_id(0)
+            .with_session_epoch(-1)
+            .with_topics(topics);
+        let response = self.send(manager, &request).await?;
+        if response.error_code != 0 {
+            return Err(format!("the leader answered error {:?}", ResponseError::try_from_code(response.error_code)));
+        }
+        let mut failed = None;
+        for topic in response.responses {
+            let name: Arc<str> = Arc::from(topic.topic.0.as_str());
+            for data in topic.partitions {
+                let Some((partition, fetch_offset)) = index.get(&(name.clone(), data.partition_index)) else { continue };
+                if let Err(e) = apply(partition, *fetch_offset, &data) {
+                    tracing::warn!(topic = %name, partition = data.partition_index, leader = self.leader_id, error = %e, "replica fetch of a partition failed");
+                    failed = Some(e);
+                }
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    async fn send(&mut self, manager: &ReplicaManager, request: &FetchRequest) -> Result<FetchResponse, String> {
+        if self.connection.is_none() {
+            let address = manager.broker_address(self.leader_id).ok_or_else(|| format!("no address known for broker {}", self.leader_id))?;
+            let stream = TcpStream::connect(address).await.map_err(|e| format!("connect to broker {} at {address}: {e}", self.leader_id))?;
+            let _ = stream.set_nodelay(true);
+            self.connection = Some(stream);
+        }
+        let Some(stream) = self.connection.as_mut() else { return Err("no connection".into()) };
+        self.correlation_id = self.correlation_id.wrapping_add(1);
+        let correlation_id = self.correlation_id;
+        let header = RequestHeader::default()
+            .with_request_api_key(ApiKey::Fetch as i16)
+            .with_request_api_version(FETCH_VERSION)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_string(format!("runnel-replica-fetcher-{}", manager.config().node_id))));
+        let mut body = BytesMut::new();
+        header.encode(&mut body, FetchRequest::header_version(FETCH_VERSION)).map_err(|e| format!("encode header: {e}"))?;
+        request.encode(&mut body, FETCH_VERSION).map_err(|e| format!("encode fetch: {e}"))?;
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        let exchange = async {
+            stream.write_all(&frame).await.map_err(|e| format!("send: {e}"))?;
+            let mut len = [0u8; 4];
+            stream.read_exact(&mut len).await.map_err(|e| format!("read: {e}"))?;
+            let len = i32::from_be_bytes(len);
+            if !(0..=RESPONSE_MAX_BYTES + (1 << 20)).contains(&len) {
+                return Err(format!("answer of {len} bytes"));
+            }
+            let mut buf = vec![0u8; len as usize];
+            stream.read_exact(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+            Ok::<_, String>(Bytes::from(buf))
+        };
+        let mut answer = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| "no answer in time".to_string())??;
+        let response_header = ResponseHeader::decode(&mut answer, FetchResponse::header_version(FETCH_VERSION)).map_err(|e| format!("decode header: {e}"))?;
+        if response_header.correlation_id != correlation_id {
+            return Err(format!("answer for correlation id {} instead of {correlation_id}", response_header.correlation_id));
+        }
+        let response = FetchResponse::decode(&mut answer, FETCH_VERSION).map_err(|e| format!("decode fetch answer: {e}"))?;
+        if answer.has_remaining() {
+            return Err(format!("{} bytes after the fetch answer", answer.remaining()));
+        }
+        Ok(response)
+    }
+}
+
+/// The partitions this broker follows with `leader_id` as leader.
+fn followed_partitions(manager: &ReplicaManager, leader_id: i32) -> Vec<Arc<Partition>> {
+    manager
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions())
+        .filter(|p| p.replica_state().role == Role::Follower { leader_id })
+        .collect()
+}
+
+/// Applies one partition's answer: truncation on a diverging epoch,
+/// otherwise the records (whole batches) and the leader's high watermark.
+fn apply(partition: &Partition, fetch_offset: i64, data: &kafka_protocol::messages::fetch_response::PartitionData) -> Result<(), String> {
+    if partition.replica_state().role == Role::Leader {
+        return Ok(()); // became leader while the fetch was out
+    }
+    if data.error_code != 0 {
+        return Err(format!("leader answered {:?}", ResponseError::try_from_code(data.error_code)));
+    }
+    if partition.log_end_offset() != fetch_offset {
+        return Ok(()); // the log moved meanwhile (a truncation); the next fetch starts from its end
+    }
+    let diverging = &data.diverging_epoch;
+    if diverging.epoch != -1 || diverging.end_offset != -1 {
+        let target = truncation_offset(partition, diverging.epoch, diverging.end_offset);
+        let end = partition.truncate_to(target).map_err(|e| e.to_string())?;
+        tracing::info!(
+            topic = %partition.topic, partition = partition.index, leader_epoch = diverging.epoch,
+            leader_end_offset = diverging.end_offset, truncated_to = end, "truncated a log tail that diverged from the leader"
+        );
+        return Ok(());
+    }
+    if let Some(records) = &data.records {
+        let whole = whole_batches_len(records);
+        if whole > 0 {
+            partition.append_as_follower(&records[..whole]).map_err(|e| e.to_string())?;
+        }
+    }
+    partition.update_follower_high_watermark(data.high_watermark);
+    Ok(())
+}
+
+/// Where to cut after the leader said its log holds `leader_epoch` up to
+/// `leader_end_offset` (Kafka's `getOffsetTruncationState`): if this log
+/// knows that epoch, to the smaller of both ends; if not, to the end of the
+/// largest epoch below it here (the next fetch refines it).
+fn truncation_offset(partition: &Partition, leader_epoch: i32, leader_end_offset: i64) -> i64 {
+    let log_end = partition.log_end_offset();
+    if leader_epoch < 0 || leader_end_offset < 0 {
+        return leader_end_offset.clamp(0, log_end);
+    }
+    let (local_epoch, local_end) = partition.end_offset_for_epoch(leader_epoch);
+    if local_end < 0 {
+        leader_end_offset.min(log_end)
+    } else if local_epoch == leader_epoch {
+        leader_end_offset.min(local_end)
+    } else {
+        local_end.min(log_end)
+    }
+}
+
+/// Bytes of the whole batches at the start of `records` (a leader may cut
+/// the last batch short at `max_bytes`; the rest comes with the next fetch).
+fn whole_batches_len(records: &[u8]) -> usize {
+    let mut pos = 0usize;
+    while pos + runnel_storage::batch::BATCH_HEADER_LEN <= records.len() {
+        let Ok(header) = runnel_storage::BatchHeader::parse(&records[pos..]) else { break };
+        let size = header.total_size();
+        if size < runnel_storage::batch::BATCH_HEADER_LEN || pos + size > records.len() {
+            break;
+        }
+        pos += size;
+    }
+    pos
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_torn_last_batch_is_left_for_the_next_fetch() {
+        let mut batch = vec![0u8; 70];
+        batch[8..12].copy_from_slice(&58i32.to_be_bytes()); // 12 + 58 = 70 bytes
+        let mut two = batch.clone();
+        two.extend_from_slice(&batch[..40]);
+        assert_eq!(super::whole_batches_len(&two), 70);
+        assert_eq!(super::whole_batches_len(&batch[..60]), 0);
+        assert_eq!(super::whole_batches_len(&[]), 0);
+    }
+}
