@@ -43,6 +43,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
@@ -128,6 +129,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::ListConfigResources, 0, 1),
 ];
 
 /// Versions the broker actually accepts (narrower than advertised for Produce).
@@ -320,6 +322,7 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::IncrementalAlterConfigs => dispatch!(m::IncrementalAlterConfigsRequest, incremental_alter_configs::handle),
         ApiKey::DescribeCluster => dispatch!(m::DescribeClusterRequest, describe_cluster::handle),
         ApiKey::DescribeTopicPartitions => dispatch!(m::DescribeTopicPartitionsRequest, describe_topic_partitions::handle),
+        ApiKey::ListConfigResources => dispatch!(m::ListConfigResourcesRequest, list_config_resources::handle),
         other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
     }
 }
