@@ -70,6 +70,12 @@ pub struct BrokerConfig {
     /// the consumer group protocol's (KIP-848) server-side timers.
     pub group_consumer_session_timeout_ms: i32,
     pub group_consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.{min,max}.{session.timeout,heartbeat.interval}.ms`: the
+    /// bounds of a group's own `consumer.session.timeout.ms` / `consumer.heartbeat.interval.ms` (KIP-848 group configs).
+    pub group_consumer_min_session_timeout_ms: i32,
+    pub group_consumer_max_session_timeout_ms: i32,
+    pub group_consumer_min_heartbeat_interval_ms: i32,
+    pub group_consumer_max_heartbeat_interval_ms: i32,
     /// `max.incremental.fetch.session.cache.slots` (Kafka default 1000): fetch sessions kept (KIP-227).
     pub max_incremental_fetch_session_cache_slots: usize,
     /// Defaults for every topic's log (`log.*` broker configs).
@@ -105,6 +111,10 @@ impl Default for BrokerConfig {
             offsets_retention_check_interval_ms: 600_000,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
+            group_consumer_min_session_timeout_ms: 45_000,
+            group_consumer_max_session_timeout_ms: 60_000,
+            group_consumer_min_heartbeat_interval_ms: 5_000,
+            group_consumer_max_heartbeat_interval_ms: 15_000,
             max_incremental_fetch_session_cache_slots: 1_000,
             log_defaults,
             explicit: BTreeMap::new(),
@@ -276,8 +286,12 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("broker.id", "1", "Alias of `node.id`."),
     def("controller.listener.names", "", "Names of KRaft controller listeners. A single Runnel node has no controller quorum: listeners with these names are ignored, so a Kafka `server.properties` can be used as is."),
     def("default.replication.factor", "1", "Replication factor of auto-created topics and of CreateTopics requests that ask for the default (one node: only 1 can be satisfied)."),
-    def("group.consumer.heartbeat.interval.ms", "5000", "Heartbeat interval the consumer group protocol (KIP-848) gives its members."),
-    def("group.consumer.session.timeout.ms", "45000", "Session timeout of consumer group protocol (KIP-848) members."),
+    def("group.consumer.heartbeat.interval.ms", "5000", "Heartbeat interval the consumer group protocol (KIP-848) gives its members (a group's `consumer.heartbeat.interval.ms` overrides it)."),
+    def("group.consumer.max.heartbeat.interval.ms", "15000", "Largest `consumer.heartbeat.interval.ms` a group config may set."),
+    def("group.consumer.max.session.timeout.ms", "60000", "Largest `consumer.session.timeout.ms` a group config may set."),
+    def("group.consumer.min.heartbeat.interval.ms", "5000", "Smallest `consumer.heartbeat.interval.ms` a group config may set."),
+    def("group.consumer.min.session.timeout.ms", "45000", "Smallest `consumer.session.timeout.ms` a group config may set."),
+    def("group.consumer.session.timeout.ms", "45000", "Session timeout of consumer group protocol (KIP-848) members (a group's `consumer.session.timeout.ms` overrides it)."),
     def("group.initial.rebalance.delay.ms", "3000", "How long a new classic group waits for more members before its first rebalance."),
     def("group.max.session.timeout.ms", "1800000", "Largest session timeout a classic group member may ask for."),
     def("group.min.session.timeout.ms", "6000", "Smallest session timeout a classic group member may ask for."),
@@ -334,6 +348,9 @@ pub fn reference_markdown() -> String {
     out.push_str("Kafka's broker config names. Give them in a `server.properties`-style file (`runnel serve --config FILE`) or one by one (`runnel serve --set KEY=VALUE`). ");
     out.push_str("Precedence, highest first: the explicit flags `--listen`, `--advertised-listener`, `--data-dir` (or their environment variables `RUNNEL_LISTEN`, `RUNNEL_ADVERTISED_LISTENER`, `RUNNEL_DATA_DIR`), then `--set`, then the `--config` file, then the defaults below. ");
     out.push_str("Other names are accepted, logged as unknown and reported by DescribeConfigs, but have no effect.\n\n");
+    out.push_str("Dynamic broker configs (Kafka's KIP-226): AlterConfigs / IncrementalAlterConfigs on the BROKER resource change these at runtime, for this broker (resource name = `node.id`) or as the cluster-wide default (resource name \"\"): ");
+    out.push_str(&crate::dynamic_config::DYNAMIC_BROKER_CONFIGS.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "));
+    out.push_str(". They are kept in the data directory and survive restarts; precedence: per-broker dynamic, cluster-wide dynamic, static, default. Topics without an override of their own follow the new value at once.\n\n");
     out.push_str("| name | default | description |\n|---|---|---|\n");
     for d in BROKER_CONFIGS {
         out.push_str(&format!("| `{}` | {} | {} |\n", d.name, if d.default.is_empty() { "(empty)".to_string() } else { format!("`{}`", d.default) }, cell(d.doc)));
@@ -367,7 +384,7 @@ impl BrokerConfig {
     }
 
     /// Applies a config; `Ok(false)` for a name Runnel does not know.
-    fn apply(&mut self, name: &str, v: &str) -> Result<bool, BrokerConfigError> {
+    pub(crate) fn apply(&mut self, name: &str, v: &str) -> Result<bool, BrokerConfigError> {
         match name {
             "node.id" | "broker.id" => self.node_id = parse_num(name, v)?,
             "listeners" => self.listeners = parse_listener_list(v).map_err(|reason| invalid(name, v, reason))?,
@@ -428,6 +445,10 @@ impl BrokerConfig {
             "offsets.retention.check.interval.ms" => self.offsets_retention_check_interval_ms = parse_num(name, v)?,
             "group.consumer.session.timeout.ms" => self.group_consumer_session_timeout_ms = parse_num(name, v)?,
             "group.consumer.heartbeat.interval.ms" => self.group_consumer_heartbeat_interval_ms = parse_num(name, v)?,
+            "group.consumer.min.session.timeout.ms" => self.group_consumer_min_session_timeout_ms = parse_num(name, v)?,
+            "group.consumer.max.session.timeout.ms" => self.group_consumer_max_session_timeout_ms = parse_num(name, v)?,
+            "group.consumer.min.heartbeat.interval.ms" => self.group_consumer_min_heartbeat_interval_ms = parse_num(name, v)?,
+            "group.consumer.max.heartbeat.interval.ms" => self.group_consumer_max_heartbeat_interval_ms = parse_num(name, v)?,
             "offsets.topic.num.partitions" => {
                 let n: i32 = parse_num(name, v)?;
                 if n < 1 {
@@ -563,6 +584,10 @@ impl BrokerConfig {
             ("broker.id", self.node_id.to_string()),
             ("default.replication.factor", self.default_replication_factor.to_string()),
             ("group.consumer.heartbeat.interval.ms", self.group_consumer_heartbeat_interval_ms.to_string()),
+            ("group.consumer.max.heartbeat.interval.ms", self.group_consumer_max_heartbeat_interval_ms.to_string()),
+            ("group.consumer.max.session.timeout.ms", self.group_consumer_max_session_timeout_ms.to_string()),
+            ("group.consumer.min.heartbeat.interval.ms", self.group_consumer_min_heartbeat_interval_ms.to_string()),
+            ("group.consumer.min.session.timeout.ms", self.group_consumer_min_session_timeout_ms.to_string()),
             ("group.consumer.session.timeout.ms", self.group_consumer_session_timeout_ms.to_string()),
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),

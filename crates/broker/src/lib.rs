@@ -11,6 +11,7 @@ pub mod alloc_guard;
 pub mod apis;
 pub mod config;
 pub mod coordinator;
+pub mod dynamic_config;
 pub mod error;
 pub mod fetch_session;
 pub mod frame;

@@ -18,6 +18,7 @@ use runnel_storage::{DataDir, Log, LogConfig, MetaStore, StorageError, TopicMeta
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::dynamic_config::{BrokerScope, DynamicConfigs};
 use crate::error::ApiError;
 use crate::partition::{IsrChange, Partition};
 
@@ -82,6 +83,8 @@ pub struct ReplicaManager {
     config: Arc<BrokerConfig>,
     data_dir: DataDir,
     meta: MetaStore,
+    /// Dynamic broker and group configs; topics' defaults come from its effective config.
+    dynamic: DynamicConfigs,
     topics: RwLock<BTreeMap<Arc<str>, Arc<Topic>>>,
     topic_ids: RwLock<HashMap<Uuid, Arc<Topic>>>,
     /// Serializes topic creation, deletion and config changes.
@@ -219,10 +222,12 @@ impl ReplicaManager {
         let (meta, mut topics) = MetaStore::open(data_dir.root())?;
         finish_interrupted_deletions(&data_dir, &meta, &mut topics)?;
         recover_topics_without_metadata(&data_dir, &meta, &mut topics)?;
+        let dynamic = DynamicConfigs::load(config.clone(), &meta)?;
         let manager = ReplicaManager {
             config,
             data_dir,
             meta,
+            dynamic,
             topics: RwLock::new(BTreeMap::new()),
             topic_ids: RwLock::new(HashMap::new()),
             admin_lock: Mutex::new(()),
@@ -263,8 +268,41 @@ impl ReplicaManager {
         &self.meta
     }
 
+    /// Dynamic broker and group configs.
+    pub fn dynamic_configs(&self) -> &DynamicConfigs {
+        &self.dynamic
+    }
+
     fn log_config_for(&self, overrides: &BTreeMap<String, String>) -> Result<LogConfig, StorageError> {
-        Ok(self.config.log_defaults.with_overrides(overrides)?)
+        Ok(self.dynamic.effective().log_defaults.with_overrides(overrides)?)
+    }
+
+    /// Replaces the dynamic configs of one BROKER scope, persists them and
+    /// applies the new topic defaults to every partition whose topic does not
+    /// override them.
+    pub fn set_broker_configs(&self, scope: BrokerScope, configs: BTreeMap<String, String>, validate_only: bool) -> Result<(), ApiError> {
+        let _guard = self.admin_lock.lock();
+        let Some(effective) = self.dynamic.set_broker_configs(&self.meta, scope, configs, validate_only)? else {
+            return Ok(());
+        };
+        for topic in self.topics() {
+            match effective.log_defaults.with_overrides(&topic.configs.read()) {
+                Ok(log_config) => {
+                    for partition in topic.partitions() {
+                        partition.set_config(log_config.clone());
+                    }
+                }
+                Err(e) => tracing::error!(topic = %topic.name, error = %e, "topic config invalid over the new broker defaults; left as it was"),
+            }
+        }
+        tracing::info!(?scope, "dynamic broker configs changed");
+        Ok(())
+    }
+
+    /// Replaces one group's configs (KIP-848) and persists them.
+    pub fn set_group_configs(&self, group_id: &str, configs: BTreeMap<String, String>, validate_only: bool) -> Result<(), ApiError> {
+        let _guard = self.admin_lock.lock();
+        self.dynamic.set_group_configs(&self.meta, group_id, configs, validate_only)
     }
 
     /// The effective log config of a topic (defaults + overrides).

@@ -450,6 +450,12 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             let code = resp.responses.first().map(|r| r.error_code);
             check(code == Some(0), || format!("incremental alter configs: {code:?}"))
         }
+        ApiKey::ListConfigResources => {
+            // v0 lists client-metrics resources (none); v1 every resource type, the topic included.
+            let resp = client.try_request(v, &ListConfigResourcesRequest::default()).await?;
+            let holds_topic = resp.config_resources.iter().any(|r| r.resource_type == 2 && r.resource_name.as_str() == TOPIC);
+            check(resp.error_code == 0 && holds_topic == (v >= 1), || format!("list config resources v{v}: error {} topic listed {holds_topic}", resp.error_code))
+        }
         ApiKey::DescribeCluster => {
             let resp = client.try_request(v, &DescribeClusterRequest::default().with_include_cluster_authorized_operations(true)).await?;
             check(resp.error_code == 0 && resp.brokers.len() == 1, || format!("describe cluster: error {} brokers {}", resp.error_code, resp.brokers.len()))
@@ -612,6 +618,10 @@ async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Resu
                     .with_topic(topic_name(MISSING))
                     .with_partitions(vec![offset_for_leader_epoch_request::OffsetForLeaderPartition::default().with_partition(0).with_leader_epoch(0)])]);
                 refused(client.try_request(v, &req).await?.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code))
+            }
+            ApiKey::ListConfigResources if v >= 1 => {
+                let req = ListConfigResourcesRequest::default().with_resource_types(vec![99]);
+                refused(Some(client.try_request(v, &req).await?.error_code))
             }
             _ => Err(String::from("no probe")),
         }

@@ -78,7 +78,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ConsumerGro
                 ConsumerGroupHeartbeatResponse::default()
                     .with_member_id(Some(StrBytes::from_string(answer.member_id)))
                     .with_member_epoch(answer.member_epoch)
-                    .with_heartbeat_interval_ms(broker.groups.consumer_heartbeat_interval_ms())
+                    .with_heartbeat_interval_ms(broker.groups.consumer_heartbeat_interval_ms(&req.group_id.0))
                     .with_assignment(assignment),
             )
         }

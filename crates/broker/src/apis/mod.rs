@@ -43,6 +43,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
@@ -130,6 +131,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::ListConfigResources, 0, 1),
 ];
 
 /// Versions the broker actually accepts (narrower than advertised for Produce).
@@ -323,6 +325,7 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::DescribeCluster => dispatch!(m::DescribeClusterRequest, describe_cluster::handle),
         ApiKey::DescribeTopicPartitions => dispatch!(m::DescribeTopicPartitionsRequest, describe_topic_partitions::handle),
         ApiKey::OffsetForLeaderEpoch => dispatch!(m::OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle),
+        ApiKey::ListConfigResources => dispatch!(m::ListConfigResourcesRequest, list_config_resources::handle),
         other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
     }
 }

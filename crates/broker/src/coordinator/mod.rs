@@ -107,8 +107,10 @@ impl GroupCoordinator {
             self.persist_if_dirty(group);
         }
         drop(groups);
-        let session = Duration::from_millis(self.config.group_consumer_session_timeout_ms.max(0) as u64);
-        for group in self.consumer_groups.lock().values_mut() {
+        let dynamic = self.replicas.dynamic_configs();
+        for (group_id, group) in self.consumer_groups.lock().iter_mut() {
+            // A group's own consumer.session.timeout.ms (KIP-848 group config), else the broker's.
+            let session = Duration::from_millis(dynamic.consumer_session_timeout_ms(group_id).max(0) as u64);
             group.tick(now, session);
         }
     }
@@ -351,8 +353,9 @@ impl GroupCoordinator {
         group.heartbeat(req, &topics, Instant::now()).map_err(|e| (e, String::new()))
     }
 
-    pub fn consumer_heartbeat_interval_ms(&self) -> i32 {
-        self.config.group_consumer_heartbeat_interval_ms
+    /// A group's own consumer.heartbeat.interval.ms (KIP-848 group config), else the broker's.
+    pub fn consumer_heartbeat_interval_ms(&self, group_id: &str) -> i32 {
+        self.replicas.dynamic_configs().consumer_heartbeat_interval_ms(group_id)
     }
 
     /// Runs `f` on a consumer group (None when there is no such group).

@@ -342,6 +342,8 @@ pub fn cases() -> Vec<Case> {
             Ok(())
         }),
     ];
+    cases.extend(dynamic_config_cases());
+    cases.extend(list_config_resources_cases());
     for &key in TOPIC_KEYS {
         cases.push(case(format!("describe_configs.topic_default.{key}"), move |ctx| {
             let name = ctx.name(&format!("dc-default-{}", key.replace('.', "-")));
@@ -385,4 +387,198 @@ pub fn cases() -> Vec<Case> {
         Ok(())
     }));
     cases
+}
+
+/// Runs `steps`, then `cleanup` whatever happened: a dynamic broker config
+/// left set would change the answers of every later case.
+fn with_cleanup(ctx: &mut Ctx, steps: impl FnOnce(&mut Ctx) -> anyhow::Result<()>, cleanup: impl FnOnce(&mut Ctx) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let outcome = steps(ctx);
+    let cleaned = cleanup(ctx);
+    // Kafka applies the change from its metadata log a moment after answering.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    outcome.and(cleaned)
+}
+
+/// Dynamic broker configs (KIP-226) and group configs (KIP-848).
+fn dynamic_config_cases() -> Vec<Case> {
+    vec![
+        case("incremental_alter_configs.broker_default_set_describe_delete", |ctx| {
+            let node = first_broker(ctx)?.to_string();
+            let topic = ctx.name("iac-bdefault");
+            ctx.create_topic(&topic, 1, &[])?;
+            with_cleanup(
+                ctx,
+                |ctx| {
+                    ctx.probe("set", &incremental(BROKER, "", &[("log.retention.ms", SET, Some("3600000"))], false))?;
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    ctx.probe("describe_default", &describe(BROKER, "", Some(&["log.retention.ms"]), true))?;
+                    ctx.probe("describe_node", &describe(BROKER, &node, Some(&["log.retention.ms", "log.retention.hours"]), true))?;
+                    describe_topic_key(ctx, &topic, "retention.ms", true)
+                },
+                |ctx| {
+                    ctx.probe("delete", &incremental(BROKER, "", &[("log.retention.ms", DELETE, None)], false))?;
+                    Ok(())
+                },
+            )?;
+            ctx.probe("describe_after_delete", &describe(BROKER, &node, Some(&["log.retention.ms"]), true))?;
+            Ok(())
+        }),
+        case("incremental_alter_configs.broker_node_set_describe_delete", |ctx| {
+            let node = first_broker(ctx)?.to_string();
+            let topic = ctx.name("iac-bnode");
+            ctx.create_topic(&topic, 1, &[])?;
+            with_cleanup(
+                ctx,
+                |ctx| {
+                    ctx.probe("set", &incremental(BROKER, &node, &[("message.max.bytes", SET, Some("2000000"))], false))?;
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    ctx.probe("describe_node", &describe(BROKER, &node, Some(&["message.max.bytes"]), true))?;
+                    describe_topic_key(ctx, &topic, "max.message.bytes", true)
+                },
+                |ctx| {
+                    ctx.probe("delete", &incremental(BROKER, &node, &[("message.max.bytes", DELETE, None)], false))?;
+                    Ok(())
+                },
+            )
+        }),
+        case("incremental_alter_configs.broker_invalid_value", |ctx| {
+            let node = first_broker(ctx)?.to_string();
+            ctx.probe("probe", &incremental(BROKER, &node, &[("log.retention.ms", SET, Some("soon"))], true))?;
+            Ok(())
+        }),
+        case("incremental_alter_configs.broker_invalid_cleanup_policy", |ctx| {
+            ctx.probe("probe", &incremental(BROKER, "", &[("log.cleanup.policy", SET, Some("sometimes"))], true))?;
+            Ok(())
+        }),
+        case("incremental_alter_configs.broker_hours_not_dynamic", |ctx| {
+            let node = first_broker(ctx)?.to_string();
+            ctx.probe("probe", &incremental(BROKER, &node, &[("log.retention.hours", SET, Some("2"))], true))?;
+            Ok(())
+        }),
+        case("incremental_alter_configs.broker_unknown_id", |ctx| {
+            ctx.probe("probe", &incremental(BROKER, "4242", &[("message.max.bytes", SET, Some("2000000"))], true))?;
+            Ok(())
+        }),
+        case("incremental_alter_configs.broker_not_a_number", |ctx| {
+            ctx.probe("probe", &incremental(BROKER, "broker-one", &[("message.max.bytes", SET, Some("2000000"))], true))?;
+            Ok(())
+        }),
+        case("incremental_alter_configs.duplicate_resource", |ctx| {
+            let name = ctx.name("iac-dup-resource");
+            ctx.create_topic(&name, 1, &[])?;
+            let mut request = incremental(TOPIC, &name, &[("retention.ms", SET, Some("1000"))], true);
+            request.resources.push(request.resources[0].clone());
+            ctx.probe("probe", &request)?;
+            Ok(())
+        }),
+        case("alter_configs.broker_node_validate_only", |ctx| {
+            // The node, not the cluster default "": AlterConfigs replaces the whole set, and
+            // Kafka 4.x refuses to drop the cluster-wide min.insync.replicas its storage format wrote.
+            let node = first_broker(ctx)?.to_string();
+            ctx.probe("probe", &alter(BROKER, &node, &[("message.max.bytes", "2000000"), ("log.retention.ms", "3600000")], true))?;
+            Ok(())
+        }),
+        case("alter_configs.broker_invalid_value", |ctx| {
+            ctx.probe("probe", &alter(BROKER, "", &[("message.max.bytes", "big")], true))?;
+            Ok(())
+        }),
+        case("incremental_alter_configs.group_set_describe", |ctx| {
+            let group = ctx.name("iac-group-set");
+            ctx.probe("probe", &incremental(GROUP, &group, &[("consumer.session.timeout.ms", SET, Some("50000"))], false))?;
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            ctx.probe("describe", &describe(GROUP, &group, Some(&["consumer.session.timeout.ms", "consumer.heartbeat.interval.ms"]), true))?;
+            ctx.probe("delete", &incremental(GROUP, &group, &[("consumer.session.timeout.ms", DELETE, None)], false))?;
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            ctx.probe("describe_after_delete", &describe(GROUP, &group, Some(&["consumer.session.timeout.ms"]), true))?;
+            Ok(())
+        }),
+        case("incremental_alter_configs.group_unknown_key", |ctx| {
+            let group = ctx.name("iac-group-unknown");
+            ctx.probe("probe", &incremental(GROUP, &group, &[("no.such.config", SET, Some("1"))], true))?;
+            Ok(())
+        }),
+        case("incremental_alter_configs.group_heartbeat_above_session", |ctx| {
+            let group = ctx.name("iac-group-hb");
+            let ops = [("consumer.session.timeout.ms", SET, Some("45000")), ("consumer.heartbeat.interval.ms", SET, Some("15000"))];
+            ctx.probe("ok", &incremental(GROUP, &group, &ops, true))?;
+            ctx.probe("too_high", &incremental(GROUP, &group, &[("consumer.heartbeat.interval.ms", SET, Some("16000"))], true))?;
+            Ok(())
+        }),
+        case("alter_configs.group_ok", |ctx| {
+            let group = ctx.name("ac-group");
+            ctx.probe("probe", &alter(GROUP, &group, &[("consumer.heartbeat.interval.ms", "6000")], false))?;
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            ctx.probe("describe", &describe(GROUP, &group, Some(&["consumer.heartbeat.interval.ms"]), false))?;
+            Ok(())
+        }),
+        case("describe_configs.group_empty_name", |ctx| {
+            ctx.probe("probe", &describe(GROUP, "", None, false))?;
+            Ok(())
+        }),
+    ]
+}
+
+/// ListConfigResources (KIP-1142). Both brokers hold other resources from
+/// other cases, so presence of this case's own ones is compared, not lists.
+fn list_config_resources_cases() -> Vec<Case> {
+    fn list(types: &[i8]) -> ListConfigResourcesRequest {
+        ListConfigResourcesRequest::default().with_resource_types(types.to_vec())
+    }
+    fn holds(response: &ListConfigResourcesResponse, resource_type: i8, name: &str) -> bool {
+        response.config_resources.iter().any(|r| r.resource_type == resource_type && r.resource_name.as_str() == name)
+    }
+    vec![
+        case("list_config_resources.v0_client_metrics", |ctx| {
+            ctx.probe_v("probe", &ListConfigResourcesRequest::default(), 0)?;
+            Ok(())
+        }),
+        case("list_config_resources.topic", |ctx| {
+            let topic = ctx.name("lcr-topic");
+            ctx.create_topic(&topic, 1, &[])?;
+            let response = ctx.send_v(&list(&[TOPIC]), 1)?;
+            ctx.record("error_code", &response.error_code)?;
+            ctx.record("holds_topic", &holds(&response, TOPIC, &topic))?;
+            ctx.record("only_topics", &response.config_resources.iter().all(|r| r.resource_type == TOPIC))?;
+            Ok(())
+        }),
+        case("list_config_resources.broker", |ctx| {
+            let node = first_broker(ctx)?.to_string();
+            let response = ctx.send_v(&list(&[BROKER]), 1)?;
+            ctx.record("error_code", &response.error_code)?;
+            let names: Vec<String> = response.config_resources.iter().map(|r| format!("{}:{}", r.resource_type, if r.resource_name.as_str() == node { "<node>" } else { r.resource_name.as_str() })).collect();
+            ctx.record("resources", &names)?;
+            Ok(())
+        }),
+        case("list_config_resources.group_with_config", |ctx| {
+            let group = ctx.name("lcr-group");
+            ctx.send(&incremental(GROUP, &group, &[("consumer.session.timeout.ms", SET, Some("50000"))], false))?;
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let response = ctx.send_v(&list(&[GROUP]), 1)?;
+            ctx.record("error_code", &response.error_code)?;
+            ctx.record("holds_group", &holds(&response, GROUP, &group))?;
+            Ok(())
+        }),
+        case("list_config_resources.all_types", |ctx| {
+            let topic = ctx.name("lcr-all");
+            ctx.create_topic(&topic, 1, &[])?;
+            let response = ctx.send_v(&list(&[]), 1)?;
+            ctx.record("error_code", &response.error_code)?;
+            ctx.record("holds_topic", &holds(&response, TOPIC, &topic))?;
+            let mut types: Vec<i8> = response.config_resources.iter().map(|r| r.resource_type).collect();
+            types.sort_unstable();
+            types.dedup();
+            ctx.record("types", &types)?;
+            Ok(())
+        }),
+        case("list_config_resources.unknown_type", |ctx| {
+            ctx.probe_v("probe", &list(&[99]), 1)?;
+            Ok(())
+        }),
+        case("list_config_resources.broker_logger", |ctx| {
+            let response = ctx.send_v(&list(&[BROKER_LOGGER]), 1)?;
+            ctx.record("error_code", &response.error_code)?;
+            ctx.record("count", &response.config_resources.len())?;
+            Ok(())
+        }),
+    ]
 }
