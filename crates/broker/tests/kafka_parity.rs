@@ -127,3 +127,35 @@ async fn api_versions_refuses_a_software_name_outside_kip_511() {
     broker.shutdown().await;
 }
 
+/// message.timestamp.before.max.ms: records older than the window are refused
+/// with INVALID_TIMESTAMP, one record error each from v8 (none before, where
+/// the field does not exist), and nothing is appended.
+#[tokio::test]
+async fn produce_refuses_timestamps_outside_the_topic_window() {
+    const INVALID_TIMESTAMP: i16 = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.local_addr).await;
+    let create = CreateTopicsRequest::default().with_timeout_ms(10_000).with_topics(vec![create_topics_request::CreatableTopic::default()
+        .with_name(topic_name("old"))
+        .with_num_partitions(1)
+        .with_replication_factor(1)
+        .with_configs(vec![create_topics_request::CreatableTopicConfig::default()
+            .with_name(s("message.timestamp.before.max.ms"))
+            .with_value(Some(s("3600000")))])]);
+    assert_eq!(client.request(7, &create).await.topics[0].error_code, 0);
+    // record_batch's timestamps are from 2023.
+    let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()
+        .with_name(topic_name("old"))
+        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(record_batch(&["a", "b"])))])]);
+    for version in [3, 9] {
+        let resp = client.request(version, &produce).await;
+        let p = &resp.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (INVALID_TIMESTAMP, -1), "v{version}");
+        let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+        assert_eq!(indexes, if version >= 8 { vec![0, 1] } else { vec![] }, "v{version} record errors");
+    }
+    let resp = client.request(8, &list_offsets("old", &[(0, -1)])).await;
+    assert_eq!(resp.topics[0].partitions[0].offset, 0, "nothing was appended");
+    broker.shutdown().await;
+}

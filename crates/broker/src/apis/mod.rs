@@ -33,6 +33,7 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_producers;
 pub mod describe_topic_partitions;
 pub mod delete_groups;
 pub mod describe_groups;
@@ -128,6 +129,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// Versions the broker actually accepts (narrower than advertised for Produce).
@@ -320,6 +322,7 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::IncrementalAlterConfigs => dispatch!(m::IncrementalAlterConfigsRequest, incremental_alter_configs::handle),
         ApiKey::DescribeCluster => dispatch!(m::DescribeClusterRequest, describe_cluster::handle),
         ApiKey::DescribeTopicPartitions => dispatch!(m::DescribeTopicPartitionsRequest, describe_topic_partitions::handle),
+        ApiKey::DescribeProducers => dispatch!(m::DescribeProducersRequest, describe_producers::handle),
         other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
     }
 }
