@@ -130,6 +130,14 @@ fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, BrokerC
     value.trim().parse::<T>().map_err(|_| invalid(name, value, "not a valid number"))
 }
 
+fn parse_non_negative(name: &str, value: &str) -> Result<i64, BrokerConfigError> {
+    let n: i64 = parse_num(name, value)?;
+    if n < 0 {
+        return Err(invalid(name, value, "must be at least 0"));
+    }
+    Ok(n)
+}
+
 fn parse_bool(name: &str, value: &str) -> Result<bool, BrokerConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
@@ -302,6 +310,8 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("log.dirs", "runnel-data", "Data directory: topics' logs and the broker's metadata. Runnel uses one directory."),
     def("log.index.interval.bytes", "4096", "Default `index.interval.bytes` of topics."),
     def("log.index.size.max.bytes", "10485760", "Default `segment.index.bytes` of topics."),
+    def("log.message.timestamp.after.max.ms", "3600000", "Default `message.timestamp.after.max.ms` of topics: how far in the future a CreateTime record may be."),
+    def("log.message.timestamp.before.max.ms", "9223372036854775807", "Default `message.timestamp.before.max.ms` of topics: how far in the past a CreateTime record may be."),
     def("log.message.timestamp.type", "CreateTime", "Default `message.timestamp.type` of topics: CreateTime or LogAppendTime."),
     def("log.preallocate", "false", "Default `preallocate` of topics."),
     def("log.retention.bytes", "-1", "Default `retention.bytes` of topics (-1: no limit)."),
@@ -469,6 +479,8 @@ impl BrokerConfig {
             "log.cleanup.policy" => self.log_defaults.cleanup_policy = v.to_string(),
             "log.preallocate" => self.log_defaults.preallocate = parse_bool(name, v)?,
             "min.insync.replicas" => self.log_defaults.min_insync_replicas = parse_num(name, v)?,
+            "log.message.timestamp.before.max.ms" => self.log_defaults.timestamp_before_max_ms = parse_non_negative(name, v)?,
+            "log.message.timestamp.after.max.ms" => self.log_defaults.timestamp_after_max_ms = parse_non_negative(name, v)?,
             "log.message.timestamp.type" => {
                 self.log_defaults.timestamp_type = match v {
                     "CreateTime" => TimestampType::CreateTime,
@@ -599,6 +611,8 @@ impl BrokerConfig {
             ("log.dirs", self.data_dir.display().to_string()),
             ("log.index.interval.bytes", l.index_interval_bytes.to_string()),
             ("log.index.size.max.bytes", l.segment_index_bytes.to_string()),
+            ("log.message.timestamp.after.max.ms", l.timestamp_after_max_ms.to_string()),
+            ("log.message.timestamp.before.max.ms", l.timestamp_before_max_ms.to_string()),
             ("log.message.timestamp.type", ts.to_string()),
             ("log.preallocate", l.preallocate.to_string()),
             ("log.retention.bytes", l.retention_bytes.to_string()),

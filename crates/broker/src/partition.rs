@@ -738,6 +738,22 @@ async fn flush_loop(partition: Arc<Partition>) {
 }
 
 impl Partition {
+    /// Idempotent producers with state on this partition (DescribeProducers).
+    pub fn active_producers(&self) -> Vec<crate::producer_state::ActiveProducer> {
+        self.producers.lock().active()
+    }
+
+    /// The window a CreateTime record's timestamp must fall in at `now_ms`
+    /// (`message.timestamp.before.max.ms` / `after.max.ms`); None when the
+    /// topic stamps LogAppendTime and producer timestamps are not checked.
+    pub fn timestamp_window(&self, now_ms: i64) -> Option<(i64, i64)> {
+        let log = self.log.lock();
+        let config = log.config();
+        (config.timestamp_type == runnel_storage::TimestampType::CreateTime).then(|| {
+            (now_ms.saturating_sub(config.timestamp_before_max_ms), now_ms.saturating_add(config.timestamp_after_max_ms))
+        })
+    }
+
     /// `min.insync.replicas` of the partition's topic.
     pub fn min_insync_replicas(&self) -> i32 {
         self.log.lock().config().min_insync_replicas

@@ -31,6 +31,17 @@ pub struct CachedBatch {
 struct ProducerEntry {
     epoch: i16,
     batches: VecDeque<CachedBatch>,
+    /// Max timestamp of the producer's last batch (DescribeProducers).
+    last_timestamp: i64,
+}
+
+/// One producer as DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
 }
 
 /// What the sequence check decided for one batch.
@@ -109,6 +120,22 @@ impl ProducerStates {
         Ok(SequenceCheck::Append)
     }
 
+    /// The producers with state here, by producer id.
+    pub fn active(&self) -> Vec<ActiveProducer> {
+        let mut out: Vec<ActiveProducer> = self
+            .producers
+            .iter()
+            .map(|(id, entry)| ActiveProducer {
+                producer_id: *id,
+                epoch: entry.epoch,
+                last_sequence: entry.batches.back().map_or(-1, |b| b.last_sequence),
+                last_timestamp: entry.last_timestamp,
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
     /// Records an appended batch (offsets as assigned by the log).
     pub fn record(&mut self, header: &BatchHeader, first_offset: i64) {
         if !header.has_producer_id() || header.base_sequence < 0 {
@@ -119,6 +146,7 @@ impl ProducerStates {
             entry.epoch = header.producer_epoch;
             entry.batches.clear();
         }
+        entry.last_timestamp = header.max_timestamp;
         entry.batches.push_back(CachedBatch {
             first_sequence: header.base_sequence,
             last_sequence: last_sequence(header),

@@ -16,7 +16,7 @@ mod common;
 use bytes::Bytes;
 use common::{record_batch, s, topic_name, Client};
 use kafka_protocol::messages::*;
-use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use runnel_broker::apis::SUPPORTED_APIS;
 use uuid::Uuid;
 
@@ -37,6 +37,30 @@ fn group_id(name: &str) -> GroupId {
 fn batch(count: i64) -> Bytes {
     let values: Vec<String> = (0..count).map(|i| format!("v{i}")).collect();
     record_batch(&values.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `count` records of producer `producer_id` from sequence 0, created at TIMESTAMP + i.
+fn idempotent_batch(producer_id: i64, producer_epoch: i16, count: i64) -> Bytes {
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            sequence: i as i32,
+            timestamp: TIMESTAMP + i,
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).expect("a test batch encodes");
+    buf.freeze()
 }
 
 fn check(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
@@ -498,6 +522,28 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             let p = &resp.topics[0].partitions[0];
             check(p.error_code == 75 && p.end_offset == -1 && p.leader_epoch == -1, || format!("newer current epoch: {p:?}"))
         }
+        ApiKey::DescribeProducers => {
+            // An idempotent producer writes to its own topic, then is described.
+            let topic = "idempotent";
+            create_topic(client, topic, 1).await?;
+            let issued = client.try_request(4, &InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(-1)).await?;
+            check(issued.error_code == 0, || format!("init producer id: error {}", issued.error_code))?;
+            let records = idempotent_batch(issued.producer_id.0, issued.producer_epoch, 3);
+            let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(topic_name(topic))
+                .with_partition_data(vec![produce_request::PartitionProduceData::default().with_index(0).with_records(Some(records))])]);
+            let code = client.try_request(9, &req).await?.responses[0].partition_responses[0].error_code;
+            check(code == 0, || format!("idempotent produce: error {code}"))?;
+            let req = DescribeProducersRequest::default().with_topics(vec![describe_producers_request::TopicRequest::default()
+                .with_name(topic_name(topic))
+                .with_partition_indexes(vec![0])]);
+            let resp = client.try_request(v, &req).await?;
+            let p = resp.topics.first().and_then(|t| t.partitions.first()).ok_or("no partition in the answer")?;
+            let described: Vec<(i64, i32, i32, i64)> =
+                p.active_producers.iter().map(|a| (a.producer_id.0, a.producer_epoch, a.last_sequence, a.last_timestamp)).collect();
+            let expected = (issued.producer_id.0, issued.producer_epoch as i32, 2, TIMESTAMP + 2);
+            check(p.error_code == 0 && described == vec![expected], || format!("describe producers: error {} producers {described:?}, expected {expected:?}", p.error_code))
+        }
         other => Err(format!("no request builder for {other:?}: add one to this test")),
     }
 }
@@ -622,6 +668,12 @@ async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Resu
             ApiKey::ListConfigResources if v >= 1 => {
                 let req = ListConfigResourcesRequest::default().with_resource_types(vec![99]);
                 refused(Some(client.try_request(v, &req).await?.error_code))
+            }
+            ApiKey::DescribeProducers => {
+                let req = DescribeProducersRequest::default().with_topics(vec![describe_producers_request::TopicRequest::default()
+                    .with_name(topic_name(MISSING))
+                    .with_partition_indexes(vec![0])]);
+                refused(client.try_request(v, &req).await?.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code))
             }
             _ => Err(String::from("no probe")),
         }

@@ -139,7 +139,11 @@ async fn malformed_frames_close_only_their_connection() {
         assert!(bad.read_frame().await.is_none(), "broker should close after {attack:?}");
     }
     let mut good = Client::connect(addr).await;
-    let resp = good.request(3, &ApiVersionsRequest::default()).await;
+    // v3 names the client's software (KIP-511: an empty name is refused).
+    let hello = ApiVersionsRequest::default()
+        .with_client_software_name(kafka_protocol::protocol::StrBytes::from_static_str("wire-test"))
+        .with_client_software_version(kafka_protocol::protocol::StrBytes::from_static_str("1"));
+    let resp = good.request(3, &hello).await;
     assert_eq!(resp.error_code, 0);
     broker.shutdown().await;
 }

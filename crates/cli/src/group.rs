@@ -256,7 +256,16 @@ async fn list_groups(args: &ClientArgs) -> Result<Vec<(String, String, String)>>
     if let Some(e) = ResponseError::try_from_code(response.error_code) {
         bail!("listing groups failed: {e}");
     }
-    Ok(response.groups.iter().map(|g| (g.group_id.0.to_string(), g.group_state.to_string(), g.group_type.to_string())).collect())
+    Ok(response.groups.iter().map(|g| (g.group_id.0.to_string(), g.group_state.to_string(), display_group_type(&g.group_type))).collect())
+}
+
+/// Brokers send the type in lower case ("classic"); Kafka's tools show "Classic".
+fn display_group_type(wire: &str) -> String {
+    let mut chars = wire.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// Commits offsets for a group with no members, as an admin (generation -1),

@@ -149,11 +149,20 @@ pub fn validate_batches(buf: &[u8], max_batch_bytes: usize) -> Result<ValidatedB
     let mut pos = 0usize;
     while pos < buf.len() {
         let rest = &buf[pos..];
+        // Error codes follow Kafka: a request without one whole batch is an
+        // INVALID_RECORD, a magic from the future a CORRUPT_MESSAGE, an old
+        // magic an INVALID_RECORD.
         if rest.len() < LOG_OVERHEAD + 5 {
+            if pos == 0 {
+                return Err(BatchError::Invalid(format!("{} bytes hold no complete record batch", rest.len())));
+            }
             return Err(BatchError::Corrupt(format!("{} trailing bytes after the last batch", rest.len())));
         }
         let batch_length = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
         let magic = rest[16] as i8;
+        if magic > 2 {
+            return Err(BatchError::Corrupt(format!("record batch magic {magic} is unknown; only magic v2 is accepted")));
+        }
         if magic != 2 {
             return Err(BatchError::Invalid(format!("record batch magic {magic}; only magic v2 is accepted")));
         }
@@ -165,7 +174,7 @@ pub fn validate_batches(buf: &[u8], max_batch_bytes: usize) -> Result<ValidatedB
             return Err(BatchError::TooLarge { size, max: max_batch_bytes });
         }
         if size > rest.len() {
-            return Err(BatchError::Corrupt(format!(
+            return Err(BatchError::Invalid(format!(
                 "batch claims {size} bytes but only {} remain",
                 rest.len()
             )));

@@ -36,6 +36,11 @@ pub struct LogConfig {
     pub max_message_bytes: usize,
     /// `message.timestamp.type` (default CreateTime).
     pub timestamp_type: TimestampType,
+    /// `message.timestamp.before.max.ms` (default unlimited): how far in the
+    /// past a CreateTime record may be.
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (default 1 h): how far in the future.
+    pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` (default "delete"): time/size retention applies only
     /// with "delete"; general log compaction is not implemented ("compact" is
     /// stored and reported; the coordinator compacts its own topic).
@@ -84,6 +89,8 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             max_message_bytes: 1_048_588,
             timestamp_type: TimestampType::CreateTime,
+            timestamp_before_max_ms: i64::MAX,
+            timestamp_after_max_ms: 3_600_000,
             cleanup_policy: "delete".into(),
             min_insync_replicas: 1,
             file_delete_delay_ms: 60_000,
@@ -247,6 +254,8 @@ impl LogConfig {
                     c.timestamp_type =
                         if v == "LogAppendTime" { TimestampType::LogAppendTime } else { TimestampType::CreateTime }
                 }
+                "message.timestamp.before.max.ms" => c.timestamp_before_max_ms = parse(0)?,
+                "message.timestamp.after.max.ms" => c.timestamp_after_max_ms = parse(0)?,
                 "cleanup.policy" => c.cleanup_policy = v.to_string(),
                 "min.insync.replicas" => c.min_insync_replicas = parse(1)? as i32,
                 "file.delete.delay.ms" => c.file_delete_delay_ms = parse(0)?,
@@ -273,6 +282,8 @@ impl LogConfig {
                 TimestampType::CreateTime => "CreateTime".into(),
                 TimestampType::LogAppendTime => "LogAppendTime".into(),
             },
+            "message.timestamp.before.max.ms" => self.timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.timestamp_after_max_ms.to_string(),
             "cleanup.policy" => self.cleanup_policy.clone(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),

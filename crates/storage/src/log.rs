@@ -429,15 +429,21 @@ impl Log {
     /// timestamp (ListOffsets by time). Exact per record in uncompressed
     /// batches; the batch's first offset in compressed ones (the client skips).
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        // As Kafka: the first record at or above the log start whose
+        // timestamp is >= the target, with that record's own timestamp.
         for segment in self.segments.values() {
-            if let Some((position, header)) = segment.find_timestamp(timestamp)? {
-                if header.compression_codec() == 0 && !header.is_log_append_time() {
-                    let bytes = segment.read_bytes(position, header.total_size())?;
-                    if let Some(found) = first_record_at_or_after(&bytes, &header, timestamp) {
-                        return Ok(Some((found.0.max(self.log_start_offset), found.1)));
-                    }
+            let mut min_offset = self.log_start_offset;
+            while let Some((position, header)) = segment.find_timestamp_from(timestamp, min_offset)? {
+                if header.compression_codec() != 0 || header.is_log_append_time() {
+                    // Every record of a LogAppendTime batch carries its max
+                    // timestamp; a compressed batch is not decoded here.
+                    return Ok(Some((header.base_offset.max(min_offset), header.max_timestamp)));
                 }
-                return Ok(Some((header.base_offset.max(self.log_start_offset), header.max_timestamp)));
+                let bytes = segment.read_bytes(position, header.total_size())?;
+                if let Some(found) = first_record_at_or_after(&bytes, &header, timestamp, min_offset) {
+                    return Ok(Some(found));
+                }
+                min_offset = header.last_offset() + 1;
             }
         }
         Ok(None)
@@ -456,9 +462,14 @@ impl Log {
         if let Some((position, header)) = segment.find_timestamp(segment.max_timestamp)? {
             if header.compression_codec() == 0 && !header.is_log_append_time() {
                 let bytes = segment.read_bytes(position, header.total_size())?;
-                if let Some(found) = first_record_at_or_after(&bytes, &header, segment.max_timestamp) {
+                if let Some(found) = first_record_at_or_after(&bytes, &header, segment.max_timestamp, i64::MIN) {
                     return Ok(Some(found));
                 }
+            }
+            // Kafka's offsetOfMaxTimestamp: a LogAppendTime batch's records all
+            // carry the max timestamp, so the first of them is the answer.
+            if header.is_log_append_time() {
+                return Ok(Some((header.base_offset, header.max_timestamp)));
             }
             return Ok(Some((header.last_offset(), header.max_timestamp)));
         }
@@ -690,7 +701,7 @@ fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
 
 /// In an uncompressed batch, the first record whose timestamp is >= `target`:
 /// walks the records' length, attributes, timestamp delta and offset delta.
-fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, target: i64) -> Option<(i64, i64)> {
+fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, target: i64, min_offset: i64) -> Option<(i64, i64)> {
     let mut rest = batch.get(BATCH_HEADER_LEN..header.total_size())?;
     while !rest.is_empty() {
         let (len, used) = read_varlong(rest)?;
@@ -700,8 +711,9 @@ fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, target: i64) -> 
         let (ts_delta, used_ts) = read_varlong(body)?;
         let (offset_delta, _) = read_varlong(body.get(used_ts..)?)?;
         let ts = header.base_timestamp + ts_delta;
-        if ts >= target {
-            return Some((header.base_offset + offset_delta, ts));
+        let offset = header.base_offset + offset_delta;
+        if ts >= target && offset >= min_offset {
+            return Some((offset, ts));
         }
         rest = &rest[used + len..];
     }

@@ -328,6 +328,17 @@ impl Segment {
         self.first_batch_from(start, |header| header.max_timestamp >= timestamp)
     }
 
+    /// First batch whose max timestamp is >= `timestamp` and which holds an
+    /// offset >= `min_offset` (records below the log start do not count).
+    pub fn find_timestamp_from(&self, timestamp: i64, min_offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        if self.max_timestamp < timestamp || self.next_offset <= min_offset {
+            return Ok(None);
+        }
+        let rel = self.time_index.scan_start(timestamp);
+        let start = self.offset_index.lookup(rel) as u64;
+        self.first_batch_from(start, |header| header.max_timestamp >= timestamp && header.last_offset() >= min_offset)
+    }
+
     pub fn read_bytes(&self, position: u64, len: usize) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, position).map_err(|e| StorageError::io(self.log_path(), e))?;

@@ -36,8 +36,8 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ConsumerGr
             broker.groups.describe_consumer_group(&group_id.0, |group| match group {
                 None => described
                     .with_error_code(ResponseError::GroupIdNotFound.code())
-                    .with_error_message(Some(StrBytes::from_string(format!("Group {} not found.", group_id.0))))
-                    .with_group_state(StrBytes::from_static_str("Dead")),
+                    // Kafka leaves the state empty here.
+                    .with_error_message(Some(StrBytes::from_string(format!("Group {} not found.", group_id.0)))),
                 Some(g) => {
                     let empty = assignor::Assignment::new();
                     let members = g

@@ -31,7 +31,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ConsumerGro
     if req.instance_id.as_ref().is_some_and(|i| i.is_empty()) {
         return error(ResponseError::InvalidRequest, "InstanceId can't be empty.");
     }
-    if (req.member_epoch > 0 || req.member_epoch == -1) && req.member_id.is_empty() {
+    // KIP-1082: from v1 the client generates its member id, even to join.
+    if (ctx.version >= 1 || req.member_epoch > 0 || req.member_epoch == -1) && req.member_id.is_empty() {
         return error(ResponseError::InvalidRequest, "MemberId can't be empty.");
     }
     if req.member_epoch == 0 && req.topic_partitions.as_ref().is_some_and(|t| !t.is_empty()) {
@@ -78,7 +79,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ConsumerGro
                 ConsumerGroupHeartbeatResponse::default()
                     .with_member_id(Some(StrBytes::from_string(answer.member_id)))
                     .with_member_epoch(answer.member_epoch)
-                    .with_heartbeat_interval_ms(broker.groups.consumer_heartbeat_interval_ms(&req.group_id.0))
+                    // A member that left is told no interval, as Kafka does.
+                    .with_heartbeat_interval_ms(if req.member_epoch < 0 { 0 } else { broker.groups.consumer_heartbeat_interval_ms(&req.group_id.0) })
                     .with_assignment(assignment),
             )
         }

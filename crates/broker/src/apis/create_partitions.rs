@@ -1,5 +1,6 @@
 //! CreatePartitions (key 37): raises a topic's partition count.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -14,12 +15,20 @@ use crate::Broker;
 pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: CreatePartitionsRequest) -> Reply<CreatePartitionsResponse> {
     let broker = broker.clone();
     let validate_only = req.validate_only;
+    let mut occurrences: HashMap<StrBytes, usize> = HashMap::new();
+    for t in &req.topics {
+        *occurrences.entry(t.name.0.clone()).or_default() += 1;
+    }
     let results = tokio::task::spawn_blocking(move || {
+        // A name given twice gets one INVALID_REQUEST result, as in Kafka.
+        let mut answered_duplicates = HashSet::new();
         req.topics
             .into_iter()
+            .filter(|t| occurrences[&t.name.0] <= 1 || answered_duplicates.insert(t.name.0.clone()))
             .map(|t| {
                 let node = broker.config.node_id;
                 let outcome = match &t.assignments {
+                    _ if occurrences[&t.name.0] > 1 => Err(ApiError::new(ResponseError::InvalidRequest, "Duplicate topic name.")),
                     Some(a) if a.iter().any(|x| x.broker_ids.iter().any(|b| b.0 != node)) => {
                         Err(ApiError::new(ResponseError::InvalidReplicaAssignment, "Assignment names a broker that does not exist"))
                     }

@@ -28,8 +28,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
     // Creating files and fsyncing metadata is blocking work.
     let topics = req.topics;
     let results = tokio::task::spawn_blocking(move || {
+        // A name given twice gets one INVALID_REQUEST result, as in Kafka.
+        let mut answered_duplicates = std::collections::HashSet::new();
         topics
             .into_iter()
+            .filter(|t| seen.get(&t.name.0).copied().unwrap_or(0) <= 1 || answered_duplicates.insert(t.name.0.clone()))
             .map(|t| {
                 let result = CreatableTopicResult::default()
                     .with_name(t.name.clone())
@@ -38,7 +41,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
                     .with_topic_config_error_code(0);
                 let outcome = (|| -> Result<(i32, i16, BTreeMap<String, String>, Option<uuid::Uuid>), ApiError> {
                     if seen.get(&t.name.0).copied().unwrap_or(0) > 1 {
-                        return Err(ApiError::new(ResponseError::InvalidRequest, format!("Create topics request from client contains a duplicate topic: {}", t.name.0)));
+                        return Err(ApiError::new(ResponseError::InvalidRequest, "Duplicate topic name."));
                     }
                     let mut configs = BTreeMap::new();
                     for c in &t.configs {
@@ -64,7 +67,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
                     let created = replicas.create_topic(&t.name.0, partitions, replication, configs.clone(), validate_only)?;
                     let partitions = if partitions == -1 { broker.config.num_partitions } else { partitions };
                     let replication = if replication == -1 { broker.config.default_replication_factor } else { replication };
-                    Ok((partitions, replication, configs, created.map(|c| c.id)))
+                    // validate_only creates nothing, yet Kafka's answer carries
+                    // the id the topic would get: a fresh one.
+                    let id = created.map(|c| c.id).unwrap_or_else(uuid::Uuid::new_v4);
+                    Ok((partitions, replication, configs, Some(id)))
                 })();
                 match outcome {
                     Ok((partitions, replication, configs, id)) => {

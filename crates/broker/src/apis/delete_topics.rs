@@ -30,7 +30,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
                 };
                 let result = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
                 let outcome = match topic {
-                    None if name.is_none() => Err(ApiError::bare(ResponseError::UnknownTopicId)),
+                    None if name.is_none() => Err(ApiError::new(ResponseError::UnknownTopicId, "This server does not host this topic ID.")),
                     None => Err(ApiError::new(ResponseError::UnknownTopicOrPartition, "This server does not host this topic-partition.")),
                     Some(t) if t.internal => Err(ApiError::new(ResponseError::TopicAuthorizationFailed, format!("Internal topic {} cannot be deleted", t.name))),
                     Some(t) => broker.replicas.delete_topic(&t.name).map(|_| t),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -9,7 +10,30 @@ use kafka_protocol::protocol::StrBytes;
 use super::{authorized_operations, Reply, RequestContext};
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeClusterRequest) -> Reply<DescribeClusterResponse> {
+/// DescribeCluster endpoint types (KIP-919): a broker answers for brokers only.
+const BROKERS_ENDPOINT_TYPE: i8 = 1;
+const CONTROLLERS_ENDPOINT_TYPE: i8 = 2;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeClusterRequest) -> Reply<DescribeClusterResponse> {
+    if req.endpoint_type != BROKERS_ENDPOINT_TYPE {
+        // Kafka's answers: controllers are described by a controller's
+        // listener; an unknown type is unsupported (v0: INVALID_REQUEST).
+        let (code, message) = match req.endpoint_type {
+            _ if ctx.version == 0 => (ResponseError::InvalidRequest, format!("Unsupported endpoint type {}", req.endpoint_type)),
+            CONTROLLERS_ENDPOINT_TYPE => (
+                ResponseError::MismatchedEndpointType,
+                "The request was sent to an endpoint of type BROKER, but we wanted an endpoint of type CONTROLLER".to_string(),
+            ),
+            other => (ResponseError::UnsupportedEndpointType, format!("Unsupported endpoint type {other}")),
+        };
+        return Reply::Now(
+            DescribeClusterResponse::default()
+                .with_error_code(code.code())
+                .with_error_message(Some(StrBytes::from_string(message)))
+                .with_controller_id(BrokerId(-1))
+                .with_cluster_authorized_operations(authorized_operations::OMITTED),
+        );
+    }
     let node = BrokerId(broker.config.node_id);
     let this = DescribeClusterBroker::default()
         .with_broker_id(node)
@@ -17,7 +41,7 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeCl
         .with_port(broker.config.advertised_port);
     Reply::Now(
         DescribeClusterResponse::default()
-            .with_endpoint_type(req.endpoint_type.max(1))
+            .with_endpoint_type(BROKERS_ENDPOINT_TYPE)
             .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
             .with_controller_id(node)
             .with_brokers(vec![this])

@@ -9,6 +9,7 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::{authorized_operations, Reply, RequestContext};
+use crate::coordinator::group::GroupState;
 use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeGroupsRequest) -> Reply<DescribeGroupsResponse> {
@@ -25,18 +26,24 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeGro
                     .with_group_state(StrBytes::from_static_str("Dead")),
                 None => described.with_group_state(StrBytes::from_static_str("Dead")),
                 Some(g) => {
-                    let protocol = g.protocol_name.clone().unwrap_or_default();
+                    // As Kafka: the protocol and each member's metadata and
+                    // assignment are shown only once the group is Stable.
+                    let stable = g.state == GroupState::Stable;
+                    let protocol = if stable { g.protocol_name.clone().unwrap_or_default() } else { String::new() };
                     let members = g
                         .members
                         .values()
                         .map(|m| {
-                            DescribedGroupMember::default()
+                            let member = DescribedGroupMember::default()
                                 .with_member_id(StrBytes::from_string(m.id.clone()))
                                 .with_group_instance_id(m.instance_id.clone().map(StrBytes::from_string))
                                 .with_client_id(StrBytes::from_string(m.client_id.clone()))
-                                .with_client_host(StrBytes::from_string(m.client_host.clone()))
-                                .with_member_metadata(m.metadata_for(&protocol))
-                                .with_member_assignment(m.assignment.clone())
+                                .with_client_host(StrBytes::from_string(m.client_host.clone()));
+                            if stable {
+                                member.with_member_metadata(m.metadata_for(&protocol)).with_member_assignment(m.assignment.clone())
+                            } else {
+                                member
+                            }
                         })
                         .collect();
                     described

@@ -322,8 +322,11 @@ fn read_all(
                 Ok(p) => p,
                 Err(code) => {
                     has_error = true;
+                    // Kafka answers a partition it cannot look up with an empty
+                    // (not null) aborted-transactions list.
                     partitions.push(
                         data.with_error_code(code.code())
+                            .with_aborted_transactions(Some(Vec::new()))
                             .with_high_watermark(-1)
                             .with_last_stable_offset(-1)
                             .with_log_start_offset(-1)
@@ -417,12 +420,13 @@ fn read_all(
                             ResponseError::KafkaStorageError
                         }
                     };
-                    let offsets = partition.offsets();
+                    // Like Kafka, a failed read reports no offsets (-1): a
+                    // consumer out of range resets through ListOffsets.
                     partitions.push(
                         data.with_error_code(code.code())
-                            .with_high_watermark(offsets.high_watermark)
-                            .with_last_stable_offset(offsets.high_watermark)
-                            .with_log_start_offset(offsets.log_start_offset)
+                            .with_high_watermark(-1)
+                            .with_last_stable_offset(-1)
+                            .with_log_start_offset(-1)
                             .with_records(Some(Bytes::new())),
                     );
                 }

@@ -21,10 +21,10 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: InitProduc
     if req.transactional_id.is_some() {
         return Reply::Now(response.with_error_code(ResponseError::UnsupportedVersion.code()));
     }
-    // KIP-360: a producer that knows its id asks for an epoch bump.
-    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
-        return Reply::Now(response.with_producer_id(req.producer_id).with_producer_epoch(req.producer_epoch + 1));
-    }
+    // Without a transactional id Kafka always issues a fresh producer id at
+    // epoch 0, whatever id and epoch the request names: an idempotent
+    // producer bumps its epoch itself (KIP-360), and granting a bump for an id
+    // this broker never issued would let a client pick its own producer id.
     match broker.producer_ids.allocate(broker.replicas.meta()) {
         Ok(id) => Reply::Now(response.with_producer_id(ProducerId(id)).with_producer_epoch(0)),
         Err(e) => {

@@ -2,11 +2,13 @@
 //! earliest local (-4), latest tiered (-5), or the first offset at or after
 //! a timestamp.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::protocol::StrBytes;
 
 use super::{Reply, RequestContext};
 use crate::error::ApiError;
@@ -23,6 +25,14 @@ const FIRST_VERSION_WITH_LEADER_EPOCH: i16 = 4;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsetsRequest) -> Reply<ListOffsetsResponse> {
     let has_leader_epoch = ctx.version >= FIRST_VERSION_WITH_LEADER_EPOCH;
+    // A partition named twice is answered once, with INVALID_REQUEST (Kafka).
+    let mut occurrences: HashMap<(StrBytes, i32), usize> = HashMap::new();
+    for topic in &req.topics {
+        for p in &topic.partitions {
+            *occurrences.entry((topic.name.0.clone(), p.partition_index)).or_default() += 1;
+        }
+    }
+    let mut answered_duplicates = HashSet::new();
     let topics = req
         .topics
         .into_iter()
@@ -31,20 +41,26 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
             let partitions = topic
                 .partitions
                 .into_iter()
-                .map(|p| {
+                .filter_map(|p| {
+                    let key = (topic.name.0.clone(), p.partition_index);
+                    let duplicate = occurrences.get(&key).copied().unwrap_or(0) > 1;
+                    if duplicate && !answered_duplicates.insert(key) {
+                        return None;
+                    }
                     let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                     let partition = found.as_ref().and_then(|t| t.partition(p.partition_index));
                     let result = match partition {
+                        _ if duplicate => Err(ApiError::bare(ResponseError::InvalidRequest)),
                         None => Err(ApiError::bare(ResponseError::UnknownTopicOrPartition)),
                         Some(partition) => lookup(&partition, p.timestamp),
                     };
-                    match result {
+                    Some(match result {
                         Ok((offset, timestamp, epoch)) => response
                             .with_offset(offset)
                             .with_timestamp(timestamp)
                             .with_leader_epoch(if has_leader_epoch { epoch } else { -1 }),
                         Err(e) => response.with_error_code(e.code()).with_offset(-1).with_timestamp(-1).with_leader_epoch(-1),
-                    }
+                    })
                 })
                 .collect();
             ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)

@@ -31,19 +31,29 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
             // v0: an empty list means all topics.
             broker.replicas.topics().iter().map(|t| describe_topic(broker, t)).collect()
         }
-        Some(requested) => requested
-            .into_iter()
-            .map(|wanted| match wanted.name {
-                Some(name) => topic_by_name(broker, &name.0, client_allows_create),
-                None => match broker.replicas.topic_by_id(&wanted.topic_id) {
-                    Some(topic) => describe_topic(broker, &topic),
-                    None => MetadataResponseTopic::default()
-                        .with_error_code(ResponseError::UnknownTopicId.code())
-                        .with_topic_id(wanted.topic_id)
-                        .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
-                },
-            })
-            .collect(),
+        Some(requested) => {
+            // A topic named twice is answered once (Kafka collects the names in a set).
+            let mut seen_names = std::collections::HashSet::new();
+            let mut seen_ids = std::collections::HashSet::new();
+            requested
+                .into_iter()
+                .filter(|wanted| match &wanted.name {
+                    Some(name) => seen_names.insert(name.0.clone()),
+                    None => seen_ids.insert(wanted.topic_id),
+                })
+                .map(|wanted| match wanted.name {
+                    Some(name) => topic_by_name(broker, &name.0, client_allows_create),
+                    None => match broker.replicas.topic_by_id(&wanted.topic_id) {
+                        Some(topic) => describe_topic(broker, &topic),
+                        None => MetadataResponseTopic::default()
+                            .with_error_code(ResponseError::UnknownTopicId.code())
+                            .with_name(None)
+                            .with_topic_id(wanted.topic_id)
+                            .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
+                    },
+                })
+                .collect()
+        }
     };
     let topics = topics
         .into_iter()

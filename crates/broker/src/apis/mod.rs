@@ -33,6 +33,7 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_producers;
 pub mod describe_topic_partitions;
 pub mod delete_groups;
 pub mod describe_groups;
@@ -132,6 +133,7 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::ListConfigResources, 0, 1),
+    (ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// Versions the broker actually accepts (narrower than advertised for Produce).
@@ -326,6 +328,7 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::DescribeTopicPartitions => dispatch!(m::DescribeTopicPartitionsRequest, describe_topic_partitions::handle),
         ApiKey::OffsetForLeaderEpoch => dispatch!(m::OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle),
         ApiKey::ListConfigResources => dispatch!(m::ListConfigResourcesRequest, list_config_resources::handle),
+        ApiKey::DescribeProducers => dispatch!(m::DescribeProducersRequest, describe_producers::handle),
         other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
     }
 }

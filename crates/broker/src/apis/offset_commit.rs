@@ -14,11 +14,9 @@ use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommitRequest) -> Reply<OffsetCommitResponse> {
     let group_id = req.group_id.0.to_string();
-    let group_error = if group_id.is_empty() {
-        Some(ResponseError::InvalidGroupId)
-    } else {
-        broker.groups.validate_commit(&group_id, &req.member_id, req.group_instance_id.as_deref(), req.generation_id_or_member_epoch, ctx.version).err()
-    };
+    // Kafka accepts commits for the empty group id (backward compatibility).
+    let group_error =
+        broker.groups.validate_commit(&group_id, &req.member_id, req.group_instance_id.as_deref(), req.generation_id_or_member_epoch, ctx.version).err();
     let now = crate::now_ms();
     let mut commits = Vec::new();
     // (topic index, partition index, error) for the response skeleton.

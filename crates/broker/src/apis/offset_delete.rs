@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
@@ -12,15 +13,30 @@ use crate::Broker;
 pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetDeleteRequest) -> Reply<OffsetDeleteResponse> {
     let broker = broker.clone();
     Reply::Later(Box::pin(async move {
-        let partitions: Vec<(String, i32)> = req
+        // As Kafka: a partition that does not exist is answered
+        // UNKNOWN_TOPIC_OR_PARTITION; only the others reach the coordinator.
+        let exists = |topic: &str, partition: i32| broker.replicas.topic(topic).is_some_and(|t| t.partition(partition).is_some());
+        let requested: Vec<(String, i32, bool)> = req
             .topics
             .iter()
             .flat_map(|t| t.partitions.iter().map(move |p| (t.name.0.to_string(), p.partition_index)))
+            .map(|(topic, partition)| {
+                let known = exists(&topic, partition);
+                (topic, partition, known)
+            })
             .collect();
-        match broker.groups.delete_offsets(&req.group_id.0, &partitions).await {
+        let known: Vec<(String, i32)> = requested.iter().filter(|r| r.2).map(|(t, p, _)| (t.clone(), *p)).collect();
+        match broker.groups.delete_offsets(&req.group_id.0, &known).await {
             Err(code) => OffsetDeleteResponse::default().with_error_code(code.code()),
             Ok(results) => {
                 let mut results = results.into_iter();
+                let mut codes = requested.into_iter().map(|(_, _, known)| {
+                    if known {
+                        results.next().flatten().map(|e| e.code()).unwrap_or(0)
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    }
+                });
                 let topics = req
                     .topics
                     .into_iter()
@@ -29,7 +45,7 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetDele
                             .partitions
                             .iter()
                             .map(|p| {
-                                let code = results.next().flatten().map(|e| e.code()).unwrap_or(0);
+                                let code = codes.next().unwrap_or(0);
                                 OffsetDeleteResponsePartition::default().with_partition_index(p.partition_index).with_error_code(code)
                             })
                             .collect();

@@ -15,10 +15,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
-use runnel_storage::batch::validate_batches;
+use kafka_protocol::records::RecordBatchDecoder;
+use runnel_storage::batch::{validate_batches, BatchHeader};
 
 use super::{Reply, RequestContext};
 use crate::error::ApiError;
@@ -51,7 +52,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
         for (partition_index, data) in topic_data.partition_data.into_iter().enumerate() {
             let response = PartitionProduceResponse::default().with_index(data.index);
             let outcome = if !matches!(acks, 0 | 1 | -1) {
-                Err(ApiError::new(ResponseError::InvalidRequiredAcks, format!("acks={acks} is not 0, 1 or -1")))
+                Err(ApiError::new(ResponseError::InvalidRequiredAcks, format!("acks={acks} is not 0, 1 or -1")).into())
             } else {
                 append_partition(topic.as_deref(), ctx.version, data.index, data.records, acks, now)
             };
@@ -72,9 +73,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
                             .with_log_start_offset(info.log_start_offset),
                     );
                 }
-                Err(e) => {
+                Err(refusal) => {
+                    let e = &refusal.error;
                     tracing::debug!(topic = %topic_data.name.0, partition = data.index, error = %e, "produce refused");
-                    partition_responses.push(error_response(response, &e));
+                    // Per-record errors exist from v8 (KIP-467).
+                    let record_errors = if ctx.version >= 8 { refusal.record_errors } else { Vec::new() };
+                    partition_responses
+                        .push(error_response(response, e).with_record_errors(record_errors).with_log_start_offset(refusal.log_start_offset));
                 }
             }
         }
@@ -119,6 +124,64 @@ fn error_response(response: PartitionProduceResponse, e: &ApiError) -> Partition
         .with_error_message(e.message.clone().map(StrBytes::from_string))
 }
 
+/// Why a partition's records were refused: the error, and for errors about
+/// single records (timestamps) which records, as Kafka reports them.
+struct Refusal {
+    error: ApiError,
+    record_errors: Vec<BatchIndexAndErrorMessage>,
+    /// Kafka reports the partition's log start offset with record errors.
+    log_start_offset: i64,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Refusal { error, record_errors: Vec::new(), log_start_offset: -1 }
+    }
+}
+
+/// Kafka's check of CreateTime timestamps (KIP-937): every record must lie in
+/// `[lower, upper]` (`now - message.timestamp.before.max.ms`, `now +
+/// message.timestamp.after.max.ms`); records without a timestamp (-1) pass.
+/// Records are decoded only when a batch's header cannot vouch for them.
+fn check_timestamps(records: &Bytes, headers: &[BatchHeader], (lower, upper): (i64, i64)) -> Result<(), Refusal> {
+    let mut record_errors = Vec::new();
+    let mut position = 0usize;
+    for header in headers {
+        let size = header.total_size();
+        let batch = records.slice(position..(position + size).min(records.len()));
+        position += size;
+        // The header's max timestamp bounds the records from above; with no
+        // lower bound in sight (the default is unlimited) they need no decoding.
+        if header.max_timestamp <= upper && lower < 0 {
+            continue;
+        }
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RecordBatchDecoder::decode(&mut batch.clone())));
+        let Ok(Ok(set)) = decoded else {
+            return Err(ApiError::new(ResponseError::CorruptMessage, "a record batch could not be decoded to check its timestamps").into());
+        };
+        for (index, record) in set.records.iter().enumerate() {
+            if record.timestamp != -1 && (record.timestamp < lower || record.timestamp > upper) {
+                record_errors.push(
+                    BatchIndexAndErrorMessage::default().with_batch_index(index as i32).with_batch_index_error_message(Some(StrBytes::from_string(
+                        format!(
+                            "Timestamp {} of message with offset {} is out of range. The timestamp should be within [{lower}, {upper}]",
+                            record.timestamp, record.offset
+                        ),
+                    ))),
+                );
+            }
+        }
+    }
+    if record_errors.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal {
+        error: ApiError::new(ResponseError::InvalidTimestamp, "One or more records have been rejected due to invalid timestamp"),
+        record_errors,
+        log_start_offset: -1,
+    })
+}
+
 fn append_partition(
     topic: Option<&Topic>,
     version: i16,
@@ -126,7 +189,7 @@ fn append_partition(
     records: Option<Bytes>,
     acks: i16,
     now_ms: i64,
-) -> Result<(Arc<Partition>, runnel_storage::AppendInfo), ApiError> {
+) -> Result<(Arc<Partition>, runnel_storage::AppendInfo), Refusal> {
     let unknown = || {
         if version >= 13 && topic.is_none() {
             ApiError::bare(ResponseError::UnknownTopicId)
@@ -137,12 +200,12 @@ fn append_partition(
     let topic = topic.ok_or_else(unknown)?;
     if topic.internal {
         // The coordinator writes its own log; a client's record there could only corrupt it.
-        return Err(ApiError::new(ResponseError::InvalidTopicException, format!("Cannot append to internal topic {}", topic.name)));
+        return Err(ApiError::new(ResponseError::InvalidTopicException, format!("Cannot append to internal topic {}", topic.name)).into());
     }
     let partition_index = partition;
     let partition = topic.partition(partition).ok_or_else(unknown)?;
     if !partition.is_leader() {
-        return Err(ApiError::new(ResponseError::NotLeaderOrFollower, format!("this broker is not the leader of {}-{partition_index}", topic.name)));
+        return Err(ApiError::new(ResponseError::NotLeaderOrFollower, format!("this broker is not the leader of {}-{partition_index}", topic.name)).into());
     }
     if acks == -1 {
         let min_isr = partition.min_insync_replicas();
@@ -151,12 +214,17 @@ fn append_partition(
             return Err(ApiError::new(
                 ResponseError::NotEnoughReplicas,
                 format!("min.insync.replicas={min_isr} but the in-sync replica set has {isr} member(s)"),
-            ));
+            )
+            .into());
         }
     }
     let records = records.ok_or_else(|| ApiError::new(ResponseError::InvalidRecord, "produce request without records"))?;
     let max = partition.max_message_bytes();
     let validated = validate_batches(&records, max).map_err(|e| ApiError::from(&e))?;
+    if let Some(window) = partition.timestamp_window(now_ms) {
+        check_timestamps(&records, &validated.headers, window)
+            .map_err(|refusal| Refusal { log_start_offset: partition.offsets().log_start_offset, ..refusal })?;
+    }
     // Offsets are written into the batch headers in place; the frame buffer
     // is usually ours alone by now, otherwise this copies once.
     let mut batches: BytesMut = records.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));

@@ -28,7 +28,13 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: SyncGroupR
             want.as_ref().is_some_and(|w| have.as_deref().is_some_and(|h| h != w.as_str()))
         };
         if outcome.error.is_none() && (mismatch(&expected.0, &outcome.protocol_type) || mismatch(&expected.1, &outcome.protocol_name)) {
-            return response(SyncOutcome { error: Some(ResponseError::InconsistentGroupProtocol), assignment: Default::default(), ..outcome });
+            // Kafka's error answer names no protocol.
+            return response(SyncOutcome {
+                error: Some(ResponseError::InconsistentGroupProtocol),
+                protocol_type: None,
+                protocol_name: None,
+                assignment: Default::default(),
+            });
         }
         response(outcome)
     };

@@ -347,10 +347,31 @@ impl GroupCoordinator {
         let topics = self.topics_view();
         let mut groups = self.consumer_groups.lock();
         if req.member_epoch != 0 && !groups.contains_key(group_id) {
-            return Err((ResponseError::UnknownMemberId, format!("Group {group_id} has no member {}", req.member_id)));
+            return Err((ResponseError::UnknownMemberId, format!("Member {} is not a member of group {group_id}.", req.member_id)));
         }
         let group = groups.entry(group_id.to_string()).or_insert_with(|| ConsumerGroup::new(group_id.to_string()));
-        group.heartbeat(req, &topics, Instant::now()).map_err(|e| (e, String::new()))
+        let (member_id, member_epoch, instance_id) = (req.member_id.clone(), req.member_epoch, req.instance_id.clone());
+        let has_subscription = req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some();
+        group.heartbeat(req, &topics, Instant::now()).map_err(|e| {
+            // The messages Kafka sends with these errors (clients log them).
+            let message = match e {
+                ResponseError::InvalidRequest if member_epoch == 0 && !has_subscription => {
+                    "SubscribedTopicNames must be set in first request.".to_string()
+                }
+                ResponseError::InvalidRequest if member_epoch == 0 => "RebalanceTimeoutMs must be provided in first request.".to_string(),
+                ResponseError::InvalidRequest => "MemberEpoch is invalid.".to_string(),
+                ResponseError::UnknownMemberId => format!("Member {member_id} is not a member of group {group_id}."),
+                ResponseError::FencedMemberEpoch => format!(
+                    "The consumer group member's epoch ({member_epoch}) is not the one the group coordinator expects. \
+                     The member must abandon all its partitions and rejoin."
+                ),
+                ResponseError::UnreleasedInstanceId => {
+                    format!("Static member with instance id {} is not released yet.", instance_id.unwrap_or_default())
+                }
+                _ => String::new(),
+            };
+            (e, message)
+        })
     }
 
     /// A group's own consumer.heartbeat.interval.ms (KIP-848 group config), else the broker's.
@@ -383,9 +404,22 @@ impl GroupCoordinator {
             let stale = if api_version >= 9 { ResponseError::StaleMemberEpoch } else { ResponseError::UnsupportedVersion };
             return group.validate_member_epoch(member_id, generation, stale);
         }
+        // A group with committed offsets exists for Kafka even when no member
+        // ever joined (a "simple" group, recreated from its offsets on load).
+        let has_offsets = self.has_committed_offsets(group_id);
         let mut groups = self.groups.lock();
+        if generation >= 0 && !has_offsets && !groups.contains_key(group_id) {
+            // A generation names a group that does not exist: Kafka answers
+            // GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION before.
+            return Err(if api_version >= 9 { ResponseError::GroupIdNotFound } else { ResponseError::IllegalGeneration });
+        }
         let group = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id.to_string()));
         group.validate_commit(member_id, instance_id, generation)
+    }
+
+    fn has_committed_offsets(&self, group_id: &str) -> bool {
+        let start = OffsetKey { group: group_id.to_string(), topic: String::new(), partition: i32::MIN };
+        self.offsets.lock().range(start..).next().is_some_and(|(k, _)| k.group == group_id)
     }
 
     /// Durably records offsets: appends them to `__consumer_offsets`, waits
@@ -430,14 +464,14 @@ impl GroupCoordinator {
                 id: g.id.clone(),
                 protocol_type: g.protocol_type.clone().unwrap_or_else(|| "consumer".into()),
                 state: g.state.kafka_name(),
-                group_type: "Classic",
+                group_type: "classic",
             })
             .collect();
         out.extend(self.consumer_groups.lock().values().map(|g| ListedGroup {
             id: g.id.clone(),
             protocol_type: "consumer".into(),
             state: g.state_name(),
-            group_type: "Consumer",
+            group_type: "consumer",
         }));
         out.sort_by(|a, b| a.id.cmp(&b.id));
         out

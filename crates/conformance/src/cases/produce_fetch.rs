@@ -4,7 +4,8 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
 #[allow(unused_imports)]
 use crate::msg::*;
-use kafka_protocol::records::Compression;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use uuid::Uuid;
 
 use super::{case, Case};
@@ -145,10 +146,21 @@ pub fn cases() -> Vec<Case> {
             produce_probe(ctx, &name, 0, batch(2, 0), -1)
         }),
         case("produce.timestamp_too_old", |ctx| {
-            // Our timestamps are from 2023: a 1 h window refuses them.
+            // Our timestamps are from 2023: a 1 h window refuses them. Each
+            // record's message names the broker's clock: compare presence.
+            ctx.rule("*.batch_index_error_message", Rule::Presence);
             let name = ctx.name("p-old");
             ctx.create_topic(&name, 1, &[("message.timestamp.before.max.ms", "3600000")])?;
             produce_probe(ctx, &name, 0, batch(2, 0), -1)
+        }),
+        case("produce.timestamp_too_new", |ctx| {
+            // message.timestamp.after.max.ms (default 1 h): records from
+            // further in the future are refused.
+            ctx.rule("*.batch_index_error_message", Rule::Presence);
+            let name = ctx.name("p-new");
+            ctx.create_topic(&name, 1, &[])?;
+            let far_future = future_batch();
+            produce_probe(ctx, &name, 0, far_future, -1)
         }),
         case("produce.v13_unknown_topic_id", |ctx| {
             let name = ctx.name("p-unknown-id");
@@ -394,6 +406,34 @@ pub fn cases() -> Vec<Case> {
             ctx.record("probe", &response)?;
             Ok(())
         }),
+        case("describe_producers.unknown_topic", |ctx| {
+            let name = ctx.name("dp-missing");
+            ctx.probe("probe", &describe_producers(&name, &[0]))?;
+            Ok(())
+        }),
+        case("describe_producers.no_producers", |ctx| {
+            // Records without a producer id leave no producer state.
+            let name = ctx.name("dp-plain");
+            ctx.create_topic(&name, 2, &[])?;
+            let produce = ctx.produce_request(&name, 0, batch(2, 0), -1);
+            ctx.send(&produce)?;
+            ctx.probe("probe", &describe_producers(&name, &[0, 1, 7]))?;
+            Ok(())
+        }),
+        case("describe_producers.idempotent", |ctx| {
+            let name = ctx.name("dp-idem");
+            ctx.create_topic(&name, 1, &[])?;
+            let request = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+            let issued = ctx.send_until_ready(&request, 10, |r| r.error_code)?;
+            for first in [0, 3] {
+                let records = idempotent_batch(issued.producer_id.0, issued.producer_epoch, 3, first);
+                let produce = ctx.produce_request(&name, 0, records, -1);
+                let produced = ctx.send(&produce)?;
+                anyhow::ensure!(produced.responses[0].partition_responses[0].error_code == 0, "idempotent produce failed");
+            }
+            ctx.probe("probe", &describe_producers(&name, &[0]))?;
+            Ok(())
+        }),
         case("init_producer_id.unknown_producer_epoch_bump", |ctx| {
             // KIP-360: bumping the epoch of a producer id the broker never issued.
             let request = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000).with_producer_id(ProducerId(987_654)).with_producer_epoch(3);
@@ -434,4 +474,64 @@ pub fn cases() -> Vec<Case> {
         }
     }
     cases
+}
+
+fn describe_producers(topic: &str, partitions: &[i32]) -> DescribeProducersRequest {
+    DescribeProducersRequest::default().with_topics(vec![kafka_protocol::messages::describe_producers_request::TopicRequest::default()
+        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+        .with_partition_indexes(partitions.to_vec())])
+}
+
+/// `count` records of one idempotent producer, sequences `first`.., one batch.
+fn idempotent_batch(producer_id: i64, producer_epoch: i16, count: usize, first: usize) -> Bytes {
+    let records: Vec<Record> = (first..first + count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id,
+            producer_epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: (i - first) as i64,
+            sequence: i as i32,
+            timestamp: BASE_TIMESTAMP + 1000 * i as i64,
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encoding a record batch");
+    buf.freeze()
+}
+
+/// Two records an hour and a day past the broker's clock (default
+/// message.timestamp.after.max.ms is one hour).
+fn future_batch() -> Bytes {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let records: Vec<Record> = [now + 2 * 3_600_000, now + 24 * 3_600_000]
+        .iter()
+        .enumerate()
+        .map(|(i, &timestamp)| Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32 - 1,
+            timestamp,
+            key: None,
+            value: Some(Bytes::from(format!("v{i}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).expect("encoding a record batch");
+    buf.freeze()
 }
