@@ -1,0 +1,793 @@
+//! The active controller's decisions: a request and the committed image in,
+//! the records to commit and the answer out (or a Kafka error code). No I/O:
+//! `lib.rs` runs them on the Raft leader, one at a time, and commits the records.
+//! Broker liveness (last heartbeat) lives here, in memory, as in Kafka: a new
+//! active controller gives every registered broker a fresh session.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::error::ResponseError;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::image::MetadataImage;
+use crate::records::{
+    BrokerEndpoint, BrokerRegistrationRecord, ConfigResource, MetadataRecord, PartitionChangeRecord, PartitionRecord,
+    NO_LEADER,
+};
+
+/// Producer ids per block, as Kafka's controller hands them out.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum ControllerRequest {
+    RegisterBroker { node_id: i32, incarnation_id: Uuid, endpoints: Vec<BrokerEndpoint>, rack: Option<String> },
+    /// `want_fence`: the broker is not caught up with the metadata yet; `want_shutdown`:
+    /// controlled shutdown (move its leaderships away, then fence it).
+    BrokerHeartbeat { node_id: i32, broker_epoch: i64, want_fence: bool, want_shutdown: bool },
+    UnregisterBroker { node_id: i32 },
+    CreateTopic(CreateTopic),
+    /// `count` is the new total; `assignments` (optional) are the replicas of the new partitions.
+    CreatePartitions { topic: String, count: i32, assignments: Option<Vec<Vec<i32>>> },
+    DeleteTopic { name: String },
+    AlterPartition(AlterPartition),
+    ElectLeaders { election: ElectionType, partitions: Vec<(String, i32)> },
+    AlterConfig { resource_type: ConfigResource, resource_name: String, name: String, value: Option<String> },
+    AllocateProducerIds { broker_id: i32, broker_epoch: i64 },
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct CreateTopic {
+    pub name: String,
+    /// -1 with explicit assignments.
+    pub num_partitions: i32,
+    /// -1 with explicit assignments.
+    pub replication_factor: i16,
+    /// Replicas per partition (index = partition id), first = preferred leader.
+    pub assignments: Option<Vec<Vec<i32>>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AlterPartition {
+    pub broker_id: i32,
+    pub broker_epoch: i64,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElectionType {
+    Preferred,
+    Unclean,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum ControllerResponse {
+    BrokerRegistered { broker_epoch: i64 },
+    Heartbeat { is_fenced: bool, should_shutdown: bool },
+    TopicCreated { topic_id: Uuid, num_partitions: i32, replication_factor: i16 },
+    PartitionAltered { leader: i32, leader_epoch: i32, partition_epoch: i32, isr: Vec<i32> },
+    /// Per partition: error code (0 = elected).
+    LeadersElected { results: Vec<(String, i32, i16)> },
+    ProducerIds { first_producer_id: i64, count: i64 },
+    Done,
+}
+
+/// A refusal, with Kafka's error code for it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (error code {code})")]
+pub struct ControllerError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl ControllerError {
+    pub fn new(error: ResponseError, message: impl Into<String>) -> Self {
+        ControllerError { code: error.code(), message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub records: Vec<MetadataRecord>,
+    pub response: ControllerResponse,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// `broker.session.timeout.ms`
+    pub broker_session_timeout: Duration,
+    /// `unclean.leader.election.enable`
+    pub unclean_leader_election: bool,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig { broker_session_timeout: Duration::from_millis(9000), unclean_leader_election: false }
+    }
+}
+
+/// Records under construction, applied to a private copy of the image as they are
+/// added, so later decisions in the same batch see earlier ones (and a record that
+/// would not apply is caught here, not on every node).
+struct Pending {
+    image: MetadataImage,
+    records: Vec<MetadataRecord>,
+}
+
+impl Pending {
+    fn new(image: &MetadataImage) -> Self {
+        Pending { image: image.clone(), records: Vec::new() }
+    }
+
+    fn push(&mut self, record: MetadataRecord) -> Result<(), ControllerError> {
+        self.image
+            .apply(&record)
+            .map_err(|e| ControllerError::new(ResponseError::UnknownServerError, format!("controller bug: {e}")))?;
+        self.records.push(record);
+        Ok(())
+    }
+}
+
+pub struct Controller {
+    config: ControllerConfig,
+    last_heartbeat: HashMap<i32, Instant>,
+}
+
+impl Controller {
+    pub fn new(config: ControllerConfig) -> Self {
+        Controller { config, last_heartbeat: HashMap::new() }
+    }
+
+    pub fn config(&self) -> &ControllerConfig {
+        &self.config
+    }
+
+    /// This node just became the active controller: every registered broker gets a
+    /// full session from now (liveness is not replicated, as in Kafka).
+    pub fn on_become_active(&mut self, image: &MetadataImage, now: Instant) {
+        self.last_heartbeat = image.brokers.keys().map(|id| (*id, now)).collect();
+    }
+
+    pub fn decide(
+        &mut self,
+        image: &MetadataImage,
+        request: &ControllerRequest,
+        now: Instant,
+    ) -> Result<Decision, ControllerError> {
+        match request {
+            ControllerRequest::RegisterBroker { node_id, incarnation_id, endpoints, rack } => {
+                self.register_broker(image, *node_id, *incarnation_id, endpoints, rack, now)
+            }
+            ControllerRequest::BrokerHeartbeat { node_id, broker_epoch, want_fence, want_shutdown } => {
+                self.heartbeat(image, *node_id, *broker_epoch, *want_fence, *want_shutdown, now)
+            }
+            ControllerRequest::UnregisterBroker { node_id } => {
+                let broker = image.brokers.get(node_id).ok_or_else(|| {
+                    ControllerError::new(ResponseError::BrokerIdNotRegistered, format!("broker {node_id} is not registered"))
+                })?;
+                let mut pending = Pending::new(image);
+                if !broker.fenced {
+                    pending.push(MetadataRecord::FenceBroker { node_id: *node_id, broker_epoch: broker.broker_epoch })?;
+                }
+                self.move_away_from(&mut pending, *node_id)?;
+                pending
+                    .push(MetadataRecord::UnregisterBroker { node_id: *node_id, broker_epoch: broker.broker_epoch })?;
+                self.last_heartbeat.remove(node_id);
+                Ok(Decision { records: pending.records, response: ControllerResponse::Done })
+            }
+            ControllerRequest::CreateTopic(create) => self.create_topic(image, create),
+            ControllerRequest::CreatePartitions { topic, count, assignments } => {
+                self.create_partitions(image, topic, *count, assignments.as_deref())
+            }
+            ControllerRequest::DeleteTopic { name } => {
+                let topic = image.topic_by_name(name).ok_or_else(|| unknown_topic(name))?;
+                Ok(Decision {
+                    records: vec![MetadataRecord::RemoveTopic { topic_id: topic.topic_id }],
+                    response: ControllerResponse::Done,
+                })
+            }
+            ControllerRequest::AlterPartition(alter) => self.alter_partition(image, alter),
+            ControllerRequest::ElectLeaders { election, partitions } => self.elect_leaders(image, *election, partitions),
+            ControllerRequest::AlterConfig { resource_type, resource_name, name, value } => {
+                if *resource_type == ConfigResource::Topic && image.topic_by_name(resource_name).is_none() {
+                    return Err(unknown_topic(resource_name));
+                }
+                Ok(Decision {
+                    records: vec![MetadataRecord::Config {
+                        resource_type: *resource_type,
+                        resource_name: resource_name.clone(),
+                        name: name.clone(),
+                        value: value.clone(),
+                    }],
+                    response: ControllerResponse::Done,
+                })
+            }
+            ControllerRequest::AllocateProducerIds { broker_id, broker_epoch } => {
+                check_broker_epoch(image, *broker_id, *broker_epoch)?;
+                let first_producer_id = image.next_producer_id;
+                let next_producer_id = first_producer_id.checked_add(PRODUCER_ID_BLOCK_SIZE).ok_or_else(|| {
+                    ControllerError::new(ResponseError::UnknownServerError, "producer ids exhausted")
+                })?;
+                Ok(Decision {
+                    records: vec![MetadataRecord::ProducerIds {
+                        broker_id: *broker_id,
+                        broker_epoch: *broker_epoch,
+                        next_producer_id,
+                    }],
+                    response: ControllerResponse::ProducerIds { first_producer_id, count: PRODUCER_ID_BLOCK_SIZE },
+                })
+            }
+        }
+    }
+
+    /// Fences every unfenced broker whose last heartbeat is older than the session
+    /// timeout, and moves its leaderships and ISR memberships away.
+    pub fn fence_expired(&mut self, image: &MetadataImage, now: Instant) -> Result<Vec<MetadataRecord>, ControllerError> {
+        let mut pending = Pending::new(image);
+        for broker in image.unfenced_brokers() {
+            let last = *self.last_heartbeat.entry(broker.node_id).or_insert(now);
+            if now.saturating_duration_since(last) > self.config.broker_session_timeout {
+                tracing::warn!(node_id = broker.node_id, "broker session expired: fencing it");
+                pending.push(MetadataRecord::FenceBroker { node_id: broker.node_id, broker_epoch: broker.broker_epoch })?;
+                self.move_away_from(&mut pending, broker.node_id)?;
+            }
+        }
+        Ok(pending.records)
+    }
+
+    /// Preferred-leader rebalancing (`auto.leader.rebalance.enable`): every partition
+    /// whose first replica is in the ISR and unfenced but not the leader gets it back.
+    pub fn rebalance_preferred_leaders(&self, image: &MetadataImage) -> Result<Vec<MetadataRecord>, ControllerError> {
+        let mut pending = Pending::new(image);
+        for topic in image.topics.values() {
+            for (partition, state) in &topic.partitions {
+                if let Some(&preferred) = state.replicas.first() {
+                    if state.leader != preferred && state.isr.contains(&preferred) && image.is_unfenced(preferred) {
+                        pending.push(change(topic.topic_id, *partition, Some(preferred), None))?;
+                    }
+                }
+            }
+        }
+        Ok(pending.records)
+    }
+
+    fn register_broker(
+        &mut self,
+        image: &MetadataImage,
+        node_id: i32,
+        incarnation_id: Uuid,
+        endpoints: &[BrokerEndpoint],
+        rack: &Option<String>,
+        now: Instant,
+    ) -> Result<Decision, ControllerError> {
+        if node_id < 0 {
+            return Err(ControllerError::new(ResponseError::InvalidRequest, format!("invalid node id {node_id}")));
+        }
+        if let Some(existing) = image.brokers.get(&node_id) {
+            if existing.incarnation_id == incarnation_id {
+                // A retried registration of the same process.
+                self.last_heartbeat.insert(node_id, now);
+                return Ok(Decision {
+                    records: vec![],
+                    response: ControllerResponse::BrokerRegistered { broker_epoch: existing.broker_epoch },
+                });
+            }
+            let alive = self
+                .last_heartbeat
+                .get(&node_id)
+                .is_some_and(|last| now.saturating_duration_since(*last) <= self.config.broker_session_timeout);
+            if !existing.fenced && alive {
+                return Err(ControllerError::new(
+                    ResponseError::DuplicateBrokerRegistration,
+                    format!("another broker is registered with node id {node_id} and its session has not expired"),
+                ));
+            }
+        }
+        let broker_epoch = image.last_broker_epoch + 1;
+        let mut pending = Pending::new(image);
+        // The new incarnation starts fenced: the old one's leaderships move away first.
+        pending.push(MetadataRecord::RegisterBroker(BrokerRegistrationRecord {
+            node_id,
+            incarnation_id,
+            broker_epoch,
+            endpoints: endpoints.to_vec(),
+            rack: rack.clone(),
+            fenced: true,
+        }))?;
+        self.move_away_from(&mut pending, node_id)?;
+        self.last_heartbeat.insert(node_id, now);
+        Ok(Decision { records: pending.records, response: ControllerResponse::BrokerRegistered { broker_epoch } })
+    }
+
+    fn heartbeat(
+        &mut self,
+        image: &MetadataImage,
+        node_id: i32,
+        broker_epoch: i64,
+        want_fence: bool,
+        want_shutdown: bool,
+        now: Instant,
+    ) -> Result<Decision, ControllerError> {
+        let broker = check_broker_epoch(image, node_id, broker_epoch)?;
+        self.last_heartbeat.insert(node_id, now);
+        let mut pending = Pending::new(image);
+        if want_shutdown {
+            if !broker.fenced {
+                pending.push(MetadataRecord::FenceBroker { node_id, broker_epoch })?;
+            }
+            self.move_away_from(&mut pending, node_id)?;
+            return Ok(Decision {
+                records: pending.records,
+                response: ControllerResponse::Heartbeat { is_fenced: true, should_shutdown: true },
+            });
+        }
+        let is_fenced = match (broker.fenced, want_fence) {
+            (true, false) => {
+                pending.push(MetadataRecord::UnfenceBroker { node_id, broker_epoch })?;
+                self.elect_for_leaderless(&mut pending, node_id)?;
+                false
+            }
+            (false, true) => {
+                pending.push(MetadataRecord::FenceBroker { node_id, broker_epoch })?;
+                self.move_away_from(&mut pending, node_id)?;
+                true
+            }
+            (fenced, _) => fenced,
+        };
+        Ok(Decision { records: pending.records, response: ControllerResponse::Heartbeat { is_fenced, should_shutdown: false } })
+    }
+
+    /// `node_id` is fenced (or going away): it leaves every ISR it is in (unless it is
+    /// the last member: the ISR keeps it, so it can lead again, cleanly, when it comes
+    /// back), and each partition it led gets a new leader from the rest of the ISR.
+    fn move_away_from(&self, pending: &mut Pending, node_id: i32) -> Result<(), ControllerError> {
+        let mut changes = Vec::new();
+        for topic in pending.image.topics.values() {
+            for (partition, state) in &topic.partitions {
+                if state.leader != node_id && !state.isr.contains(&node_id) {
+                    continue;
+                }
+                let remaining: Vec<i32> = state.isr.iter().copied().filter(|r| *r != node_id).collect();
+                let mut record = PartitionChangeRecord { topic_id: topic.topic_id, partition: *partition, ..Default::default() };
+                if remaining.is_empty() {
+                    // The broker was the only ISR member, and so the leader.
+                    match self.unclean_candidate(&pending.image, &state.replicas, node_id) {
+                        Some(candidate) => {
+                            tracing::warn!(topic = %topic.name, partition, leader = candidate, "unclean leader election");
+                            record.leader = Some(candidate);
+                            record.isr = Some(vec![candidate]);
+                        }
+                        None => record.leader = Some(NO_LEADER),
+                    }
+                } else {
+                    record.isr = Some(remaining.clone());
+                    if state.leader == node_id || state.leader == NO_LEADER {
+                        record.leader = Some(
+                            state
+                                .replicas
+                                .iter()
+                                .copied()
+                                .find(|r| remaining.contains(r) && pending.image.is_unfenced(*r))
+                                .unwrap_or(NO_LEADER),
+                        );
+                    }
+                }
+                changes.push(MetadataRecord::PartitionChange(record));
+            }
+        }
+        for record in changes {
+            pending.push(record)?;
+        }
+        Ok(())
+    }
+
+    fn unclean_candidate(&self, image: &MetadataImage, replicas: &[i32], excluded: i32) -> Option<i32> {
+        if !self.config.unclean_leader_election {
+            return None;
+        }
+        replicas.iter().copied().find(|r| *r != excluded && image.is_unfenced(*r))
+    }
+
+    /// `node_id` was just unfenced: leaderless partitions whose ISR holds it get it as leader.
+    fn elect_for_leaderless(&self, pending: &mut Pending, node_id: i32) -> Result<(), ControllerError> {
+        let mut changes = Vec::new();
+        for topic in pending.image.topics.values() {
+            for (partition, state) in &topic.partitions {
+                if state.leader == NO_LEADER && state.isr.contains(&node_id) {
+                    changes.push(change(topic.topic_id, *partition, Some(node_id), None));
+                }
+            }
+        }
+        for record in changes {
+            pending.push(record)?;
+        }
+        Ok(())
+    }
+
+    fn create_topic(&self, image: &MetadataImage, create: &CreateTopic) -> Result<Decision, ControllerError> {
+        validate_topic_name(&create.name)?;
+        if image.topic_by_name(&create.name).is_some() {
+            return Err(ControllerError::new(
+                ResponseError::TopicAlreadyExists,
+                format!("Topic '{}' already exists.", create.name),
+            ));
+        }
+        let assignments = match &create.assignments {
+            Some(assignments) => {
+                if create.num_partitions != -1 || create.replication_factor != -1 {
+                    return Err(ControllerError::new(
+                        ResponseError::InvalidRequest,
+                        "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+                    ));
+                }
+                validate_assignments(image, assignments, None)?;
+                assignments.clone()
+            }
+            None => {
+                if create.num_partitions < 1 {
+                    return Err(ControllerError::new(ResponseError::InvalidPartitions, "Number of partitions must be at least 1."));
+                }
+                if create.replication_factor < 1 {
+                    return Err(ControllerError::new(
+                        ResponseError::InvalidReplicationFactor,
+                        "Replication factor must be larger than 0.",
+                    ));
+                }
+                place_replicas(image, 0, create.num_partitions, create.replication_factor)?
+            }
+        };
+        let topic_id = Uuid::new_v4();
+        let mut pending = Pending::new(image);
+        pending.push(MetadataRecord::Topic { name: create.name.clone(), topic_id })?;
+        for (partition, replicas) in assignments.iter().enumerate() {
+            pending.push(new_partition(image, topic_id, partition as i32, replicas))?;
+        }
+        for (name, value) in &create.configs {
+            pending.push(MetadataRecord::Config {
+                resource_type: ConfigResource::Topic,
+                resource_name: create.name.clone(),
+                name: name.clone(),
+                value: Some(value.clone()),
+            })?;
+        }
+        Ok(Decision {
+            records: pending.records,
+            response: ControllerResponse::TopicCreated {
+                topic_id,
+                num_partitions: assignments.len() as i32,
+                replication_factor: assignments.first().map_or(0, |r| r.len() as i16),
+            },
+        })
+    }
+
+    fn create_partitions(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        count: i32,
+        assignments: Option<&[Vec<i32>]>,
+    ) -> Result<Decision, ControllerError> {
+        let topic = image.topic_by_name(name).ok_or_else(|| unknown_topic(name))?;
+        let current = topic.partitions.len() as i32;
+        if count <= current {
+            return Err(ControllerError::new(
+                ResponseError::InvalidPartitions,
+                format!("Topic currently has {current} partitions, which is higher than or equal to the requested {count}."),
+            ));
+        }
+        let replication_factor = topic.partitions.values().next().map_or(1, |p| p.replicas.len() as i16);
+        let new_assignments = match assignments {
+            Some(assignments) => {
+                if assignments.len() as i32 != count - current {
+                    return Err(ControllerError::new(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("{} assignments given for {} new partitions", assignments.len(), count - current),
+                    ));
+                }
+                validate_assignments(image, assignments, Some(replication_factor as usize))?;
+                assignments.to_vec()
+            }
+            None => place_replicas(image, current, count - current, replication_factor)?,
+        };
+        let mut pending = Pending::new(image);
+        for (i, replicas) in new_assignments.iter().enumerate() {
+            pending.push(new_partition(image, topic.topic_id, current + i as i32, replicas))?;
+        }
+        Ok(Decision { records: pending.records, response: ControllerResponse::Done })
+    }
+
+    fn alter_partition(&self, image: &MetadataImage, alter: &AlterPartition) -> Result<Decision, ControllerError> {
+        check_broker_epoch(image, alter.broker_id, alter.broker_epoch)?;
+        let state = image.partition(&alter.topic_id, alter.partition).ok_or_else(|| {
+            ControllerError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("unknown partition {}-{}", alter.topic_id, alter.partition),
+            )
+        })?;
+        let tp = format!("{}-{}", alter.topic_id, alter.partition);
+        if alter.leader_epoch < state.leader_epoch {
+            return Err(ControllerError::new(
+                ResponseError::FencedLeaderEpoch,
+                format!("{tp}: leader epoch {} is older than {}", alter.leader_epoch, state.leader_epoch),
+            ));
+        }
+        if alter.leader_epoch > state.leader_epoch {
+            // The broker has seen a newer epoch than this controller: this one is stale.
+            return Err(ControllerError::new(
+                ResponseError::NotController,
+                format!("{tp}: leader epoch {} is newer than {}", alter.leader_epoch, state.leader_epoch),
+            ));
+        }
+        if alter.broker_id != state.leader {
+            return Err(ControllerError::new(
+                ResponseError::InvalidRequest,
+                format!("{tp}: broker {} is not the leader ({})", alter.broker_id, state.leader),
+            ));
+        }
+        if alter.partition_epoch != state.partition_epoch {
+            return Err(ControllerError::new(
+                ResponseError::InvalidUpdateVersion,
+                format!("{tp}: partition epoch {} is not the current {}", alter.partition_epoch, state.partition_epoch),
+            ));
+        }
+        let unique: BTreeSet<i32> = alter.new_isr.iter().copied().collect();
+        if unique.len() != alter.new_isr.len() || !alter.new_isr.contains(&state.leader) {
+            return Err(ControllerError::new(
+                ResponseError::InvalidRequest,
+                format!("{tp}: the new ISR {:?} must hold the leader {} once, and no duplicates", alter.new_isr, state.leader),
+            ));
+        }
+        if let Some(outsider) = alter.new_isr.iter().find(|r| !state.replicas.contains(r)) {
+            return Err(ControllerError::new(
+                ResponseError::InvalidRequest,
+                format!("{tp}: ISR member {outsider} is not a replica ({:?})", state.replicas),
+            ));
+        }
+        if let Some(ineligible) = alter.new_isr.iter().find(|r| !state.isr.contains(r) && !image.is_unfenced(**r)) {
+            return Err(ControllerError::new(
+                ResponseError::IneligibleReplica,
+                format!("{tp}: replica {ineligible} is fenced, in controlled shutdown or not registered"),
+            ));
+        }
+        if alter.new_isr == state.isr {
+            return Ok(Decision {
+                records: vec![],
+                response: ControllerResponse::PartitionAltered {
+                    leader: state.leader,
+                    leader_epoch: state.leader_epoch,
+                    partition_epoch: state.partition_epoch,
+                    isr: state.isr.clone(),
+                },
+            });
+        }
+        Ok(Decision {
+            records: vec![change(alter.topic_id, alter.partition, None, Some(alter.new_isr.clone()))],
+            response: ControllerResponse::PartitionAltered {
+                leader: state.leader,
+                leader_epoch: state.leader_epoch,
+                partition_epoch: state.partition_epoch + 1,
+                isr: alter.new_isr.clone(),
+            },
+        })
+    }
+
+    fn elect_leaders(
+        &self,
+        image: &MetadataImage,
+        election: ElectionType,
+        partitions: &[(String, i32)],
+    ) -> Result<Decision, ControllerError> {
+        let mut pending = Pending::new(image);
+        let mut results = Vec::new();
+        for (name, partition) in partitions {
+            let code = match image.topic_by_name(name).and_then(|t| t.partitions.get(partition).map(|p| (t.topic_id, p))) {
+                None => ResponseError::UnknownTopicOrPartition.code(),
+                Some((topic_id, state)) => match election {
+                    ElectionType::Preferred => match state.replicas.first() {
+                        Some(&preferred) if preferred == state.leader => ResponseError::ElectionNotNeeded.code(),
+                        Some(&preferred) if state.isr.contains(&preferred) && image.is_unfenced(preferred) => {
+                            pending.push(change(topic_id, *partition, Some(preferred), None))?;
+                            0
+                        }
+                        _ => ResponseError::PreferredLeaderNotAvailable.code(),
+                    },
+                    ElectionType::Unclean => {
+                        if state.leader != NO_LEADER {
+                            ResponseError::ElectionNotNeeded.code()
+                        } else if let Some(clean) =
+                            state.replicas.iter().copied().find(|r| state.isr.contains(r) && image.is_unfenced(*r))
+                        {
+                            pending.push(change(topic_id, *partition, Some(clean), None))?;
+                            0
+                        } else if let Some(unclean) = state.replicas.iter().copied().find(|r| image.is_unfenced(*r)) {
+                            pending.push(change(topic_id, *partition, Some(unclean), Some(vec![unclean])))?;
+                            0
+                        } else {
+                            ResponseError::EligibleLeadersNotAvailable.code()
+                        }
+                    }
+                },
+            };
+            results.push((name.clone(), *partition, code));
+        }
+        Ok(Decision { records: pending.records, response: ControllerResponse::LeadersElected { results } })
+    }
+}
+
+fn change(topic_id: Uuid, partition: i32, leader: Option<i32>, isr: Option<Vec<i32>>) -> MetadataRecord {
+    MetadataRecord::PartitionChange(PartitionChangeRecord { topic_id, partition, leader, isr, replicas: None })
+}
+
+fn unknown_topic(name: &str) -> ControllerError {
+    ControllerError::new(ResponseError::UnknownTopicOrPartition, format!("unknown topic {name}"))
+}
+
+fn check_broker_epoch<'a>(
+    image: &'a MetadataImage,
+    node_id: i32,
+    broker_epoch: i64,
+) -> Result<&'a crate::image::BrokerRegistration, ControllerError> {
+    match image.brokers.get(&node_id) {
+        None => Err(ControllerError::new(ResponseError::BrokerIdNotRegistered, format!("broker {node_id} is not registered"))),
+        Some(broker) if broker.broker_epoch != broker_epoch => Err(ControllerError::new(
+            ResponseError::StaleBrokerEpoch,
+            format!("broker {node_id}: epoch {broker_epoch} is not the current {}", broker.broker_epoch),
+        )),
+        Some(broker) => Ok(broker),
+    }
+}
+
+/// A new partition: the leader is the first unfenced replica, the ISR the unfenced ones.
+fn new_partition(image: &MetadataImage, topic_id: Uuid, partition: i32, replicas: &[i32]) -> MetadataRecord {
+    let isr: Vec<i32> = replicas.iter().copied().filter(|r| image.is_unfenced(*r)).collect();
+    MetadataRecord::Partition(PartitionRecord {
+        topic_id,
+        partition,
+        replicas: replicas.to_vec(),
+        leader: isr.first().copied().unwrap_or(NO_LEADER),
+        isr,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    })
+}
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
+    let invalid = |why: &str| ControllerError::new(ResponseError::InvalidTopicException, format!("Topic name \"{name}\" is illegal, {why}"));
+    if name.is_empty() {
+        return Err(invalid("it can't be empty"));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid("it can't be '.' or '..'"));
+    }
+    if name.len() > 249 {
+        return Err(invalid("it can't be longer than 249 characters"));
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-') {
+        return Err(invalid("it contains a character other than ASCII alphanumerics, '.', '_' and '-'"));
+    }
+    Ok(())
+}
+
+fn validate_assignments(
+    image: &MetadataImage,
+    assignments: &[Vec<i32>],
+    replication_factor: Option<usize>,
+) -> Result<(), ControllerError> {
+    let invalid = |message: String| ControllerError::new(ResponseError::InvalidReplicaAssignment, message);
+    if assignments.is_empty() {
+        return Err(invalid("no partitions in the assignment".into()));
+    }
+    let expected = replication_factor.unwrap_or(assignments[0].len());
+    for (partition, replicas) in assignments.iter().enumerate() {
+        if replicas.is_empty() {
+            return Err(invalid(format!("partition {partition} has no replicas")));
+        }
+        if replicas.len() != expected {
+            return Err(invalid(format!(
+                "partition {partition} has {} replicas; all partitions must have {expected}",
+                replicas.len()
+            )));
+        }
+        if replicas.iter().collect::<BTreeSet<_>>().len() != replicas.len() {
+            return Err(invalid(format!("partition {partition} names a replica twice: {replicas:?}")));
+        }
+        if let Some(unknown) = replicas.iter().find(|r| !image.brokers.contains_key(r)) {
+            return Err(invalid(format!("partition {partition}: broker {unknown} is not registered")));
+        }
+        if !replicas.iter().any(|r| image.is_unfenced(*r)) {
+            return Err(invalid(format!(
+                "All brokers specified in the partition assignment for partition {partition} are fenced or in controlled shutdown."
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Rack-aware placement with balanced leaders: unfenced brokers in rack-alternating
+/// order (one from each rack in turn); each partition's leader is the broker leading
+/// the fewest partitions so far (the cursor rotates among equals); its followers are
+/// the next brokers in that order, other racks first.
+pub fn place_replicas(
+    image: &MetadataImage,
+    first_partition: i32,
+    num_partitions: i32,
+    replication_factor: i16,
+) -> Result<Vec<Vec<i32>>, ControllerError> {
+    let mut by_rack: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for broker in image.unfenced_brokers() {
+        by_rack.entry(broker.rack.as_deref().unwrap_or("")).or_default().push(broker.node_id);
+    }
+    let live: usize = by_rack.values().map(Vec::len).sum();
+    if replication_factor as usize > live || live == 0 {
+        return Err(ControllerError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!(
+                "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {live} broker(s) are registered."
+            ),
+        ));
+    }
+    let mut order: Vec<i32> = Vec::with_capacity(live);
+    for round in 0.. {
+        let before = order.len();
+        for brokers in by_rack.values() {
+            if let Some(b) = brokers.get(round) {
+                order.push(*b);
+            }
+        }
+        if order.len() == before {
+            break;
+        }
+    }
+    let rack_of = |id: i32| image.brokers.get(&id).and_then(|b| b.rack.clone());
+    let mut leader_count: HashMap<i32, usize> = order.iter().map(|b| (*b, 0)).collect();
+    for topic in image.topics.values() {
+        for p in topic.partitions.values() {
+            if let Some(count) = leader_count.get_mut(&p.leader) {
+                *count += 1;
+            }
+        }
+    }
+    let mut cursor = (first_partition as usize) % live;
+    let mut result = Vec::with_capacity(num_partitions.max(0) as usize);
+    for _ in 0..num_partitions {
+        let leader_pos = (0..live)
+            .map(|i| (cursor + i) % live)
+            .min_by_key(|pos| leader_count[&order[*pos]])
+            .unwrap_or(cursor);
+        let leader = order[leader_pos];
+        *leader_count.entry(leader).or_default() += 1;
+        cursor = (leader_pos + 1) % live;
+        let mut replicas = vec![leader];
+        let mut racks = vec![rack_of(leader)];
+        let candidates: Vec<i32> = (1..live).map(|i| order[(leader_pos + i) % live]).collect();
+        for candidate in &candidates {
+            if replicas.len() == replication_factor as usize {
+                break;
+            }
+            if !racks.contains(&rack_of(*candidate)) {
+                replicas.push(*candidate);
+                racks.push(rack_of(*candidate));
+            }
+        }
+        for candidate in &candidates {
+            if replicas.len() == replication_factor as usize {
+                break;
+            }
+            if !replicas.contains(candidate) {
+                replicas.push(*candidate);
+            }
+        }
+        result.push(replicas);
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,435 @@
+use super::*;
+use proptest::prelude::*;
+
+const SESSION: Duration = Duration::from_millis(9000);
+
+struct Cluster {
+    controller: Controller,
+    image: MetadataImage,
+    now: Instant,
+    epochs: BTreeMap<i32, i64>,
+}
+
+impl Cluster {
+    fn new(unclean: bool) -> Self {
+        Cluster {
+            controller: Controller::new(ControllerConfig { broker_session_timeout: SESSION, unclean_leader_election: unclean }),
+            image: MetadataImage::default(),
+            now: Instant::now(),
+            epochs: BTreeMap::new(),
+        }
+    }
+
+    fn run(&mut self, request: ControllerRequest) -> Result<ControllerResponse, ControllerError> {
+        let decision = self.controller.decide(&self.image, &request, self.now)?;
+        for record in &decision.records {
+            self.image.apply(record).expect("controller records apply");
+        }
+        Ok(decision.response)
+    }
+
+    fn register(&mut self, node_id: i32, rack: Option<&str>) -> i64 {
+        self.try_register(node_id, rack).unwrap()
+    }
+
+    fn try_register(&mut self, node_id: i32, rack: Option<&str>) -> Result<i64, ControllerError> {
+        let response = self.run(ControllerRequest::RegisterBroker {
+            node_id,
+            incarnation_id: Uuid::new_v4(),
+            endpoints: vec![],
+            rack: rack.map(String::from),
+        })?;
+        let ControllerResponse::BrokerRegistered { broker_epoch } = response else { panic!("{response:?}") };
+        self.epochs.insert(node_id, broker_epoch);
+        Ok(broker_epoch)
+    }
+
+    fn heartbeat(&mut self, node_id: i32, want_fence: bool, want_shutdown: bool) -> Result<ControllerResponse, ControllerError> {
+        let broker_epoch = self.epochs[&node_id];
+        self.run(ControllerRequest::BrokerHeartbeat { node_id, broker_epoch, want_fence, want_shutdown })
+    }
+
+    fn live_broker(&mut self, node_id: i32, rack: Option<&str>) {
+        self.register(node_id, rack);
+        self.heartbeat(node_id, false, false).unwrap();
+    }
+
+    fn create(&mut self, name: &str, partitions: i32, rf: i16) -> Result<Uuid, ControllerError> {
+        let response = self.run(ControllerRequest::CreateTopic(CreateTopic {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: rf,
+            ..Default::default()
+        }))?;
+        let ControllerResponse::TopicCreated { topic_id, .. } = response else { panic!("{response:?}") };
+        Ok(topic_id)
+    }
+
+    /// Everyone but `node_id` heartbeats past its session; then the controller's timer runs.
+    fn expire(&mut self, node_id: i32) {
+        self.now += SESSION + Duration::from_secs(1);
+        let others: Vec<(i32, bool)> =
+            self.image.brokers.values().filter(|b| b.node_id != node_id).map(|b| (b.node_id, b.fenced)).collect();
+        for (other, fenced) in others {
+            self.heartbeat(other, fenced, false).unwrap();
+        }
+        for record in self.controller.fence_expired(&self.image, self.now).unwrap() {
+            self.image.apply(&record).unwrap();
+        }
+    }
+
+    fn alter_isr(&mut self, topic_id: Uuid, partition: i32, new_isr: Vec<i32>) -> Result<ControllerResponse, ControllerError> {
+        let state = self.image.partition(&topic_id, partition).unwrap().clone();
+        self.run(ControllerRequest::AlterPartition(AlterPartition {
+            broker_id: state.leader,
+            broker_epoch: self.epochs.get(&state.leader).copied().unwrap_or(-1),
+            topic_id,
+            partition,
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            new_isr,
+        }))
+    }
+}
+
+fn code(result: Result<ControllerResponse, ControllerError>) -> i16 {
+    result.err().map_or(0, |e| e.code)
+}
+
+#[test]
+fn registration_epochs_and_duplicate_node_ids() {
+    let mut c = Cluster::new(false);
+    let incarnation = Uuid::new_v4();
+    let register = |incarnation_id| ControllerRequest::RegisterBroker { node_id: 1, incarnation_id, endpoints: vec![], rack: None };
+    assert_eq!(c.run(register(incarnation)).unwrap(), ControllerResponse::BrokerRegistered { broker_epoch: 1 });
+    assert!(c.image.brokers[&1].fenced, "a broker registers fenced");
+    // A retry of the same incarnation keeps its epoch and writes nothing.
+    assert!(c.controller.decide(&c.image, &register(incarnation), c.now).unwrap().records.is_empty());
+    c.epochs.insert(1, 1);
+    c.heartbeat(1, false, false).unwrap();
+    assert!(c.image.is_unfenced(1));
+    // Another process with the same node id while the first is alive is refused...
+    assert_eq!(code(c.run(register(Uuid::new_v4()))), ResponseError::DuplicateBrokerRegistration.code());
+    // ...and accepted, with a new epoch, once the first one's session has expired.
+    c.now += SESSION + Duration::from_secs(1);
+    assert_eq!(c.run(register(Uuid::new_v4())).unwrap(), ControllerResponse::BrokerRegistered { broker_epoch: 2 });
+    assert_eq!(code(c.heartbeat(1, false, false)), ResponseError::StaleBrokerEpoch.code());
+}
+
+#[test]
+fn replication_factor_above_live_brokers_is_refused() {
+    let mut c = Cluster::new(false);
+    c.live_broker(1, None);
+    c.register(2, None); // fenced: not eligible
+    let error = c.create("t", 1, 2).unwrap_err();
+    assert_eq!(error.code, ResponseError::InvalidReplicationFactor.code());
+    assert!(c.image.topic_by_name("t").is_none());
+    assert_eq!(c.create("t", 0, 1).unwrap_err().code, ResponseError::InvalidPartitions.code());
+    assert_eq!(c.create("bad/name", 1, 1).unwrap_err().code, ResponseError::InvalidTopicException.code());
+    c.create("t", 1, 1).unwrap();
+    assert_eq!(c.create("t", 1, 1).unwrap_err().code, ResponseError::TopicAlreadyExists.code());
+}
+
+#[test]
+fn placement_balances_leaders_and_spreads_replicas() {
+    let mut c = Cluster::new(false);
+    for id in 1..=3 {
+        c.live_broker(id, None);
+    }
+    let topic_id = c.create("t", 6, 3).unwrap();
+    let topic = c.image.topic_by_id(&topic_id).unwrap();
+    let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
+    for p in topic.partitions.values() {
+        assert_eq!(p.replicas.iter().collect::<BTreeSet<_>>().len(), 3);
+        assert_eq!(p.isr, p.replicas);
+        assert_eq!(p.leader, p.replicas[0]);
+        *leaders.entry(p.leader).or_default() += 1;
+    }
+    assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
+    // A second topic keeps the cluster balanced: 1 partition each goes to... every broker in turn.
+    let second = c.create("u", 3, 1).unwrap();
+    let led: BTreeSet<i32> = c.image.topic_by_id(&second).unwrap().partitions.values().map(|p| p.leader).collect();
+    assert_eq!(led.len(), 3);
+}
+
+#[test]
+fn placement_is_rack_aware() {
+    let mut c = Cluster::new(false);
+    for (id, rack) in [(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")] {
+        c.live_broker(id, Some(rack));
+    }
+    let topic_id = c.create("t", 12, 3).unwrap();
+    let mut leaders: BTreeMap<i32, usize> = BTreeMap::new();
+    for p in c.image.topic_by_id(&topic_id).unwrap().partitions.values() {
+        let racks: BTreeSet<_> = p.replicas.iter().map(|r| c.image.brokers[r].rack.clone()).collect();
+        assert_eq!(racks.len(), 3, "replicas {:?} share a rack", p.replicas);
+        *leaders.entry(p.leader).or_default() += 1;
+    }
+    assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2; 6]);
+}
+
+#[test]
+fn explicit_assignments_are_validated() {
+    let mut c = Cluster::new(false);
+    c.live_broker(1, None);
+    c.live_broker(2, None);
+    let create = |assignments: Vec<Vec<i32>>| {
+        ControllerRequest::CreateTopic(CreateTopic {
+            name: "t".into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: Some(assignments),
+            ..Default::default()
+        })
+    };
+    assert_eq!(code(c.run(create(vec![vec![1, 9]]))), ResponseError::InvalidReplicaAssignment.code());
+    assert_eq!(code(c.run(create(vec![vec![1, 1]]))), ResponseError::InvalidReplicaAssignment.code());
+    assert_eq!(code(c.run(create(vec![vec![1, 2], vec![2]]))), ResponseError::InvalidReplicaAssignment.code());
+    c.run(create(vec![vec![2, 1], vec![1, 2]])).unwrap();
+    let topic = c.image.topic_by_name("t").unwrap();
+    assert_eq!(topic.partitions[&0].leader, 2);
+    assert_eq!(topic.partitions[&1].leader, 1);
+    c.run(ControllerRequest::CreatePartitions { topic: "t".into(), count: 3, assignments: None }).unwrap();
+    assert_eq!(c.image.topic_by_name("t").unwrap().partitions[&2].replicas.len(), 2);
+    assert_eq!(
+        code(c.run(ControllerRequest::CreatePartitions { topic: "t".into(), count: 3, assignments: None })),
+        ResponseError::InvalidPartitions.code()
+    );
+}
+
+#[test]
+fn fencing_elects_from_the_isr_and_keeps_the_last_member() {
+    let mut c = Cluster::new(false);
+    for id in 1..=3 {
+        c.live_broker(id, None);
+    }
+    let topic_id = c
+        .run(ControllerRequest::CreateTopic(CreateTopic {
+            name: "t".into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: Some(vec![vec![1, 2, 3]]),
+            ..Default::default()
+        }))
+        .map(|r| match r {
+            ControllerResponse::TopicCreated { topic_id, .. } => topic_id,
+            other => panic!("{other:?}"),
+        })
+        .unwrap();
+    c.alter_isr(topic_id, 0, vec![1, 2]).unwrap();
+    c.expire(1);
+    let p = c.image.partition(&topic_id, 0).unwrap().clone();
+    assert!(!c.image.is_unfenced(1));
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch, p.partition_epoch), (2, vec![2], 1, 2));
+    // Broker 3 is not in the ISR: losing 2 leaves the partition leaderless, with 2 kept in the ISR.
+    c.expire(2);
+    let p = c.image.partition(&topic_id, 0).unwrap().clone();
+    assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![2]));
+    assert_eq!(p.leader_epoch, 2);
+    // 2 comes back: it leads again, cleanly.
+    c.heartbeat(2, false, false).unwrap();
+    let p = c.image.partition(&topic_id, 0).unwrap().clone();
+    assert_eq!((p.leader, p.isr.clone(), p.leader_epoch), (2, vec![2], 3));
+}
+
+#[test]
+fn unclean_election_only_when_enabled() {
+    for unclean in [false, true] {
+        let mut c = Cluster::new(unclean);
+        c.live_broker(1, None);
+        c.live_broker(2, None);
+        let topic_id = c.create("t", 1, 2).unwrap();
+        let leader = c.image.partition(&topic_id, 0).unwrap().leader;
+        let follower = 3 - leader;
+        c.alter_isr(topic_id, 0, vec![leader]).unwrap();
+        c.expire(leader);
+        let p = c.image.partition(&topic_id, 0).unwrap();
+        if unclean {
+            assert_eq!((p.leader, p.isr.clone()), (follower, vec![follower]));
+        } else {
+            assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![leader]));
+            let response = c
+                .run(ControllerRequest::ElectLeaders { election: ElectionType::Unclean, partitions: vec![("t".into(), 0)] })
+                .unwrap();
+            assert_eq!(response, ControllerResponse::LeadersElected { results: vec![("t".into(), 0, 0)] });
+            let p = c.image.partition(&topic_id, 0).unwrap();
+            assert_eq!((p.leader, p.isr.clone()), (follower, vec![follower]));
+        }
+    }
+}
+
+#[test]
+fn alter_partition_follows_kafkas_checks() {
+    let mut c = Cluster::new(false);
+    for id in 1..=3 {
+        c.live_broker(id, None);
+    }
+    let topic_id = c.create("t", 1, 3).unwrap();
+    let state = c.image.partition(&topic_id, 0).unwrap().clone();
+    let leader = state.leader;
+    let others: Vec<i32> = state.replicas.iter().copied().filter(|r| *r != leader).collect();
+    let request = |leader_epoch, partition_epoch, new_isr: Vec<i32>, epochs: &BTreeMap<i32, i64>| {
+        ControllerRequest::AlterPartition(AlterPartition {
+            broker_id: leader,
+            broker_epoch: epochs[&leader],
+            topic_id,
+            partition: 0,
+            leader_epoch,
+            partition_epoch,
+            new_isr,
+        })
+    };
+    let epochs = c.epochs.clone();
+    let response = c.run(request(0, 0, vec![leader, others[0]], &epochs)).unwrap();
+    assert_eq!(
+        response,
+        ControllerResponse::PartitionAltered { leader, leader_epoch: 0, partition_epoch: 1, isr: vec![leader, others[0]] }
+    );
+    // The same request again: its partition epoch is now stale.
+    assert_eq!(code(c.run(request(0, 0, vec![leader], &epochs))), ResponseError::InvalidUpdateVersion.code());
+    assert_eq!(code(c.run(request(0, 1, vec![others[0]], &epochs))), ResponseError::InvalidRequest.code());
+    let mut stale = epochs.clone();
+    *stale.get_mut(&leader).unwrap() -= 1;
+    assert_eq!(code(c.run(request(0, 1, vec![leader], &stale))), ResponseError::StaleBrokerEpoch.code());
+    // Broker others[1] is fenced: it may not join the ISR.
+    c.heartbeat(others[1], true, false).unwrap();
+    assert_eq!(code(c.run(request(0, 1, vec![leader, others[0], others[1]], &epochs))), ResponseError::IneligibleReplica.code());
+    // A leader change makes the old leader's epoch stale.
+    c.heartbeat(leader, false, true).unwrap();
+    assert_eq!(code(c.run(request(0, 1, vec![leader], &epochs))), ResponseError::FencedLeaderEpoch.code());
+}
+
+#[test]
+fn controlled_shutdown_moves_leadership_then_fences() {
+    let mut c = Cluster::new(false);
+    c.live_broker(1, None);
+    c.live_broker(2, None);
+    let topic_id = c.create("t", 4, 2).unwrap();
+    let response = c.heartbeat(1, false, true).unwrap();
+    assert_eq!(response, ControllerResponse::Heartbeat { is_fenced: true, should_shutdown: true });
+    for p in c.image.topic_by_id(&topic_id).unwrap().partitions.values() {
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+    }
+    // Back, caught up: the preferred leader election returns leadership to it once in the ISR.
+    c.heartbeat(1, false, false).unwrap();
+    for partition in 0..4 {
+        let p = c.image.partition(&topic_id, partition).unwrap().clone();
+        let mut isr = p.isr.clone();
+        isr.push(1);
+        c.alter_isr(topic_id, partition, isr).unwrap();
+    }
+    for record in c.controller.rebalance_preferred_leaders(&c.image).unwrap() {
+        c.image.apply(&record).unwrap();
+    }
+    for p in c.image.topic_by_id(&topic_id).unwrap().partitions.values() {
+        assert_eq!(p.leader, p.replicas[0]);
+    }
+}
+
+#[test]
+fn producer_id_blocks_are_consecutive() {
+    let mut c = Cluster::new(false);
+    let epoch = c.register(1, None);
+    let allocate = ControllerRequest::AllocateProducerIds { broker_id: 1, broker_epoch: epoch };
+    assert_eq!(c.run(allocate.clone()).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 0, count: 1000 });
+    assert_eq!(c.run(allocate).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 1000, count: 1000 });
+    let stale = ControllerRequest::AllocateProducerIds { broker_id: 1, broker_epoch: epoch + 7 };
+    assert_eq!(code(c.run(stale)), ResponseError::StaleBrokerEpoch.code());
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Register(i32),
+    Heartbeat(i32, bool),
+    Expire(i32),
+    Shutdown(i32),
+    Create(i16),
+    ShrinkIsr(usize, usize),
+    ExpandIsr(usize, usize),
+    PreferredElection,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1..5i32).prop_map(Op::Register),
+        (1..5i32, any::<bool>()).prop_map(|(n, f)| Op::Heartbeat(n, f)),
+        (1..5i32).prop_map(Op::Expire),
+        (1..5i32).prop_map(Op::Shutdown),
+        (1..4i16).prop_map(Op::Create),
+        (0..8usize, 0..3usize).prop_map(|(p, k)| Op::ShrinkIsr(p, k)),
+        (0..8usize, 0..4usize).prop_map(|(p, k)| Op::ExpandIsr(p, k)),
+        Just(Op::PreferredElection),
+    ]
+}
+
+fn partitions(image: &MetadataImage) -> Vec<(Uuid, i32, crate::image::PartitionImage)> {
+    image
+        .topics
+        .values()
+        .flat_map(|t| t.partitions.iter().map(move |(p, s)| (t.topic_id, *p, s.clone())))
+        .collect()
+}
+
+fn check_invariants(before: &MetadataImage, after: &MetadataImage, unclean: bool) -> Result<(), TestCaseError> {
+    for (topic_id, partition, p) in partitions(after) {
+        prop_assert!(!p.isr.is_empty(), "empty ISR: {:?}", p);
+        prop_assert!(p.isr.iter().all(|r| p.replicas.contains(r)), "ISR ⊄ replicas: {:?}", p);
+        if p.leader != NO_LEADER {
+            prop_assert!(p.isr.contains(&p.leader), "leader ∉ ISR: {:?}", p);
+            prop_assert!(p.isr.iter().all(|r| after.is_unfenced(*r)), "a led partition has a fenced ISR member: {:?}", p);
+        }
+        if let Some(old) = before.partition(&topic_id, partition) {
+            prop_assert!(p.leader_epoch >= old.leader_epoch && p.partition_epoch >= old.partition_epoch);
+            if p.leader != old.leader {
+                prop_assert!(p.leader_epoch > old.leader_epoch, "leader changed without an epoch bump");
+                if !unclean && p.leader != NO_LEADER {
+                    prop_assert!(old.isr.contains(&p.leader), "{} elected from outside the ISR {:?}", p.leader, old.isr);
+                }
+            }
+            if p != *old {
+                prop_assert!(p.partition_epoch > old.partition_epoch, "partition changed without an epoch bump");
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #[test]
+    fn random_cluster_histories_keep_the_partition_invariants(unclean in any::<bool>(), ops in proptest::collection::vec(op(), 1..60)) {
+        let mut c = Cluster::new(unclean);
+        let mut topics = 0;
+        for op in ops {
+            let before = c.image.clone();
+            match op {
+                Op::Register(n) => { let _ = c.try_register(n, None); }
+                Op::Heartbeat(n, want_fence) => { if c.epochs.contains_key(&n) { let _ = c.heartbeat(n, want_fence, false); } }
+                Op::Expire(n) => { if c.epochs.contains_key(&n) { c.expire(n); } }
+                Op::Shutdown(n) => { if c.epochs.contains_key(&n) { let _ = c.heartbeat(n, false, true); } }
+                Op::Create(rf) => { topics += 1; let _ = c.create(&format!("t{topics}"), 2, rf); }
+                Op::ShrinkIsr(i, k) | Op::ExpandIsr(i, k) => {
+                    let all = partitions(&c.image);
+                    if all.is_empty() { continue; }
+                    let (topic_id, partition, p) = all[i % all.len()].clone();
+                    if p.leader == NO_LEADER { continue; }
+                    let mut isr = p.isr.clone();
+                    if matches!(op, Op::ShrinkIsr(..)) {
+                        let victim = isr[k % isr.len()];
+                        if victim != p.leader { isr.retain(|r| *r != victim); }
+                    } else {
+                        let candidate = p.replicas[k % p.replicas.len()];
+                        if !isr.contains(&candidate) { isr.push(candidate); }
+                    }
+                    let _ = c.alter_isr(topic_id, partition, isr);
+                }
+                Op::PreferredElection => {
+                    for record in c.controller.rebalance_preferred_leaders(&c.image).unwrap() {
+                        c.image.apply(&record).unwrap();
+                    }
+                }
+            }
+            check_invariants(&before, &c.image, unclean)?;
+        }
+    }
+}

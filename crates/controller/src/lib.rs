@@ -1,0 +1,505 @@
+//! Runnel's cluster metadata quorum (Kafka KRaft's shape, on openraft).
+//!
+//! - `records`: the metadata records (the log's entries);
+//! - `image`: `MetadataImage`, what the committed records build;
+//! - `controller`: the active controller's decisions (pure: request + image → records);
+//! - `raft`: the metadata log, state machine and transport on openraft.
+//!
+//! `Quorum` ties them together: it runs one Raft node; on the leader (the active
+//! controller) `submit` decides and commits, on other nodes it forwards to the leader.
+//! Brokers follow `image_watch()`, which only ever shows committed state.
+
+pub mod controller;
+pub mod image;
+pub mod raft;
+pub mod records;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use controller::{ControllerConfig, ControllerError, ControllerRequest, ControllerResponse};
+pub use image::MetadataImage;
+use controller::Controller;
+use raft::network::{NetworkFactory, PeerConnection, PeerRequest, PeerResponse, SubmitHandler};
+use raft::{NodeId, Raft};
+use records::{MetadataBatch, MetadataRecord};
+
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    /// `node.id`
+    pub node_id: NodeId,
+    /// `controller.quorum.voters`: node id → host:port of its controller listener.
+    /// A quorum of one needs no address (and opens no listener).
+    pub voters: BTreeMap<NodeId, String>,
+    /// The data directory (`log.dirs`); the metadata log lives in `__cluster_metadata-0/` in it.
+    pub data_dir: PathBuf,
+    pub controller: ControllerConfig,
+    /// Raft heartbeat interval (the leader's append-entries when idle).
+    pub raft_heartbeat_interval: Duration,
+    /// A follower that hears nothing from a leader for a random time in this range starts an election.
+    pub election_timeout: (Duration, Duration),
+    /// A snapshot is taken every this many applied entries; older entries are then purged.
+    pub snapshot_every_entries: u64,
+    /// Timeout of one request to a peer.
+    pub rpc_timeout: Duration,
+    /// The cluster id the first active controller writes into a new metadata log
+    /// (a single node passes the id its data directory already has).
+    pub bootstrap_cluster_id: Option<String>,
+}
+
+impl QuorumConfig {
+    pub fn new(node_id: NodeId, voters: BTreeMap<NodeId, String>, data_dir: PathBuf) -> Self {
+        QuorumConfig {
+            node_id,
+            voters,
+            data_dir,
+            controller: ControllerConfig::default(),
+            raft_heartbeat_interval: Duration::from_millis(100),
+            election_timeout: (Duration::from_millis(800), Duration::from_millis(1600)),
+            snapshot_every_entries: 1000,
+            rpc_timeout: Duration::from_millis(2000),
+            bootstrap_cluster_id: None,
+        }
+    }
+
+    /// A quorum of one: `runnel serve` with no cluster configuration.
+    pub fn single_node(node_id: NodeId, data_dir: PathBuf) -> Self {
+        let mut config = QuorumConfig::new(node_id, BTreeMap::from([(node_id, String::new())]), data_dir);
+        // Alone, it elects itself at once: nobody else's vote to wait for.
+        config.election_timeout = (Duration::from_millis(150), Duration::from_millis(300));
+        config
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("refused by the controller: {0}")]
+    Refused(ControllerError),
+    #[error("not the active controller (leader: {leader_id:?})")]
+    NotLeader { leader_id: Option<NodeId> },
+    #[error("no active controller: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumError {
+    #[error("metadata log in {dir}: {source}")]
+    Storage { dir: PathBuf, source: std::io::Error },
+    #[error("node {node_id} is not among the voters {voters:?}")]
+    NotAVoter { node_id: NodeId, voters: Vec<NodeId> },
+    #[error("cannot listen on the controller address {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// What DescribeQuorum (KIP-595) reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuorumInfo {
+    pub leader_id: Option<NodeId>,
+    /// The Raft term (Kafka's leader epoch of the quorum).
+    pub leader_epoch: u64,
+    /// The first uncommitted offset (last applied index + 1), as Kafka counts offsets.
+    pub high_watermark: i64,
+    pub voters: Vec<VoterInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoterInfo {
+    pub node_id: NodeId,
+    /// -1 when unknown (only the leader knows its followers').
+    pub log_end_offset: i64,
+    /// Unix ms; -1 when unknown. The leader's view: the last time the voter's
+    /// replicated position was seen to move or to equal the leader's log end.
+    pub last_fetch_timestamp: i64,
+    pub last_caught_up_timestamp: i64,
+}
+
+struct ActiveController {
+    controller: Controller,
+    /// The Raft term in which this node last became the active controller.
+    active_term: Option<u64>,
+}
+
+#[derive(Default)]
+struct VoterProgress {
+    matched: Option<u64>,
+    last_fetch_ms: i64,
+    last_caught_up_ms: i64,
+}
+
+struct Shared {
+    node_id: NodeId,
+    raft: Raft,
+    voters: BTreeMap<NodeId, String>,
+    image_rx: watch::Receiver<Arc<MetadataImage>>,
+    /// The decisions are made one at a time, each against the image that includes all earlier ones.
+    controller: tokio::sync::Mutex<ActiveController>,
+    rpc_timeout: Duration,
+    progress: Mutex<HashMap<NodeId, VoterProgress>>,
+    bootstrap_cluster_id: Option<String>,
+}
+
+pub struct Quorum {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    listen_addr: Option<SocketAddr>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn not_leader_or_unavailable<E: std::fmt::Display>(error: RaftError<NodeId, E>, forward: Option<Option<NodeId>>) -> SubmitError {
+    match forward {
+        Some(leader_id) => SubmitError::NotLeader { leader_id },
+        None => SubmitError::Unavailable(error.to_string()),
+    }
+}
+
+impl Quorum {
+    /// Starts this node; binds its controller listener from `voters` when there is more than one voter.
+    pub async fn start(config: QuorumConfig) -> Result<Quorum, QuorumError> {
+        let listener = if config.voters.len() > 1 {
+            let addr = config.voters.get(&config.node_id).cloned().unwrap_or_default();
+            Some(TcpListener::bind(&addr).await.map_err(|source| QuorumError::Listen { addr, source })?)
+        } else {
+            None
+        };
+        Self::start_with_listener(config, listener).await
+    }
+
+    /// As `start`, with the controller listener already bound (tests bind port 0 first).
+    pub async fn start_with_listener(config: QuorumConfig, listener: Option<TcpListener>) -> Result<Quorum, QuorumError> {
+        if !config.voters.contains_key(&config.node_id) {
+            return Err(QuorumError::NotAVoter { node_id: config.node_id, voters: config.voters.keys().copied().collect() });
+        }
+        let dir = config.data_dir.join(raft::METADATA_DIR);
+        let storage_error = |source| QuorumError::Storage { dir: dir.clone(), source };
+        let log_store = raft::log_store::LogStore::open(&dir).map_err(storage_error)?;
+        let (state_machine, image_rx) = raft::state_machine::StateMachineStore::open(&dir).map_err(storage_error)?;
+        let (min, max) = config.election_timeout;
+        let raft_config = openraft::Config {
+            cluster_name: "runnel-metadata".into(),
+            heartbeat_interval: config.raft_heartbeat_interval.as_millis() as u64,
+            election_timeout_min: min.as_millis() as u64,
+            election_timeout_max: max.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: config.snapshot_every_entries / 2,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), NetworkFactory, log_store, state_machine)
+            .await
+            .map_err(|e| QuorumError::Raft(e.to_string()))?;
+        let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
+        let shared = Arc::new(Shared {
+            node_id: config.node_id,
+            raft: raft.clone(),
+            voters: config.voters.clone(),
+            image_rx,
+            controller: tokio::sync::Mutex::new(ActiveController {
+                controller: Controller::new(config.controller.clone()),
+                active_term: None,
+            }),
+            rpc_timeout: config.rpc_timeout,
+            progress: Mutex::new(HashMap::new()),
+            bootstrap_cluster_id: config.bootstrap_cluster_id.clone(),
+        });
+        let mut tasks = Vec::new();
+        if let Some(listener) = listener {
+            let for_handler = Arc::downgrade(&shared);
+            let handler: SubmitHandler = Arc::new(move |request| {
+                let shared = for_handler.upgrade();
+                Box::pin(async move {
+                    match shared {
+                        Some(shared) => shared.submit_local(request).await,
+                        None => Err(SubmitError::Unavailable("shutting down".into())),
+                    }
+                })
+            });
+            tasks.push(tokio::spawn(raft::network::serve(listener, raft.clone(), handler)));
+        }
+        let initialized = raft.is_initialized().await.map_err(|e| QuorumError::Raft(e.to_string()))?;
+        if !initialized {
+            // Every voter initializes with the same membership: openraft allows that, and
+            // the first log entry (the membership, at index 0) is the same on all of them.
+            let members: BTreeMap<NodeId, BasicNode> =
+                config.voters.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
+            if let Err(e) = raft.initialize(members).await {
+                tracing::info!(error = %e, "metadata quorum: not initialized here (a peer did it first)");
+            }
+        }
+        tasks.push(tokio::spawn(active_controller_loop(Arc::downgrade(&shared))));
+        tracing::info!(node_id = config.node_id, voters = ?config.voters, ?listen_addr, "metadata quorum started");
+        Ok(Quorum { shared, tasks, listen_addr })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.shared.node_id
+    }
+
+    /// The controller listener's bound address (None for a quorum of one).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen_addr
+    }
+
+    /// The committed metadata, as it changes.
+    pub fn image_watch(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.shared.image_rx.clone()
+    }
+
+    /// The active controller, as this node knows it.
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.shared.raft.metrics().borrow().current_leader
+    }
+
+    /// Runs `request` on the active controller (this node, or forwarded to it) and
+    /// answers once its records are committed and applied there. Retries while there
+    /// is no leader, for at most a few RPC timeouts.
+    pub async fn submit(&self, request: ControllerRequest) -> Result<ControllerResponse, SubmitError> {
+        self.shared.submit(request).await
+    }
+
+    pub fn quorum_info(&self) -> QuorumInfo {
+        self.shared.quorum_info()
+    }
+
+    /// Stops this node: Raft first, then the listener and its connections.
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        if let Err(e) = self.shared.raft.shutdown().await {
+            tracing::warn!(error = %e, "metadata quorum: shutdown");
+        }
+    }
+}
+
+impl Drop for Quorum {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        // Dropping stops nothing in openraft by itself; the core task ends when every
+        // handle is gone and its channels close. Tests kill nodes this way (like a crash).
+        let raft = self.shared.raft.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = raft.shutdown().await;
+            });
+        }
+    }
+}
+
+impl Shared {
+    async fn submit(&self, request: ControllerRequest) -> Result<ControllerResponse, SubmitError> {
+        let deadline = Instant::now() + self.rpc_timeout * 3;
+        let mut last_error = SubmitError::Unavailable("no leader elected".into());
+        while Instant::now() < deadline {
+            let leader = self.raft.metrics().borrow().current_leader;
+            let result = match leader {
+                Some(leader) if leader == self.node_id => self.submit_local(request.clone()).await,
+                Some(leader) => self.forward(leader, request.clone()).await,
+                None => Err(SubmitError::Unavailable("no leader elected".into())),
+            };
+            match result {
+                Err(e @ (SubmitError::NotLeader { .. } | SubmitError::Unavailable(_))) => {
+                    last_error = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn forward(&self, leader: NodeId, request: ControllerRequest) -> Result<ControllerResponse, SubmitError> {
+        let addr = self
+            .voters
+            .get(&leader)
+            .ok_or_else(|| SubmitError::Unavailable(format!("leader {leader} is not a known voter")))?;
+        let mut connection = PeerConnection::new(addr.clone());
+        match connection.call(&PeerRequest::Submit(request), self.rpc_timeout).await {
+            Ok(PeerResponse::Submit(result)) => result,
+            Ok(_) => Err(SubmitError::Unavailable(format!("node {leader} answered with the wrong response type"))),
+            Err(e) => Err(SubmitError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Decides and commits on this node, which must be the active controller.
+    async fn submit_local(&self, request: ControllerRequest) -> Result<ControllerResponse, SubmitError> {
+        let mut active = self.controller.lock().await;
+        self.catch_up().await?;
+        self.become_active(&mut active).await?;
+        let image = self.image_rx.borrow().clone();
+        let decision = active.controller.decide(&image, &request, Instant::now()).map_err(SubmitError::Refused)?;
+        self.commit(decision.records).await?;
+        Ok(decision.response)
+    }
+
+    /// Waits until this leader's image holds everything committed (e.g. by an earlier leader).
+    async fn catch_up(&self) -> Result<(), SubmitError> {
+        match tokio::time::timeout(self.rpc_timeout, self.raft.ensure_linearizable()).await {
+            Err(_) => Err(SubmitError::Unavailable("timed out confirming leadership".into())),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                let forward = e.forward_to_leader::<BasicNode>().map(|f| f.leader_id);
+                Err(not_leader_or_unavailable(e, forward))
+            }
+        }
+    }
+
+    /// First thing in a new term as leader (before any decision): every broker gets a
+    /// fresh session, and a new cluster gets its cluster id.
+    async fn become_active(&self, active: &mut ActiveController) -> Result<(), SubmitError> {
+        let term = self.raft.metrics().borrow().current_term;
+        if active.active_term == Some(term) {
+            return Ok(());
+        }
+        let image = self.image_rx.borrow().clone();
+        active.controller.on_become_active(&image, Instant::now());
+        if image.cluster_id.is_none() {
+            let cluster_id = self.bootstrap_cluster_id.clone().unwrap_or_else(new_cluster_id);
+            self.commit(vec![MetadataRecord::ClusterId { cluster_id }]).await?;
+        }
+        active.active_term = Some(term);
+        tracing::info!(node_id = self.node_id, term, "became the active controller");
+        Ok(())
+    }
+
+    async fn commit(&self, records: Vec<MetadataRecord>) -> Result<(), SubmitError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        match tokio::time::timeout(self.rpc_timeout, self.raft.client_write(MetadataBatch { records })).await {
+            Err(_) => Err(SubmitError::Unavailable("timed out committing".into())),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                let forward = match &e {
+                    RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => Some(f.leader_id),
+                    _ => None,
+                };
+                Err(not_leader_or_unavailable(e, forward))
+            }
+        }
+    }
+
+    fn quorum_info(&self) -> QuorumInfo {
+        let metrics = self.raft.metrics().borrow().clone();
+        self.track_progress(&metrics);
+        let progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        let is_leader = metrics.state == ServerState::Leader;
+        let voters = metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .map(|node_id| {
+                let own = node_id == self.node_id;
+                let p = progress.get(&node_id);
+                let log_end_offset = if own {
+                    metrics.last_log_index.map_or(0, |i| i as i64 + 1)
+                } else if is_leader {
+                    p.and_then(|p| p.matched).map_or(0, |i| i as i64 + 1)
+                } else {
+                    -1
+                };
+                let (last_fetch_timestamp, last_caught_up_timestamp) = match p {
+                    _ if own => (now_ms(), now_ms()),
+                    Some(p) if is_leader => (p.last_fetch_ms, p.last_caught_up_ms),
+                    _ => (-1, -1),
+                };
+                VoterInfo { node_id, log_end_offset, last_fetch_timestamp, last_caught_up_timestamp }
+            })
+            .collect();
+        QuorumInfo {
+            leader_id: metrics.current_leader,
+            leader_epoch: metrics.current_term,
+            high_watermark: metrics.last_applied.map_or(0, |id| id.index as i64 + 1),
+            voters,
+        }
+    }
+
+    /// On the leader: notes when each voter's replicated position moved or caught up.
+    fn track_progress(&self, metrics: &openraft::RaftMetrics<NodeId, BasicNode>) {
+        let Some(replication) = &metrics.replication else {
+            return;
+        };
+        let now = now_ms();
+        let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        for (node_id, matched) in replication {
+            let matched = matched.map(|id| id.index);
+            let entry = progress.entry(*node_id).or_insert_with(|| VoterProgress { last_fetch_ms: -1, last_caught_up_ms: -1, ..Default::default() });
+            let caught_up = matched.is_some() && matched == metrics.last_log_index;
+            if matched != entry.matched || caught_up {
+                entry.last_fetch_ms = now;
+            }
+            if caught_up {
+                entry.last_caught_up_ms = now;
+            }
+            entry.matched = matched;
+        }
+    }
+}
+
+/// The active controller's timer: becomes active when this node is elected, then
+/// fences brokers whose sessions expire.
+async fn active_controller_loop(shared: std::sync::Weak<Shared>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Some(shared) = shared.upgrade() else { return };
+        let metrics = shared.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            continue;
+        }
+        shared.track_progress(&metrics);
+        let mut active = shared.controller.lock().await;
+        if let Err(e) = async {
+            shared.catch_up().await?;
+            shared.become_active(&mut active).await?;
+            let image = shared.image_rx.borrow().clone();
+            let records = active.controller.fence_expired(&image, Instant::now()).map_err(SubmitError::Refused)?;
+            shared.commit(records).await
+        }
+        .await
+        {
+            tracing::warn!(error = %e, "active controller: periodic work failed");
+        }
+    }
+}
+
+/// Kafka's cluster id format: a random UUID, URL-safe base64 without padding (22 characters).
+pub fn new_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let mut bits: u32 = 0;
+    let mut nbits = 0;
+    let mut out = String::with_capacity(22);
+    for byte in bytes {
+        bits = (bits << 8) | byte as u32;
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
+        }
+    }
+    if nbits > 0 {
+        out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
+    }
+    out
+}

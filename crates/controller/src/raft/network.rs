@@ -1,0 +1,232 @@
+//! The transport between controllers: one TCP connection per peer stream, each
+//! request a frame (length u32 BE + JSON), answered in order on the same
+//! connection. Also carries `submit` requests forwarded to the active controller.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{NodeId, Raft, TypeConfig};
+use crate::controller::{ControllerRequest, ControllerResponse};
+use crate::SubmitError;
+
+/// Bounds a frame before its bytes are read (snapshot chunks are the largest).
+const MAX_FRAME_BYTES: usize = 64 << 20;
+
+#[derive(Serialize, Deserialize)]
+pub enum PeerRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    Submit(ControllerRequest),
+}
+
+#[derive(Serialize, Deserialize)]
+pub enum PeerResponse {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    Submit(Result<ControllerResponse, SubmitError>),
+}
+
+pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> std::io::Result<()> {
+    let payload = serde_json::to_vec(message).map_err(std::io::Error::other)?;
+    if payload.len() > MAX_FRAME_BYTES {
+        return Err(std::io::Error::other(format!("frame of {} bytes exceeds {MAX_FRAME_BYTES}", payload.len())));
+    }
+    let mut bytes = Vec::with_capacity(4 + payload.len());
+    bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(&payload);
+    stream.write_all(&bytes).await
+}
+
+pub async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut TcpStream) -> std::io::Result<T> {
+    let len = stream.read_u32().await? as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(std::io::Error::other(format!("frame of {len} bytes exceeds {MAX_FRAME_BYTES}")));
+    }
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await?;
+    serde_json::from_slice(&payload).map_err(|e| std::io::Error::other(format!("undecodable frame: {e}")))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("cannot connect to {addr}: {source}")]
+    Unreachable { addr: String, source: std::io::Error },
+    #[error("talking to {addr}: {source}")]
+    Network { addr: String, source: std::io::Error },
+    #[error("no answer from {addr} within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+}
+
+/// A client connection to one peer; reconnects on the next call after any failure.
+pub struct PeerConnection {
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+impl PeerConnection {
+    pub fn new(addr: String) -> Self {
+        PeerConnection { addr, stream: None }
+    }
+
+    pub async fn call(&mut self, request: &PeerRequest, timeout: Duration) -> Result<PeerResponse, CallError> {
+        let addr = self.addr.clone();
+        let result = tokio::time::timeout(timeout, async {
+            if self.stream.is_none() {
+                let stream = TcpStream::connect(&addr)
+                    .await
+                    .map_err(|source| CallError::Unreachable { addr: addr.clone(), source })?;
+                let _ = stream.set_nodelay(true);
+                self.stream = Some(stream);
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                return Err(CallError::Network { addr: addr.clone(), source: std::io::Error::other("not connected") });
+            };
+            write_frame(stream, request).await.map_err(|source| CallError::Network { addr: addr.clone(), source })?;
+            read_frame(stream).await.map_err(|source| CallError::Network { addr: addr.clone(), source })
+        })
+        .await
+        .unwrap_or_else(|_| Err(CallError::Timeout { addr: addr.clone(), timeout }));
+        if result.is_err() {
+            // The stream may hold half a frame: never reuse it.
+            self.stream = None;
+        }
+        result
+    }
+}
+
+pub struct NetworkFactory;
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        PeerClient { target, connection: PeerConnection::new(node.addr.clone()) }
+    }
+}
+
+pub struct PeerClient {
+    target: NodeId,
+    connection: PeerConnection,
+}
+
+impl PeerClient {
+    async fn rpc<E: std::error::Error>(
+        &mut self,
+        request: PeerRequest,
+        option: &RPCOption,
+    ) -> Result<PeerResponse, RPCError<NodeId, BasicNode, E>> {
+        self.connection.call(&request, option.hard_ttl()).await.map_err(|e| match &e {
+            CallError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+            _ => RPCError::Network(NetworkError::new(&e)),
+        })
+    }
+
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, BasicNode, E> {
+        let e = std::io::Error::other(format!("node {} answered with the wrong response type", self.target));
+        RPCError::Network(NetworkError::new(&e))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.rpc(PeerRequest::AppendEntries(rpc), &option).await? {
+            PeerResponse::AppendEntries(result) => {
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        match self.rpc(PeerRequest::InstallSnapshot(rpc), &option).await? {
+            PeerResponse::InstallSnapshot(result) => {
+                result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            }
+            _ => Err(self.unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        match self.rpc(PeerRequest::Vote(rpc), &option).await? {
+            PeerResponse::Vote(result) => result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e))),
+            _ => Err(self.unexpected()),
+        }
+    }
+}
+
+pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<ControllerResponse, SubmitError>> + Send>>;
+/// Runs a forwarded request on this node (it answers NotLeader when it is not the active controller).
+pub type SubmitHandler = Arc<dyn Fn(ControllerRequest) -> SubmitFuture + Send + Sync>;
+
+/// Accepts peer connections until the task is aborted; aborting it also ends every
+/// connection (they live in its JoinSet), so a stopped node stops answering at once.
+pub async fn serve(listener: TcpListener, raft: Raft, submit: SubmitHandler) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(serve_connection(stream, raft.clone(), submit.clone(), peer));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "controller listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, raft: Raft, submit: SubmitHandler, peer: std::net::SocketAddr) {
+    loop {
+        let request: PeerRequest = match read_frame(&mut stream).await {
+            Ok(request) => request,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                    tracing::debug!(%peer, error = %e, "controller connection closed");
+                }
+                return;
+            }
+        };
+        let response = match request {
+            PeerRequest::AppendEntries(rpc) => PeerResponse::AppendEntries(raft.append_entries(rpc).await),
+            PeerRequest::Vote(rpc) => PeerResponse::Vote(raft.vote(rpc).await),
+            PeerRequest::InstallSnapshot(rpc) => PeerResponse::InstallSnapshot(raft.install_snapshot(rpc).await),
+            PeerRequest::Submit(request) => PeerResponse::Submit(submit(request).await),
+        };
+        if let Err(e) = write_frame(&mut stream, &response).await {
+            tracing::debug!(%peer, error = %e, "controller connection: write failed");
+            return;
+        }
+    }
+}

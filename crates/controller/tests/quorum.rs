@@ -1,0 +1,245 @@
+//! The metadata quorum with real Raft nodes in one process, over real loopback TCP,
+//! each with its own data directory. Every wait is bounded.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use runnel_controller::controller::CreateTopic;
+use runnel_controller::records::BrokerEndpoint;
+use runnel_controller::{ControllerRequest, ControllerResponse, MetadataImage, Quorum, QuorumConfig};
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn wait_until<F: FnMut() -> bool>(what: &str, timeout: Duration, mut condition: F) -> Duration {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+fn config(node_id: u64, voters: &BTreeMap<u64, String>, dir: &Path) -> QuorumConfig {
+    let mut config = QuorumConfig::new(node_id, voters.clone(), dir.to_path_buf());
+    config.election_timeout = (Duration::from_millis(300), Duration::from_millis(600));
+    config.raft_heartbeat_interval = Duration::from_millis(50);
+    config.rpc_timeout = Duration::from_millis(1000);
+    config
+}
+
+struct Cluster {
+    voters: BTreeMap<u64, String>,
+    dirs: BTreeMap<u64, tempfile::TempDir>,
+    nodes: BTreeMap<u64, Quorum>,
+}
+
+impl Cluster {
+    async fn start(size: u64) -> Cluster {
+        let mut listeners = BTreeMap::new();
+        for id in 1..=size {
+            listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let voters: BTreeMap<u64, String> =
+            listeners.iter().map(|(id, l)| (*id, l.local_addr().unwrap().to_string())).collect();
+        let dirs: BTreeMap<u64, tempfile::TempDir> = (1..=size).map(|id| (id, tempfile::tempdir().unwrap())).collect();
+        let mut nodes = BTreeMap::new();
+        for (id, listener) in listeners {
+            let node = Quorum::start_with_listener(config(id, &voters, dirs[&id].path()), Some(listener)).await.unwrap();
+            nodes.insert(id, node);
+        }
+        Cluster { voters, dirs, nodes }
+    }
+
+    async fn restart(&mut self, id: u64) {
+        let listener = TcpListener::bind(&self.voters[&id]).await.unwrap();
+        let node = Quorum::start_with_listener(config(id, &self.voters, self.dirs[&id].path()), Some(listener)).await.unwrap();
+        self.nodes.insert(id, node);
+    }
+
+    /// The leader all running nodes agree on.
+    async fn leader(&self) -> u64 {
+        let mut leader = None;
+        wait_until("an agreed leader", WAIT, || {
+            let seen: Vec<Option<u64>> = self.nodes.values().map(|n| n.leader_id()).collect();
+            leader = seen[0].filter(|l| self.nodes.contains_key(l) && seen.iter().all(|s| *s == Some(*l)));
+            leader.is_some()
+        })
+        .await;
+        leader.unwrap()
+    }
+
+    async fn all_see(&self, what: &str, condition: impl Fn(&MetadataImage) -> bool) {
+        let watches: Vec<_> = self.nodes.values().map(|n| n.image_watch()).collect();
+        wait_until(what, WAIT, || watches.iter().all(|w| condition(&w.borrow()))).await;
+    }
+}
+
+async fn live_broker(node: &Quorum, broker_id: i32) -> i64 {
+    let response = node
+        .submit(ControllerRequest::RegisterBroker {
+            node_id: broker_id,
+            incarnation_id: Uuid::new_v4(),
+            endpoints: vec![BrokerEndpoint {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092,
+                security_protocol: "PLAINTEXT".into(),
+            }],
+            rack: None,
+        })
+        .await
+        .unwrap();
+    let ControllerResponse::BrokerRegistered { broker_epoch } = response else { panic!("{response:?}") };
+    let heartbeat = ControllerRequest::BrokerHeartbeat { node_id: broker_id, broker_epoch, want_fence: false, want_shutdown: false };
+    assert_eq!(
+        node.submit(heartbeat).await.unwrap(),
+        ControllerResponse::Heartbeat { is_fenced: false, should_shutdown: false }
+    );
+    broker_epoch
+}
+
+async fn create_topic(node: &Quorum, name: &str) -> Uuid {
+    let response = node
+        .submit(ControllerRequest::CreateTopic(CreateTopic {
+            name: name.into(),
+            num_partitions: 3,
+            replication_factor: 1,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let ControllerResponse::TopicCreated { topic_id, .. } = response else { panic!("{response:?}") };
+    topic_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_a_leader_and_forward_submits_from_followers() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
+    // Submitted on a follower: forwarded to the active controller, committed everywhere.
+    live_broker(&cluster.nodes[&follower], 7).await;
+    let topic_id = create_topic(&cluster.nodes[&follower], "orders").await;
+    cluster.all_see("the topic on every node", |image| image.topic_by_id(&topic_id).is_some_and(|t| t.partitions.len() == 3)).await;
+    cluster.all_see("the cluster id", |image| image.cluster_id.as_ref().is_some_and(|id| id.len() == 22)).await;
+    // A refusal travels back from the leader with its Kafka error code.
+    let error = cluster.nodes[&follower]
+        .submit(ControllerRequest::CreateTopic(CreateTopic { name: "orders".into(), num_partitions: 1, replication_factor: 1, ..Default::default() }))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, runnel_controller::SubmitError::Refused(ref e) if e.code == 36), "{error:?}");
+    let info = cluster.nodes[&leader].quorum_info();
+    assert_eq!(info.leader_id, Some(leader));
+    assert_eq!(info.voters.len(), 3);
+    assert!(info.voters.iter().all(|v| v.log_end_offset > 0), "{info:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_leader_elects_another_and_keeps_committed_records() {
+    let mut cluster = Cluster::start(3).await;
+    let old_leader = cluster.leader().await;
+    live_broker(&cluster.nodes[&old_leader], 1).await;
+    let topic_id = create_topic(&cluster.nodes[&old_leader], "before").await;
+    // A crash: the node's tasks and listener vanish without a goodbye.
+    drop(cluster.nodes.remove(&old_leader));
+    let start = Instant::now();
+    let new_leader = cluster.leader().await;
+    let failover = start.elapsed();
+    assert_ne!(new_leader, old_leader);
+    assert!(failover < Duration::from_secs(5), "failover took {failover:?}");
+    eprintln!("metadata quorum failover: {failover:?}");
+    cluster.all_see("the committed topic", |image| image.topic_by_id(&topic_id).is_some()).await;
+    // The new active controller decides on the full image: the old topic name is taken, a new one is not.
+    let survivor = &cluster.nodes[&new_leader];
+    let error = survivor
+        .submit(ControllerRequest::CreateTopic(CreateTopic { name: "before".into(), num_partitions: 1, replication_factor: 1, ..Default::default() }))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, runnel_controller::SubmitError::Refused(ref e) if e.code == 36), "{error:?}");
+    let after = create_topic(survivor, "after").await;
+    cluster.all_see("the topic created after failover", |image| image.topic_by_id(&after).is_some()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rejoins_with_the_same_image() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    live_broker(&cluster.nodes[&leader], 1).await;
+    create_topic(&cluster.nodes[&leader], "a").await;
+    let follower = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
+    cluster.nodes.remove(&follower).unwrap().shutdown().await;
+    // Committed while it is away: it must catch up on rejoining.
+    let missed = create_topic(&cluster.nodes[&leader], "b").await;
+    cluster.restart(follower).await;
+    cluster.all_see("the topic committed while the node was down", |image| image.topic_by_id(&missed).is_some()).await;
+    let leader_image: Arc<MetadataImage> = cluster.nodes[&leader].image_watch().borrow().clone();
+    let rejoined = cluster.nodes[&follower].image_watch();
+    wait_until("identical images", WAIT, || **rejoined.borrow() == *leader_image).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_active_controller_fences_a_broker_whose_heartbeats_stop() {
+    let voters: BTreeMap<u64, String> = BTreeMap::from([(1, String::new())]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(1, &voters, dir.path());
+    config.controller.broker_session_timeout = Duration::from_millis(800);
+    let node = Quorum::start(config).await.unwrap();
+    live_broker(&node, 1).await;
+    let epoch2 = live_broker(&node, 2).await;
+    create_topic(&node, "t").await;
+    let watch = node.image_watch();
+    // Broker 2 keeps its session; broker 1 goes silent.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(2500) {
+        node.submit(ControllerRequest::BrokerHeartbeat { node_id: 2, broker_epoch: epoch2, want_fence: false, want_shutdown: false })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let image = watch.borrow().clone();
+    assert!(!image.is_unfenced(1), "broker 1 is still unfenced");
+    assert!(image.is_unfenced(2), "broker 2 was fenced despite its heartbeats");
+    for topic in image.topics.values() {
+        for p in topic.partitions.values() {
+            assert_ne!(p.leader, 1, "a fenced broker still leads {p:?}");
+        }
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_quorum_persists_before_answering_and_restarts_with_its_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = QuorumConfig::single_node(1, dir.path().to_path_buf());
+    config.bootstrap_cluster_id = Some("existing-cluster-id-1234".into());
+    // Small, so that the run takes snapshots and purges the log: restart must use both.
+    config.snapshot_every_entries = 8;
+    let node = Quorum::start(config.clone()).await.unwrap();
+    let log = dir.path().join("__cluster_metadata-0").join("log");
+    live_broker(&node, 1).await;
+    for i in 0..20 {
+        let before = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        create_topic(&node, &format!("topic-{i}")).await;
+        let after = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        // Answered only once its entry is in the log file (the append is fsynced before openraft's
+        // callback, which is what commits it); a purge may shrink the file in between.
+        assert!(after != before, "topic-{i} answered before its entry reached the log file");
+    }
+    let image: Arc<MetadataImage> = node.image_watch().borrow().clone();
+    assert_eq!(image.cluster_id.as_deref(), Some("existing-cluster-id-1234"));
+    assert_eq!(image.topics.len(), 20);
+    node.shutdown().await;
+    assert!(dir.path().join("__cluster_metadata-0/snapshot.json").exists());
+
+    let node = Quorum::start(config).await.unwrap();
+    let watch = node.image_watch();
+    wait_until("the image restored from the snapshot and log", WAIT, || **watch.borrow() == *image).await;
+    // And it goes on committing.
+    create_topic(&node, "topic-after-restart").await;
+    assert!(watch.borrow().topic_by_name("topic-after-restart").is_some());
+    node.shutdown().await;
+}
