@@ -210,7 +210,10 @@ impl Log {
         let (mut epochs, scan_from, mut changed) = match LeaderEpochCache::load(&self.dir) {
             Ok(Some(mut loaded)) => {
                 // Entries past the log end are left by a crash between a truncation and its checkpoint.
-                let trimmed = loaded.truncate_from_end_in_memory(end);
+                // An empty log keeps the entry at its start (DeleteRecords leaves the current epoch
+                // starting at the new log start, as Kafka's truncateFromStart does).
+                let keep_from = if end > self.log_start_offset { end } else { end + 1 };
+                let trimmed = loaded.truncate_from_end_in_memory(keep_from);
                 (loaded, self.active_segment_base(), trimmed)
             }
             Ok(None) => (LeaderEpochCache::empty(&self.dir), self.log_start_offset, false),
@@ -219,7 +222,13 @@ impl Log {
                 (LeaderEpochCache::empty(&self.dir), self.log_start_offset, true)
             }
         };
+        let log_start = self.log_start_offset;
         for_each_batch(self, scan_from, |h| {
+            // Batches wholly below the log start (deleted records still in the
+            // segment file) are not in the log: their epochs are not either.
+            if h.last_offset() < log_start {
+                return;
+            }
             // Only newer epochs: a scan of part of the log must not contradict older entries.
             if epochs.latest_epoch().is_none_or(|latest| h.partition_leader_epoch > latest) {
                 changed |= epochs.assign_in_memory(h.partition_leader_epoch, h.base_offset);

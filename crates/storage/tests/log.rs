@@ -582,3 +582,24 @@ proptest! {
         }
     }
 }
+
+/// Found by `log_matches_model` in CI: after DeleteRecords into a batch and a
+/// truncation below the log start, the log is empty but its segment still
+/// holds the deleted batches; reopening must not take their epochs back.
+#[test]
+fn reopen_ignores_epochs_of_batches_below_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { segment_bytes: 400, index_interval_bytes: 64, retention_bytes: 2_000, ..LogConfig::default() };
+    let mut log = Log::open(dir.path(), config.clone()).unwrap();
+    append_in_epoch(&mut log, 3, 0, 0);
+    append_in_epoch(&mut log, 1, 3, 0);
+    append_in_epoch(&mut log, 5, 4, 0);
+    assert_eq!(log.delete_records_before(5).unwrap(), 5);
+    assert_eq!(log.truncate_to(5).unwrap(), 4, "the batch holding offset 5 goes whole");
+    let before = log.leader_epochs().entries().to_vec();
+    log.close().unwrap();
+    drop(log);
+    let log = Log::open(dir.path(), config).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (4, 4));
+    assert_eq!(log.leader_epochs().entries(), &before[..]);
+}
