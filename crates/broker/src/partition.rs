@@ -597,6 +597,15 @@ impl Partition {
         Ok((plan, offsets))
     }
 
+    /// A consumer's fetch plan: up to the high watermark and exactly
+    /// `max_bytes` when a batch is cut (see [`Log::read_plan_filled`]).
+    pub fn read_plan_for_consumer(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<(ReadPlan, PartitionOffsets), StorageError> {
+        let log = self.log.lock();
+        let offsets = PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: self.high_watermark() };
+        let plan = log.read_plan_filled(offset, offsets.high_watermark, max_bytes, min_one_batch)?;
+        Ok((plan, offsets))
+    }
+
     fn log_dir_hint(&self) -> String {
         format!("{}-{}", self.topic, self.index)
     }

@@ -243,3 +243,48 @@ async fn idempotent_retries_are_deduplicated_even_across_a_restart() {
     assert_eq!(resp.responses[0].partitions[0].high_watermark, 2);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_batch_cut_by_partition_max_bytes_fills_the_answer_as_kafka_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path(), &[]).await;
+    let mut client = Client::connect(broker.local_addr).await;
+    create_topic(&mut client, "fill").await;
+    let value = "v".repeat(300);
+    let one = batch(&[&value, &value, &value]);
+    for _ in 0..3 {
+        let resp = client.request(9, &produce_request("fill", 1, one.clone())).await;
+        assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    }
+    // Room for one batch and a half: Kafka slices its log at max_bytes, so
+    // the answer carries the first batch whole and the start of the second.
+    let limit = one.len() + one.len() / 2;
+    let mut request = fetch_request("fill", 0, 0);
+    request.topics[0].partitions[0].partition_max_bytes = limit as i32;
+    let resp = client.request(12, &request).await;
+    let records = resp.responses[0].partitions[0].records.clone().unwrap();
+    assert_eq!(records.len(), limit, "the answer is exactly partition_max_bytes long");
+    // (From byte 16 on: the broker stamps the base offset and the partition leader epoch.)
+    assert_eq!(&records[16..one.len()], &one[16..], "the first batch arrives whole");
+    let mut whole = records.slice(..one.len());
+    let decoded = RecordBatchDecoder::decode(&mut whole).unwrap();
+    assert_eq!(decoded.records.len(), 3);
+    // The next fetch, from the first record the client could not read, gets the second batch whole.
+    let mut request = fetch_request("fill", 3, 0);
+    request.topics[0].partitions[0].partition_max_bytes = limit as i32;
+    let resp = client.request(12, &request).await;
+    let mut records = resp.responses[0].partitions[0].records.clone().unwrap();
+    let decoded = RecordBatchDecoder::decode(&mut records).unwrap();
+    assert_eq!(decoded.records[0].offset, 3);
+    // A limit below the first batch still returns that batch whole (KIP-74), nothing more.
+    let mut request = fetch_request("fill", 0, 0);
+    request.topics[0].partitions[0].partition_max_bytes = 10;
+    let resp = client.request(12, &request).await;
+    assert_eq!(resp.responses[0].partitions[0].records.as_ref().map(|r| r.len()), Some(one.len()));
+    // The high watermark bounds the slice: a limit past the log end returns every batch whole.
+    let mut request = fetch_request("fill", 0, 0);
+    request.topics[0].partitions[0].partition_max_bytes = (one.len() * 10) as i32;
+    let resp = client.request(12, &request).await;
+    assert_eq!(resp.responses[0].partitions[0].records.as_ref().map(|r| r.len()), Some(one.len() * 3));
+    broker.shutdown().await;
+}

@@ -410,6 +410,19 @@ impl Log {
     /// `offset == log_end_offset` gives an empty plan; outside
     /// `[log_start_offset, log_end_offset]` is `OffsetOutOfRange`.
     pub fn read_plan(&self, offset: i64, max_offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadPlan> {
+        self.plan_read(offset, max_offset, max_bytes, min_one_batch, false)
+    }
+
+    /// [`Log::read_plan`] for a client's fetch: when `max_bytes` cuts a batch,
+    /// its first bytes are included so the plan is exactly `max_bytes` long
+    /// (Kafka's slicing; clients drop a partial trailing batch). Only for
+    /// readers that do: never for a follower appending what it receives, nor
+    /// for the broker's own replays.
+    pub fn read_plan_filled(&self, offset: i64, max_offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<ReadPlan> {
+        self.plan_read(offset, max_offset, max_bytes, min_one_batch, true)
+    }
+
+    fn plan_read(&self, offset: i64, max_offset: i64, max_bytes: usize, min_one_batch: bool, fill: bool) -> Result<ReadPlan> {
         let end = self.log_end_offset();
         if offset < self.log_start_offset || offset > end {
             return Err(StorageError::OffsetOutOfRange { offset, log_start: self.log_start_offset, log_end: end });
@@ -427,7 +440,7 @@ impl Log {
             .map(|(_, s)| s);
         for segment in candidates {
             if let Some((position, _)) = segment.locate(offset)? {
-                let len = segment.span(position, max_offset, max_bytes, min_one_batch)?;
+                let len = segment.span(position, max_offset, max_bytes, min_one_batch, fill)?;
                 return Ok(ReadPlan { file: Some(segment.file.clone()), position, len });
             }
         }

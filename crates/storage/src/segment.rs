@@ -301,8 +301,13 @@ impl Segment {
 
     /// Whole batches from `position`: stops before `max_offset` and, after
     /// the first batch (or from the first, without `min_one_batch`), before
-    /// `max_bytes` would be exceeded. Returns the byte length.
-    pub fn span(&self, position: u64, max_offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<usize> {
+    /// `max_bytes` would be exceeded. With `fill`, a batch cut by `max_bytes`
+    /// contributes its first bytes, so the span is exactly `max_bytes` (as
+    /// Kafka slices its log: the client drops the partial batch and fetches
+    /// it next, and a one-partition reader moves up to a whole `max_bytes`
+    /// per round trip instead of whatever whole batches fit). Returns the
+    /// byte length.
+    pub fn span(&self, position: u64, max_offset: i64, max_bytes: usize, min_one_batch: bool, fill: bool) -> Result<usize> {
         let mut len = 0usize;
         self.walk(position, |_, header| {
             let size = header.total_size();
@@ -310,6 +315,13 @@ impl Segment {
                 return Walk::Stop;
             }
             if len + size > max_bytes && !(len == 0 && min_one_batch) {
+                if fill {
+                    // The walk only yields batches wholly in the file, so
+                    // these bytes exist; the batch is below `max_offset`.
+                    // A first batch larger than `max_bytes` (KIP-74) is the
+                    // whole answer, as Kafka's max(limit, first batch).
+                    len = len.max(max_bytes);
+                }
                 return Walk::Stop;
             }
             len += size;

@@ -389,7 +389,12 @@ fn read_all(
             }
             let limit = target.position.max_bytes.min(remaining);
             let min_one_batch = total == 0;
-            let planned = partition.read_plan_to(target.position.fetch_offset, limit, min_one_batch, fetcher.is_follower());
+            // Followers append what they receive: whole batches only.
+            let planned = if fetcher.is_follower() {
+                partition.read_plan_to(target.position.fetch_offset, limit, min_one_batch, true)
+            } else {
+                partition.read_plan_for_consumer(target.position.fetch_offset, limit, min_one_batch)
+            };
             match planned.and_then(|(plan, offsets)| {
                 let records = match placeholder(plan.len) {
                     Some(placeholder) if plan.file.is_some() => {
