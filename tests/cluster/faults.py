@@ -26,7 +26,7 @@ NEEDS_NAMESPACES = {"partition-leader"}
 class Run:
     """A topic, the workload on it, and what the faults need to know."""
 
-    def __init__(self, cluster, partitions=6, rate=100.0, java=True, log=print):
+    def __init__(self, cluster, partitions=6, rate=100.0, java=True, log=print, max_seconds=900):
         self.cluster = cluster
         self.partitions = partitions
         self.replication = 3 if cluster.size >= 3 else 1
@@ -35,6 +35,7 @@ class Run:
         self.workdir = os.path.join(cluster.workdir, self.topic)
         self.rate = rate
         self.java = java
+        self.max_seconds = max_seconds  # the writers' and readers' own time limit
         self.log = log
         self.workload = None
         self.rng = random.Random()
@@ -45,7 +46,7 @@ class Run:
     def start(self):
         self.cluster.create_topic(self.topic, self.partitions, self.replication, self.min_insync)
         self.workload = workload_mod.Workload(self.cluster, self.topic, self.partitions, self.workdir,
-                                              rate=self.rate, java=self.java)
+                                              rate=self.rate, java=self.java, max_seconds=self.max_seconds)
         self.workload.start()
         # The workload is running before the first fault: both writers acknowledged.
         if not self.workload.wait_acks(50, 90):

@@ -49,6 +49,14 @@ def run(*argv, check=True, timeout=30, input=None):
     return proc
 
 
+def die_with_parent():
+    """preexec_fn: the child gets SIGKILL when the test process dies, however it
+    dies (a crashed run must not leave brokers and clients running)."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -400,6 +408,7 @@ class Node:
         self._log_start = log.tell()
         argv = self.cluster.network.wrap(self.id, self.cluster.backend.command(self))
         self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=self.dir,
+                                     preexec_fn=die_with_parent,
                                      env=dict(os.environ, RUNNEL_LOG=os.environ.get("RUNNEL_LOG", "info")))
         log.close()
         self.paused = False

@@ -201,7 +201,9 @@ class Workload:
 
     def _spawn(self, name, argv):
         out = open(os.path.join(self.workdir, name + ".out"), "w")
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        from harness import die_with_parent
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=die_with_parent)
         out.close()
         return proc
 
