@@ -89,7 +89,7 @@ step "cluster faults under load (tests/cluster): checker, Runnel single node, Ap
 # Budget: 480 s.
 faults_passed=0
 set +e
-CLUSTER_BACKENDS=runnel,kafka timeout 480 "$venv/bin/python" -m pytest tests/cluster -q -ra --timeout=300 \
+CLUSTER_BACKENDS=runnel,kafka timeout 480 "$venv/bin/python" -m pytest tests/cluster -q -ra --timeout=420 \
   -p no:cacheprovider -k "not test_fault_under_load or runnel or kafka-partition-leader or kafka-pause-leader" \
   2>&1 | tee "$logs/faults.log"
 status=${PIPESTATUS[0]}
