@@ -22,6 +22,8 @@ apt_install() {  # apt-get update at most once, and only when something is missi
 command -v javac >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
 # kcat from Debian (librdkafka 2.0.2) speaks old protocol versions (ListOffsets v2).
 command -v kcat >/dev/null 2>&1 || apt_install kcat
+# nft cuts a node off from its peers in the cluster fault tests (tests/cluster).
+command -v nft >/dev/null 2>&1 || apt_install nftables
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
@@ -80,6 +82,28 @@ else
   franz_passed=$(grep -Eo '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$logs/franz-go.log" | tail -n 1 | awk '{print $1 + 0}')
 fi
 
+step "cluster faults under load (tests/cluster): checker, Runnel single node, Apache Kafka 3 nodes"
+# The CI subset: every fault that applies to one Runnel node, and the two
+# faults without JVM restarts against a three-node Kafka (the proof that the
+# harness and checker hold on the reference); the rest runs in scripts/soak.sh.
+# Budget: 480 s.
+faults_passed=0
+set +e
+CLUSTER_BACKENDS=runnel,kafka timeout 480 "$venv/bin/python" -m pytest tests/cluster -q -ra --timeout=420 \
+  -p no:cacheprovider -k "not test_fault_under_load or runnel or kafka-partition-leader or kafka-pause-leader" \
+  2>&1 | tee "$logs/faults.log"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -eq 124 ]; then
+  echo "cluster fault tests ran out of their 480 s budget" >&2
+  exit 1
+elif [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
+faults_passed=$(grep -Eo '[0-9]+ passed' "$logs/faults.log" | tail -n 1 | awk '{print $1 + 0}')
+faults_skipped=$(grep -Eo '[0-9]+ skipped' "$logs/faults.log" | tail -n 1 | awk '{print $1 + 0}')
+echo "cluster faults: $faults_passed passed, 0 failed, ${faults_skipped:-0} skipped"
+
 step "shared acceptance: the seed talk's example"
 shared="$root/../shared"
 acceptance_passed=0
@@ -89,5 +113,5 @@ if [ -f "$shared/acceptance/run.sh" ]; then
 else
   echo "no shared acceptance scripts at $shared (skipped)"
 fi
-step "all tests passed (Rust $rust_passed, black-box $py_passed, conformance $conformance_passed, franz-go $franz_passed, acceptance $acceptance_passed)"
-echo "total: $((rust_passed + py_passed + conformance_passed + franz_passed + acceptance_passed)) passed, 0 failed"
+step "all tests passed (Rust $rust_passed, black-box $py_passed, conformance $conformance_passed, franz-go $franz_passed, cluster faults $faults_passed, acceptance $acceptance_passed)"
+echo "total: $((rust_passed + py_passed + conformance_passed + franz_passed + faults_passed + acceptance_passed)) passed, 0 failed"
