@@ -312,3 +312,46 @@ def test_java_client_transactions_commit_abort_and_fencing(txn_broker, topic_nam
     create_topic(txn_broker.bootstrap, topic_name)
     returncode, out = run_java_program(tmp_path, "Transactions", txn_broker.bootstrap, topic_name, timeout=150)
     assert returncode == 0 and "PASS" in out, out[-4000:]
+
+
+def test_kill9_of_the_application_mid_transaction_keeps_exactly_once(txn_broker, topic_name):
+    """The application is killed (-9) in the middle of its transactions
+    several times; each restart fences its predecessor, whose open transaction
+    is aborted, and goes on from the committed offsets. The output holds each
+    input exactly once."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    source, sink = topic_name + "-in", topic_name + "-out"
+    create_topic(txn_broker.bootstrap, source, partitions=2)
+    create_topic(txn_broker.bootstrap, sink, partitions=2)
+    plain = Producer({"bootstrap.servers": txn_broker.bootstrap})
+    for i in range(2000):
+        plain.produce(source, key=str(i), value=str(i))
+    plain.flush(10)
+    app = [sys.executable, os.path.join(os.path.dirname(__file__), "txn_transform_app.py"),
+           txn_broker.bootstrap, source, sink, "g-" + topic_name, "txn-" + topic_name]
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(4):
+        proc = subprocess.Popen(app, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        # Killed once it has committed a few transactions (so mid-stream), at a random moment.
+        committed = 0
+        deadline = time.time() + 30
+        while committed < 3 and time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            committed += line.startswith(b"committed")
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(10)
+    final = subprocess.run(app, capture_output=True, timeout=90)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert kills >= 3
+    out = read_values(txn_broker.bootstrap, sink, "read_committed", expect=2000, limit=60)
+    assert len(out) == 2000 and sorted(out) == sorted(f"out-{i}" for i in range(2000)), (len(out), len(set(out)))
