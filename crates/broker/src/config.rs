@@ -66,6 +66,12 @@ pub struct BrokerConfig {
     pub offsets_retention_minutes: i64,
     /// `offsets.retention.check.interval.ms` (Kafka default 600000).
     pub offsets_retention_check_interval_ms: u64,
+    /// `transaction.state.log.num.partitions` (Kafka default 50): partitions of `__transaction_state`.
+    pub transaction_state_log_num_partitions: i32,
+    /// `transaction.max.timeout.ms` (Kafka default 900000): the largest timeout a producer may ask for.
+    pub transaction_max_timeout_ms: i32,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` (Kafka default 10000).
+    pub transaction_abort_timed_out_cleanup_interval_ms: u64,
     /// `group.consumer.session.timeout.ms` / `group.consumer.heartbeat.interval.ms`:
     /// the consumer group protocol's (KIP-848) server-side timers.
     pub group_consumer_session_timeout_ms: i32,
@@ -109,6 +115,9 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions: 1,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
+            transaction_state_log_num_partitions: 50,
+            transaction_max_timeout_ms: 900_000,
+            transaction_abort_timed_out_cleanup_interval_ms: 10_000,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_min_session_timeout_ms: 45_000,
@@ -331,6 +340,9 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("offsets.retention.minutes", "10080", "How long committed offsets are kept, by Kafka's rules (see README)."),
     def("offsets.topic.num.partitions", "1", "Partitions of `__consumer_offsets` (Kafka's default of 50 is for a cluster), fixed when the topic is first created."),
     def("socket.request.max.bytes", "104857600", "Largest request frame the broker reads; a larger one closes the connection."),
+    def("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", "How often transactions past their `transaction.timeout.ms` are aborted."),
+    def("transaction.max.timeout.ms", "900000", "Largest `transaction.timeout.ms` a producer may ask for (INVALID_TRANSACTION_TIMEOUT beyond)."),
+    def("transaction.state.log.num.partitions", "50", "Partitions of `__transaction_state`, fixed when the topic is first created (at the first transactional producer)."),
 ];
 
 /// Is `name` a broker config Runnel applies (rather than keeps and ignores)?
@@ -459,6 +471,23 @@ impl BrokerConfig {
             "group.consumer.max.session.timeout.ms" => self.group_consumer_max_session_timeout_ms = parse_num(name, v)?,
             "group.consumer.min.heartbeat.interval.ms" => self.group_consumer_min_heartbeat_interval_ms = parse_num(name, v)?,
             "group.consumer.max.heartbeat.interval.ms" => self.group_consumer_max_heartbeat_interval_ms = parse_num(name, v)?,
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.transaction_abort_timed_out_cleanup_interval_ms = parse_num(name, v)?
+            }
+            "transaction.max.timeout.ms" => {
+                let n: i32 = parse_num(name, v)?;
+                if n < 1 {
+                    return Err(invalid(name, v, "must be at least 1"));
+                }
+                self.transaction_max_timeout_ms = n;
+            }
+            "transaction.state.log.num.partitions" => {
+                let n: i32 = parse_num(name, v)?;
+                if n < 1 {
+                    return Err(invalid(name, v, "must be at least 1"));
+                }
+                self.transaction_state_log_num_partitions = n;
+            }
             "offsets.topic.num.partitions" => {
                 let n: i32 = parse_num(name, v)?;
                 if n < 1 {
@@ -629,6 +658,12 @@ impl BrokerConfig {
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
+            (
+                "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+                self.transaction_abort_timed_out_cleanup_interval_ms.to_string(),
+            ),
+            ("transaction.max.timeout.ms", self.transaction_max_timeout_ms.to_string()),
+            ("transaction.state.log.num.partitions", self.transaction_state_log_num_partitions.to_string()),
         ];
         let mut out: BTreeMap<String, (String, bool)> = known
             .into_iter()

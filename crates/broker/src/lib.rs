@@ -20,6 +20,7 @@ pub mod partition;
 pub mod producer_state;
 pub mod replica_fetcher;
 pub mod replica_manager;
+pub mod txn_coordinator;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ pub struct Broker {
     pub replicas: Arc<ReplicaManager>,
     pub producer_ids: producer_state::ProducerIdAllocator,
     pub groups: Arc<coordinator::GroupCoordinator>,
+    pub txns: Arc<txn_coordinator::TxnCoordinator>,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: fetch_session::FetchSessionCache,
 }
@@ -119,8 +121,18 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
             .map_err(|e| StartError::Coordinator(e.to_string()))?
             .map_err(StartError::Coordinator)?
     };
+    let txns = {
+        let (config, replicas, groups) = (config.clone(), replicas.clone(), groups.clone());
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let _runtime = handle.enter();
+            txn_coordinator::TxnCoordinator::start(config, replicas, groups)
+        })
+        .await
+        .map_err(|e| StartError::Coordinator(e.to_string()))?
+    };
     let fetch_sessions = fetch_session::FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots);
-    let broker = Arc::new(Broker { config, cluster_id, replicas, producer_ids: Default::default(), groups, fetch_sessions });
+    let broker = Arc::new(Broker { config, cluster_id, replicas, producer_ids: Default::default(), groups, txns, fetch_sessions });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(network::serve(broker.clone(), listener, shutdown_rx));
     tracing::info!(%local_addr, node_id = broker.config.node_id, cluster_id = %broker.cluster_id, "broker started");

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use runnel_storage::{AppendInfo, BatchHeader, Log, LogConfig, ReadPlan, StorageError};
+use runnel_storage::{AbortedTxn, AppendInfo, BatchHeader, ControlType, Log, LogConfig, ReadPlan, StorageError};
 use tokio::sync::{watch, Notify};
 
 use kafka_protocol::error::ResponseError;
@@ -53,6 +53,9 @@ pub struct Partition {
     closed: AtomicBool,
     /// Mirror of `replica.leader_epoch`, read on hot paths without the lock.
     leader_epoch: AtomicI32,
+    /// First offset of the oldest open transaction (i64::MAX: none), kept
+    /// with `producers`; the last stable offset is min(this, high watermark).
+    first_unstable: AtomicI64,
 }
 
 /// The two offsets fetches and produces wait on.
@@ -119,6 +122,8 @@ pub struct IsrChange {
 pub struct PartitionOffsets {
     pub log_start_offset: i64,
     pub high_watermark: i64,
+    /// Offsets below it are not part of an open transaction (KIP-98's LSO).
+    pub last_stable_offset: i64,
 }
 
 impl Partition {
@@ -131,7 +136,9 @@ impl Partition {
         let end = log.log_end_offset();
         let leader_epoch = log.latest_epoch().unwrap_or(0).max(0);
         let durable = log.durable_offset();
-        let producers = rebuild_producer_states(&log, &topic, index);
+        let mut log = log;
+        let producers = rebuild_producer_states(&mut log, &topic, index);
+        let first_unstable = producers.first_open_offset().unwrap_or(i64::MAX);
         let partition = Arc::new(Partition {
             topic,
             index,
@@ -154,6 +161,7 @@ impl Partition {
             write_errors: StorageErrorLog::default(),
             closed: AtomicBool::new(false),
             leader_epoch: AtomicI32::new(leader_epoch),
+            first_unstable: AtomicI64::new(first_unstable),
         });
         tokio::spawn(flush_loop(partition.clone()));
         partition
@@ -169,7 +177,18 @@ impl Partition {
 
     pub fn offsets(&self) -> PartitionOffsets {
         let log = self.log.lock();
-        PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: self.high_watermark() }
+        let high_watermark = self.high_watermark();
+        PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark, last_stable_offset: self.stable_below(high_watermark) }
+    }
+
+    /// The last stable offset given the high watermark.
+    fn stable_below(&self, high_watermark: i64) -> i64 {
+        high_watermark.min(self.first_unstable.load(Ordering::Acquire))
+    }
+
+    /// The last stable offset: read_committed consumers read below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.stable_below(self.high_watermark())
     }
 
     pub fn local_id(&self) -> i32 {
@@ -434,8 +453,9 @@ impl Partition {
         let mut producers = self.producers.lock();
         let mut log = self.log.lock();
         let end = log.truncate_to(offset).map_err(|e| ApiError::from(&e))?;
-        *producers = rebuild_producer_states(&log, &self.topic, self.index);
+        *producers = rebuild_producer_states(&mut log, &self.topic, self.index);
         drop(log);
+        self.open_txns_changed(&producers);
         self.publish(end, self.high_watermark().min(end));
         Ok(end)
     }
@@ -490,6 +510,50 @@ impl Partition {
     /// log is not appended again: its original offsets are returned. Wakes fetchers.
     pub fn append(&self, batches: &mut [u8], headers: &[BatchHeader], now_ms: i64) -> Result<AppendInfo, ApiError> {
         let mut producers = self.producers.lock();
+        self.append_locked(&mut producers, batches, headers, now_ms)
+    }
+
+    /// Appends a transaction marker (a control batch, COMMIT or ABORT) for a
+    /// producer (Kafka's WriteTxnMarkers on the partition): its open
+    /// transaction here ends, an aborted one enters the transaction index,
+    /// and the last stable offset moves on. Returns the marker's offset.
+    /// An epoch older than the producer's is refused (INVALID_PRODUCER_EPOCH).
+    pub fn write_txn_marker(&self, producer_id: i64, producer_epoch: i16, marker: ControlType, coordinator_epoch: i32, now_ms: i64) -> Result<i64, ApiError> {
+        let mut batch = control_batch(producer_id, producer_epoch, marker, coordinator_epoch, now_ms)?;
+        let validated = runnel_storage::batch::validate_batches(&batch, usize::MAX)
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, format!("marker batch: {e}")))?;
+        let mut producers = self.producers.lock();
+        let info = self.append_locked(&mut producers, &mut batch, &validated.headers, now_ms)?;
+        let lso = self.last_stable_offset();
+        if let Some(aborted) = producers.complete_txn(&validated.headers[0], info.first_offset, marker, lso) {
+            // In the index before the last stable offset passes the marker.
+            self.log.lock().add_aborted_txn(aborted).map_err(|e| ApiError::from(&e))?;
+        }
+        self.open_txns_changed(&producers);
+        Ok(info.first_offset)
+    }
+
+    /// Whether `producer_id` has an open transaction on this partition.
+    pub fn has_open_txn(&self, producer_id: i64) -> bool {
+        self.producers.lock().has_open_txn(producer_id)
+    }
+
+    /// Publishes a change of the oldest open transaction: the last stable
+    /// offset, and the scan start a restart needs to find it again.
+    fn open_txns_changed(&self, producers: &ProducerStates) {
+        let first = producers.first_open_offset();
+        let previous = self.first_unstable.swap(first.unwrap_or(i64::MAX), Ordering::AcqRel);
+        if previous == first.unwrap_or(i64::MAX) {
+            return;
+        }
+        if let Err(e) = self.log.lock().set_transaction_scan_start(first) {
+            tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "could not record where open transactions start; a restart scans less far back");
+        }
+        // read_committed fetches long-poll on this watch.
+        self.offsets_watch.send_modify(|_| {});
+    }
+
+    fn append_locked(&self, producers: &mut ProducerStates, batches: &mut [u8], headers: &[BatchHeader], now_ms: i64) -> Result<AppendInfo, ApiError> {
         for header in headers {
             if let SequenceCheck::Duplicate(cached) = producers.check(header)? {
                 if headers.len() == 1 {
@@ -536,9 +600,14 @@ impl Partition {
             info
         };
         let mut offset = info.first_offset;
+        let mut transactional = false;
         for header in headers {
             producers.record(header, offset);
+            transactional |= header.is_transactional();
             offset += header.last_offset_delta as i64 + 1;
+        }
+        if transactional {
+            self.open_txns_changed(producers);
         }
         Ok(info)
     }
@@ -591,7 +660,8 @@ impl Partition {
     /// [`Partition::read_plan`], up to the log end instead for a follower's fetch (`to_log_end`).
     pub fn read_plan_to(&self, offset: i64, max_bytes: usize, min_one_batch: bool, to_log_end: bool) -> Result<(ReadPlan, PartitionOffsets), StorageError> {
         let log = self.log.lock();
-        let offsets = PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: self.high_watermark() };
+        let high_watermark = self.high_watermark();
+        let offsets = PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark, last_stable_offset: self.stable_below(high_watermark) };
         let limit = if to_log_end { log.log_end_offset() } else { offsets.high_watermark };
         let plan = log.read_plan(offset, limit, max_bytes, min_one_batch)?;
         Ok((plan, offsets))
@@ -601,9 +671,23 @@ impl Partition {
     /// `max_bytes` when a batch is cut (see [`Log::read_plan_filled`]).
     pub fn read_plan_for_consumer(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<(ReadPlan, PartitionOffsets), StorageError> {
         let log = self.log.lock();
-        let offsets = PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark: self.high_watermark() };
+        let high_watermark = self.high_watermark();
+        let offsets = PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark, last_stable_offset: self.stable_below(high_watermark) };
         let plan = log.read_plan_filled(offset, offsets.high_watermark, max_bytes, min_one_batch)?;
         Ok((plan, offsets))
+    }
+
+    /// A read_committed read: batches below the last stable offset (the
+    /// last one cut at `max_bytes`, as for any consumer), and the aborted
+    /// transactions overlapping them (the consumer drops their records).
+    pub fn read_plan_committed(&self, offset: i64, max_bytes: usize, min_one_batch: bool) -> Result<(ReadPlan, PartitionOffsets, Vec<AbortedTxn>), StorageError> {
+        let log = self.log.lock();
+        let high_watermark = self.high_watermark();
+        let last_stable_offset = self.stable_below(high_watermark);
+        let offsets = PartitionOffsets { log_start_offset: log.log_start_offset(), high_watermark, last_stable_offset };
+        let plan = log.read_plan_filled(offset, last_stable_offset, max_bytes, min_one_batch)?;
+        let aborted = if plan.len > 0 { log.aborted_txns(offset, last_stable_offset) } else { Vec::new() };
+        Ok((plan, offsets, aborted))
     }
 
     fn log_dir_hint(&self) -> String {
@@ -650,16 +734,65 @@ impl Partition {
     }
 }
 
-/// Idempotent producers' sequences from the batch headers of the active
-/// segment, so a retry that spans a restart or a truncation is still detected.
-fn rebuild_producer_states(log: &Log, topic: &str, index: i32) -> ProducerStates {
+/// Idempotent producers' sequences and open transactions from the batch
+/// headers, from the active segment (or the oldest open transaction, when
+/// it began earlier: see `Log::transaction_scan_start`), so a retry that
+/// spans a restart or a truncation is still detected and open transactions
+/// stay open. ABORT markers found on the way re-enter the transaction index
+/// (a crash may have lost the active segment's entries).
+fn rebuild_producer_states(log: &mut Log, topic: &str, index: i32) -> ProducerStates {
     let mut producers = ProducerStates::default();
-    let scan_from = log.active_segment_base().max(log.log_start_offset());
-    if let Err(e) = runnel_storage::log::for_each_batch(log, scan_from, |h| producers.record(h, h.base_offset)) {
-        tracing::warn!(%topic, partition = index, error = %e, "could not rebuild producer state; sequences restart");
-        producers = ProducerStates::default();
+    let mut aborted = Vec::new();
+    let scan_from = log.transaction_scan_start();
+    let scanned = runnel_storage::log::for_each_batch_with_control(log, scan_from, |h, control| match control {
+        Some(marker) => {
+            let lso = producers.first_open_offset().unwrap_or(h.base_offset);
+            aborted.extend(producers.complete_txn(h, h.base_offset, marker, lso));
+        }
+        None => producers.record(h, h.base_offset),
+    });
+    if let Err(e) = scanned {
+        tracing::warn!(%topic, partition = index, error = %e, "could not rebuild producer state; sequences restart and open transactions are forgotten");
+        return ProducerStates::default();
+    }
+    for entry in aborted {
+        if let Err(e) = log.add_aborted_txn(entry) {
+            tracing::warn!(%topic, partition = index, error = %e, "could not rewrite a transaction index entry");
+        }
     }
     producers
+}
+
+/// A transaction marker as Kafka writes it: a transactional control batch
+/// holding one control record (key: version 0 + marker type; value:
+/// version 0 + coordinator epoch), encoded by kafka-protocol.
+fn control_batch(producer_id: i64, producer_epoch: i16, marker: ControlType, coordinator_epoch: i32, now_ms: i64) -> Result<Vec<u8>, ApiError> {
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let mut key = bytes::BytesMut::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&marker.code().to_be_bytes());
+    let mut value = bytes::BytesMut::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: now_ms,
+        key: Some(key.freeze()),
+        value: Some(value.freeze()),
+        headers: Default::default(),
+    };
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None })
+        .map_err(|e| ApiError::new(ResponseError::UnknownServerError, format!("encoding a transaction marker: {e}")))?;
+    Ok(buf.to_vec())
 }
 
 /// ERROR lines for failed writes, at most one per partition every

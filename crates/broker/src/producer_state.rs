@@ -7,12 +7,18 @@
 //! Kafka does (a producer has at most 5 requests in flight). A batch whose
 //! sequence range matches a cached one is a duplicate: it is answered with
 //! the original offsets and not appended again.
+//!
+//! Transactions (KIP-98): a producer's first transactional batch on the
+//! partition opens its transaction there (its offset is the transaction's
+//! first offset); the COMMIT or ABORT marker the coordinator appends closes
+//! it. The oldest open transaction bounds the last stable offset, and an
+//! aborted one becomes an entry of the transaction index.
 
 use std::collections::{HashMap, VecDeque};
 
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
-use runnel_storage::{BatchHeader, MetaStore, StorageError};
+use runnel_storage::{AbortedTxn, BatchHeader, ControlType, MetaStore, StorageError};
 
 use crate::error::ApiError;
 
@@ -42,6 +48,8 @@ pub struct ActiveProducer {
     pub epoch: i16,
     pub last_sequence: i32,
     pub last_timestamp: i64,
+    /// First offset of its open transaction here (-1: none).
+    pub current_txn_start_offset: i64,
 }
 
 /// What the sequence check decided for one batch.
@@ -57,6 +65,8 @@ pub enum SequenceCheck {
 #[derive(Debug, Default)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions: producer id → offset of its first transactional batch here.
+    open_txns: HashMap<i64, i64>,
 }
 
 fn last_sequence(header: &BatchHeader) -> i32 {
@@ -80,18 +90,23 @@ fn next_sequence(sequence: i32) -> i32 {
 impl ProducerStates {
     /// Checks a batch against its producer's state (before appending).
     pub fn check(&self, header: &BatchHeader) -> Result<SequenceCheck, ApiError> {
-        if !header.has_producer_id() || header.base_sequence < 0 {
+        if !header.has_producer_id() {
             return Ok(SequenceCheck::Append);
         }
         let Some(entry) = self.producers.get(&header.producer_id) else {
             // Unknown producer (new, or its state predates a restart): accept its first sequence.
             return Ok(SequenceCheck::Append);
         };
+        // Every batch of a known producer is fenced by its epoch: a zombie's
+        // transactional offset commits and markers carry no sequence.
         if header.producer_epoch < entry.epoch {
             return Err(ApiError::new(
                 ResponseError::InvalidProducerEpoch,
                 format!("producer epoch {} is older than the current epoch {}", header.producer_epoch, entry.epoch),
             ));
+        }
+        if header.base_sequence < 0 {
+            return Ok(SequenceCheck::Append);
         }
         if header.producer_epoch > entry.epoch {
             if header.base_sequence != 0 {
@@ -130,6 +145,7 @@ impl ProducerStates {
                 epoch: entry.epoch,
                 last_sequence: entry.batches.back().map_or(-1, |b| b.last_sequence),
                 last_timestamp: entry.last_timestamp,
+                current_txn_start_offset: self.open_txns.get(id).copied().unwrap_or(-1),
             })
             .collect();
         out.sort_by_key(|p| p.producer_id);
@@ -138,6 +154,9 @@ impl ProducerStates {
 
     /// Records an appended batch (offsets as assigned by the log).
     pub fn record(&mut self, header: &BatchHeader, first_offset: i64) {
+        if header.has_producer_id() && header.is_transactional() && !header.is_control() {
+            self.open_txns.entry(header.producer_id).or_insert(first_offset);
+        }
         if !header.has_producer_id() || header.base_sequence < 0 {
             return;
         }
@@ -156,6 +175,40 @@ impl ProducerStates {
         while entry.batches.len() > MAX_CACHED_BATCHES {
             entry.batches.pop_front();
         }
+    }
+}
+
+impl ProducerStates {
+    /// A COMMIT or ABORT marker of `header`'s producer was appended at
+    /// `marker_offset`: its open transaction ends, and the marker's epoch
+    /// (bumped when the coordinator fenced the producer) becomes current.
+    /// Returns the transaction-index entry of an aborted transaction.
+    pub fn complete_txn(&mut self, header: &BatchHeader, marker_offset: i64, marker: ControlType, last_stable_offset: i64) -> Option<AbortedTxn> {
+        if !matches!(marker, ControlType::Abort | ControlType::Commit) {
+            return None;
+        }
+        let entry = self.producers.entry(header.producer_id).or_default();
+        if header.producer_epoch > entry.epoch {
+            entry.epoch = header.producer_epoch;
+            entry.batches.clear();
+        }
+        let first_offset = self.open_txns.remove(&header.producer_id)?;
+        (marker == ControlType::Abort).then_some(AbortedTxn {
+            producer_id: header.producer_id,
+            first_offset,
+            last_offset: marker_offset,
+            last_stable_offset,
+        })
+    }
+
+    /// First offset of the oldest open transaction (bounds the last stable offset).
+    pub fn first_open_offset(&self) -> Option<i64> {
+        self.open_txns.values().min().copied()
+    }
+
+    /// Whether `producer_id` has an open transaction here.
+    pub fn has_open_txn(&self, producer_id: i64) -> bool {
+        self.open_txns.contains_key(&producer_id)
     }
 }
 
@@ -253,6 +306,42 @@ mod tests {
     fn non_idempotent_batches_skip_checks() {
         let states = ProducerStates::default();
         assert_eq!(states.check(&batch(-1, -1, -1, 4)).unwrap(), SequenceCheck::Append);
+    }
+
+    fn txn_batch(producer_id: i64, epoch: i16, base_sequence: i32, records: i32) -> BatchHeader {
+        BatchHeader { attributes: 0x10, ..batch(producer_id, epoch, base_sequence, records) }
+    }
+
+    fn marker(producer_id: i64, epoch: i16) -> BatchHeader {
+        BatchHeader { attributes: 0x30, ..batch(producer_id, epoch, -1, 1) }
+    }
+
+    #[test]
+    fn markers_close_transactions_and_aborts_become_index_entries() {
+        let mut states = ProducerStates::default();
+        states.record(&txn_batch(1, 0, 0, 2), 10);
+        states.record(&txn_batch(2, 0, 0, 1), 12);
+        states.record(&txn_batch(1, 0, 2, 1), 13);
+        assert_eq!(states.first_open_offset(), Some(10));
+        assert_eq!(states.complete_txn(&marker(1, 0), 14, ControlType::Commit, 10), None);
+        assert_eq!(states.first_open_offset(), Some(12));
+        let aborted = states.complete_txn(&marker(2, 0), 15, ControlType::Abort, 12).expect("an index entry");
+        assert_eq!((aborted.producer_id, aborted.first_offset, aborted.last_offset), (2, 12, 15));
+        assert_eq!(states.first_open_offset(), None);
+        // A marker for a producer without an open transaction leaves no entry.
+        assert_eq!(states.complete_txn(&marker(2, 0), 16, ControlType::Abort, 16), None);
+    }
+
+    #[test]
+    fn a_fencing_marker_bumps_the_epoch_so_the_zombie_is_refused() {
+        let mut states = ProducerStates::default();
+        states.record(&txn_batch(1, 0, 0, 1), 0);
+        states.complete_txn(&marker(1, 1), 1, ControlType::Abort, 0);
+        let zombie = txn_batch(1, 0, 1, 1);
+        assert_eq!(states.check(&zombie).unwrap_err().code, ResponseError::InvalidProducerEpoch);
+        // Marker-like batches without sequences are fenced by epoch too.
+        assert_eq!(states.check(&marker(1, 0)).unwrap_err().code, ResponseError::InvalidProducerEpoch);
+        assert_eq!(states.check(&txn_batch(1, 2, 0, 1)).unwrap(), SequenceCheck::Append);
     }
 
     #[test]

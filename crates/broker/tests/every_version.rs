@@ -544,8 +544,129 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             let expected = (issued.producer_id.0, issued.producer_epoch as i32, 2, TIMESTAMP + 2);
             check(p.error_code == 0 && described == vec![expected], || format!("describe producers: error {} producers {described:?}, expected {expected:?}", p.error_code))
         }
+        ApiKey::AddPartitionsToTxn => {
+            let txn = format!("add-partitions-v{v}");
+            let (producer_id, epoch) = init_transactional(client, &txn).await?;
+            let topics = vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(topic_name(TOPIC)).with_partitions(vec![0])];
+            let req = if v < 4 {
+                AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(TransactionalId(s(&txn)))
+                    .with_v3_and_below_producer_id(ProducerId(producer_id))
+                    .with_v3_and_below_producer_epoch(epoch)
+                    .with_v3_and_below_topics(topics)
+            } else {
+                AddPartitionsToTxnRequest::default().with_transactions(vec![add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(TransactionalId(s(&txn)))
+                    .with_producer_id(ProducerId(producer_id))
+                    .with_producer_epoch(epoch)
+                    .with_topics(topics)])
+            };
+            let resp = client.try_request(v, &req).await?;
+            let results = if v < 4 { resp.results_by_topic_v3_and_below } else { resp.results_by_transaction.into_iter().flat_map(|t| t.topic_results).collect() };
+            let codes: Vec<i16> = results.iter().flat_map(|t| t.results_by_partition.iter().map(|p| p.partition_error_code)).collect();
+            check(codes == vec![0], || format!("add partitions: {codes:?}"))
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let txn = format!("add-offsets-v{v}");
+            let (producer_id, epoch) = init_transactional(client, &txn).await?;
+            let req = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(&txn)))
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch)
+                .with_group_id(group_id(COMMITTED_GROUP));
+            let code = client.try_request(v, &req).await?.error_code;
+            check(code == 0, || format!("add offsets: error {code}"))
+        }
+        ApiKey::EndTxn => {
+            let txn = format!("end-txn-v{v}");
+            let (producer_id, epoch) = init_transactional(client, &txn).await?;
+            add_partition(client, &txn, producer_id, epoch).await?;
+            let req = EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(&txn)))
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch)
+                .with_committed(true);
+            let code = client.try_request(v, &req).await?.error_code;
+            check(code == 0, || format!("end txn: error {code}"))
+        }
+        ApiKey::WriteTxnMarkers => {
+            let topic = format!("markers-v{v}");
+            create_topic(client, &topic, 1).await?;
+            let req = WriteTxnMarkersRequest::default().with_markers(vec![write_txn_markers_request::WritableTxnMarker::default()
+                .with_producer_id(ProducerId(424242))
+                .with_producer_epoch(0)
+                .with_transaction_result(false)
+                .with_coordinator_epoch(0)
+                .with_topics(vec![write_txn_markers_request::WritableTxnMarkerTopic::default().with_name(topic_name(&topic)).with_partition_indexes(vec![0])])]);
+            let resp = client.try_request(v, &req).await?;
+            let codes: Vec<i16> = resp.markers.iter().flat_map(|m| m.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code))).collect();
+            check(codes == vec![0], || format!("write markers: {codes:?}"))
+        }
+        ApiKey::TxnOffsetCommit => {
+            let txn = format!("txn-offset-commit-v{v}");
+            let (producer_id, epoch) = init_transactional(client, &txn).await?;
+            let group = format!("txn-group-v{v}");
+            let add = AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(s(&txn)))
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch)
+                .with_group_id(group_id(&group));
+            check(client.try_request(3, &add).await?.error_code == 0, || "add offsets failed".into())?;
+            let req = TxnOffsetCommitRequest::default()
+                .with_transactional_id(TransactionalId(s(&txn)))
+                .with_group_id(group_id(&group))
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch)
+                .with_generation_id(-1)
+                .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic_name(TOPIC))
+                    .with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1)])]);
+            let resp = client.try_request(v, &req).await?;
+            let codes: Vec<i16> = resp.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect();
+            check(codes == vec![0], || format!("txn offset commit: {codes:?}"))
+        }
+        ApiKey::DescribeTransactions => {
+            let txn = format!("describe-v{v}");
+            let (producer_id, epoch) = init_transactional(client, &txn).await?;
+            add_partition(client, &txn, producer_id, epoch).await?;
+            let resp = client.try_request(v, &DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s(&txn))])).await?;
+            let t = resp.transaction_states.first().ok_or("no transaction in the answer")?;
+            let topics: Vec<(String, Vec<i32>)> = t.topics.iter().map(|d| (d.topic.0.to_string(), d.partitions.clone())).collect();
+            check(
+                t.error_code == 0 && t.transaction_state.as_str() == "Ongoing" && t.producer_id.0 == producer_id && topics == vec![(TOPIC.to_string(), vec![0])],
+                || format!("describe transactions: {t:?}"),
+            )
+        }
+        ApiKey::ListTransactions => {
+            let txn = format!("list-v{v}");
+            let (producer_id, _) = init_transactional(client, &txn).await?;
+            let req = ListTransactionsRequest::default().with_producer_id_filters(vec![ProducerId(producer_id)]).with_duration_filter(-1);
+            let resp = client.try_request(v, &req).await?;
+            let listed: Vec<(String, String)> = resp.transaction_states.iter().map(|t| (t.transactional_id.0.to_string(), t.transaction_state.to_string())).collect();
+            check(resp.error_code == 0 && listed == vec![(txn.clone(), "Empty".to_string())], || format!("list transactions: {listed:?}"))
+        }
         other => Err(format!("no request builder for {other:?}: add one to this test")),
     }
+}
+
+/// InitProducerId for a transactional id: (producer id, epoch).
+async fn init_transactional(client: &mut Client, txn: &str) -> Result<(i64, i16), String> {
+    let req = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s(txn)))).with_transaction_timeout_ms(60_000);
+    let resp = client.try_request(4, &req).await?;
+    check(resp.error_code == 0 && resp.producer_id.0 >= 0, || format!("init transactional producer: error {}", resp.error_code))?;
+    Ok((resp.producer_id.0, resp.producer_epoch))
+}
+
+/// AddPartitionsToTxn (v3) of partition 0 of TOPIC.
+async fn add_partition(client: &mut Client, txn: &str, producer_id: i64, epoch: i16) -> Result<(), String> {
+    let req = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(s(txn)))
+        .with_v3_and_below_producer_id(ProducerId(producer_id))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(topic_name(TOPIC)).with_partitions(vec![0])]);
+    let resp = client.try_request(3, &req).await?;
+    let ok = resp.results_by_topic_v3_and_below.iter().all(|t| t.results_by_partition.iter().all(|p| p.partition_error_code == 0));
+    check(ok, || format!("add partition: {resp:?}"))
 }
 
 /// The error path of one API at one version, where a handler sets its error
@@ -674,6 +795,63 @@ async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Resu
                     .with_name(topic_name(MISSING))
                     .with_partition_indexes(vec![0])]);
                 refused(client.try_request(v, &req).await?.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code))
+            }
+            ApiKey::AddPartitionsToTxn => {
+                // An id no InitProducerId created: INVALID_PRODUCER_ID_MAPPING (49).
+                let topics = vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default().with_name(topic_name(TOPIC)).with_partitions(vec![0])];
+                let req = if v < 4 {
+                    AddPartitionsToTxnRequest::default()
+                        .with_v3_and_below_transactional_id(TransactionalId(s("no-such-txn")))
+                        .with_v3_and_below_producer_id(ProducerId(1))
+                        .with_v3_and_below_topics(topics)
+                } else {
+                    AddPartitionsToTxnRequest::default().with_transactions(vec![add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                        .with_transactional_id(TransactionalId(s("no-such-txn")))
+                        .with_producer_id(ProducerId(1))
+                        .with_topics(topics)])
+                };
+                let resp = client.try_request(v, &req).await?;
+                let results = if v < 4 { resp.results_by_topic_v3_and_below } else { resp.results_by_transaction.into_iter().flat_map(|t| t.topic_results).collect() };
+                let code = results.first().and_then(|t| t.results_by_partition.first()).map(|p| p.partition_error_code);
+                check(code == Some(49), || format!("unknown transactional id: {code:?}"))
+            }
+            ApiKey::AddOffsetsToTxn => {
+                let req = AddOffsetsToTxnRequest::default().with_transactional_id(TransactionalId(s("no-such-txn"))).with_producer_id(ProducerId(1)).with_group_id(group_id("g"));
+                let code = client.try_request(v, &req).await?.error_code;
+                check(code == 49, || format!("unknown transactional id: {code}"))
+            }
+            ApiKey::EndTxn => {
+                let req = EndTxnRequest::default().with_transactional_id(TransactionalId(s("no-such-txn"))).with_producer_id(ProducerId(1)).with_committed(true);
+                let code = client.try_request(v, &req).await?.error_code;
+                check(code == 49, || format!("unknown transactional id: {code}"))
+            }
+            ApiKey::WriteTxnMarkers => {
+                let req = WriteTxnMarkersRequest::default().with_markers(vec![write_txn_markers_request::WritableTxnMarker::default()
+                    .with_producer_id(ProducerId(1))
+                    .with_topics(vec![write_txn_markers_request::WritableTxnMarkerTopic::default().with_name(topic_name(MISSING)).with_partition_indexes(vec![0])])]);
+                let resp = client.try_request(v, &req).await?;
+                refused(resp.markers.first().and_then(|m| m.topics.first()).and_then(|t| t.partitions.first()).map(|p| p.error_code))
+            }
+            ApiKey::TxnOffsetCommit => {
+                let req = TxnOffsetCommitRequest::default()
+                    .with_transactional_id(TransactionalId(s("no-such-txn")))
+                    .with_group_id(group_id("g"))
+                    .with_producer_id(ProducerId(1))
+                    .with_generation_id(-1)
+                    .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                        .with_name(topic_name(MISSING))
+                        .with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default().with_partition_index(0)])]);
+                refused(client.try_request(v, &req).await?.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code))
+            }
+            ApiKey::DescribeTransactions => {
+                let resp = client.try_request(v, &DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(s("no-such-txn"))])).await?;
+                let code = resp.transaction_states.first().map(|t| t.error_code);
+                // TRANSACTIONAL_ID_NOT_FOUND (105).
+                check(code == Some(105), || format!("unknown transactional id: {code:?}"))
+            }
+            ApiKey::ListTransactions if v >= 2 => {
+                let req = ListTransactionsRequest::default().with_transactional_id_pattern(Some(s("(unclosed"))).with_duration_filter(-1);
+                refused(Some(client.try_request(v, &req).await?.error_code))
             }
             _ => Err(String::from("no probe")),
         }

@@ -9,6 +9,7 @@ mod consume;
 mod group;
 mod produce;
 mod topic;
+mod txn;
 mod wire;
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ pub use consume::ConsumeArgs;
 pub use group::GroupCommand;
 pub use produce::ProduceArgs;
 pub use topic::TopicCommand;
+pub use txn::TxnCommand;
 
 /// How long a command waits for the broker before giving up with an error.
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +48,9 @@ pub enum ClientCommand {
     /// List, describe, delete consumer groups, show their lag, reset or delete their offsets.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// List and describe transactions (transactional producers' state on their coordinators).
+    #[command(subcommand)]
+    Txn(TxnCommand),
 }
 
 pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
@@ -54,6 +59,7 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
         ClientCommand::Produce(p) => produce::run(args, p).await,
         ClientCommand::Consume(c) => consume::run(args, c).await,
         ClientCommand::Group(g) => group::run(args, g).await,
+        ClientCommand::Txn(t) => txn::run(args, t).await,
     }
 }
 

@@ -123,9 +123,17 @@ impl Connection {
 
     /// A connection to the coordinator of consumer group `group`.
     pub async fn group_coordinator(brokers: &str, group: &str) -> Result<Connection> {
+        Connection::coordinator(brokers, 0, group).await
+    }
+
+    /// A connection to the coordinator of `group` (key type 0: a group, 1: a transactional id).
+    pub async fn coordinator(brokers: &str, key_type: i8, group: &str) -> Result<Connection> {
         let mut bootstrap = Connection::open(brokers).await?;
         let version = bootstrap.version_of::<FindCoordinatorRequest>()?;
-        let mut request = FindCoordinatorRequest::default().with_key_type(0);
+        if key_type != 0 && version < 1 {
+            bail!("the broker's FindCoordinator v{version} has no key types");
+        }
+        let mut request = FindCoordinatorRequest::default().with_key_type(key_type);
         if version >= 4 {
             request = request.with_coordinator_keys(vec![StrBytes::from_string(group.to_string())]);
         } else {
@@ -137,7 +145,8 @@ impl Connection {
             _ => (response.error_code, response.error_message.clone(), response.host.to_string(), response.port),
         };
         if let Some(e) = ResponseError::try_from_code(code) {
-            bail!("finding the coordinator of group {group:?}: {}", broker_error(e, message.as_deref()));
+            let what = if key_type == 1 { "transactional id" } else { "group" };
+            bail!("finding the coordinator of {what} {group:?}: {}", broker_error(e, message.as_deref()));
         }
         let addr = format!("{host}:{port}");
         if addr == bootstrap.addr {

@@ -19,6 +19,7 @@ pub mod log;
 pub mod meta;
 pub mod quarantine;
 pub mod segment;
+pub mod txn_index;
 
 pub use batch::{BatchError, BatchHeader, ValidatedBatches};
 pub use config::{ConfigError, LogConfig, TimestampType};
@@ -26,4 +27,5 @@ pub use data_dir::DataDir;
 pub use error::StorageError;
 pub use leader_epoch::{EpochEntry, LeaderEpochCache};
 pub use log::{AppendInfo, Log, ReadPlan, RetentionOutcome, SyncJob};
+pub use txn_index::{AbortedTxn, ControlType};
 pub use meta::{MetaStore, TopicMeta};

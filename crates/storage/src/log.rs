@@ -25,10 +25,15 @@ use crate::error::{Result, StorageError};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::meta::write_atomically;
 use crate::quarantine::Quarantined;
-use crate::segment::{Segment, Walk};
+use crate::segment::{self, Segment, Walk};
+use crate::txn_index::{self, AbortedTxn, ControlType};
 
 const LOG_START_CHECKPOINT: &str = "log-start-offset";
 const CLEAN_SHUTDOWN_MARKER: &str = ".clean-shutdown";
+/// Extension of a segment's transaction index (Kafka's).
+pub const TXN_INDEX: &str = "txnindex";
+/// First offset of the oldest open transaction, or `none` (see [`Log::transaction_scan_start`]).
+const TXN_SCAN_START: &str = "transaction-scan-start";
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +109,8 @@ pub struct Log {
     quarantined: Vec<Quarantined>,
     /// First offset of every leader epoch in the log.
     epochs: LeaderEpochCache,
+    /// Aborted transactions by marker offset (the segments' `.txnindex` files).
+    aborted: Vec<AbortedTxn>,
 }
 
 /// Logs what recovery cut: a torn final write (routine after a crash) as a
@@ -188,10 +195,12 @@ impl Log {
             closed: false,
             quarantined,
             epochs: LeaderEpochCache::empty(dir),
+            aborted: Vec::new(),
         };
         let end = log.log_end_offset();
         log.log_start_offset = checkpoint.unwrap_or(first_base).clamp(first_base, end);
         log.load_leader_epochs()?;
+        log.load_transaction_index()?;
         // Whatever survived is made durable once, so durable_offset is truthful from here on.
         log.active().file.sync_data().map_err(|e| StorageError::io(log.active().log_path(), e))?;
         log.synced_offset = end;
@@ -240,6 +249,76 @@ impl Log {
         }
         self.epochs = epochs;
         Ok(())
+    }
+
+    /// Loads every segment's transaction index; entries past the log end
+    /// (a recovery cut the tail) are dropped.
+    fn load_transaction_index(&mut self) -> Result<()> {
+        let end = self.log_end_offset();
+        let mut aborted = Vec::new();
+        for &base in self.segments.keys() {
+            aborted.extend(txn_index::read_file(&self.dir.join(segment::file_name(base, TXN_INDEX)))?);
+        }
+        aborted.retain(|a| a.last_offset < end);
+        aborted.sort_by_key(|a| a.last_offset);
+        aborted.dedup();
+        self.aborted = aborted;
+        Ok(())
+    }
+
+    /// Records an aborted transaction (its ABORT marker is in the log) in the
+    /// transaction index of the segment holding the marker. Idempotent: a
+    /// rebuild after a restart may add an entry again.
+    pub fn add_aborted_txn(&mut self, entry: AbortedTxn) -> Result<()> {
+        if self.aborted.iter().rev().any(|a| a.last_offset == entry.last_offset && a.producer_id == entry.producer_id) {
+            return Ok(());
+        }
+        let Some((&base, _)) = self.segments.range(..=entry.last_offset).next_back() else {
+            return Ok(());
+        };
+        txn_index::append_entry(&self.dir.join(segment::file_name(base, TXN_INDEX)), &entry)?;
+        let at = self.aborted.partition_point(|a| a.last_offset <= entry.last_offset);
+        self.aborted.insert(at, entry);
+        Ok(())
+    }
+
+    /// Aborted transactions overlapping `[from, upper)`: what a read_committed
+    /// fetch of that range returns (Kafka's `collectAbortedTransactions`).
+    pub fn aborted_txns(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted[start..].iter().filter(|a| a.first_offset < upper).copied().collect()
+    }
+
+    /// Where a rebuild of the producers' transaction state must start
+    /// scanning: the active segment, or earlier when a transaction still
+    /// open at the last [`Log::set_transaction_scan_start`] began before it.
+    /// An unreadable record means the whole log is scanned.
+    pub fn transaction_scan_start(&self) -> i64 {
+        let active = self.active_segment_base();
+        let path = self.dir.join(TXN_SCAN_START);
+        let scan = match std::fs::read_to_string(&path) {
+            Err(_) => active,
+            Ok(text) => match text.trim() {
+                "none" => active,
+                value => value.parse::<i64>().map(|o| o.min(active)).unwrap_or(self.log_start_offset),
+            },
+        };
+        scan.max(self.log_start_offset)
+    }
+
+    /// Persists the first offset of the oldest open transaction (None: no
+    /// transaction is open), so a restart finds the start of every open
+    /// transaction even when it lies before the active segment. Written on
+    /// every change of the oldest open transaction, so it is replaced by a
+    /// rename without fsync: it survives a crash of the process; after a
+    /// power loss an older value (a longer scan) or none (the active segment
+    /// only) may be read.
+    pub fn set_transaction_scan_start(&self, first_open_offset: Option<i64>) -> Result<()> {
+        let text = first_open_offset.map_or_else(|| "none".to_string(), |o| o.to_string());
+        let path = self.dir.join(TXN_SCAN_START);
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text.as_bytes()).map_err(|e| StorageError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| StorageError::io(&path, e))
     }
 
     pub fn dir(&self) -> &Path {
@@ -642,6 +721,12 @@ impl Log {
             self.write_log_start_checkpoint()?;
         }
         self.epochs.truncate_from_end(end)?;
+        if self.aborted.last().is_some_and(|a| a.last_offset >= end) {
+            self.aborted.retain(|a| a.last_offset < end);
+            let active = self.active_segment_base();
+            let kept: Vec<AbortedTxn> = self.aborted.iter().filter(|a| a.last_offset >= active).copied().collect();
+            txn_index::rewrite(&self.dir.join(segment::file_name(active, TXN_INDEX)), &kept)?;
+        }
         Ok(end)
     }
 
@@ -710,7 +795,7 @@ fn read_checkpoint(path: &Path) -> Result<Option<i64>> {
 }
 
 /// Reads a zig-zag varint/varlong (at most 10 bytes): value and bytes used.
-fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
+pub(crate) fn read_varlong(buf: &[u8]) -> Option<(i64, usize)> {
     let mut raw: u64 = 0;
     for (i, &byte) in buf.iter().take(10).enumerate() {
         raw |= ((byte & 0x7f) as u64) << (7 * i);
@@ -740,6 +825,29 @@ fn first_record_at_or_after(batch: &[u8], header: &BatchHeader, target: i64, min
         rest = &rest[used + len..];
     }
     None
+}
+
+/// [`for_each_batch`], with the marker type of each control batch (read
+/// from its first record; None for other batches or an unreadable one).
+pub fn for_each_batch_with_control(log: &Log, from_offset: i64, mut f: impl FnMut(&BatchHeader, Option<ControlType>)) -> Result<()> {
+    for segment in log.segments.values() {
+        if segment.next_offset <= from_offset {
+            continue;
+        }
+        segment.walk(0, |position, header| {
+            if header.last_offset() >= from_offset {
+                let control = if header.is_control() {
+                    let len = header.total_size().min(256);
+                    segment.read_bytes(position, len).ok().and_then(|bytes| txn_index::control_type(&bytes))
+                } else {
+                    None
+                };
+                f(header, control);
+            }
+            Walk::Continue
+        })?;
+    }
+    Ok(())
 }
 
 /// Walks every batch header of a log (recovery of producer state, tools).

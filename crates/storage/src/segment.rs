@@ -388,7 +388,8 @@ impl Segment {
 
     pub fn delete_files(&self) -> Result<()> {
         let (log, index, time) = Self::paths(&self.dir, self.base_offset);
-        for path in [log, index, time] {
+        let txn_index = self.dir.join(file_name(self.base_offset, crate::log::TXN_INDEX));
+        for path in [log, index, time, txn_index] {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -31,8 +31,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{EpochEndOffset, FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, EpochEndOffset, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use runnel_storage::{ReadPlan, StorageError};
 use tokio::time::Instant;
@@ -363,7 +363,7 @@ fn read_all(
                         let offsets = partition.offsets();
                         partitions.push(
                             data.with_high_watermark(offsets.high_watermark)
-                                .with_last_stable_offset(offsets.high_watermark)
+                                .with_last_stable_offset(offsets.last_stable_offset)
                                 .with_log_start_offset(offsets.log_start_offset)
                                 .with_diverging_epoch(EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset))
                                 .with_records(Some(Bytes::new())),
@@ -391,11 +391,13 @@ fn read_all(
             let min_one_batch = total == 0;
             // Followers append what they receive: whole batches only.
             let planned = if fetcher.is_follower() {
-                partition.read_plan_to(target.position.fetch_offset, limit, min_one_batch, true)
+                partition.read_plan_to(target.position.fetch_offset, limit, min_one_batch, true).map(|(plan, offsets)| (plan, offsets, Vec::new()))
+            } else if read_committed {
+                partition.read_plan_committed(target.position.fetch_offset, limit, min_one_batch)
             } else {
-                partition.read_plan_for_consumer(target.position.fetch_offset, limit, min_one_batch)
+                partition.read_plan_for_consumer(target.position.fetch_offset, limit, min_one_batch).map(|(plan, offsets)| (plan, offsets, Vec::new()))
             };
-            match planned.and_then(|(plan, offsets)| {
+            match planned.and_then(|(plan, offsets, aborted)| {
                 let records = match placeholder(plan.len) {
                     Some(placeholder) if plan.file.is_some() => {
                         regions.push(plan);
@@ -404,14 +406,24 @@ fn read_all(
                     // Nothing to send, or one batch too large to splice: read it.
                     _ => partition.read_planned(&plan)?,
                 };
-                Ok((records, offsets))
+                Ok((records, offsets, aborted))
             }) {
-                Ok((records, offsets)) => {
+                Ok((records, offsets, aborted)) => {
                     total += records.len();
                     remaining = remaining.saturating_sub(records.len());
+                    let data = if aborted.is_empty() {
+                        data
+                    } else {
+                        data.with_aborted_transactions(Some(
+                            aborted
+                                .iter()
+                                .map(|a| AbortedTransaction::default().with_producer_id(ProducerId(a.producer_id)).with_first_offset(a.first_offset))
+                                .collect(),
+                        ))
+                    };
                     partitions.push(
                         data.with_high_watermark(offsets.high_watermark)
-                            .with_last_stable_offset(offsets.high_watermark)
+                            .with_last_stable_offset(offsets.last_stable_offset)
                             .with_log_start_offset(offsets.log_start_offset)
                             .with_records(Some(records)),
                     );

@@ -1,10 +1,8 @@
 //! FindCoordinator (key 10): this broker coordinates every group and every
 //! transactional id. Batched keys from v4.
 //!
-//! Transactions are not implemented yet, but a transactional producer is
-//! still sent here: its InitProducerId then fails at once with
-//! UNSUPPORTED_VERSION, a fatal error clients report. Answering
-//! COORDINATOR_NOT_AVAILABLE instead would make them retry for a minute.
+//! A transaction key creates `__transaction_state` on first use, as Kafka
+//! does; COORDINATOR_NOT_AVAILABLE if that fails.
 
 use std::sync::Arc;
 
@@ -30,7 +28,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordin
     // partition like any other): the id is checked by the group APIs.
     let answer = || -> Result<(), (ResponseError, Option<&'static str>)> {
         match req.key_type {
-            GROUP_KEY_TYPE | TRANSACTION_KEY_TYPE => Ok(()),
+            GROUP_KEY_TYPE => Ok(()),
+            TRANSACTION_KEY_TYPE => broker.txns.ensure_topic().map_err(|e| (e, None)),
             SHARE_KEY_TYPE => Err((ResponseError::InvalidRequest, None)),
             _ => Err((ResponseError::InvalidRequest, Some("unknown coordinator key type"))),
         }

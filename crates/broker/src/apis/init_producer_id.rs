@@ -1,8 +1,6 @@
-//! InitProducerId (key 22): producer ids for idempotent producers.
-//!
-//! Transactions are not implemented yet: a request with a transactional id
-//! gets UNSUPPORTED_VERSION, which clients report as "the broker does not
-//! support transactions" instead of retrying forever.
+//! InitProducerId (key 22): producer ids for idempotent producers, and for
+//! transactional ones through the transaction coordinator (a new id, or the
+//! epoch bumped to fence the previous producer of the transactional id).
 
 use std::sync::Arc;
 
@@ -12,24 +10,44 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use super::{Reply, RequestContext};
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: InitProducerIdRequest) -> Reply<InitProducerIdResponse> {
+/// A fresh producer id from the broker's allocator.
+fn allocate(broker: &Broker) -> Result<i64, ResponseError> {
+    broker.producer_ids.allocate(broker.replicas.meta()).map_err(|e| {
+        tracing::error!(error = %e, "allocating a producer id failed");
+        ResponseError::KafkaStorageError
+    })
+}
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: InitProducerIdRequest) -> Reply<InitProducerIdResponse> {
     let response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1)
         .with_ongoing_txn_producer_id(ProducerId(-1))
         .with_ongoing_txn_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        return Reply::Now(response.with_error_code(ResponseError::UnsupportedVersion.code()));
+    if let Some(transactional_id) = req.transactional_id {
+        let broker = broker.clone();
+        let version = ctx.version;
+        return Reply::Later(Box::pin(async move {
+            // KIP-360: a producer recovering names its id and epoch (-1 when it has none).
+            let expected = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+            let result = broker
+                .txns
+                .init_producer_id(&transactional_id.0, req.transaction_timeout_ms, expected, || allocate(&broker))
+                .await;
+            match result {
+                Ok((id, epoch)) => response.with_producer_id(ProducerId(id)).with_producer_epoch(epoch),
+                // Clients before v4 know only INVALID_PRODUCER_EPOCH (Kafka's mapping).
+                Err(ResponseError::ProducerFenced) if version < 4 => response.with_error_code(ResponseError::InvalidProducerEpoch.code()),
+                Err(e) => response.with_error_code(e.code()),
+            }
+        }));
     }
     // Without a transactional id Kafka always issues a fresh producer id at
     // epoch 0, whatever id and epoch the request names: an idempotent
     // producer bumps its epoch itself (KIP-360), and granting a bump for an id
     // this broker never issued would let a client pick its own producer id.
-    match broker.producer_ids.allocate(broker.replicas.meta()) {
+    match allocate(broker) {
         Ok(id) => Reply::Now(response.with_producer_id(ProducerId(id)).with_producer_epoch(0)),
-        Err(e) => {
-            tracing::error!(error = %e, "allocating a producer id failed");
-            Reply::Now(response.with_error_code(ResponseError::KafkaStorageError.code()))
-        }
+        Err(code) => Reply::Now(response.with_error_code(code.code())),
     }
 }

@@ -25,6 +25,8 @@ const FIRST_VERSION_WITH_LEADER_EPOCH: i16 = 4;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsetsRequest) -> Reply<ListOffsetsResponse> {
     let has_leader_epoch = ctx.version >= FIRST_VERSION_WITH_LEADER_EPOCH;
+    // read_committed (isolation level 1, v2+): offsets end at the last stable offset.
+    let read_committed = req.isolation_level == 1;
     // A partition named twice is answered once, with INVALID_REQUEST (Kafka).
     let mut occurrences: HashMap<(StrBytes, i32), usize> = HashMap::new();
     for topic in &req.topics {
@@ -52,7 +54,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
                     let result = match partition {
                         _ if duplicate => Err(ApiError::bare(ResponseError::InvalidRequest)),
                         None => Err(ApiError::bare(ResponseError::UnknownTopicOrPartition)),
-                        Some(partition) => lookup(&partition, p.timestamp),
+                        Some(partition) => lookup(&partition, p.timestamp, read_committed),
                     };
                     Some(match result {
                         Ok((offset, timestamp, epoch)) => response
@@ -70,11 +72,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
 }
 
 /// (offset, timestamp, leader epoch) for one partition and target timestamp.
-fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64, i32), ApiError> {
+/// Under read_committed the latest offset is the last stable offset, and a
+/// timestamp found at or past it counts as not found (Kafka's rule).
+fn lookup(partition: &Partition, timestamp: i64, read_committed: bool) -> Result<(i64, i64, i32), ApiError> {
     let epoch = partition.leader_epoch();
     let offsets = partition.offsets();
     let storage = |e: runnel_storage::StorageError| ApiError::from(&e);
+    let fetchable_end = if read_committed { offsets.last_stable_offset } else { i64::MAX };
     match timestamp {
+        LATEST if read_committed => Ok((offsets.last_stable_offset, -1, epoch)),
         LATEST => Ok((offsets.high_watermark, -1, epoch)),
         EARLIEST | EARLIEST_LOCAL => Ok((offsets.log_start_offset, -1, epoch)),
         LATEST_TIERED => Ok((-1, -1, -1)),
@@ -83,6 +89,7 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64, i32), ApiE
             None => Ok((-1, -1, -1)),
         },
         ts if ts >= 0 => match partition.with_log(|log| log.offset_for_timestamp(ts)).map_err(storage)? {
+            Some((offset, _)) if offset >= fetchable_end => Ok((-1, -1, -1)),
             Some((offset, found_ts)) => Ok((offset.max(offsets.log_start_offset), found_ts, epoch)),
             // No record at or after the timestamp: Kafka answers offset -1.
             None => Ok((-1, -1, -1)),

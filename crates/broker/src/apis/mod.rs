@@ -23,6 +23,8 @@ use crate::frame::{ResponseFrame, SplicingBuf};
 use crate::network::ConnectionError;
 use crate::Broker;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
@@ -35,6 +37,8 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_producers;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
+pub mod end_txn;
 pub mod delete_groups;
 pub mod describe_groups;
 pub mod fetch;
@@ -47,6 +51,7 @@ pub mod leave_group;
 pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -54,6 +59,8 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 /// Authorized-operations bitfields (KIP-430), answered when a client asks
 /// for them. Runnel has no authorizer, so, like Kafka without one, every
@@ -134,6 +141,15 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::ListConfigResources, 0, 1),
     (ApiKey::DescribeProducers, 0, 0),
+    // Transactions v1 (KIP-98): the transaction.version feature is not
+    // advertised, so clients neither bump epochs at EndTxn nor skip AddPartitionsToTxn.
+    (ApiKey::AddPartitionsToTxn, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::TxnOffsetCommit, 0, 5),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 2),
 ];
 
 /// Versions the broker actually accepts (narrower than advertised for Produce).
@@ -329,6 +345,13 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::OffsetForLeaderEpoch => dispatch!(m::OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle),
         ApiKey::ListConfigResources => dispatch!(m::ListConfigResourcesRequest, list_config_resources::handle),
         ApiKey::DescribeProducers => dispatch!(m::DescribeProducersRequest, describe_producers::handle),
+        ApiKey::AddPartitionsToTxn => dispatch!(m::AddPartitionsToTxnRequest, add_partitions_to_txn::handle),
+        ApiKey::AddOffsetsToTxn => dispatch!(m::AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
+        ApiKey::EndTxn => dispatch!(m::EndTxnRequest, end_txn::handle),
+        ApiKey::WriteTxnMarkers => dispatch!(m::WriteTxnMarkersRequest, write_txn_markers::handle),
+        ApiKey::TxnOffsetCommit => dispatch!(m::TxnOffsetCommitRequest, txn_offset_commit::handle),
+        ApiKey::DescribeTransactions => dispatch!(m::DescribeTransactionsRequest, describe_transactions::handle),
+        ApiKey::ListTransactions => dispatch!(m::ListTransactionsRequest, list_transactions::handle),
         other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
     }
 }

@@ -1,5 +1,8 @@
 //! OffsetFetch (key 9): committed offsets of a group (v8+: of several groups),
 //! for given partitions or all of them; -1 where nothing was committed.
+//! With `require_stable` (v7+, KIP-447) a partition whose transactional
+//! commit is still pending answers UNSTABLE_OFFSET_COMMIT (offset -1): the
+//! consumer retries until the transaction ends.
 
 use std::sync::Arc;
 
@@ -7,6 +10,7 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 };
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -14,8 +18,26 @@ use super::{Reply, RequestContext};
 use crate::coordinator::offsets::{CommittedOffset, OffsetKey};
 use crate::Broker;
 
-/// (topic, [(partition, committed)]) for one group and an optional topic filter.
-fn lookup(broker: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> {
+type Found = (i32, Option<CommittedOffset>, Option<ResponseError>);
+
+/// (topic, [(partition, committed, error)]) for one group and an optional topic filter.
+fn lookup(broker: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Vec<(String, Vec<Found>)> {
+    let mut found = lookup_committed(broker, group, wanted);
+    if require_stable {
+        for (topic, partitions) in &mut found {
+            for (partition, committed, error) in partitions.iter_mut() {
+                let key = OffsetKey { group: group.to_string(), topic: topic.clone(), partition: *partition };
+                if broker.groups.has_pending_txn_offset(&key) {
+                    *committed = None;
+                    *error = Some(ResponseError::UnstableOffsetCommit);
+                }
+            }
+        }
+    }
+    found
+}
+
+fn lookup_committed(broker: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>) -> Vec<(String, Vec<Found>)> {
     match wanted {
         Some(topics) => topics
             .into_iter()
@@ -24,18 +46,18 @@ fn lookup(broker: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>)
                     .into_iter()
                     .map(|p| {
                         let key = OffsetKey { group: group.to_string(), topic: topic.clone(), partition: p };
-                        (p, broker.groups.committed(&key))
+                        (p, broker.groups.committed(&key), None)
                     })
                     .collect();
                 (topic, found)
             })
             .collect(),
         None => {
-            let mut out: Vec<(String, Vec<(i32, Option<CommittedOffset>)>)> = Vec::new();
+            let mut out: Vec<(String, Vec<Found>)> = Vec::new();
             for (key, value) in broker.groups.committed_for_group(group) {
                 match out.last_mut() {
-                    Some((topic, parts)) if *topic == key.topic => parts.push((key.partition, Some(value))),
-                    _ => out.push((key.topic.clone(), vec![(key.partition, Some(value))])),
+                    Some((topic, parts)) if *topic == key.topic => parts.push((key.partition, Some(value), None)),
+                    _ => out.push((key.topic.clone(), vec![(key.partition, Some(value), None)])),
                 }
             }
             out
@@ -65,7 +87,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
                 let wanted = g
                     .topics
                     .map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-                let topics = lookup(broker, &g.group_id.0, wanted)
+                let topics = lookup(broker, &g.group_id.0, wanted, req.require_stable)
                     .into_iter()
                     .map(|(topic, parts)| {
                         OffsetFetchResponseTopics::default()
@@ -73,10 +95,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
                             .with_partitions(
                                 parts
                                     .iter()
-                                    .map(|(p, c)| {
+                                    .map(|(p, c, error)| {
                                         let (offset, epoch, metadata) = fields(c);
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(*p)
+                                            .with_error_code(error.map_or(0, |e| e.code()))
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(metadata)
@@ -91,16 +114,17 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
         return Reply::Now(OffsetFetchResponse::default().with_groups(groups));
     }
     let wanted = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-    let topics = lookup(broker, &req.group_id.0, wanted)
+    let topics = lookup(broker, &req.group_id.0, wanted, ctx.version >= 7 && req.require_stable)
         .into_iter()
         .map(|(topic, parts)| {
             OffsetFetchResponseTopic::default().with_name(TopicName(StrBytes::from_string(topic))).with_partitions(
                 parts
                     .iter()
-                    .map(|(p, c)| {
+                    .map(|(p, c, error)| {
                         let (offset, epoch, metadata) = fields(c);
                         OffsetFetchResponsePartition::default()
                             .with_partition_index(*p)
+                            .with_error_code(error.map_or(0, |e| e.code()))
                             .with_committed_offset(offset)
                             .with_committed_leader_epoch(epoch)
                             .with_metadata(metadata)

@@ -57,6 +57,9 @@ pub struct GroupCoordinator {
     /// one map or the other; mixing protocols in one group is refused.
     consumer_groups: Mutex<HashMap<String, ConsumerGroup>>,
     offsets: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
+    /// Transactional offset commits (KIP-98/447) by producer id, in the log
+    /// but visible only once the producer's COMMIT marker is written.
+    pending_txn_offsets: Mutex<HashMap<i64, Vec<(OffsetKey, CommittedOffset)>>>,
     /// Held by every append to `__consumer_offsets` and by compaction's read
     /// of the log, so a compaction snapshot misses no record. Taken after the
     /// groups lock, never before it.
@@ -87,6 +90,7 @@ impl GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             consumer_groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(BTreeMap::new()),
+            pending_txn_offsets: Mutex::new(HashMap::new()),
             append_lock: Mutex::new(()),
         });
         coordinator.load_offsets()?;
@@ -117,9 +121,49 @@ impl GroupCoordinator {
 
     fn offsets_partition(&self, group_id: &str) -> Option<Arc<Partition>> {
         let topic = self.replicas.topic(OFFSETS_TOPIC)?;
+        topic.partition(self.offsets_partition_index(group_id)?)
+    }
+
+    /// The `__consumer_offsets` partition of a group (AddOffsetsToTxn adds it to a transaction).
+    pub fn offsets_partition_index(&self, group_id: &str) -> Option<i32> {
+        let topic = self.replicas.topic(OFFSETS_TOPIC)?;
         let count = topic.partition_count().max(1) as i32;
-        let index = (java_string_hash(group_id) & 0x7fff_ffff) % count;
-        topic.partition(index)
+        Some((java_string_hash(group_id) & 0x7fff_ffff) % count)
+    }
+
+    /// TxnOffsetCommit: appends the producer's offsets as a transactional
+    /// batch (durably) and keeps them pending until its transaction ends.
+    pub async fn commit_txn_offsets(&self, group_id: &str, producer_id: i64, producer_epoch: i16, commits: Vec<(OffsetKey, CommittedOffset)>) -> Result<(), ResponseError> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let partition = self.offsets_partition(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let last_offset = {
+            let _guard = self.append_lock.lock();
+            let last = records::append_transactional(&partition, producer_id, producer_epoch, &commits)?;
+            // Pending from the append on, so a marker that follows at once finds them.
+            self.pending_txn_offsets.lock().entry(producer_id).or_default().extend(commits);
+            last
+        };
+        partition.wait_durable(last_offset, records::DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+    }
+
+    /// A producer's transaction ended (its marker is in `__consumer_offsets`):
+    /// its pending offsets become committed, or are dropped on abort.
+    pub fn complete_txn(&self, producer_id: i64, commit: bool) {
+        let Some(commits) = self.pending_txn_offsets.lock().remove(&producer_id) else { return };
+        if commit {
+            let mut cache = self.offsets.lock();
+            for (key, value) in commits {
+                cache.insert(key, value);
+            }
+        }
+    }
+
+    /// Whether a transactional commit of this offset is pending (OffsetFetch
+    /// with require_stable answers UNSTABLE_OFFSET_COMMIT then, KIP-447).
+    pub fn has_pending_txn_offset(&self, key: &OffsetKey) -> bool {
+        self.pending_txn_offsets.lock().values().any(|commits| commits.iter().any(|(k, _)| k == key))
     }
 
     /// Replays `__consumer_offsets`: committed offsets and group metadata.
@@ -158,6 +202,18 @@ impl GroupCoordinator {
                     }
                     CoordinatorRecord::Group(id, None) => {
                         groups.remove(&id);
+                    }
+                    CoordinatorRecord::TxnOffset(producer_id, key, value) => {
+                        groups.entry(key.group.clone()).or_insert_with(|| Group::new(key.group.clone()));
+                        self.pending_txn_offsets.lock().entry(producer_id).or_default().push((key, value));
+                    }
+                    CoordinatorRecord::TxnMarker { producer_id, commit } => {
+                        if let Some(commits) = self.pending_txn_offsets.lock().remove(&producer_id) {
+                            if commit {
+                                offsets_loaded += commits.len();
+                                cache.extend(commits);
+                            }
+                        }
                     }
                 }
             }
@@ -201,6 +257,8 @@ impl GroupCoordinator {
                         continue;
                     }
                 };
+                // Open transactions' commits exist only in the log: not compacted meanwhile.
+                let Some(all) = records::resolve_transactions(all) else { continue };
                 let live = records::latest_values(all);
                 if (live.len() as i64) * 2 > total {
                     continue;

@@ -10,7 +10,7 @@ use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use runnel_storage::batch::{check_stored_batch, validate_batches, BATCH_HEADER_LEN};
-use runnel_storage::BatchHeader;
+use runnel_storage::{BatchHeader, ControlType};
 
 use super::group_record::{self, GroupMetadata};
 use super::offsets::{self, CommittedOffset, OffsetKey};
@@ -23,13 +23,22 @@ pub const DURABILITY_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum CoordinatorRecord {
     Offset(OffsetKey, Option<CommittedOffset>),
     Group(String, Option<GroupMetadata>),
+    /// A transactional offset commit (TxnOffsetCommit) of a producer: it
+    /// counts once that producer's COMMIT marker follows.
+    TxnOffset(i64, OffsetKey, CommittedOffset),
+    /// A transaction marker (control batch) of a producer.
+    TxnMarker { producer_id: i64, commit: bool },
 }
 
 impl CoordinatorRecord {
-    fn encode(&self) -> (Bytes, Option<Bytes>) {
+    /// Key and value of a record written as a plain record (markers are
+    /// control batches, written by the partition: None).
+    fn encode(&self) -> Option<(Bytes, Option<Bytes>)> {
         match self {
-            CoordinatorRecord::Offset(key, value) => (offsets::encode_key(key), value.as_ref().map(offsets::encode_value)),
-            CoordinatorRecord::Group(group, value) => (group_record::encode_key(group), value.as_ref().map(group_record::encode_value)),
+            CoordinatorRecord::Offset(key, value) => Some((offsets::encode_key(key), value.as_ref().map(offsets::encode_value))),
+            CoordinatorRecord::Group(group, value) => Some((group_record::encode_key(group), value.as_ref().map(group_record::encode_value))),
+            CoordinatorRecord::TxnOffset(_, key, value) => Some((offsets::encode_key(key), Some(offsets::encode_value(value)))),
+            CoordinatorRecord::TxnMarker { .. } => None,
         }
     }
 
@@ -61,23 +70,37 @@ impl CoordinatorRecord {
 /// [`Partition::wait_durable`]. Synchronous, so callers holding a lock keep
 /// their records in order.
 pub fn append(partition: &Partition, entries: &[CoordinatorRecord]) -> Result<i64, ResponseError> {
+    append_as(partition, entries, None)
+}
+
+/// Appends a producer's transactional offset commits as one transactional
+/// batch (its producer id and epoch, no sequence): a fenced producer's
+/// epoch is refused by the partition (INVALID_PRODUCER_EPOCH).
+pub fn append_transactional(partition: &Partition, producer_id: i64, producer_epoch: i16, commits: &[(OffsetKey, CommittedOffset)]) -> Result<i64, ResponseError> {
+    let entries: Vec<CoordinatorRecord> = commits.iter().map(|(k, v)| CoordinatorRecord::TxnOffset(producer_id, k.clone(), v.clone())).collect();
+    append_as(partition, &entries, Some((producer_id, producer_epoch)))
+}
+
+fn append_as(partition: &Partition, entries: &[CoordinatorRecord], producer: Option<(i64, i16)>) -> Result<i64, ResponseError> {
     let now = crate::now_ms();
+    let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
     let records: Vec<Record> = entries
         .iter()
+        .filter_map(|entry| entry.encode())
         .enumerate()
-        .map(|(i, entry)| {
-            let (key, value) = entry.encode();
+        .map(|(i, (key, value))| {
             Record {
-                transactional: false,
+                transactional: producer.is_some(),
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
+                producer_id,
+                producer_epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                // The encoder keeps records in one batch while offset - sequence is constant.
-                sequence: i as i32,
+                // The encoder keeps records in one batch while offset - sequence is constant;
+                // a transactional batch has no sequence (base sequence -1).
+                sequence: if producer.is_some() { i as i32 - 1 } else { i as i32 },
                 timestamp: now,
                 key: Some(key),
                 value,
@@ -95,7 +118,12 @@ pub fn append(partition: &Partition, entries: &[CoordinatorRecord]) -> Result<i6
         tracing::error!(error = %e, "coordinator batch failed validation");
         ResponseError::UnknownServerError
     })?;
-    let info = partition.append(&mut buf, &validated.headers, now).map_err(|e| e.code)?;
+    let info = partition.append(&mut buf, &validated.headers, now).map_err(|e| {
+        if e.code != ResponseError::InvalidProducerEpoch {
+            tracing::warn!(error = %e, "appending to the coordinator log failed");
+        }
+        e.code
+    })?;
     Ok(info.last_offset)
 }
 
@@ -118,6 +146,8 @@ pub fn latest_values(records: Vec<CoordinatorRecord>) -> Vec<CoordinatorRecord> 
         let key = match &record {
             CoordinatorRecord::Offset(k, _) => Key::Offset(k.clone()),
             CoordinatorRecord::Group(g, _) => Key::Group(g.clone()),
+            // Callers resolve transactions first (see `resolve_transactions`).
+            CoordinatorRecord::TxnOffset(..) | CoordinatorRecord::TxnMarker { .. } => continue,
         };
         latest.insert(key, (position, record));
     }
@@ -127,6 +157,27 @@ pub fn latest_values(records: Vec<CoordinatorRecord>) -> Vec<CoordinatorRecord> 
         .collect();
     live.sort_by_key(|(position, _)| *position);
     live.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Replaces transactional offset commits by plain ones at their COMMIT
+/// marker and drops aborted ones. None while a transaction is still open
+/// (its commits would be lost by rewriting the log without them).
+pub fn resolve_transactions(records: Vec<CoordinatorRecord>) -> Option<Vec<CoordinatorRecord>> {
+    let mut open: std::collections::HashMap<i64, Vec<(OffsetKey, CommittedOffset)>> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        match record {
+            CoordinatorRecord::TxnOffset(producer_id, key, value) => open.entry(producer_id).or_default().push((key, value)),
+            CoordinatorRecord::TxnMarker { producer_id, commit } => {
+                let commits = open.remove(&producer_id).unwrap_or_default();
+                if commit {
+                    out.extend(commits.into_iter().map(|(k, v)| CoordinatorRecord::Offset(k, Some(v))));
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    open.is_empty().then_some(out)
 }
 
 /// A partition's coordinator records in log order, as far as they could be read.
@@ -176,10 +227,21 @@ pub fn read_all(partition: &Partition) -> Replay {
                     continue;
                 }
             };
+            if header.is_control() {
+                match runnel_storage::txn_index::control_type(&batch) {
+                    Some(marker @ (ControlType::Commit | ControlType::Abort)) => records
+                        .push(CoordinatorRecord::TxnMarker { producer_id: header.producer_id, commit: marker == ControlType::Commit }),
+                    _ => {}
+                }
+                continue;
+            }
             for set in sets {
                 for record in set.records {
                     let Some(key) = record.key else { continue };
                     match CoordinatorRecord::decode(key, record.value) {
+                        Some(CoordinatorRecord::Offset(key, Some(value))) if header.is_transactional() => {
+                            records.push(CoordinatorRecord::TxnOffset(header.producer_id, key, value))
+                        }
                         Some(entry) => records.push(entry),
                         None => tracing::warn!(offset = record.offset, "skipping an unreadable __consumer_offsets record"),
                     }

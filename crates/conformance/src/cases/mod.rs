@@ -11,6 +11,7 @@ mod configs;
 mod groups;
 mod produce_fetch;
 mod topics;
+mod transactions;
 
 pub struct Case {
     pub name: String,
@@ -28,5 +29,6 @@ pub fn all() -> Vec<Case> {
     cases.extend(produce_fetch::cases());
     cases.extend(configs::cases());
     cases.extend(groups::cases());
+    cases.extend(transactions::cases());
     cases
 }

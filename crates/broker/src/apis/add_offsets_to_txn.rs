@@ -1,0 +1,30 @@
+//! AddOffsetsToTxn (key 25): a group's `__consumer_offsets` partition joins
+//! the producer's transaction, so the transaction's marker also decides its
+//! TxnOffsetCommit offsets.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
+
+use super::{Reply, RequestContext};
+use crate::coordinator::OFFSETS_TOPIC;
+use crate::Broker;
+
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: AddOffsetsToTxnRequest) -> Reply<AddOffsetsToTxnResponse> {
+    let broker = broker.clone();
+    let version = ctx.version;
+    Reply::Later(Box::pin(async move {
+        let Some(index) = broker.groups.offsets_partition_index(&req.group_id.0) else {
+            return AddOffsetsToTxnResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code());
+        };
+        let partitions = [(OFFSETS_TOPIC.to_string(), index)];
+        let result = broker.txns.add_partitions(&req.transactional_id.0, req.producer_id.0, req.producer_epoch, &partitions).await;
+        let code = match result {
+            Ok(()) => 0,
+            Err(ResponseError::ProducerFenced) if version < 2 => ResponseError::InvalidProducerEpoch.code(),
+            Err(e) => e.code(),
+        };
+        AddOffsetsToTxnResponse::default().with_error_code(code)
+    }))
+}
