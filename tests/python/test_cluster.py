@@ -104,7 +104,7 @@ def test_three_nodes_replicate_fail_over_and_rejoin(cluster):
     topic = "replicated"
     futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=3, config={"min.insync.replicas": "2"})])
     futures[topic].result(30)
-    p, _ = wait_until("the partition with three replicas in the ISR",
+    p = wait_until("the partition with three replicas in the ISR",
                       lambda: (lambda p: p if p and len(p.isrs) == 3 else None)(partition_metadata(admin, topic)[0]))
     assert sorted(p.replicas) == [1, 2, 3]
 
