@@ -31,10 +31,30 @@ pub struct BrokerConfig {
     pub advertised_listeners: Option<Vec<Listener>>,
     /// `listener.security.protocol.map`: listener name -> security protocol.
     pub listener_security_protocols: BTreeMap<String, String>,
-    /// `controller.listener.names`: listeners of a KRaft controller, which a
-    /// single Runnel node does not have; they are ignored (a Kafka
-    /// server.properties names one).
+    /// `controller.listener.names`: listeners of the metadata quorum's Raft
+    /// traffic, not for clients (a quorum of one uses none).
     pub controller_listener_names: Vec<String>,
+    /// `process.roles` (default `broker,controller`: a combined node, the only kind yet).
+    pub process_roles: Vec<String>,
+    /// `controller.quorum.voters`: node id → host:port of its controller listener.
+    /// Empty: this node alone is the metadata quorum (no controller listener).
+    pub controller_quorum_voters: BTreeMap<i32, String>,
+    /// `controller.quorum.bootstrap.servers` (KIP-853 dynamic quorums; refused at start yet).
+    pub controller_quorum_bootstrap_servers: Vec<String>,
+    /// `broker.rack`.
+    pub broker_rack: Option<String>,
+    /// `broker.session.timeout.ms` (Kafka default 9000): a broker whose heartbeats stop this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms` (Kafka default 2000).
+    pub broker_heartbeat_interval_ms: u64,
+    /// `replica.lag.time.max.ms` (Kafka default 30000): a follower not caught up this long leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// `unclean.leader.election.enable` (Kafka default false).
+    pub unclean_leader_election_enable: bool,
+    /// `auto.leader.rebalance.enable` (Kafka default true) and
+    /// `leader.imbalance.check.interval.seconds` (Kafka default 300).
+    pub auto_leader_rebalance_enable: bool,
+    pub leader_imbalance_check_interval_seconds: u64,
     /// Host and port clients are told to connect to: the resolved
     /// `advertised.listeners`, set by [`BrokerConfig::resolve_advertised`] at start.
     pub advertised_host: String,
@@ -100,6 +120,16 @@ impl Default for BrokerConfig {
             advertised_listeners: None,
             listener_security_protocols: default_security_protocol_map(),
             controller_listener_names: Vec::new(),
+            process_roles: vec!["broker".into(), "controller".into()],
+            controller_quorum_voters: BTreeMap::new(),
+            controller_quorum_bootstrap_servers: Vec::new(),
+            broker_rack: None,
+            broker_session_timeout_ms: 9_000,
+            broker_heartbeat_interval_ms: 2_000,
+            replica_lag_time_max_ms: 30_000,
+            unclean_leader_election_enable: false,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
             data_dir: PathBuf::from("runnel-data"),
@@ -139,12 +169,41 @@ fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, BrokerC
     value.trim().parse::<T>().map_err(|_| invalid(name, value, "not a valid number"))
 }
 
+fn parse_positive(name: &str, value: &str) -> Result<u64, BrokerConfigError> {
+    let n: u64 = parse_num(name, value)?;
+    if n == 0 {
+        return Err(invalid(name, value, "must be at least 1"));
+    }
+    Ok(n)
+}
+
 fn parse_non_negative(name: &str, value: &str) -> Result<i64, BrokerConfigError> {
     let n: i64 = parse_num(name, value)?;
     if n < 0 {
         return Err(invalid(name, value, "must be at least 0"));
     }
     Ok(n)
+}
+
+/// Kafka's `controller.quorum.voters`: `ID@HOST:PORT,...`.
+fn parse_voters(value: &str) -> Result<BTreeMap<i32, String>, String> {
+    let mut voters = BTreeMap::new();
+    for voter in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let expected = || format!("{voter:?}: expected ID@HOST:PORT, e.g. 1@127.0.0.1:9093");
+        let (id, addr) = voter.split_once('@').ok_or_else(expected)?;
+        let id: i32 = id.trim().parse().map_err(|_| format!("{voter:?}: {id:?} is not a node id"))?;
+        if id < 0 {
+            return Err(format!("{voter:?}: node ids are not negative"));
+        }
+        let (host, port) = addr.rsplit_once(':').ok_or_else(expected)?;
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(expected());
+        }
+        if voters.insert(id, addr.to_string()).is_some() {
+            return Err(format!("node {id} is named twice"));
+        }
+    }
+    Ok(voters)
 }
 
 fn parse_bool(name: &str, value: &str) -> Result<bool, BrokerConfigError> {
@@ -300,9 +359,15 @@ const fn def(name: &'static str, default: &'static str, doc: &'static str) -> Br
 pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("advertised.listeners", "(listeners)", "NAME://HOST:PORT clients are told to connect to. Defaults to `listeners`; a listener on every interface (`PLAINTEXT://:9092`, `0.0.0.0`, `::`) is advertised with this machine's hostname, and the broker refuses to start if that hostname does not resolve."),
     def("auto.create.topics.enable", "true", "Create a topic when a client first asks for it in a Metadata request (a warning is logged each time)."),
+    def("auto.leader.rebalance.enable", "true", "The active controller moves each partition's leadership back to its preferred replica (the first one) when that replica is in the ISR and alive, every `leader.imbalance.check.interval.seconds`."),
+    def("broker.heartbeat.interval.ms", "2000", "How often a broker heartbeats to the active controller."),
     def("broker.id", "1", "Alias of `node.id`."),
-    def("controller.listener.names", "", "Names of KRaft controller listeners. A single Runnel node has no controller quorum: listeners with these names are ignored, so a Kafka `server.properties` can be used as is."),
-    def("default.replication.factor", "1", "Replication factor of auto-created topics and of CreateTopics requests that ask for the default (one node: only 1 can be satisfied)."),
+    def("broker.rack", "", "This broker's rack: replicas of a partition are placed on different racks where possible; reported in Metadata."),
+    def("broker.session.timeout.ms", "9000", "A broker whose heartbeats stop for this long is fenced by the active controller: its leaderships move to other ISR members and it leaves every ISR."),
+    def("controller.listener.names", "", "Names of the listeners that carry the metadata quorum's Raft traffic (e.g. `CONTROLLER` in `listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093`); not for clients. A quorum of one (no `controller.quorum.voters`) uses none."),
+    def("controller.quorum.bootstrap.servers", "", "KIP-853 dynamic quorums: not supported yet (the broker refuses to start with it alone); give `controller.quorum.voters`."),
+    def("controller.quorum.voters", "", "The metadata quorum's voters, ID@HOST:PORT,... (each node's controller listener); this node's `node.id` must be one of them. Empty: this node alone is the quorum (a cluster of one, no controller listener)."),
+    def("default.replication.factor", "1", "Replication factor of auto-created topics and of CreateTopics requests that ask for the default; more than the live brokers is refused with INVALID_REPLICATION_FACTOR."),
     def("group.consumer.heartbeat.interval.ms", "5000", "Heartbeat interval the consumer group protocol (KIP-848) gives its members (a group's `consumer.heartbeat.interval.ms` overrides it)."),
     def("group.consumer.max.heartbeat.interval.ms", "15000", "Largest `consumer.heartbeat.interval.ms` a group config may set."),
     def("group.consumer.max.session.timeout.ms", "60000", "Largest `consumer.session.timeout.ms` a group config may set."),
@@ -312,6 +377,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("group.initial.rebalance.delay.ms", "3000", "How long a new classic group waits for more members before its first rebalance."),
     def("group.max.session.timeout.ms", "1800000", "Largest session timeout a classic group member may ask for."),
     def("group.min.session.timeout.ms", "6000", "Smallest session timeout a classic group member may ask for."),
+    def("leader.imbalance.check.interval.seconds", "300", "How often the active controller runs the preferred-leader rebalance (`auto.leader.rebalance.enable`)."),
     def("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL", "Security protocol of each listener name, NAME:PROTOCOL,... Only PLAINTEXT is supported yet."),
     def("listeners", "PLAINTEXT://127.0.0.1:9092", "Where the broker listens, NAME://HOST:PORT (`PLAINTEXT://:9092` and `PLAINTEXT://0.0.0.0:9092` bind every interface, `PLAINTEXT://[::1]:9092` IPv6). One client listener is supported; port 0 picks a free port, which is then advertised."),
     def("log.cleanup.policy", "delete", "Default `cleanup.policy` of topics."),
@@ -339,10 +405,13 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("offsets.retention.check.interval.ms", "600000", "How often expired committed offsets are removed."),
     def("offsets.retention.minutes", "10080", "How long committed offsets are kept, by Kafka's rules (see README)."),
     def("offsets.topic.num.partitions", "1", "Partitions of `__consumer_offsets` (Kafka's default of 50 is for a cluster), fixed when the topic is first created."),
+    def("process.roles", "broker,controller", "This node's roles. Only combined nodes (`broker,controller`) are supported yet: every node is a broker and a voter of the metadata quorum."),
+    def("replica.lag.time.max.ms", "30000", "A follower that has not caught up with the leader's log end for this long leaves the ISR (through the controller)."),
     def("socket.request.max.bytes", "104857600", "Largest request frame the broker reads; a larger one closes the connection."),
     def("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", "How often transactions past their `transaction.timeout.ms` are aborted."),
     def("transaction.max.timeout.ms", "900000", "Largest `transaction.timeout.ms` a producer may ask for (INVALID_TRANSACTION_TIMEOUT beyond)."),
     def("transaction.state.log.num.partitions", "50", "Partitions of `__transaction_state`, fixed when the topic is first created (at the first transactional producer)."),
+    def("unclean.leader.election.enable", "false", "Whether a partition whose ISR has no live member may get a leader from outside the ISR (losing the records only the ISR had)."),
 ];
 
 /// Is `name` a broker config Runnel applies (rather than keeps and ignores)?
@@ -409,6 +478,28 @@ impl BrokerConfig {
     pub(crate) fn apply(&mut self, name: &str, v: &str) -> Result<bool, BrokerConfigError> {
         match name {
             "node.id" | "broker.id" => self.node_id = parse_num(name, v)?,
+            "process.roles" => {
+                let roles: Vec<String> =
+                    v.split(',').map(|r| r.trim().to_ascii_lowercase()).filter(|r| !r.is_empty()).collect();
+                if roles.is_empty() || roles.iter().any(|r| r != "broker" && r != "controller") {
+                    return Err(invalid(name, v, "expected broker, controller, or broker,controller"));
+                }
+                self.process_roles = roles;
+            }
+            "controller.quorum.voters" => {
+                self.controller_quorum_voters = parse_voters(v).map_err(|reason| invalid(name, v, reason))?
+            }
+            "controller.quorum.bootstrap.servers" => {
+                self.controller_quorum_bootstrap_servers =
+                    v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+            }
+            "broker.rack" => self.broker_rack = Some(v.to_string()).filter(|r| !r.is_empty()),
+            "broker.session.timeout.ms" => self.broker_session_timeout_ms = parse_positive(name, v)?,
+            "broker.heartbeat.interval.ms" => self.broker_heartbeat_interval_ms = parse_positive(name, v)?,
+            "replica.lag.time.max.ms" => self.replica_lag_time_max_ms = parse_positive(name, v)? as i64,
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable = parse_bool(name, v)?,
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = parse_bool(name, v)?,
+            "leader.imbalance.check.interval.seconds" => self.leader_imbalance_check_interval_seconds = parse_positive(name, v)?,
             "listeners" => self.listeners = parse_listener_list(v).map_err(|reason| invalid(name, v, reason))?,
             "advertised.listeners" => {
                 let listeners = parse_listener_list(v).map_err(|reason| invalid(name, v, reason))?;
@@ -622,7 +713,11 @@ impl BrokerConfig {
         let known: Vec<(&str, String)> = vec![
             ("advertised.listeners", self.advertised_listeners_value()),
             ("auto.create.topics.enable", self.auto_create_topics.to_string()),
+            ("auto.leader.rebalance.enable", self.auto_leader_rebalance_enable.to_string()),
+            ("broker.heartbeat.interval.ms", self.broker_heartbeat_interval_ms.to_string()),
             ("broker.id", self.node_id.to_string()),
+            ("broker.rack", self.broker_rack.clone().unwrap_or_default()),
+            ("broker.session.timeout.ms", self.broker_session_timeout_ms.to_string()),
             ("default.replication.factor", self.default_replication_factor.to_string()),
             ("group.consumer.heartbeat.interval.ms", self.group_consumer_heartbeat_interval_ms.to_string()),
             ("group.consumer.max.heartbeat.interval.ms", self.group_consumer_max_heartbeat_interval_ms.to_string()),
@@ -634,6 +729,9 @@ impl BrokerConfig {
             ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
             ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
             ("controller.listener.names", self.controller_listener_names.join(",")),
+            ("controller.quorum.bootstrap.servers", self.controller_quorum_bootstrap_servers.join(",")),
+            ("controller.quorum.voters", self.controller_quorum_voters.iter().map(|(id, addr)| format!("{id}@{addr}")).collect::<Vec<_>>().join(",")),
+            ("leader.imbalance.check.interval.seconds", self.leader_imbalance_check_interval_seconds.to_string()),
             ("listener.security.protocol.map", self.listener_security_protocols.iter().map(|(n, p)| format!("{n}:{p}")).collect::<Vec<_>>().join(",")),
             ("listeners", self.listeners.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
             ("log.cleanup.policy", l.cleanup_policy.clone()),
@@ -657,6 +755,8 @@ impl BrokerConfig {
             ("offsets.retention.check.interval.ms", self.offsets_retention_check_interval_ms.to_string()),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
+            ("process.roles", self.process_roles.join(",")),
+            ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
             (
                 "transaction.abort.timed.out.transaction.cleanup.interval.ms",
@@ -664,6 +764,7 @@ impl BrokerConfig {
             ),
             ("transaction.max.timeout.ms", self.transaction_max_timeout_ms.to_string()),
             ("transaction.state.log.num.partitions", self.transaction_state_log_num_partitions.to_string()),
+            ("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string()),
         ];
         let mut out: BTreeMap<String, (String, bool)> = known
             .into_iter()
@@ -803,6 +904,7 @@ mod tests {
             let sample = if d.default.starts_with('(') || d.default.is_empty() { "1" } else { d.default };
             let sample = if d.name == "advertised.listeners" { "PLAINTEXT://h:1" } else { sample };
             let sample = if d.name == "controller.listener.names" { "CONTROLLER" } else { sample };
+            let sample = if d.name == "controller.quorum.voters" { "1@127.0.0.1:9093" } else { sample };
             assert!(c.apply(d.name, sample).unwrap_or(true), "{} is documented but not applied", d.name);
         }
         for name in defaults.keys() {
@@ -825,5 +927,29 @@ mod tests {
             "{} differs from the code's config table; regenerate it: runnel serve --print-config-reference > docs/configuration.md",
             path.display()
         );
+    }
+
+    #[test]
+    fn quorum_configs_take_kafkas_forms_and_refuse_anything_else() {
+        let mut c = BrokerConfig::default();
+        c.set("controller.quorum.voters", "1@127.0.0.1:9093, 2@host-b:9093,3@[::1]:9093").unwrap();
+        assert_eq!(c.controller_quorum_voters[&1], "127.0.0.1:9093");
+        assert_eq!(c.controller_quorum_voters[&2], "host-b:9093");
+        assert_eq!(c.controller_quorum_voters[&3], "[::1]:9093");
+        for bad in ["1@h", "x@h:1", "1@h:1,1@h:2", "-1@h:1", "h:1", "1@:9093", "1@h:0"] {
+            assert!(c.set("controller.quorum.voters", bad).is_err(), "{bad} accepted");
+        }
+        assert!(c.set("process.roles", "broker,voter").is_err());
+        c.set("process.roles", "controller").unwrap();
+        assert_eq!(c.process_roles, vec!["controller"]);
+        c.set("broker.rack", "rack-a").unwrap();
+        assert_eq!(c.broker_rack.as_deref(), Some("rack-a"));
+        for zero in ["broker.session.timeout.ms", "broker.heartbeat.interval.ms", "replica.lag.time.max.ms"] {
+            assert!(c.set(zero, "0").is_err(), "{zero}=0 accepted");
+        }
+        c.set("unclean.leader.election.enable", "true").unwrap();
+        assert!(c.unclean_leader_election_enable);
+        let described: BTreeMap<String, String> = c.describe().into_iter().map(|(k, v, _)| (k, v)).collect();
+        assert_eq!(described["controller.quorum.voters"], "1@127.0.0.1:9093,2@host-b:9093,3@[::1]:9093");
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod alloc_guard;
 pub mod apis;
+pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod dynamic_config;
@@ -43,6 +44,9 @@ pub struct Broker {
     pub config: Arc<BrokerConfig>,
     pub cluster_id: String,
     pub replicas: Arc<ReplicaManager>,
+    /// This node's part of the cluster: the metadata quorum member, the broker's
+    /// registration, and the committed metadata the replica manager follows.
+    pub cluster: Arc<cluster::Cluster>,
     pub producer_ids: producer_state::ProducerIdAllocator,
     pub groups: Arc<coordinator::GroupCoordinator>,
     pub txns: Arc<txn_coordinator::TxnCoordinator>,
@@ -62,6 +66,8 @@ pub enum StartError {
     Config(#[from] config::BrokerConfigError),
     #[error("a startup task failed: {0}")]
     Task(String),
+    #[error("metadata quorum: {0}")]
+    Quorum(String),
 }
 
 /// A running broker: its address and a handle to stop it.
@@ -72,13 +78,20 @@ pub struct RunningBroker {
     server: tokio::task::JoinHandle<()>,
 }
 
+/// How long a controlled shutdown waits for the leaderships to move away.
+const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl RunningBroker {
-    /// Stops accepting connections, then flushes and closes every log.
+    /// Controlled shutdown (leaderships move to other ISR members first), then
+    /// stops accepting connections, flushes and closes every log, and stops the
+    /// metadata quorum member.
     pub async fn shutdown(self) {
+        self.broker.cluster.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT).await;
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let replicas = self.broker.replicas.clone();
         let _ = tokio::task::spawn_blocking(move || replicas.shutdown()).await;
+        self.broker.cluster.stop().await;
     }
 }
 
@@ -111,7 +124,13 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
             .await
             .map_err(|e| StartError::Task(e.to_string()))??
     };
-    let cluster_id = load_or_create_cluster_id(&replicas)?;
+    let local_cluster_id = load_or_create_cluster_id(&replicas)?;
+    let cluster = cluster::Cluster::start(&config, &local_cluster_id).await?;
+    let cluster_id = cluster.join(&config, &replicas).await?;
+    if cluster_id != local_cluster_id {
+        tracing::info!(cluster_id, "this data directory joins the cluster's id");
+        replicas.meta().put_value("cluster.id", &cluster_id)?;
+    }
     replicas.start_retention_task();
     replicas.start_isr_expiration_task();
     let groups = {
@@ -132,7 +151,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         .map_err(|e| StartError::Coordinator(e.to_string()))?
     };
     let fetch_sessions = fetch_session::FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots);
-    let broker = Arc::new(Broker { config, cluster_id, replicas, producer_ids: Default::default(), groups, txns, fetch_sessions });
+    let broker = Arc::new(Broker { config, cluster_id, replicas, cluster, producer_ids: Default::default(), groups, txns, fetch_sessions });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(network::serve(broker.clone(), listener, shutdown_rx));
     tracing::info!(%local_addr, node_id = broker.config.node_id, cluster_id = %broker.cluster_id, "broker started");
@@ -153,38 +172,7 @@ fn load_or_create_cluster_id(replicas: &ReplicaManager) -> Result<String, runnel
     if let Some(id) = replicas.meta().get_value("cluster.id")? {
         return Ok(id);
     }
-    let id = uuid_to_kafka_base64(uuid::Uuid::new_v4());
+    let id = runnel_controller::new_cluster_id();
     replicas.meta().put_value("cluster.id", &id)?;
     Ok(id)
-}
-
-/// Kafka prints UUIDs as 22-character URL-safe base64 without padding.
-fn uuid_to_kafka_base64(id: uuid::Uuid) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = id.as_bytes();
-    let mut out = String::with_capacity(22);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for &b in bytes {
-        acc = (acc << 8) | b as u32;
-        bits += 8;
-        while bits >= 6 {
-            bits -= 6;
-            out.push(ALPHABET[((acc >> bits) & 0x3f) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((acc << (6 - bits)) & 0x3f) as usize] as char);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn cluster_ids_look_like_kafkas() {
-        let id = super::uuid_to_kafka_base64(uuid::Uuid::from_bytes([0; 16]));
-        assert_eq!(id, "AAAAAAAAAAAAAAAAAAAAAA");
-        assert_eq!(id.len(), 22);
-    }
 }

@@ -49,9 +49,6 @@ impl AlterPartitionSender for NoController {
     }
 }
 
-/// Kafka's `replica.lag.time.max.ms` default.
-pub const DEFAULT_REPLICA_LAG_TIME_MAX_MS: i64 = 30_000;
-
 /// Kafka's limit on topic name length.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
@@ -223,6 +220,7 @@ impl ReplicaManager {
         finish_interrupted_deletions(&data_dir, &meta, &mut topics)?;
         recover_topics_without_metadata(&data_dir, &meta, &mut topics)?;
         let dynamic = DynamicConfigs::load(config.clone(), &meta)?;
+        let replica_lag_time_max_ms = config.replica_lag_time_max_ms;
         let manager = ReplicaManager {
             config,
             data_dir,
@@ -232,7 +230,7 @@ impl ReplicaManager {
             topic_ids: RwLock::new(HashMap::new()),
             admin_lock: Mutex::new(()),
             alter_partition: RwLock::new(Arc::new(NoController)),
-            replica_lag_time_max_ms: std::sync::atomic::AtomicI64::new(DEFAULT_REPLICA_LAG_TIME_MAX_MS),
+            replica_lag_time_max_ms: std::sync::atomic::AtomicI64::new(replica_lag_time_max_ms),
             broker_addresses: RwLock::new(HashMap::new()),
             fetchers: Mutex::new(std::collections::HashSet::new()),
             shut_down: std::sync::atomic::AtomicBool::new(false),
@@ -369,14 +367,56 @@ impl ReplicaManager {
         if validate_only {
             return Ok(None);
         }
-        let id = Uuid::new_v4();
+        self.create_local_topic(name, Uuid::new_v4(), partitions, configs, log_config, |_| {}).map(Some)
+    }
+
+    /// Creates a topic the committed cluster metadata holds, with its id, partition
+    /// count and configs. `prepare` sets each new partition's role before any request
+    /// can see the topic.
+    pub fn create_topic_from_image(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        prepare: impl Fn(&Arc<Partition>),
+    ) -> Result<Arc<Topic>, ApiError> {
+        let log_config = match self.log_config_for(&configs) {
+            Ok(log_config) => log_config,
+            Err(e) => {
+                // Validated by the broker that took the request; a default keeps the data coming.
+                tracing::error!(topic = name, error = %e, "topic configs from the cluster metadata are invalid here; using the defaults");
+                self.log_config_for(&BTreeMap::new()).map_err(|e| ApiError::from(&e))?
+            }
+        };
+        let _guard = self.admin_lock.lock();
+        if let Some(existing) = self.topic(name) {
+            return Ok(existing);
+        }
+        self.create_local_topic(name, id, partitions, configs, log_config, prepare)
+    }
+
+    /// Opens the logs of a new topic and only then writes its metadata (a crash in
+    /// between leaves empty partition directories, which a later create reuses).
+    /// The caller holds `admin_lock`.
+    fn create_local_topic(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        log_config: LogConfig,
+        prepare: impl Fn(&Arc<Partition>),
+    ) -> Result<Arc<Topic>, ApiError> {
         let meta = TopicMeta { name: name.to_string(), topic_id: *id.as_bytes(), partitions: partitions as u32, configs: configs.clone() };
         let storage_err = |e: StorageError| ApiError::from(&e);
         let arc_name: Arc<str> = Arc::from(name);
         let mut parts = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
             let log = Log::open(&self.data_dir.partition_dir(name, index), log_config.clone()).map_err(storage_err)?;
-            parts.push(Partition::new(arc_name.clone(), index, log, self.config.node_id));
+            let partition = Partition::new(arc_name.clone(), index, log, self.config.node_id);
+            prepare(&partition);
+            parts.push(partition);
         }
         // Metadata last: a crash before this leaves only empty partition dirs, which a later create reuses.
         self.meta.put(&meta).map_err(storage_err)?;
@@ -390,7 +430,7 @@ impl ReplicaManager {
         self.topic_ids.write().insert(id, topic.clone());
         self.topics.write().insert(arc_name, topic.clone());
         tracing::info!(topic = name, partitions, "created topic");
-        Ok(Some(topic))
+        Ok(topic)
     }
 
     /// Deletes a topic and its data.
@@ -452,11 +492,33 @@ impl ReplicaManager {
         if validate_only {
             return Ok(());
         }
-        let log_config = self.effective_log_config(&topic)?;
+        self.add_local_partitions(&topic, total, |_| {})
+    }
+
+    /// Raises a topic's partition count to what the committed cluster metadata holds;
+    /// `prepare` sets each new partition's role before requests can see it.
+    pub fn add_partitions_from_image(&self, name: &str, total: i32, prepare: impl Fn(&Arc<Partition>)) -> Result<(), ApiError> {
+        let _guard = self.admin_lock.lock();
+        let topic = self
+            .topic(name)
+            .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, format!("Topic '{name}' does not exist.")))?;
+        if total <= topic.partition_count() as i32 {
+            return Ok(());
+        }
+        self.add_local_partitions(&topic, total, prepare)
+    }
+
+    /// The caller holds `admin_lock`.
+    fn add_local_partitions(&self, topic: &Topic, total: i32, prepare: impl Fn(&Arc<Partition>)) -> Result<(), ApiError> {
+        let name = &*topic.name;
+        let current = topic.partition_count() as i32;
+        let log_config = self.effective_log_config(topic)?;
         let mut added = Vec::new();
         for index in current..total {
             let log = Log::open(&self.data_dir.partition_dir(name, index), log_config.clone()).map_err(|e| ApiError::from(&e))?;
-            added.push(Partition::new(topic.name.clone(), index, log, self.config.node_id));
+            let partition = Partition::new(topic.name.clone(), index, log, self.config.node_id);
+            prepare(&partition);
+            added.push(partition);
         }
         let meta = TopicMeta {
             name: name.to_string(),

@@ -35,6 +35,14 @@ pub enum ControllerRequest {
     ElectLeaders { election: ElectionType, partitions: Vec<(String, i32)> },
     AlterConfig { resource_type: ConfigResource, resource_name: String, name: String, value: Option<String> },
     AllocateProducerIds { broker_id: i32, broker_epoch: i64 },
+    /// Sets a resource's configs to exactly `configs` (AlterConfigs semantics): the
+    /// keys that differ are written, the ones absent are removed, in one batch.
+    ReplaceConfigs { resource_type: ConfigResource, resource_name: String, configs: BTreeMap<String, String> },
+    /// A topic that existed before the metadata quorum (a data directory written by an
+    /// earlier release), written into the metadata log once with the id, partition count
+    /// and configs it has: every partition on `node_id`, led by it, at the leader epoch
+    /// its log already holds (`leader_epochs[partition]`), so clients see no change.
+    ImportTopic { name: String, topic_id: Uuid, node_id: i32, leader_epochs: Vec<i32>, configs: BTreeMap<String, String> },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -104,11 +112,18 @@ pub struct ControllerConfig {
     pub broker_session_timeout: Duration,
     /// `unclean.leader.election.enable`
     pub unclean_leader_election: bool,
+    /// `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`
+    /// (None: never rebalance).
+    pub leader_rebalance_interval: Option<Duration>,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        ControllerConfig { broker_session_timeout: Duration::from_millis(9000), unclean_leader_election: false }
+        ControllerConfig {
+            broker_session_timeout: Duration::from_millis(9000),
+            unclean_leader_election: false,
+            leader_rebalance_interval: Some(Duration::from_secs(300)),
+        }
     }
 }
 
@@ -222,6 +237,35 @@ impl Controller {
                     }],
                     response: ControllerResponse::ProducerIds { first_producer_id, count: PRODUCER_ID_BLOCK_SIZE },
                 })
+            }
+            ControllerRequest::ReplaceConfigs { resource_type, resource_name, configs } => {
+                if *resource_type == ConfigResource::Topic && image.topic_by_name(resource_name).is_none() {
+                    return Err(unknown_topic(resource_name));
+                }
+                let current = image.configs.get(resource_type).and_then(|by_name| by_name.get(resource_name));
+                let mut records = Vec::new();
+                for (name, value) in configs {
+                    if current.and_then(|c| c.get(name)) != Some(value) {
+                        records.push(MetadataRecord::Config {
+                            resource_type: *resource_type,
+                            resource_name: resource_name.clone(),
+                            name: name.clone(),
+                            value: Some(value.clone()),
+                        });
+                    }
+                }
+                for name in current.into_iter().flat_map(|c| c.keys()).filter(|name| !configs.contains_key(*name)) {
+                    records.push(MetadataRecord::Config {
+                        resource_type: *resource_type,
+                        resource_name: resource_name.clone(),
+                        name: name.clone(),
+                        value: None,
+                    });
+                }
+                Ok(Decision { records, response: ControllerResponse::Done })
+            }
+            ControllerRequest::ImportTopic { name, topic_id, node_id, leader_epochs, configs } => {
+                self.import_topic(image, name, *topic_id, *node_id, leader_epochs, configs)
             }
         }
     }
@@ -464,6 +508,61 @@ impl Controller {
                 replication_factor: assignments.first().map_or(0, |r| r.len() as i16),
             },
         })
+    }
+
+    fn import_topic(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        topic_id: Uuid,
+        node_id: i32,
+        leader_epochs: &[i32],
+        configs: &BTreeMap<String, String>,
+    ) -> Result<Decision, ControllerError> {
+        let imported = ControllerResponse::TopicCreated {
+            topic_id,
+            num_partitions: leader_epochs.len() as i32,
+            replication_factor: 1,
+        };
+        match image.topic_by_name(name) {
+            // Imported already (a start that stopped before it noted so).
+            Some(existing) if existing.topic_id == topic_id => {
+                return Ok(Decision { records: vec![], response: imported })
+            }
+            Some(_) => {
+                return Err(ControllerError::new(
+                    ResponseError::TopicAlreadyExists,
+                    format!("Topic '{name}' already exists in the cluster metadata with another topic id."),
+                ))
+            }
+            None => {}
+        }
+        validate_topic_name(name)?;
+        if leader_epochs.is_empty() {
+            return Err(ControllerError::new(ResponseError::InvalidPartitions, format!("topic {name} has no partitions")));
+        }
+        let mut pending = Pending::new(image);
+        pending.push(MetadataRecord::Topic { name: name.to_string(), topic_id })?;
+        for (partition, leader_epoch) in leader_epochs.iter().enumerate() {
+            pending.push(MetadataRecord::Partition(PartitionRecord {
+                topic_id,
+                partition: partition as i32,
+                replicas: vec![node_id],
+                isr: vec![node_id],
+                leader: node_id,
+                leader_epoch: (*leader_epoch).max(0),
+                partition_epoch: 0,
+            }))?;
+        }
+        for (config, value) in configs {
+            pending.push(MetadataRecord::Config {
+                resource_type: ConfigResource::Topic,
+                resource_name: name.to_string(),
+                name: config.clone(),
+                value: Some(value.clone()),
+            })?;
+        }
+        Ok(Decision { records: pending.records, response: imported })
     }
 
     fn create_partitions(

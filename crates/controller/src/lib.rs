@@ -129,6 +129,8 @@ struct ActiveController {
     controller: Controller,
     /// The Raft term in which this node last became the active controller.
     active_term: Option<u64>,
+    /// When the preferred-leader rebalance last ran (`leader.imbalance.check.interval.seconds`).
+    last_rebalance: Instant,
 }
 
 #[derive(Default)]
@@ -152,7 +154,7 @@ struct Shared {
 
 pub struct Quorum {
     shared: Arc<Shared>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     listen_addr: Option<SocketAddr>,
 }
 
@@ -212,6 +214,7 @@ impl Quorum {
             controller: tokio::sync::Mutex::new(ActiveController {
                 controller: Controller::new(config.controller.clone()),
                 active_term: None,
+                last_rebalance: Instant::now(),
             }),
             rpc_timeout: config.rpc_timeout,
             progress: Mutex::new(HashMap::new()),
@@ -243,7 +246,7 @@ impl Quorum {
         }
         tasks.push(tokio::spawn(active_controller_loop(Arc::downgrade(&shared))));
         tracing::info!(node_id = config.node_id, voters = ?config.voters, ?listen_addr, "metadata quorum started");
-        Ok(Quorum { shared, tasks, listen_addr })
+        Ok(Quorum { shared, tasks: Mutex::new(tasks), listen_addr })
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -277,12 +280,14 @@ impl Quorum {
     }
 
     /// Stops this node: Raft first, then the listener and its connections.
-    pub async fn shutdown(mut self) {
+    pub async fn shutdown(self) {
         self.stop().await;
     }
 
-    async fn stop(&mut self) {
-        for task in self.tasks.drain(..) {
+    /// As `shutdown`, for a quorum shared by reference (the broker's).
+    pub async fn stop(&self) {
+        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        for task in tasks {
             task.abort();
         }
         if let Err(e) = self.shared.raft.shutdown().await {
@@ -293,7 +298,7 @@ impl Quorum {
 
 impl Drop for Quorum {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             task.abort();
         }
         // Dropping stops nothing in openraft by itself; the core task ends when every
@@ -474,7 +479,19 @@ async fn active_controller_loop(shared: std::sync::Weak<Shared>) {
             shared.become_active(&mut active).await?;
             let image = shared.image_rx.borrow().clone();
             let records = active.controller.fence_expired(&image, Instant::now()).map_err(SubmitError::Refused)?;
-            shared.commit(records).await
+            shared.commit(records).await?;
+            if let Some(interval) = active.controller.config().leader_rebalance_interval {
+                if active.last_rebalance.elapsed() >= interval {
+                    active.last_rebalance = Instant::now();
+                    let image = shared.image_rx.borrow().clone();
+                    let records = active.controller.rebalance_preferred_leaders(&image).map_err(SubmitError::Refused)?;
+                    if !records.is_empty() {
+                        tracing::info!(changes = records.len(), "preferred-leader rebalance");
+                    }
+                    shared.commit(records).await?;
+                }
+            }
+            Ok::<(), SubmitError>(())
         }
         .await
         {
@@ -485,8 +502,14 @@ async fn active_controller_loop(shared: std::sync::Weak<Shared>) {
 
 /// Kafka's cluster id format: a random UUID, URL-safe base64 without padding (22 characters).
 pub fn new_cluster_id() -> String {
+    uuid_to_kafka_base64(uuid::Uuid::new_v4())
+}
+
+/// Kafka prints UUIDs (cluster ids, topic ids in its tools) as 22 characters of
+/// URL-safe base64 without padding.
+pub fn uuid_to_kafka_base64(id: uuid::Uuid) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = uuid::Uuid::new_v4().into_bytes();
+    let bytes = id.into_bytes();
     let mut bits: u32 = 0;
     let mut nbits = 0;
     let mut out = String::with_capacity(22);
@@ -502,4 +525,16 @@ pub fn new_cluster_id() -> String {
         out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = super::uuid_to_kafka_base64(uuid::Uuid::from_bytes([0; 16]));
+        assert_eq!(id, "AAAAAAAAAAAAAAAAAAAAAA");
+        let id = super::uuid_to_kafka_base64(uuid::Uuid::from_bytes([0xff; 16]));
+        assert_eq!(id, "_____________________w");
+        assert_eq!(super::new_cluster_id().len(), 22);
+    }
 }

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
 
+/// Where the cluster metadata quorum keeps its Raft log (Kafka's name): never a topic's partition.
+pub const METADATA_LOG_DIR: &str = "__cluster_metadata-0";
+
 /// An open, exclusively locked data directory. The lock (flock on
 /// `<data-dir>/.lock`) is released when this is dropped or the process dies.
 pub struct DataDir {
@@ -59,6 +62,9 @@ impl DataDir {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().to_string();
+            if name == METADATA_LOG_DIR {
+                continue;
+            }
             if let Some((topic, partition)) = name.rsplit_once('-') {
                 if let Ok(p) = partition.parse::<i32>() {
                     if !topic.is_empty() && p >= 0 {
@@ -75,6 +81,16 @@ impl DataDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_metadata_log_directory_is_not_a_partition() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        std::fs::create_dir(tmp.path().join(METADATA_LOG_DIR)).unwrap();
+        std::fs::create_dir(dir.partition_dir("orders", 0)).unwrap();
+        let found: Vec<(String, i32)> = dir.list_partition_dirs().unwrap().into_iter().map(|(t, p, _)| (t, p)).collect();
+        assert_eq!(found, vec![("orders".to_string(), 0)]);
+    }
 
     #[test]
     fn a_second_open_is_refused_while_the_first_holds_the_lock() {

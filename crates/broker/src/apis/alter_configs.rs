@@ -69,7 +69,7 @@ pub fn null_values_error(names: &[&str]) -> Result<(), ApiError> {
 /// Replaces the configs of one resource.
 fn alter_resource(broker: &Broker, resource_type: i8, name: &str, configs: BTreeMap<String, String>, validate_only: bool) -> Result<(), ApiError> {
     match resource_type {
-        RESOURCE_TOPIC => broker.replicas.set_topic_configs(name, configs, validate_only),
+        RESOURCE_TOPIC => crate::cluster::set_topic_configs_blocking(broker, name, configs, validate_only),
         RESOURCE_BROKER => broker.replicas.set_broker_configs(broker_scope(broker, name)?, configs, validate_only),
         RESOURCE_GROUP => broker.replicas.set_group_configs(name, configs, validate_only),
         other => Err(ApiError::new(ResponseError::InvalidRequest, format!("Unknown resource type {other}"))),

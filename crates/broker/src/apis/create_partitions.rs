@@ -1,4 +1,5 @@
-//! CreatePartitions (key 37): raises a topic's partition count.
+//! CreatePartitions (key 37): raises a topic's partition count, with the new
+//! partitions' replicas placed by the controller or given as assignments.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -26,13 +27,12 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: CreatePart
             .into_iter()
             .filter(|t| occurrences[&t.name.0] <= 1 || answered_duplicates.insert(t.name.0.clone()))
             .map(|t| {
-                let node = broker.config.node_id;
-                let outcome = match &t.assignments {
-                    _ if occurrences[&t.name.0] > 1 => Err(ApiError::new(ResponseError::InvalidRequest, "Duplicate topic name.")),
-                    Some(a) if a.iter().any(|x| x.broker_ids.iter().any(|b| b.0 != node)) => {
-                        Err(ApiError::new(ResponseError::InvalidReplicaAssignment, "Assignment names a broker that does not exist"))
-                    }
-                    _ => broker.replicas.create_partitions(&t.name.0, t.count, validate_only),
+                let outcome = if occurrences[&t.name.0] > 1 {
+                    Err(ApiError::new(ResponseError::InvalidRequest, "Duplicate topic name."))
+                } else {
+                    let assignments =
+                        t.assignments.as_ref().map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
+                    crate::cluster::create_partitions_blocking(&broker, &t.name.0, t.count, assignments, validate_only)
                 };
                 let result = CreatePartitionsTopicResult::default().with_name(t.name);
                 match outcome {

@@ -33,7 +33,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
                     None if name.is_none() => Err(ApiError::new(ResponseError::UnknownTopicId, "This server does not host this topic ID.")),
                     None => Err(ApiError::new(ResponseError::UnknownTopicOrPartition, "This server does not host this topic-partition.")),
                     Some(t) if t.internal => Err(ApiError::new(ResponseError::TopicAuthorizationFailed, format!("Internal topic {} cannot be deleted", t.name))),
-                    Some(t) => broker.replicas.delete_topic(&t.name).map(|_| t),
+                    Some(t) => crate::cluster::delete_topic_blocking(&broker, &t).map(|_| t),
                 };
                 match outcome {
                     Ok(t) => result.with_name(Some(TopicName(StrBytes::from_string(t.name.to_string())))).with_topic_id(t.id),

@@ -1,4 +1,5 @@
-//! DescribeCluster (key 60): the cluster id, controller and brokers.
+//! DescribeCluster (key 60): the cluster id, the active controller and the live
+//! brokers (with racks), from the committed cluster metadata.
 
 use std::sync::Arc;
 
@@ -34,17 +35,23 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeClu
                 .with_cluster_authorized_operations(authorized_operations::OMITTED),
         );
     }
-    let node = BrokerId(broker.config.node_id);
-    let this = DescribeClusterBroker::default()
-        .with_broker_id(node)
-        .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
-        .with_port(broker.config.advertised_port);
+    let (live, controller_id) = super::metadata::brokers_and_controller(broker);
+    let brokers = live
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(b.node_id)
+                .with_host(b.host)
+                .with_port(b.port)
+                .with_rack(b.rack)
+        })
+        .collect();
     Reply::Now(
         DescribeClusterResponse::default()
             .with_endpoint_type(BROKERS_ENDPOINT_TYPE)
             .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
-            .with_controller_id(node)
-            .with_brokers(vec![this])
+            .with_controller_id(controller_id)
+            .with_brokers(brokers)
             .with_cluster_authorized_operations(authorized_operations::if_requested(
                 req.include_cluster_authorized_operations,
                 authorized_operations::CLUSTER,

@@ -94,7 +94,7 @@ fn alter_resource(broker: &Broker, r: &AlterConfigsResource, validate_only: bool
             let is_list = |n: &str| topic_config_defs().iter().any(|d| d.name == n && d.kind == ConfigKind::List);
             let current = |n: &str| effective.as_ref().ok().and_then(|e| e.value_of(n));
             let overrides = apply_ops(topic.config_overrides(), &r.configs, is_list, current)?;
-            broker.replicas.set_topic_configs(name, overrides, validate_only)
+            crate::cluster::set_topic_configs_blocking(broker, name, overrides, validate_only)
         }
         RESOURCE_BROKER => {
             let scope = broker_scope(broker, name)?;

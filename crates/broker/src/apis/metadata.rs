@@ -1,5 +1,7 @@
-//! Metadata (key 3): brokers, controller, and topics with their partitions.
-//! Auto-creates requested topics when `auto.create.topics.enable` is on and
+//! Metadata (key 3): the live brokers (with racks), the controller, and topics
+//! with their partitions' leaders, replicas, ISR and offline replicas, from the
+//! committed cluster metadata this broker has applied. Auto-creates requested
+//! topics (through the controller) when `auto.create.topics.enable` is on and
 //! the client allows it, as Kafka does.
 
 use std::sync::Arc;
@@ -9,6 +11,9 @@ use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, Metada
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use runnel_controller::controller::CreateTopic;
+use runnel_controller::{ControllerRequest, ControllerResponse};
+
 use super::{authorized_operations, Reply, RequestContext};
 use crate::replica_manager::{validate_topic_name, Topic};
 use crate::Broker;
@@ -17,33 +22,26 @@ use crate::Broker;
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = authorized_operations::OMITTED;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataRequest) -> Reply<MetadataResponse> {
-    let config = &broker.config;
-    let node = BrokerId(config.node_id);
-    let brokers = vec![MetadataResponseBroker::default()
-        .with_node_id(node)
-        .with_host(StrBytes::from_string(config.advertised_host.clone()))
-        .with_port(config.advertised_port)];
+    let (brokers, controller_id) = brokers_and_controller(broker);
     // Before v4 a client could not opt out of auto-creation.
     let client_allows_create = ctx.version < 4 || req.allow_auto_topic_creation;
+    let listed = || broker.replicas.topics().into_iter().filter(|t| broker.cluster.is_listed(t)).map(|t| describe_topic(broker, &t)).collect();
     let topics: Vec<MetadataResponseTopic> = match req.topics {
-        None => broker.replicas.topics().iter().map(|t| describe_topic(broker, t)).collect(),
-        Some(requested) if requested.is_empty() && ctx.version == 0 => {
-            // v0: an empty list means all topics.
-            broker.replicas.topics().iter().map(|t| describe_topic(broker, t)).collect()
-        }
+        None => listed(),
+        // v0: an empty list means all topics.
+        Some(requested) if requested.is_empty() && ctx.version == 0 => listed(),
         Some(requested) => {
             // A topic named twice is answered once (Kafka collects the names in a set).
             let mut seen_names = std::collections::HashSet::new();
             let mut seen_ids = std::collections::HashSet::new();
-            requested
-                .into_iter()
-                .filter(|wanted| match &wanted.name {
-                    Some(name) => seen_names.insert(name.0.clone()),
-                    None => seen_ids.insert(wanted.topic_id),
-                })
-                .map(|wanted| match wanted.name {
-                    Some(name) => topic_by_name(broker, &name.0, client_allows_create),
-                    None => match broker.replicas.topic_by_id(&wanted.topic_id) {
+            let mut answers = Vec::new();
+            for wanted in requested.into_iter().filter(|wanted| match &wanted.name {
+                Some(name) => seen_names.insert(name.0.clone()),
+                None => seen_ids.insert(wanted.topic_id),
+            }) {
+                answers.push(match wanted.name {
+                    Some(name) => topic_by_name(broker, &name.0, client_allows_create).await,
+                    None => match broker.replicas.topic_by_id(&wanted.topic_id).filter(|t| broker.cluster.is_listed(t)) {
                         Some(topic) => describe_topic(broker, &topic),
                         None => MetadataResponseTopic::default()
                             .with_error_code(ResponseError::UnknownTopicId.code())
@@ -51,8 +49,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
                             .with_topic_id(wanted.topic_id)
                             .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED),
                     },
-                })
-                .collect()
+                });
+            }
+            answers
         }
     };
     let topics = topics
@@ -66,7 +65,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
         MetadataResponse::default()
             .with_brokers(brokers)
             .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
-            .with_controller_id(node)
+            .with_controller_id(controller_id)
             .with_topics(topics)
             .with_cluster_authorized_operations(authorized_operations::if_requested(
                 req.include_cluster_authorized_operations,
@@ -75,8 +74,32 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
     )
 }
 
-fn topic_by_name(broker: &Arc<Broker>, name: &StrBytes, client_allows_create: bool) -> MetadataResponseTopic {
-    if let Some(topic) = broker.replicas.topic(name) {
+/// The live brokers, and the controller id clients are told: the active
+/// controller when it is a live broker (combined nodes), else a live broker, as
+/// Kafka's KRaft brokers report.
+pub fn brokers_and_controller(broker: &Broker) -> (Vec<MetadataResponseBroker>, BrokerId) {
+    let mut live = broker.cluster.live_brokers();
+    if live.is_empty() {
+        // Not unfenced yet (only during start-up): this broker alone.
+        live.push((broker.config.node_id, broker.config.advertised_host.clone(), broker.config.advertised_port, broker.config.broker_rack.clone()));
+    }
+    let active = broker.cluster.controller_id();
+    let controller = if live.iter().any(|(id, ..)| *id == active) { active } else { live[0].0 };
+    let brokers = live
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
+                .with_rack(rack.map(StrBytes::from_string))
+        })
+        .collect();
+    (brokers, BrokerId(controller))
+}
+
+async fn topic_by_name(broker: &Arc<Broker>, name: &StrBytes, client_allows_create: bool) -> MetadataResponseTopic {
+    if let Some(topic) = broker.replicas.topic(name).filter(|t| broker.cluster.is_listed(t)) {
         return describe_topic(broker, &topic);
     }
     let error = |code: ResponseError| {
@@ -93,29 +116,51 @@ fn topic_by_name(broker: &Arc<Broker>, name: &StrBytes, client_allows_create: bo
     }
     tracing::warn!(topic = %name, partitions = broker.config.num_partitions,
         "auto-creating topic on first use (auto.create.topics.enable=true); create topics explicitly in production");
-    match broker.replicas.create_topic(name, -1, -1, Default::default(), false) {
-        Ok(Some(topic)) => describe_topic(broker, &topic),
+    let create = CreateTopic {
+        name: name.to_string(),
+        num_partitions: broker.config.num_partitions,
+        replication_factor: broker.config.default_replication_factor,
+        assignments: None,
+        configs: Default::default(),
+    };
+    let created = match broker.cluster.submit(ControllerRequest::CreateTopic(create)).await {
+        Ok(ControllerResponse::TopicCreated { topic_id, .. }) => broker.cluster.wait_for_topic(&broker.replicas, topic_id).await,
         // Lost a race with a concurrent creator: describe what exists now.
-        Err(e) if e.code == ResponseError::TopicAlreadyExists => match broker.replicas.topic(name) {
-            Some(topic) => describe_topic(broker, &topic),
-            None => error(ResponseError::LeaderNotAvailable),
-        },
-        Ok(None) | Err(_) => error(ResponseError::LeaderNotAvailable),
+        Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+            let image = broker.cluster.image();
+            match image.topic_by_name(name) {
+                Some(t) => broker.cluster.wait_for_topic(&broker.replicas, t.topic_id).await,
+                None => None,
+            }
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(topic = %name, error = %e, "auto-creating the topic failed");
+            None
+        }
+    };
+    match created {
+        Some(topic) => describe_topic(broker, &topic),
+        None => error(ResponseError::LeaderNotAvailable),
     }
 }
 
 pub fn describe_topic(broker: &Broker, topic: &Topic) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
+    let ids = |ids: Vec<i32>| ids.into_iter().map(BrokerId).collect::<Vec<_>>();
     let partitions = topic
         .partitions()
         .iter()
         .map(|p| {
+            let view = broker.cluster.partition_view(topic, p);
+            let error = if view.leader < 0 { ResponseError::LeaderNotAvailable.code() } else { 0 };
             MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_leader_epoch(p.leader_epoch())
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_id(BrokerId(view.leader))
+                .with_leader_epoch(view.leader_epoch)
+                .with_replica_nodes(ids(view.replicas))
+                .with_isr_nodes(ids(view.isr))
+                .with_offline_replicas(ids(view.offline))
         })
         .collect();
     MetadataResponseTopic::default()
