@@ -15,6 +15,7 @@ pub mod dynamic_config;
 pub mod error;
 pub mod fetch_session;
 pub mod frame;
+pub mod log_cleaner;
 pub mod network;
 pub mod partition;
 pub mod producer_state;
@@ -111,6 +112,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     };
     let cluster_id = load_or_create_cluster_id(&replicas)?;
     replicas.start_retention_task();
+    log_cleaner::start(&replicas, config.log_cleaner.clone());
     replicas.start_isr_expiration_task();
     let groups = {
         let (config, replicas) = (config.clone(), replicas.clone());
