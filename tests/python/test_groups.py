@@ -6,7 +6,7 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SEED = os.path.join(HERE, "..", "..", "..", "shared", "acceptance", "seed_example.py")
@@ -195,34 +195,55 @@ def test_offsets_expire_after_retention_unless_the_group_is_active(make_broker):
 
 
 def test_offsets_topic_is_compacted_and_replays_the_same_state(make_broker):
-    """__consumer_offsets is compacted: after many commits of the same keys
-    its log start moves past the superseded records, and a restart still
-    sees every group's latest offsets (and not a deleted group's)."""
-    broker = make_broker()
+    """__consumer_offsets is compacted by the log cleaner like any compacted
+    topic: after many commits of the same keys the superseded records are
+    gone, and a restart still sees every group's latest offsets (and not a
+    deleted group's)."""
+    broker = make_broker({"log.cleaner.backoff.ms": "100"})
     topic = "compact-" + uuid.uuid4().hex[:6]
     create_topic(broker.bootstrap, topic, 2)
     produce_n(broker.bootstrap, topic, 10, 2)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})  # kept alive until the futures resolve
+    # Small segments so that the cleaner has closed segments to clean.
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "__consumer_offsets")
+    resource.add_incremental_config(ConfigEntry("segment.bytes", "4096", incremental_operation=AlterConfigOpType.SET))
+    resource.add_incremental_config(ConfigEntry("min.cleanable.dirty.ratio", "0.1", incremental_operation=AlterConfigOpType.SET))
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(10)
     busy, quiet, doomed = ("g-" + name + "-" + uuid.uuid4().hex[:6] for name in ("busy", "quiet", "doomed"))
     for group, value in ((quiet, 3), (doomed, 4)):
         c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
         c.commit(offsets=[TopicPartition(topic, 0, value), TopicPartition(topic, 1, value)], asynchronous=False)
         c.close()
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap})  # kept alive until the future resolves
     admin.delete_consumer_groups([doomed])[doomed].result(10)
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": busy, "enable.auto.commit": False})
     for i in range(1, 1501):
         c.commit(offsets=[TopicPartition(topic, i % 2, i)], asynchronous=False)
     c.close()
-    probe = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "probe"})
+
+    def records_in_offsets_topic():
+        probe = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "probe-" + uuid.uuid4().hex[:6], "enable.auto.commit": False})
+        try:
+            low, high = probe.get_watermark_offsets(TopicPartition("__consumer_offsets", 0), timeout=10, cached=False)
+            probe.assign([TopicPartition("__consumer_offsets", 0, low)])
+            count, last, idle = 0, low - 1, 0
+            while last < high - 1 and idle < 4:
+                msg = probe.poll(0.5)
+                if msg is None:
+                    idle += 1
+                    continue
+                count += 1
+                last = msg.offset()
+            return count, high
+        finally:
+            probe.close()
+
     deadline = time.time() + 30
-    low = 0
-    while time.time() < deadline:
-        low, high = probe.get_watermark_offsets(TopicPartition("__consumer_offsets", 0), timeout=10)
-        if low > 0:
-            break
+    count, high = records_in_offsets_topic()
+    while time.time() < deadline and count > 1000:
         time.sleep(0.5)
-    probe.close()
-    assert low > 1000, f"__consumer_offsets was not compacted: log start {low}"
+        count, high = records_in_offsets_topic()
+    assert high > 1500 and count < 1000, f"__consumer_offsets was not compacted: {count} records of {high} offsets"
     for restart in (broker.restart, lambda: (broker.kill9(), broker.start())):
         restart()
         for group, expected in ((busy, [(0, 1500), (1, 1499)]), (quiet, [(0, 3), (1, 3)]), (doomed, [(0, -1001), (1, -1001)])):

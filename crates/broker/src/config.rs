@@ -104,6 +104,8 @@ pub struct BrokerConfig {
     pub group_consumer_max_heartbeat_interval_ms: i32,
     /// `max.incremental.fetch.session.cache.slots` (Kafka default 1000): fetch sessions kept (KIP-227).
     pub max_incremental_fetch_session_cache_slots: usize,
+    /// `log.cleaner.*`: the log cleaner (compaction) of every compacted topic.
+    pub log_cleaner: LogCleanerConfig,
     /// Defaults for every topic's log (`log.*` broker configs).
     pub log_defaults: LogConfig,
     /// Every key=value given explicitly, for DescribeConfigs.
@@ -155,9 +157,38 @@ impl Default for BrokerConfig {
             group_consumer_min_heartbeat_interval_ms: 5_000,
             group_consumer_max_heartbeat_interval_ms: 15_000,
             max_incremental_fetch_session_cache_slots: 1_000,
+            log_cleaner: LogCleanerConfig::default(),
             log_defaults,
             explicit: BTreeMap::new(),
         }
+    }
+}
+
+/// The broker-wide cleaner settings, with Kafka's names and defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogCleanerConfig {
+    /// `log.cleaner.enable` (true).
+    pub enable: bool,
+    /// `log.cleaner.threads` (1; Runnel runs one cleaner).
+    pub threads: i32,
+    /// `log.cleaner.backoff.ms` (15000): sleep when no log needs cleaning.
+    pub backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size` (128 MiB) and `log.cleaner.io.max.bytes.per.second` (unlimited).
+    pub storage: runnel_storage::CleanerConfig,
+}
+
+impl Default for LogCleanerConfig {
+    fn default() -> Self {
+        LogCleanerConfig { enable: true, threads: 1, backoff_ms: 15_000, storage: runnel_storage::CleanerConfig::default() }
+    }
+}
+
+/// A double as Kafka prints it for the unlimited default (Java's `Double.MAX_VALUE`).
+fn java_double(v: f64) -> String {
+    if v == f64::MAX {
+        "1.7976931348623157E308".into()
+    } else {
+        v.to_string()
     }
 }
 
@@ -380,6 +411,15 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("leader.imbalance.check.interval.seconds", "300", "How often the active controller runs the preferred-leader rebalance (`auto.leader.rebalance.enable`)."),
     def("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL", "Security protocol of each listener name, NAME:PROTOCOL,... Only PLAINTEXT is supported yet."),
     def("listeners", "PLAINTEXT://127.0.0.1:9092", "Where the broker listens, NAME://HOST:PORT (`PLAINTEXT://:9092` and `PLAINTEXT://0.0.0.0:9092` bind every interface, `PLAINTEXT://[::1]:9092` IPv6). One client listener is supported; port 0 picks a free port, which is then advertised."),
+    def("log.cleaner.backoff.ms", "15000", "How long the log cleaner sleeps when no compacted log needs cleaning."),
+    def("log.cleaner.dedupe.buffer.size", "134217728", "Memory bound of the cleaner's key map (24 bytes per key, as Kafka counts); a dirty section with more keys is cleaned in several passes."),
+    def("log.cleaner.delete.retention.ms", "86400000", "Default `delete.retention.ms` of topics: how long a tombstone stays after its segment was last written."),
+    def("log.cleaner.enable", "true", "Run the log cleaner, which compacts topics whose `cleanup.policy` includes `compact` (`__consumer_offsets` included)."),
+    def("log.cleaner.io.max.bytes.per.second", "1.7976931348623157E308", "Bytes per second the cleaner reads and writes at most, so it does not starve produce and fetch."),
+    def("log.cleaner.max.compaction.lag.ms", "9223372036854775807", "Default `max.compaction.lag.ms` of topics."),
+    def("log.cleaner.min.cleanable.ratio", "0.5", "Default `min.cleanable.dirty.ratio` of topics."),
+    def("log.cleaner.min.compaction.lag.ms", "0", "Default `min.compaction.lag.ms` of topics."),
+    def("log.cleaner.threads", "1", "Cleaner threads; Runnel runs one cleaner (values above 1 are accepted and run one)."),
     def("log.cleanup.policy", "delete", "Default `cleanup.policy` of topics."),
     def("log.dir", "runnel-data", "Data directory, used when `log.dirs` is not set."),
     def("log.dirs", "runnel-data", "Data directory: topics' logs and the broker's metadata. Runnel uses one directory."),
@@ -597,6 +637,39 @@ impl BrokerConfig {
             "log.index.interval.bytes" => self.log_defaults.index_interval_bytes = parse_num(name, v)?,
             "log.index.size.max.bytes" => self.log_defaults.segment_index_bytes = parse_num(name, v)?,
             "log.cleanup.policy" => self.log_defaults.cleanup_policy = v.to_string(),
+            "log.cleaner.enable" => self.log_cleaner.enable = parse_bool(name, v)?,
+            "log.cleaner.threads" => {
+                let n: i32 = parse_num(name, v)?;
+                if n < 0 {
+                    return Err(invalid(name, v, "must be at least 0"));
+                }
+                self.log_cleaner.threads = n;
+            }
+            "log.cleaner.backoff.ms" => self.log_cleaner.backoff_ms = parse_num(name, v)?,
+            "log.cleaner.dedupe.buffer.size" => self.log_cleaner.storage.dedupe_buffer_size = parse_num(name, v)?,
+            "log.cleaner.io.max.bytes.per.second" => {
+                let rate: f64 = parse_num(name, v)?;
+                if rate.is_nan() || rate <= 0.0 {
+                    return Err(invalid(name, v, "must be positive"));
+                }
+                self.log_cleaner.storage.io_max_bytes_per_second = rate;
+            }
+            "log.cleaner.delete.retention.ms" => self.log_defaults.delete_retention_ms = parse_non_negative(name, v)?,
+            "log.cleaner.min.compaction.lag.ms" => self.log_defaults.min_compaction_lag_ms = parse_non_negative(name, v)?,
+            "log.cleaner.max.compaction.lag.ms" => {
+                let lag: i64 = parse_num(name, v)?;
+                if lag < 1 {
+                    return Err(invalid(name, v, "must be at least 1"));
+                }
+                self.log_defaults.max_compaction_lag_ms = lag;
+            }
+            "log.cleaner.min.cleanable.ratio" => {
+                let ratio: f64 = parse_num(name, v)?;
+                if !(0.0..=1.0).contains(&ratio) {
+                    return Err(invalid(name, v, "must be between 0 and 1"));
+                }
+                self.log_defaults.min_cleanable_dirty_ratio = ratio;
+            }
             "log.preallocate" => self.log_defaults.preallocate = parse_bool(name, v)?,
             "min.insync.replicas" => self.log_defaults.min_insync_replicas = parse_num(name, v)?,
             "log.message.timestamp.before.max.ms" => self.log_defaults.timestamp_before_max_ms = parse_non_negative(name, v)?,
@@ -734,6 +807,15 @@ impl BrokerConfig {
             ("leader.imbalance.check.interval.seconds", self.leader_imbalance_check_interval_seconds.to_string()),
             ("listener.security.protocol.map", self.listener_security_protocols.iter().map(|(n, p)| format!("{n}:{p}")).collect::<Vec<_>>().join(",")),
             ("listeners", self.listeners.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
+            ("log.cleaner.backoff.ms", self.log_cleaner.backoff_ms.to_string()),
+            ("log.cleaner.dedupe.buffer.size", self.log_cleaner.storage.dedupe_buffer_size.to_string()),
+            ("log.cleaner.delete.retention.ms", l.delete_retention_ms.to_string()),
+            ("log.cleaner.enable", self.log_cleaner.enable.to_string()),
+            ("log.cleaner.io.max.bytes.per.second", java_double(self.log_cleaner.storage.io_max_bytes_per_second)),
+            ("log.cleaner.max.compaction.lag.ms", l.max_compaction_lag_ms.to_string()),
+            ("log.cleaner.min.cleanable.ratio", l.min_cleanable_dirty_ratio.to_string()),
+            ("log.cleaner.min.compaction.lag.ms", l.min_compaction_lag_ms.to_string()),
+            ("log.cleaner.threads", self.log_cleaner.threads.to_string()),
             ("log.cleanup.policy", l.cleanup_policy.clone()),
             ("log.dirs", self.data_dir.display().to_string()),
             ("log.index.interval.bytes", l.index_interval_bytes.to_string()),

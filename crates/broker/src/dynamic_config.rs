@@ -354,7 +354,7 @@ mod tests {
     #[test]
     fn broker_config_validation() {
         assert!(validate_broker_config("log.retention.ms", "3600000").is_ok());
-        assert!(validate_broker_config("log.cleaner.threads", "1").is_ok(), "custom and unimplemented names are kept");
+        assert!(validate_broker_config("log.cleaner.io.buffer.size", "1").is_ok(), "custom and unimplemented names are kept");
         for (name, value) in [("log.retention.ms", "soon"), ("log.cleanup.policy", "bogus"), ("log.segment.bytes", "10"), ("log.dirs", "/x")] {
             let e = validate_broker_config(name, value).unwrap_err();
             assert_eq!(e.code(), ResponseError::InvalidRequest.code(), "{name}={value}");

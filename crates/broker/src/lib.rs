@@ -16,6 +16,7 @@ pub mod dynamic_config;
 pub mod error;
 pub mod fetch_session;
 pub mod frame;
+pub mod log_cleaner;
 pub mod network;
 pub mod partition;
 pub mod producer_state;
@@ -132,6 +133,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         replicas.meta().put_value("cluster.id", &cluster_id)?;
     }
     replicas.start_retention_task();
+    log_cleaner::start(&replicas, config.log_cleaner.clone());
     replicas.start_isr_expiration_task();
     let groups = {
         let (config, replicas) = (config.clone(), replicas.clone());

@@ -497,6 +497,11 @@ impl Partition {
         self.replica.lock().isr.len()
     }
 
+    /// `cleanup.policy` includes `compact` (records without a key are refused).
+    pub fn is_compacted(&self) -> bool {
+        self.log.lock().config().is_compacted()
+    }
+
     pub fn max_message_bytes(&self) -> usize {
         self.log.lock().config().max_message_bytes
     }

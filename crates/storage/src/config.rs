@@ -42,9 +42,16 @@ pub struct LogConfig {
     /// `message.timestamp.after.max.ms` (default 1 h): how far in the future.
     pub timestamp_after_max_ms: i64,
     /// `cleanup.policy` (default "delete"): time/size retention applies only
-    /// with "delete"; general log compaction is not implemented ("compact" is
-    /// stored and reported; the coordinator compacts its own topic).
+    /// with "delete", the cleaner ([`crate::cleaner`]) only with "compact".
     pub cleanup_policy: String,
+    /// `delete.retention.ms` (default 1 day): how long a tombstone stays after its segment was last written.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio` (default 0.5).
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms` (default 0).
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms` (default unlimited).
+    pub max_compaction_lag_ms: i64,
     /// `min.insync.replicas` (default 1).
     pub min_insync_replicas: i32,
     /// `file.delete.delay.ms` (default 60000).
@@ -53,6 +60,17 @@ pub struct LogConfig {
     pub preallocate: bool,
     /// Every other topic config set on the topic, by Kafka name (kept and reported).
     pub other: BTreeMap<String, String>,
+}
+
+impl LogConfig {
+    /// `cleanup.policy` includes `compact`: the cleaner keeps the latest record per key.
+    pub fn is_compacted(&self) -> bool {
+        self.cleanup_policy.split(',').any(|p| p.trim() == "compact")
+    }
+    /// `cleanup.policy` includes `delete`: time and size retention apply.
+    pub fn has_delete_policy(&self) -> bool {
+        self.cleanup_policy.split(',').any(|p| p.trim() == "delete")
+    }
 }
 
 /// One entry of the topic config catalogue: its Kafka name, default as Kafka
@@ -92,6 +110,10 @@ impl Default for LogConfig {
             timestamp_before_max_ms: i64::MAX,
             timestamp_after_max_ms: 3_600_000,
             cleanup_policy: "delete".into(),
+            delete_retention_ms: 86_400_000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
             min_insync_replicas: 1,
             file_delete_delay_ms: 60_000,
             preallocate: false,
@@ -257,6 +279,12 @@ impl LogConfig {
                 "message.timestamp.before.max.ms" => c.timestamp_before_max_ms = parse(0)?,
                 "message.timestamp.after.max.ms" => c.timestamp_after_max_ms = parse(0)?,
                 "cleanup.policy" => c.cleanup_policy = v.to_string(),
+                "delete.retention.ms" => c.delete_retention_ms = parse(0)?,
+                "min.compaction.lag.ms" => c.min_compaction_lag_ms = parse(0)?,
+                "max.compaction.lag.ms" => c.max_compaction_lag_ms = parse(1)?,
+                "min.cleanable.dirty.ratio" => {
+                    c.min_cleanable_dirty_ratio = v.parse().map_err(|_| err(name, value, "not a number"))?
+                }
                 "min.insync.replicas" => c.min_insync_replicas = parse(1)? as i32,
                 "file.delete.delay.ms" => c.file_delete_delay_ms = parse(0)?,
                 "preallocate" => c.preallocate = v == "true",
@@ -285,6 +313,10 @@ impl LogConfig {
             "message.timestamp.before.max.ms" => self.timestamp_before_max_ms.to_string(),
             "message.timestamp.after.max.ms" => self.timestamp_after_max_ms.to_string(),
             "cleanup.policy" => self.cleanup_policy.clone(),
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
+            "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),
             "preallocate" => self.preallocate.to_string(),

@@ -10,6 +10,7 @@
 //! record batches, assigns offsets in place, and hands bytes back.
 
 pub mod batch;
+pub mod cleaner;
 pub mod config;
 pub mod data_dir;
 pub mod error;
@@ -22,10 +23,11 @@ pub mod segment;
 pub mod txn_index;
 
 pub use batch::{BatchError, BatchHeader, ValidatedBatches};
+pub use cleaner::{CleanStats, CleanerConfig};
 pub use config::{ConfigError, LogConfig, TimestampType};
 pub use data_dir::DataDir;
 pub use error::StorageError;
 pub use leader_epoch::{EpochEntry, LeaderEpochCache};
-pub use log::{AppendInfo, Log, ReadPlan, RetentionOutcome, SyncJob};
+pub use log::{AppendInfo, Cleanable, Log, ReadPlan, RetentionOutcome, SyncJob};
 pub use txn_index::{AbortedTxn, ControlType};
 pub use meta::{MetaStore, TopicMeta};

@@ -20,6 +20,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::batch::{assign_offsets, BatchHeader, BATCH_HEADER_LEN};
+use crate::cleaner::{
+    parse_swap_name, read_cleaner_checkpoint, swap_name, CleanStats, CleanedGroup, CleanedLog, CleanerConfig, CleaningTask,
+    SegmentSnapshot, Throttler, CLEANED_SUFFIX, CLEANER_CHECKPOINT,
+};
 use crate::config::{LogConfig, TimestampType};
 use crate::error::{Result, StorageError};
 use crate::leader_epoch::LeaderEpochCache;
@@ -153,6 +157,7 @@ impl Log {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::io(dir, e))?;
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
         let clean = marker.exists();
+        recover_cleaner_files(dir)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
             let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
@@ -358,8 +363,15 @@ impl Log {
             return false;
         }
         let max_index_entries = (self.config.segment_index_bytes / 8).max(1) as usize;
+        // Kafka's maxSegmentMs: a compacted log also rolls by max.compaction.lag.ms,
+        // so no record waits in the (never cleaned) active segment longer than that.
+        let max_segment_ms = if self.config.is_compacted() {
+            self.config.segment_ms.min(self.config.max_compaction_lag_ms)
+        } else {
+            self.config.segment_ms
+        };
         active.size + incoming as u64 > self.config.segment_bytes
-            || now_ms - active.created_ms >= self.config.segment_ms
+            || now_ms - active.created_ms >= max_segment_ms
             || active.index_entries() >= max_index_entries
             || active.size + incoming as u64 > u32::MAX as u64
     }
@@ -412,9 +424,10 @@ impl Log {
             let header = crate::batch::check_stored_batch(&batches[pos..]).map_err(|e| {
                 crate::batch::BatchError::Corrupt(format!("replicated batch at byte {pos} (expected offset {expected}): {e}"))
             })?;
-            if header.base_offset != expected || header.last_offset_delta < 0 {
+            // A compacted leader's batches leave gaps between them, never overlaps.
+            if header.base_offset < expected || header.last_offset_delta < 0 {
                 return Err(crate::batch::BatchError::Invalid(format!(
-                    "replicated batch starts at offset {} (last offset delta {}) but the log expects {expected} (log end {end})",
+                    "replicated batch starts at offset {} (last offset delta {}) but the log expects at least {expected} (log end {end})",
                     header.base_offset, header.last_offset_delta
                 ))
                 .into());
@@ -607,7 +620,8 @@ impl Log {
         let mut deleted = (0usize, 0u64);
         while self.segments.len() > 1 {
             let Some((&base, first)) = self.segments.iter().next() else { break };
-            if first.next_offset > self.log_start_offset {
+            // A segment covers offsets up to the next one's base (compaction leaves gaps).
+            if self.segment_end(base) > self.log_start_offset {
                 break;
             }
             first.delete_files()?;
@@ -650,13 +664,14 @@ impl Log {
             }
             while self.segments.len() > 1 {
                 let Some((&base, first)) = self.segments.iter().next() else { break };
-                if !expired(first) {
+                // A non-active segment that compaction emptied holds nothing to keep.
+                if !expired(first) && !first.is_empty() {
                     break;
                 }
                 first.delete_files()?;
                 outcome.segments_deleted += 1;
                 outcome.bytes_deleted += first.size;
-                let next = first.next_offset;
+                let next = self.segment_end(base);
                 self.segments.remove(&base);
                 self.log_start_offset = self.log_start_offset.max(next);
             }
@@ -673,7 +688,7 @@ impl Log {
                 outcome.segments_deleted += 1;
                 outcome.bytes_deleted += first.size;
                 total -= first.size;
-                let next = first.next_offset;
+                let next = self.segment_end(base);
                 self.segments.remove(&base);
                 self.log_start_offset = self.log_start_offset.max(next);
             }
@@ -730,6 +745,165 @@ impl Log {
         Ok(end)
     }
 
+    /// Where the segment at `base` ends: the next segment's base offset, or
+    /// the log end for the active segment (compaction leaves gaps, so a
+    /// segment's own next offset may fall short of it).
+    fn segment_end(&self, base: i64) -> i64 {
+        match self.segments.range(base + 1..).next() {
+            Some((&next, _)) => next,
+            None => self.log_end_offset(),
+        }
+    }
+
+    /// The first dirty offset: the cleaner checkpoint, within the log.
+    fn first_dirty_offset(&self) -> i64 {
+        let checkpoint = read_cleaner_checkpoint(&self.dir).unwrap_or(self.log_start_offset);
+        // Kafka resets a checkpoint outside the log (truncation, deleted records) to the log start.
+        if checkpoint < self.log_start_offset || checkpoint > self.log_end_offset() {
+            self.log_start_offset
+        } else {
+            checkpoint
+        }
+    }
+
+    /// What the cleaner needs to choose this log (Kafka's `LogToClean` and
+    /// `LogCleanerManager.cleanableOffsets`); None if the log is not
+    /// compacted. `upper_bound` is the caller's first uncleanable offset
+    /// (high watermark, last stable offset); the active segment and segments
+    /// newer than `min.compaction.lag.ms` are never cleaned either.
+    pub fn cleanable(&self, now_ms: i64, upper_bound: i64) -> Result<Option<Cleanable>> {
+        if !self.config.is_compacted() {
+            return Ok(None);
+        }
+        let first_dirty = self.first_dirty_offset();
+        let min_lag = self.config.min_compaction_lag_ms;
+        let mut first_uncleanable = self.active_segment_base().min(upper_bound);
+        let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
+        let mut earliest_dirty_timestamp: Option<i64> = None;
+        for (&base, segment) in &self.segments {
+            let end = self.segment_end(base);
+            if base >= self.active_segment_base() {
+                break;
+            }
+            // Kafka: a segment whose newest record is within min.compaction.lag.ms is not cleanable yet.
+            let newest = if segment.max_timestamp >= 0 { segment.max_timestamp } else { segment.last_modified_ms };
+            if min_lag > 0 && newest > now_ms - min_lag {
+                first_uncleanable = first_uncleanable.min(base);
+            }
+            if end > first_uncleanable {
+                break;
+            }
+            if end <= first_dirty {
+                clean_bytes += segment.size;
+            } else {
+                dirty_bytes += segment.size;
+                if earliest_dirty_timestamp.is_none() && !segment.is_empty() {
+                    let header = segment.header_at(0)?;
+                    earliest_dirty_timestamp = Some(header.base_timestamp);
+                }
+            }
+        }
+        let total = clean_bytes + dirty_bytes;
+        let dirty_ratio = if total == 0 { 0.0 } else { dirty_bytes as f64 / total as f64 };
+        // Kafka's max.compaction.lag.ms: a dirty record older than that is cleaned whatever the ratio.
+        let max_lag = self.config.max_compaction_lag_ms;
+        let overdue = dirty_bytes > 0 && earliest_dirty_timestamp.is_some_and(|ts| ts >= 0 && now_ms.saturating_sub(ts) > max_lag);
+        Ok(Some(Cleanable { first_dirty_offset: first_dirty, first_uncleanable_offset: first_uncleanable, clean_bytes, dirty_bytes, dirty_ratio, overdue }))
+    }
+
+    /// Step 1 of a cleaning pass (see [`crate::cleaner`]): a snapshot of the
+    /// cleanable segments. None when nothing is dirty.
+    pub fn prepare_cleaning(&self, now_ms: i64, upper_bound: i64) -> Result<Option<CleaningTask>> {
+        let Some(cleanable) = self.cleanable(now_ms, upper_bound)? else { return Ok(None) };
+        if cleanable.dirty_bytes == 0 {
+            return Ok(None);
+        }
+        let mut segments = Vec::new();
+        for (&base, segment) in &self.segments {
+            let end = self.segment_end(base);
+            if end > cleanable.first_uncleanable_offset || base >= self.active_segment_base() {
+                break;
+            }
+            segments.push(SegmentSnapshot {
+                base_offset: base,
+                end_offset: end,
+                file: segment.file.clone(),
+                size: segment.size,
+                last_modified_ms: segment.last_modified_ms,
+            });
+        }
+        Ok(Some(CleaningTask {
+            dir: self.dir.clone(),
+            log_start_offset: self.log_start_offset,
+            first_dirty_offset: cleanable.first_dirty_offset,
+            first_uncleanable_offset: segments.last().map(|s| s.end_offset).unwrap_or(cleanable.first_uncleanable_offset),
+            segments,
+            segment_bytes: self.config.segment_bytes,
+            delete_retention_ms: self.config.delete_retention_ms,
+        }))
+    }
+
+    /// Step 3 of a cleaning pass: swaps each cleaned group in (crash-safe,
+    /// see [`crate::cleaner`]) and moves the cleaner checkpoint. A group
+    /// whose segments changed meanwhile (retention, DeleteRecords, a
+    /// follower's truncation) is discarded, and the checkpoint stays.
+    pub fn install_cleaned(&mut self, cleaned: CleanedLog) -> Result<CleanStats> {
+        let mut stats = cleaned.stats.clone();
+        let mut all_installed = true;
+        let mut groups = cleaned.groups.into_iter();
+        while let Some(group) = groups.next() {
+            let unchanged = group.sources.iter().all(|&(base, size)| self.segments.get(&base).is_some_and(|s| s.size == size))
+                && self.segment_end(group.sources[group.sources.len() - 1].0) == group.end_offset
+                && group.end_offset <= self.active_segment_base();
+            if !unchanged {
+                let _ = std::fs::remove_file(&group.cleaned_path);
+                all_installed = false;
+                continue;
+            }
+            if let Err(e) = self.swap_in(&group) {
+                let _ = std::fs::remove_file(&group.cleaned_path);
+                for rest in groups {
+                    let _ = std::fs::remove_file(&rest.cleaned_path);
+                }
+                return Err(e);
+            }
+        }
+        if all_installed {
+            write_atomically(&self.dir.join(CLEANER_CHECKPOINT), cleaned.map_end.to_string().as_bytes())?;
+        } else {
+            stats.cleaned_up_to = self.first_dirty_offset();
+        }
+        Ok(stats)
+    }
+
+    /// Replaces the segments of `[group.base_offset, group.end_offset)` by the cleaned file.
+    fn swap_in(&mut self, group: &CleanedGroup) -> Result<()> {
+        let swap = self.dir.join(swap_name(group.base_offset, group.end_offset));
+        std::fs::rename(&group.cleaned_path, &swap).map_err(|e| StorageError::io(&swap, e))?;
+        crate::meta::sync_dir(&self.dir)?; // the commit point: recovery completes the swap from here on
+        complete_swap(&self.dir, group.base_offset, group.end_offset)?;
+        let doomed: Vec<i64> = self.segments.range(group.base_offset..group.end_offset).map(|(&b, _)| b).collect();
+        for base in doomed {
+            self.segments.remove(&base);
+        }
+        let (segment, cut) = Segment::open(&self.dir, group.base_offset, self.config.index_interval_bytes, false, now_ms())?;
+        if let Some(cut) = cut {
+            report_quarantine(&self.dir, &cut);
+            self.quarantined.push(cut);
+        }
+        segment.write_indexes()?;
+        self.segments.insert(group.base_offset, segment);
+        Ok(())
+    }
+
+    /// A whole cleaning pass at once (tests, tools): prepare, run, install.
+    pub fn clean(&mut self, config: &CleanerConfig, now_ms: i64, upper_bound: i64) -> Result<Option<CleanStats>> {
+        let Some(task) = self.prepare_cleaning(now_ms, upper_bound)? else { return Ok(None) };
+        let mut throttler = Throttler::new(config.io_max_bytes_per_second);
+        let Some(cleaned) = task.run(config, now_ms, &mut throttler)? else { return Ok(None) };
+        self.install_cleaned(cleaned).map(Some)
+    }
+
     /// Base offset of the active segment (where recovery-time scans start).
     pub fn active_segment_base(&self) -> i64 {
         self.active().base_offset
@@ -784,6 +958,72 @@ impl Log {
     pub fn delete(self) -> Result<()> {
         std::fs::remove_dir_all(&self.dir).map_err(|e| StorageError::io(&self.dir, e))
     }
+}
+
+/// What [`Log::cleanable`] found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cleanable {
+    pub first_dirty_offset: i64,
+    pub first_uncleanable_offset: i64,
+    pub clean_bytes: u64,
+    pub dirty_bytes: u64,
+    /// dirty bytes / (clean + dirty bytes) of the cleanable range.
+    pub dirty_ratio: f64,
+    /// A dirty record is older than `max.compaction.lag.ms`.
+    pub overdue: bool,
+}
+
+/// Finishes what a cleaner left (on open): `.cleaned` files were never
+/// committed and go; a `<base>.<end>.swap` file was, so the segments it
+/// replaces go and it becomes `<base>.log`.
+fn recover_cleaner_files(dir: &Path) -> Result<()> {
+    let mut swaps = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+        let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        if name.ends_with(CLEANED_SUFFIX) {
+            std::fs::remove_file(&path).map_err(|e| StorageError::io(&path, e))?;
+        } else if let Some((base, end)) = parse_swap_name(&name) {
+            swaps.push((base, end));
+        }
+    }
+    for (base, end) in swaps {
+        tracing::info!(dir = %dir.display(), base, end, "completing a cleaner swap interrupted by a crash");
+        complete_swap(dir, base, end)?;
+    }
+    Ok(())
+}
+
+/// Deletes the files of every segment in `[base, end)` (indexes first, so a
+/// crash never leaves a log file beside another file's index), then renames
+/// the swap file to `<base>.log`. Idempotent: recovery repeats it.
+fn complete_swap(dir: &Path, base: i64, end: i64) -> Result<()> {
+    let mut doomed = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| StorageError::io(dir, e))? {
+        let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let Some((stem, ext)) = name.split_once('.') else { continue };
+        if !matches!(ext, "log" | "index" | "timeindex") {
+            continue;
+        }
+        if let Ok(b) = stem.parse::<i64>() {
+            if (base..end).contains(&b) {
+                doomed.push((ext == "log", path));
+            }
+        }
+    }
+    doomed.sort_by_key(|(is_log, _)| *is_log);
+    for (_, path) in doomed {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io(&path, e)),
+        }
+    }
+    let swap = dir.join(swap_name(base, end));
+    let target = dir.join(crate::segment::file_name(base, "log"));
+    std::fs::rename(&swap, &target).map_err(|e| StorageError::io(&swap, e))?;
+    crate::meta::sync_dir(dir)
 }
 
 fn read_checkpoint(path: &Path) -> Result<Option<i64>> {

@@ -35,6 +35,9 @@ pub struct Segment {
     pub offset_of_max_timestamp: i64,
     /// When the segment got its first batch (for `segment.ms`), or was opened.
     pub created_ms: i64,
+    /// When the segment was last written (its file's mtime on open): the
+    /// cleaner's tombstone clock (`delete.retention.ms`).
+    pub last_modified_ms: i64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
     last_time_indexed: i64,
@@ -66,6 +69,7 @@ impl Segment {
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
             created_ms: now_ms,
+            last_modified_ms: now_ms,
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             last_time_indexed: -1,
@@ -137,7 +141,8 @@ impl Segment {
                 || (header.batch_length as usize) < BATCH_HEADER_LEN - crate::batch::LOG_OVERHEAD
                 || pos + size > file_size
                 || header.base_offset < base_offset
-                || expected_offset.is_some_and(|e| e != header.base_offset);
+                // Compaction leaves gaps between batches, never overlaps.
+                || expected_offset.is_some_and(|e| header.base_offset < e);
             if bad_shape {
                 truncate_at = Some(pos);
                 break;
@@ -178,6 +183,7 @@ impl Segment {
             if let Ok(modified) = meta.modified() {
                 if let Ok(age) = modified.duration_since(std::time::UNIX_EPOCH) {
                     segment.created_ms = segment.created_ms.min(age.as_millis() as i64);
+                    segment.last_modified_ms = age.as_millis() as i64;
                 }
             }
         }
@@ -223,6 +229,7 @@ impl Segment {
         if self.size == 0 {
             self.created_ms = now_ms;
         }
+        self.last_modified_ms = now_ms;
         let mut pos = 0usize;
         while pos + BATCH_HEADER_LEN <= data.len() {
             let Ok(header) = BatchHeader::parse(&data[pos..]) else { break };

@@ -182,6 +182,38 @@ fn check_timestamps(records: &Bytes, headers: &[BatchHeader], (lower, upper): (i
     })
 }
 
+/// Kafka's `validateKey`: a compacted topic refuses records without a key
+/// (INVALID_RECORD, each such record named in the record errors). Records
+/// are decoded for compacted topics only.
+fn check_keys(records: &Bytes, headers: &[BatchHeader], topic_partition: &str) -> Result<(), Refusal> {
+    let keyless = runnel_storage::cleaner::keyless_records(records, headers).map_err(|e| ApiError::from(&e))?;
+    if keyless.is_empty() {
+        return Ok(());
+    }
+    let message = format!("Compacted topic cannot accept message without key in topic partition {topic_partition}.");
+    let shown: Vec<String> = keyless.iter().take(3).map(|i| format!("RecordError(batchIndex={i}, message='{message}')")).collect();
+    let record_errors = keyless
+        .iter()
+        .map(|&i| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(i)
+                .with_batch_index_error_message(Some(StrBytes::from_string(message.clone())))
+        })
+        .collect();
+    Err(Refusal {
+        error: ApiError::new(
+            ResponseError::InvalidRecord,
+            format!(
+                "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+                keyless.len(),
+                shown.join(", ")
+            ),
+        ),
+        record_errors,
+        log_start_offset: -1,
+    })
+}
+
 fn append_partition(
     topic: Option<&Topic>,
     version: i16,
@@ -221,6 +253,10 @@ fn append_partition(
     let records = records.ok_or_else(|| ApiError::new(ResponseError::InvalidRecord, "produce request without records"))?;
     let max = partition.max_message_bytes();
     let validated = validate_batches(&records, max).map_err(|e| ApiError::from(&e))?;
+    if partition.is_compacted() {
+        check_keys(&records, &validated.headers, &format!("{}-{partition_index}", topic.name))
+            .map_err(|refusal| Refusal { log_start_offset: partition.offsets().log_start_offset, ..refusal })?;
+    }
     if let Some(window) = partition.timestamp_window(now_ms) {
         check_timestamps(&records, &validated.headers, window)
             .map_err(|refusal| Refusal { log_start_offset: partition.offsets().log_start_offset, ..refusal })?;

@@ -35,11 +35,6 @@ pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 const TICK: Duration = Duration::from_millis(100);
 /// Kafka's `offsets.topic.segment.bytes` default.
 pub const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
-/// How often the coordinator checks whether its topic needs compacting.
-const COMPACTION_CHECK: Duration = Duration::from_secs(5);
-/// A partition of `__consumer_offsets` is compacted once it holds at least
-/// this many records and at most half of them are live.
-const COMPACTION_MIN_RECORDS: i64 = 1000;
 
 /// One line of ListGroups.
 pub struct ListedGroup {
@@ -60,9 +55,9 @@ pub struct GroupCoordinator {
     /// Transactional offset commits (KIP-98/447) by producer id, in the log
     /// but visible only once the producer's COMMIT marker is written.
     pending_txn_offsets: Mutex<HashMap<i64, Vec<(OffsetKey, CommittedOffset)>>>,
-    /// Held by every append to `__consumer_offsets` and by compaction's read
-    /// of the log, so a compaction snapshot misses no record. Taken after the
-    /// groups lock, never before it.
+    /// Held by every append to `__consumer_offsets`, so records land in the
+    /// order they were made. Taken after the groups lock, never before it.
+    /// (The topic is compacted by the broker's log cleaner, like any other.)
     append_lock: Mutex<()>,
 }
 
@@ -78,7 +73,7 @@ impl GroupCoordinator {
         if replicas.topic(OFFSETS_TOPIC).is_none() {
             let mut configs = BTreeMap::new();
             configs.insert("cleanup.policy".to_string(), "compact".to_string());
-            // Kafka's offsets.topic.segment.bytes: small segments let compaction free space.
+            // Kafka's offsets.topic.segment.bytes: small segments let the log cleaner free space.
             configs.insert("segment.bytes".to_string(), OFFSETS_SEGMENT_BYTES.to_string());
             replicas
                 .create_topic(OFFSETS_TOPIC, config.offsets_topic_num_partitions, 1, configs, false)
@@ -96,9 +91,6 @@ impl GroupCoordinator {
         coordinator.load_offsets()?;
         let retention_check = Duration::from_millis(coordinator.config.offsets_retention_check_interval_ms.max(100));
         every(&coordinator, retention_check, |c| async move { c.expire_offsets().await });
-        every(&coordinator, COMPACTION_CHECK, |c| async move {
-            c.compact_offsets_topic().await;
-        });
         every(&coordinator, TICK, |c| async move { c.tick(Instant::now()) });
         Ok(coordinator)
     }
@@ -230,64 +222,6 @@ impl GroupCoordinator {
     async fn append_durably(&self, partition: &Partition, entries: &[CoordinatorRecord]) -> Result<(), ResponseError> {
         let last_offset = self.append(partition, entries)?;
         partition.wait_durable(last_offset, records::DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
-    }
-
-    /// Compacts the coordinator's own topic: when most of a partition's
-    /// records are superseded, the live ones (latest value per key, no
-    /// tombstones) are appended again as a snapshot and everything before
-    /// the snapshot is deleted. Replay from the new log start gives the same
-    /// state. (General `cleanup.policy=compact` for user topics is not
-    /// implemented.) Returns the number of records removed.
-    pub async fn compact_offsets_topic(&self) -> usize {
-        let Some(topic) = self.replicas.topic(OFFSETS_TOPIC) else { return 0 };
-        let mut removed = 0usize;
-        for partition in topic.partitions() {
-            let offsets = partition.offsets();
-            let total = offsets.high_watermark - offsets.log_start_offset;
-            if total < COMPACTION_MIN_RECORDS {
-                continue;
-            }
-            let (snapshot_start, last, live) = {
-                let _guard = self.append_lock.lock();
-                let all = match records::read_all(&partition) {
-                    records::Replay { records, incomplete: None } => records,
-                    // Compacting would drop the records it could not read.
-                    records::Replay { incomplete: Some(why), .. } => {
-                        tracing::warn!(why = %why, "reading __consumer_offsets for compaction failed; not compacting");
-                        continue;
-                    }
-                };
-                // Open transactions' commits exist only in the log: not compacted meanwhile.
-                let Some(all) = records::resolve_transactions(all) else { continue };
-                let live = records::latest_values(all);
-                if (live.len() as i64) * 2 > total {
-                    continue;
-                }
-                let snapshot_start = partition.offsets().high_watermark;
-                let mut last = snapshot_start - 1;
-                for chunk in live.chunks(500) {
-                    match records::append(&partition, chunk) {
-                        Ok(offset) => last = offset,
-                        Err(e) => {
-                            tracing::warn!(error = ?e, "writing the compaction snapshot failed");
-                            return removed;
-                        }
-                    }
-                }
-                (snapshot_start, last, live.len())
-            };
-            if last >= snapshot_start && partition.wait_durable(last, records::DURABILITY_TIMEOUT).await.is_err() {
-                continue;
-            }
-            match partition.with_log(|log| log.delete_records_before(snapshot_start)) {
-                Ok(_) => {
-                    removed += (snapshot_start - offsets.log_start_offset) as usize;
-                    tracing::info!(partition = partition.index, live, before = total, "compacted __consumer_offsets");
-                }
-                Err(e) => tracing::warn!(error = %e, "dropping compacted __consumer_offsets records failed"),
-            }
-        }
-        removed
     }
 
     /// Writes the group's metadata record if its persisted state is out of
