@@ -93,11 +93,13 @@ def rolling_replace(broker, members, old_settings, new_settings, new_kind):
     return kinds
 
 
-@pytest.mark.parametrize("strategy", ["range", "cooperative-sticky"])
+# Not librdkafka's cooperative-sticky: its assignments carry assignor user
+# data, which a conversion would lose, so Kafka (and Runnel) refuse the upgrade.
+@pytest.mark.parametrize("strategy", ["range", "roundrobin"])
 def test_rolling_upgrade_from_classic_to_consumer_protocol(broker, members, strategy):
-    """Classic members (eager `range` or incremental `cooperative-sticky`) are
-    replaced one by one by consumer-protocol members: the first newcomer
-    converts the group, the classic members go on in it until they leave."""
+    """Classic members (eager `range` or `roundrobin`) are replaced one by one
+    by consumer-protocol members: the first newcomer converts the group, the
+    classic members go on in it until they leave."""
     classic = dict(group_protocol="classic", partition_assignment_strategy=strategy, **CLASSIC_SESSION)
     kinds = rolling_replace(broker, members, classic, dict(group_protocol="consumer"), "Consumer")
     assert kinds == ["Consumer"] * 3, f"the first consumer-protocol member converts the group: {kinds}"
