@@ -9,7 +9,9 @@ failed (e.g. STALE_MEMBER_EPOCH while a rebalance bumps the epoch): the
 record was processed, and a later commit on the partition may pass it.
 "A <p,p,...>" lines report the member's current assignment whenever it
 changes, "B assign|revoke <p,...>" lines every rebalance
-callback (confluent only). Usage:
+callback (confluent only), each preceded by "T <monotonic seconds>
+assign|revoke <p,...>" written inside the callback, so that ownership
+intervals of different members (processes) can be compared. Usage:
 
     group_member.py CLIENT BOOTSTRAP TOPIC GROUP OUTPUT [key=value ...]
 
@@ -49,7 +51,10 @@ def run_confluent(bootstrap, topic, group, out, settings):
 
     def rebalance_event(kind):
         def report(_consumer, partitions):
-            out.write(f"B {kind} " + ",".join(str(tp.partition) for tp in partitions) + "\n")
+            listed = ",".join(str(tp.partition) for tp in partitions)
+            # CLOCK_MONOTONIC is system-wide: comparable across the members' processes.
+            out.write(f"T {time.monotonic():.6f} {kind} {listed}\n")
+            out.write(f"B {kind} " + listed + "\n")
             out.flush()
 
         return report

@@ -102,6 +102,8 @@ pub struct BrokerConfig {
     pub group_consumer_max_session_timeout_ms: i32,
     pub group_consumer_min_heartbeat_interval_ms: i32,
     pub group_consumer_max_heartbeat_interval_ms: i32,
+    /// `group.consumer.migration.policy`: online conversion between classic and consumer-protocol groups.
+    pub group_consumer_migration_policy: crate::coordinator::consumer_group::MigrationPolicy,
     /// `max.incremental.fetch.session.cache.slots` (Kafka default 1000): fetch sessions kept (KIP-227).
     pub max_incremental_fetch_session_cache_slots: usize,
     /// `log.cleaner.*`: the log cleaner (compaction) of every compacted topic.
@@ -156,6 +158,7 @@ impl Default for BrokerConfig {
             group_consumer_max_session_timeout_ms: 60_000,
             group_consumer_min_heartbeat_interval_ms: 5_000,
             group_consumer_max_heartbeat_interval_ms: 15_000,
+            group_consumer_migration_policy: Default::default(),
             max_incremental_fetch_session_cache_slots: 1_000,
             log_cleaner: LogCleanerConfig::default(),
             log_defaults,
@@ -402,6 +405,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("group.consumer.heartbeat.interval.ms", "5000", "Heartbeat interval the consumer group protocol (KIP-848) gives its members (a group's `consumer.heartbeat.interval.ms` overrides it)."),
     def("group.consumer.max.heartbeat.interval.ms", "15000", "Largest `consumer.heartbeat.interval.ms` a group config may set."),
     def("group.consumer.max.session.timeout.ms", "60000", "Largest `consumer.session.timeout.ms` a group config may set."),
+    def("group.consumer.migration.policy", "bidirectional", "Online migration between the classic and the consumer group protocol (KIP-848) for non-empty groups: `bidirectional`, `upgrade` (a consumer-protocol member joining a classic group converts it), `downgrade` (the last consumer-protocol member leaving converts the group back to classic), or `disabled` (and classic members cannot join a consumer-protocol group). Empty groups always convert."),
     def("group.consumer.min.heartbeat.interval.ms", "5000", "Smallest `consumer.heartbeat.interval.ms` a group config may set."),
     def("group.consumer.min.session.timeout.ms", "45000", "Smallest `consumer.session.timeout.ms` a group config may set."),
     def("group.consumer.session.timeout.ms", "45000", "Session timeout of consumer group protocol (KIP-848) members (a group's `consumer.session.timeout.ms` overrides it)."),
@@ -619,6 +623,11 @@ impl BrokerConfig {
                 }
                 self.transaction_state_log_num_partitions = n;
             }
+            "group.consumer.migration.policy" => {
+                use crate::coordinator::consumer_group::MigrationPolicy;
+                self.group_consumer_migration_policy = MigrationPolicy::parse(v.trim())
+                    .ok_or_else(|| invalid(name, v, format!("must be one of {}", MigrationPolicy::NAMES.join(", "))))?;
+            }
             "offsets.topic.num.partitions" => {
                 let n: i32 = parse_num(name, v)?;
                 if n < 1 {
@@ -795,6 +804,7 @@ impl BrokerConfig {
             ("group.consumer.heartbeat.interval.ms", self.group_consumer_heartbeat_interval_ms.to_string()),
             ("group.consumer.max.heartbeat.interval.ms", self.group_consumer_max_heartbeat_interval_ms.to_string()),
             ("group.consumer.max.session.timeout.ms", self.group_consumer_max_session_timeout_ms.to_string()),
+            ("group.consumer.migration.policy", self.group_consumer_migration_policy.name().to_string()),
             ("group.consumer.min.heartbeat.interval.ms", self.group_consumer_min_heartbeat_interval_ms.to_string()),
             ("group.consumer.min.session.timeout.ms", self.group_consumer_min_session_timeout_ms.to_string()),
             ("group.consumer.session.timeout.ms", self.group_consumer_session_timeout_ms.to_string()),

@@ -29,10 +29,21 @@ struct Args {
     verbose: bool,
     raw: bool,
     list: bool,
+    /// KEY=VALUE both brokers were started with: run only the cases that need it.
+    broker_setting: Option<String>,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args { kafka: String::new(), runnel: String::new(), allowed: None, filter: None, verbose: false, raw: false, list: false };
+    let mut args = Args {
+        kafka: String::new(),
+        runnel: String::new(),
+        allowed: None,
+        filter: None,
+        verbose: false,
+        raw: false,
+        list: false,
+        broker_setting: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -40,13 +51,14 @@ fn parse_args() -> Result<Args> {
             "--runnel" => args.runnel = it.next().context("--runnel needs HOST:PORT")?,
             "--allowed" => args.allowed = Some(it.next().context("--allowed needs a file")?),
             "--filter" => args.filter = Some(it.next().context("--filter needs a substring")?),
+            "--broker-setting" => args.broker_setting = Some(it.next().context("--broker-setting needs KEY=VALUE")?),
             "--verbose" | "-v" => args.verbose = true,
             "--list" => args.list = true,
             // No normalisation: for reading what a broker really sent.
             "--raw" => args.raw = true,
             "--help" | "-h" => {
                 println!(
-                    "usage: runnel-conformance --kafka HOST:PORT --runnel HOST:PORT [--allowed FILE] [--filter SUBSTR] [--verbose] [--raw] [--list]"
+                    "usage: runnel-conformance --kafka HOST:PORT --runnel HOST:PORT [--allowed FILE] [--filter SUBSTR] [--broker-setting KEY=VALUE] [--verbose] [--raw] [--list]"
                 );
                 std::process::exit(0);
             }
@@ -127,7 +139,10 @@ fn run() -> Result<bool> {
     }
     if args.list {
         for case in &all {
-            println!("{}", case.name);
+            match &case.requires {
+                Some(setting) => println!("{} (brokers with {setting})", case.name),
+                None => println!("{}", case.name),
+            }
         }
         println!("{} cases", all.len());
         return Ok(true);
@@ -144,7 +159,9 @@ fn run() -> Result<bool> {
     ctx::warm_up_groups(&args.runnel)?;
 
     let (mut passed, mut failed, mut with_allowed) = (0, 0, 0);
-    for case in all.iter().filter(|c| args.filter.as_deref().is_none_or(|f| c.name.contains(f))) {
+    // A pass runs the cases made for the brokers' settings: the default cases, or those of --broker-setting.
+    let in_this_pass = |c: &&cases::Case| c.requires == args.broker_setting;
+    for case in all.iter().filter(in_this_pass).filter(|c| args.filter.as_deref().is_none_or(|f| c.name.contains(f))) {
         let kafka = Ctx::run_case(case, Side::Kafka, &args.kafka, &nonce, &versions, args.raw);
         let runnel = Ctx::run_case(case, Side::Runnel, &args.runnel, &nonce, &versions, args.raw);
         if args.verbose {
@@ -190,7 +207,7 @@ fn run() -> Result<bool> {
             }
         }
     }
-    if args.filter.is_none() {
+    if args.filter.is_none() && args.broker_setting.is_none() {
         for entry in allowed.iter().filter(|a| !a.used) {
             println!(
                 "note: allowed-differences line {} ({} {}) matched nothing: remove it? ({})",

@@ -10,6 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{authorized_operations, Reply, RequestContext};
 use crate::coordinator::assignor;
+use crate::coordinator::consumer_group::ConsumerMember;
 use crate::Broker;
 
 fn assignment(broker: &Broker, partitions: &assignor::Assignment) -> Assignment {
@@ -24,6 +25,15 @@ fn assignment(broker: &Broker, partitions: &assignor::Assignment) -> Assignment 
             })
             .collect(),
     )
+}
+
+/// A member's partitions: assigned, and those it has yet to revoke.
+fn owned_partitions(member: &ConsumerMember) -> assignor::Assignment {
+    let mut owned = member.assigned.clone();
+    for (topic, partitions) in &member.pending_revocation {
+        owned.entry(*topic).or_default().extend(partitions.iter().copied());
+    }
+    owned
 }
 
 pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ConsumerGroupDescribeRequest) -> Reply<ConsumerGroupDescribeResponse> {
@@ -54,11 +64,13 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ConsumerGr
                                 .with_subscribed_topic_names(
                                     m.subscribed_topic_names.iter().map(|n| TopicName(StrBytes::from_string(n.clone()))).collect(),
                                 )
-                                .with_subscribed_topic_regex(m.subscribed_topic_regex.clone().map(StrBytes::from_string))
-                                .with_assignment(assignment(broker, &m.assigned))
+                                // Kafka reports "" for a member without a regex.
+                                .with_subscribed_topic_regex(Some(StrBytes::from_string(m.subscribed_topic_regex.clone().unwrap_or_default())))
+                                // As Kafka: what it still must revoke is still its own.
+                                .with_assignment(assignment(broker, &owned_partitions(m)))
                                 .with_target_assignment(assignment(broker, g.target.get(&m.id).unwrap_or(&empty)))
-                                // 1: a member of the consumer protocol (0 would be classic).
-                                .with_member_type(1)
+                                // 0: a classic member (online migration), 1: a consumer-protocol member.
+                                .with_member_type(if m.classic.is_some() { 0 } else { 1 })
                         })
                         .collect();
                     described

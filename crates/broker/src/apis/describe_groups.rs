@@ -26,8 +26,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeGro
                     .with_group_state(StrBytes::from_static_str("Dead")),
                 None => described.with_group_state(StrBytes::from_static_str("Dead")),
                 Some(g) => {
-                    // As Kafka: the protocol and each member's metadata and
-                    // assignment are shown only once the group is Stable.
+                    // As Kafka: the protocol and each member's metadata are
+                    // shown only once the group is Stable; its assignment always
+                    // (empty while a rebalance completes).
                     let stable = g.state == GroupState::Stable;
                     let protocol = if stable { g.protocol_name.clone().unwrap_or_default() } else { String::new() };
                     let members = g
@@ -38,9 +39,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeGro
                                 .with_member_id(StrBytes::from_string(m.id.clone()))
                                 .with_group_instance_id(m.instance_id.clone().map(StrBytes::from_string))
                                 .with_client_id(StrBytes::from_string(m.client_id.clone()))
-                                .with_client_host(StrBytes::from_string(m.client_host.clone()));
+                                .with_client_host(StrBytes::from_string(m.client_host.clone()))
+                                .with_member_assignment(m.assignment.clone());
                             if stable {
-                                member.with_member_metadata(m.metadata_for(&protocol)).with_member_assignment(m.assignment.clone())
+                                member.with_member_metadata(m.metadata_for(&protocol))
                             } else {
                                 member
                             }

@@ -14,10 +14,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
 use super::assignor::{self, Assignment, AssignmentSpec, TopicInfo};
+use super::consumer_protocol;
+use super::group::Group;
 
 pub const LEAVE_GROUP_EPOCH: i32 = -1;
 pub const LEAVE_GROUP_STATIC_EPOCH: i32 = -2;
@@ -50,6 +53,100 @@ pub struct ConsumerMember {
     last_heartbeat: Instant,
     /// When the member entered UnrevokedPartitions: it is fenced if it takes longer than its rebalance timeout.
     revoking_since: Option<Instant>,
+    /// Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat)
+    /// in this group: online migration (KIP-848) keeps classic and consumer members together.
+    pub classic: Option<ClassicMember>,
+}
+
+/// A classic-protocol member of a consumer group (Kafka's ClassicMemberMetadata,
+/// plus the member's timers). Its generation is its member epoch.
+#[derive(Debug, Clone)]
+pub struct ClassicMember {
+    /// From its JoinGroup: a classic member keeps its own session timeout.
+    pub session_timeout: Duration,
+    /// (name, metadata) in the member's order of preference; the first is the one it is told to use.
+    pub protocols: Vec<(String, Bytes)>,
+    /// Told to rejoin: it is fenced unless it rejoins by then (its rebalance timeout).
+    join_deadline: Option<Instant>,
+    /// Joined: it is fenced unless it syncs by then (its rebalance timeout).
+    sync_deadline: Option<Instant>,
+}
+
+impl ClassicMember {
+    pub fn protocol_name(&self) -> &str {
+        self.protocols.first().map(|(name, _)| name.as_str()).unwrap_or_default()
+    }
+
+    /// The embedded consumer protocol version its assignments are written in.
+    fn assignment_version(&self) -> i16 {
+        self.protocols.first().and_then(|(_, metadata)| consumer_protocol::version_of(metadata).ok()).unwrap_or(0)
+    }
+}
+
+/// A classic JoinGroup into a consumer group, after the coordinator decided the member id.
+#[derive(Debug, Clone)]
+pub struct ClassicJoin {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocols: Vec<(String, Bytes)>,
+    pub subscription: consumer_protocol::Subscription,
+}
+
+/// What the classic member is told: its generation (= member epoch) and the protocol to use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassicJoinAnswer {
+    pub member_id: String,
+    pub generation: i32,
+    pub protocol_name: String,
+    /// A static consumer-protocol member this join replaced (its instance id came back as a classic member).
+    pub replaced_consumer_member: bool,
+}
+
+/// `group.consumer.migration.policy`: which online conversions between the
+/// classic and the consumer group protocol are allowed (empty groups always convert).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MigrationPolicy {
+    #[default]
+    Bidirectional,
+    Upgrade,
+    Downgrade,
+    Disabled,
+}
+
+impl MigrationPolicy {
+    pub const NAMES: [&'static str; 4] = ["bidirectional", "upgrade", "downgrade", "disabled"];
+
+    /// Case-insensitive, as Kafka's validator.
+    pub fn parse(value: &str) -> Option<MigrationPolicy> {
+        match value.to_ascii_lowercase().as_str() {
+            "bidirectional" => Some(MigrationPolicy::Bidirectional),
+            "upgrade" => Some(MigrationPolicy::Upgrade),
+            "downgrade" => Some(MigrationPolicy::Downgrade),
+            "disabled" => Some(MigrationPolicy::Disabled),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MigrationPolicy::Bidirectional => "bidirectional",
+            MigrationPolicy::Upgrade => "upgrade",
+            MigrationPolicy::Downgrade => "downgrade",
+            MigrationPolicy::Disabled => "disabled",
+        }
+    }
+
+    pub fn upgrade_enabled(self) -> bool {
+        matches!(self, MigrationPolicy::Bidirectional | MigrationPolicy::Upgrade)
+    }
+
+    pub fn downgrade_enabled(self) -> bool {
+        matches!(self, MigrationPolicy::Bidirectional | MigrationPolicy::Downgrade)
+    }
 }
 
 /// A ConsumerGroupHeartbeat as the state machine sees it (fields are None
@@ -75,6 +172,19 @@ pub struct HeartbeatAnswer {
     pub member_epoch: i32,
     /// Sent when the member asked for everything or its assignment changed.
     pub assignment: Option<Assignment>,
+}
+
+/// A classic member of a group going back to the classic protocol.
+#[derive(Debug, Clone)]
+pub struct DowngradedMember {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout: Duration,
+    pub rebalance_timeout: Duration,
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
 }
 
 /// The broker's topics, as the group needs them: name → (id, partitions).
@@ -192,6 +302,24 @@ impl ConsumerGroup {
                 member.server_assignor = Some(name.clone());
             }
         }
+        if let Some(member) = self.members.get_mut(&member_id) {
+            // A member speaking the consumer protocol is no longer a classic one.
+            member.classic = None;
+        }
+        self.settle(&member_id, bump, req.owned.as_ref(), topics, now);
+        let member = self.members.get(&member_id).ok_or(ResponseError::UnknownMemberId)?;
+        let changed = member.assigned != before;
+        Ok(HeartbeatAnswer {
+            member_id: member.id.clone(),
+            member_epoch: member.epoch,
+            assignment: (full_request || changed).then(|| member.assigned.clone()),
+        })
+    }
+
+    /// Bumps the group epoch if the member's subscription (`bump`) or the
+    /// subscribed topics' metadata changed, recomputes the target if it is
+    /// behind, and moves the member one step towards it.
+    fn settle(&mut self, member_id: &str, mut bump: bool, owned: Option<&Assignment>, topics: &TopicsView, now: Instant) {
         let resolved = self.resolve_subscriptions(topics);
         let subscribed: BTreeMap<String, TopicInfo> = resolved
             .values()
@@ -208,14 +336,7 @@ impl ConsumerGroup {
         if self.group_epoch > self.assignment_epoch {
             self.compute_target(&resolved);
         }
-        self.reconcile(&member_id, req.owned.as_ref(), now);
-        let member = self.members.get(&member_id).ok_or(ResponseError::UnknownMemberId)?;
-        let changed = member.assigned != before;
-        Ok(HeartbeatAnswer {
-            member_id: member.id.clone(),
-            member_epoch: member.epoch,
-            assignment: (full_request || changed).then(|| member.assigned.clone()),
-        })
+        self.reconcile(member_id, owned, now);
     }
 
     /// A member joining (epoch 0): new, or a static member taking over its
@@ -250,11 +371,13 @@ impl ConsumerGroup {
             pending_revocation: Assignment::new(),
             last_heartbeat: now,
             revoking_since: None,
+            classic: None,
         };
         if let Some(instance) = &req.instance_id {
             if let Some(previous_id) = self.static_members.get(instance).cloned() {
                 let previous = self.members.get(&previous_id).ok_or(ResponseError::UnknownMemberId)?;
-                if previous.epoch != LEAVE_GROUP_STATIC_EPOCH && previous_id != member_id {
+                // A classic incarnation may always be replaced (Kafka checks the release only between consumer members).
+                if previous.epoch != LEAVE_GROUP_STATIC_EPOCH && previous_id != member_id && previous.classic.is_none() {
                     return Err(ResponseError::UnreleasedInstanceId);
                 }
                 // The new incarnation inherits the assignment and epoch (KIP-848 static membership).
@@ -414,20 +537,360 @@ impl ConsumerGroup {
 
     /// Session expiry and revocation deadlines; returns whether anything changed.
     pub fn tick(&mut self, now: Instant, session_timeout: Duration) -> bool {
+        let doomed = self.expired_members(now, session_timeout);
+        for id in &doomed {
+            self.remove_member(id);
+        }
+        !doomed.is_empty()
+    }
+
+    /// Members to fence: a consumer-protocol member whose session expired or
+    /// that revoked too slowly (its rebalance timeout); a classic member whose
+    /// own session expired or that did not rejoin / sync within its rebalance
+    /// timeout after being told to.
+    pub fn expired_members(&self, now: Instant, session_timeout: Duration) -> Vec<String> {
+        let past = |deadline: Option<Instant>| deadline.is_some_and(|d| now >= d);
         let doomed: Vec<String> = self
             .members
             .values()
-            .filter(|m| {
-                now.duration_since(m.last_heartbeat) > session_timeout
-                    || m.revoking_since.is_some_and(|since| now.duration_since(since) > m.rebalance_timeout)
+            .filter(|m| match &m.classic {
+                None => {
+                    now.duration_since(m.last_heartbeat) > session_timeout
+                        || m.revoking_since.is_some_and(|since| now.duration_since(since) > m.rebalance_timeout)
+                }
+                Some(c) => now.duration_since(m.last_heartbeat) > c.session_timeout || past(c.join_deadline) || past(c.sync_deadline),
             })
             .map(|m| m.id.clone())
             .collect();
         for id in &doomed {
-            tracing::info!(group = %self.id, member = %id, "consumer group member expired or failed to revoke in time");
-            self.remove_member(id);
+            tracing::info!(group = %self.id, member = %id, "consumer group member expired, or missed its revocation, join or sync deadline");
         }
-        !doomed.is_empty()
+        doomed
+    }
+
+    /// Whether removing `leaving` leaves a non-empty group of classic members
+    /// only: then the group can go back to the classic protocol (downgrade).
+    pub fn only_classic_members_remain_without(&self, leaving: &[String]) -> bool {
+        let mut remaining = self.members.values().filter(|m| !leaving.contains(&m.id)).peekable();
+        remaining.peek().is_some() && remaining.all(|m| m.classic.is_some())
+    }
+
+    pub fn has_classic_members(&self) -> bool {
+        self.members.values().any(|m| m.classic.is_some())
+    }
+
+    /// Whether a classic JoinGroup's protocols fit the group: the consumer
+    /// protocol type, and a protocol every classic member supports.
+    pub fn supports_classic_protocols(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if protocol_type != "consumer" || protocols.is_empty() {
+            return false;
+        }
+        protocols.iter().any(|(name, _)| {
+            self.members.values().filter_map(|m| m.classic.as_ref()).all(|c| c.protocols.iter().any(|(n, _)| n == name))
+        })
+    }
+
+    /// The member a classic request names: by static instance (whose member id
+    /// must match, else FENCED_INSTANCE_ID), or by member id.
+    fn classic_member_id(&self, member_id: &str, instance_id: Option<&str>) -> Result<String, ResponseError> {
+        match instance_id {
+            Some(instance) => match self.static_members.get(instance) {
+                None => Err(ResponseError::UnknownMemberId),
+                Some(known) if known != member_id => Err(ResponseError::FencedInstanceId),
+                Some(known) => Ok(known.clone()),
+            },
+            None if self.members.contains_key(member_id) => Ok(member_id.to_string()),
+            None => Err(ResponseError::UnknownMemberId),
+        }
+    }
+
+    /// A classic member's JoinGroup (Kafka's classicGroupJoinToConsumerGroup):
+    /// the member is created or updated from its subscription, the target is
+    /// recomputed if needed, and it is reconciled with the partitions it says
+    /// it still owns. It is answered at once: no join barrier, the assignment
+    /// comes with its SyncGroup.
+    pub fn classic_join(&mut self, req: ClassicJoin, topics: &TopicsView, now: Instant) -> ClassicJoinAnswer {
+        let member_id = req.member_id.clone();
+        let mut replaced_consumer_member = false;
+        let mut bump = false;
+        if !self.members.contains_key(&member_id) {
+            let mut member = ConsumerMember {
+                id: member_id.clone(),
+                instance_id: req.instance_id.clone(),
+                rack_id: None,
+                client_id: String::new(),
+                client_host: String::new(),
+                epoch: 0,
+                previous_epoch: 0,
+                state: MemberState::Stable,
+                rebalance_timeout: req.rebalance_timeout,
+                subscribed_topic_names: Vec::new(),
+                subscribed_topic_regex: None,
+                server_assignor: None,
+                assigned: Assignment::new(),
+                pending_revocation: Assignment::new(),
+                last_heartbeat: now,
+                revoking_since: None,
+                classic: None,
+            };
+            let previous_id = req.instance_id.as_ref().and_then(|i| self.static_members.get(i)).cloned();
+            if let Some(previous) = previous_id.and_then(|id| self.members.remove(&id)) {
+                // A static member's new incarnation takes over its assignment (KIP-345).
+                replaced_consumer_member = previous.classic.is_none();
+                member.assigned = previous.assigned;
+                member.pending_revocation = previous.pending_revocation;
+                member.state = previous.state;
+                member.subscribed_topic_names = previous.subscribed_topic_names;
+                if let Some(target) = self.target.remove(&previous.id) {
+                    self.target.insert(member_id.clone(), target);
+                }
+            } else {
+                bump = true;
+            }
+            if let Some(instance) = &req.instance_id {
+                self.static_members.insert(instance.clone(), member_id.clone());
+            }
+            self.members.insert(member_id.clone(), member);
+        }
+        if let Some(member) = self.members.get_mut(&member_id) {
+            let mut names = req.subscription.topics.clone();
+            names.sort();
+            names.dedup();
+            bump |= names != member.subscribed_topic_names || member.subscribed_topic_regex.is_some();
+            member.subscribed_topic_names = names;
+            // Classic members cannot subscribe by regex.
+            member.subscribed_topic_regex = None;
+            if req.subscription.rack_id.is_some() {
+                member.rack_id = req.subscription.rack_id.clone();
+            }
+            member.rebalance_timeout = req.rebalance_timeout;
+            member.client_id = req.client_id.clone();
+            member.client_host = req.client_host.clone();
+            member.last_heartbeat = now;
+            member.classic = Some(ClassicMember {
+                session_timeout: req.session_timeout,
+                protocols: req.protocols.clone(),
+                join_deadline: None,
+                sync_deadline: Some(now + req.rebalance_timeout),
+            });
+        }
+        self.settle(&member_id, bump, Some(&req.subscription.owned), topics, now);
+        let (generation, protocol_name) = self
+            .members
+            .get(&member_id)
+            .map(|m| (m.epoch, m.classic.as_ref().map(|c| c.protocol_name().to_string()).unwrap_or_default()))
+            .unwrap_or_default();
+        ClassicJoinAnswer { member_id, generation, protocol_name, replaced_consumer_member }
+    }
+
+    /// Kafka's checks for a classic member's SyncGroup and Heartbeat: it is
+    /// known (FENCED_INSTANCE_ID for a replaced static incarnation), speaks the
+    /// classic protocol, and its generation is its member epoch.
+    fn classic_member_mut(&mut self, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<&mut ConsumerMember, ResponseError> {
+        let id = self.classic_member_id(member_id, instance_id)?;
+        let member = self.members.get_mut(&id).ok_or(ResponseError::UnknownMemberId)?;
+        if member.classic.is_none() {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if member.epoch != generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(member)
+    }
+
+    /// A classic member's SyncGroup: its current assignment, in its embedded
+    /// protocol's version. REBALANCE_IN_PROGRESS if the target moved on since it
+    /// joined (unless it is still revoking: it must finish that first).
+    pub fn classic_sync(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        protocol: (Option<&str>, Option<&str>),
+        topics: &TopicsView,
+        now: Instant,
+    ) -> Result<(String, Bytes), ResponseError> {
+        let assignment_epoch = self.assignment_epoch;
+        let member = self.classic_member_mut(member_id, instance_id, generation)?;
+        let Some(classic) = member.classic.as_mut() else { return Err(ResponseError::UnknownMemberId) };
+        let (protocol_type, protocol_name) = protocol;
+        if protocol_type.is_some_and(|t| t != "consumer") || protocol_name.is_some_and(|n| n != classic.protocol_name()) {
+            return Err(ResponseError::InconsistentGroupProtocol);
+        }
+        if assignment_epoch > member.epoch && member.state != MemberState::UnrevokedPartitions {
+            classic.join_deadline.get_or_insert(now + member.rebalance_timeout);
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        classic.sync_deadline = None;
+        member.last_heartbeat = now;
+        let version = classic.assignment_version();
+        Ok((classic.protocol_name().to_string(), consumer_protocol::encode_assignment(&member.assigned, topics, version)))
+    }
+
+    /// Recomputes the target assignment if membership or topics changed since
+    /// it was computed. A group of classic members only needs this: their
+    /// heartbeats reconcile nobody, so nothing else would.
+    pub fn refresh_target(&mut self, topics: &TopicsView, now: Instant) {
+        self.settle("", false, None, topics, now);
+    }
+
+    /// A JoinGroup naming a member (rather than asking for a new id) must name
+    /// the static instance's current member.
+    pub fn check_classic_rejoin(&self, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+        match instance_id {
+            Some(_) => self.classic_member_id(member_id, instance_id).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// The member a leave names: by id, else by static instance.
+    pub fn member_for(&self, member_id: &str, instance_id: Option<&str>) -> Option<String> {
+        if self.members.contains_key(member_id) {
+            return Some(member_id.to_string());
+        }
+        instance_id.and_then(|i| self.static_members.get(i)).cloned()
+    }
+
+    /// A classic member's Heartbeat: REBALANCE_IN_PROGRESS tells it to rejoin
+    /// when the target moved past its epoch, when it must revoke partitions,
+    /// or when the partitions it waits for have been released.
+    pub fn classic_heartbeat(&mut self, member_id: &str, instance_id: Option<&str>, generation: i32, now: Instant) -> Result<(), ResponseError> {
+        let assignment_epoch = self.assignment_epoch;
+        let id = self.classic_member_mut(member_id, instance_id, generation)?.id.clone();
+        let waiting = self.waiting_on_unreleased_partition(&id);
+        let Some(member) = self.members.get_mut(&id) else { return Err(ResponseError::UnknownMemberId) };
+        member.last_heartbeat = now;
+        let rejoin = member.epoch < assignment_epoch
+            || member.state == MemberState::UnrevokedPartitions
+            || (member.state == MemberState::UnreleasedPartitions && !waiting);
+        if rejoin {
+            let deadline = now + member.rebalance_timeout;
+            if let Some(classic) = member.classic.as_mut() {
+                classic.join_deadline.get_or_insert(deadline);
+            }
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    /// Whether some partition of the member's target is still owned by another member.
+    fn waiting_on_unreleased_partition(&self, member_id: &str) -> bool {
+        let Some(member) = self.members.get(member_id) else { return false };
+        if member.state != MemberState::UnreleasedPartitions {
+            return false;
+        }
+        let Some(target) = self.target.get(member_id) else { return false };
+        target.iter().any(|(topic, partitions)| {
+            partitions.iter().any(|p| {
+                !member.assigned.get(topic).is_some_and(|a| a.contains(p)) && self.owner_epoch(topic, *p, member_id).is_some()
+            })
+        })
+    }
+
+    /// LeaveGroup from the classic API: each member by id, or by static
+    /// instance (its member id, if given, must match). Returns the per-member
+    /// answers and the ids of the members to fence.
+    pub fn classic_leave(&self, members: &[(String, Option<String>)]) -> (Vec<Result<(), ResponseError>>, Vec<String>) {
+        let mut leaving = Vec::new();
+        let results = members
+            .iter()
+            .map(|(member_id, instance)| {
+                let id = match instance {
+                    None => self.members.contains_key(member_id).then(|| member_id.clone()).ok_or(ResponseError::UnknownMemberId)?,
+                    Some(instance) => {
+                        let known = self.static_members.get(instance).ok_or(ResponseError::UnknownMemberId)?;
+                        if !member_id.is_empty() && known != member_id {
+                            return Err(ResponseError::FencedInstanceId);
+                        }
+                        known.clone()
+                    }
+                };
+                if !leaving.contains(&id) {
+                    leaving.push(id);
+                }
+                Ok(())
+            })
+            .collect();
+        (results, leaving)
+    }
+
+    /// The group a classic group becomes when a consumer-protocol member joins
+    /// it (Kafka's ConsumerGroup.fromClassicGroup): group and assignment epoch
+    /// = the generation, every member Stable at that epoch with its last
+    /// assignment as both current and target assignment, carried as a classic
+    /// member. Errors say why the classic group cannot be converted.
+    pub fn from_classic(classic: &Group, topics: &TopicsView, now: Instant) -> Result<ConsumerGroup, String> {
+        let mut group = ConsumerGroup::new(classic.id.clone());
+        group.group_epoch = classic.generation;
+        group.assignment_epoch = classic.generation;
+        for m in classic.members.values() {
+            let assigned = consumer_protocol::decode_assignment(&m.assignment, topics)?;
+            // Before its first rebalance completed the group has no protocol yet: each member's first choice.
+            let metadata = match &classic.protocol_name {
+                Some(protocol) => m.metadata_for(protocol),
+                None => m.protocols.first().map(|(_, metadata)| metadata.clone()).unwrap_or_default(),
+            };
+            let subscription = consumer_protocol::decode_subscription(&metadata, topics)?;
+            let mut names = subscription.topics;
+            names.sort();
+            names.dedup();
+            if let Some(instance) = &m.instance_id {
+                group.static_members.insert(instance.clone(), m.id.clone());
+            }
+            group.target.insert(m.id.clone(), assigned.clone());
+            group.members.insert(
+                m.id.clone(),
+                ConsumerMember {
+                    id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: subscription.rack_id,
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    epoch: classic.generation,
+                    previous_epoch: classic.generation,
+                    state: MemberState::Stable,
+                    rebalance_timeout: m.rebalance_timeout,
+                    subscribed_topic_names: names,
+                    subscribed_topic_regex: None,
+                    server_assignor: None,
+                    assigned,
+                    pending_revocation: Assignment::new(),
+                    last_heartbeat: now,
+                    revoking_since: None,
+                    classic: Some(ClassicMember { session_timeout: m.session_timeout, protocols: m.protocols.clone(), join_deadline: None, sync_deadline: None }),
+                },
+            );
+        }
+        // The topics the members subscribe to now; only a later change bumps the epoch.
+        let resolved = group.resolve_subscriptions(topics);
+        group.subscribed_topics = resolved.values().flatten().filter_map(|name| topics.get(name).map(|t| (name.clone(), t.clone()))).collect();
+        Ok(group)
+    }
+
+    /// The classic members to build a classic group from when the group
+    /// goes back to the classic protocol (Kafka's ClassicGroup.fromConsumerGroup):
+    /// every member but `leaving`, each with its target assignment encoded in
+    /// its embedded protocol's version.
+    pub fn to_classic_members(&self, leaving: &[String], topics: &TopicsView) -> Vec<DowngradedMember> {
+        let empty = Assignment::new();
+        self.members
+            .values()
+            .filter(|m| !leaving.contains(&m.id))
+            .filter_map(|m| {
+                let classic = m.classic.as_ref()?;
+                let target = self.target.get(&m.id).unwrap_or(&empty);
+                Some(DowngradedMember {
+                    id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout: classic.session_timeout,
+                    rebalance_timeout: m.rebalance_timeout,
+                    protocols: classic.protocols.clone(),
+                    assignment: consumer_protocol::encode_assignment(target, topics, classic.assignment_version()),
+                })
+            })
+            .collect()
     }
 
     /// OffsetCommit/OffsetFetch check for members of this group.
@@ -438,7 +901,8 @@ impl ConsumerGroup {
         }
         let member = self.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
         if member.epoch != epoch {
-            return Err(stale_error);
+            // A classic member's epoch is its generation (as Kafka: ILLEGAL_GENERATION for it).
+            return Err(if member.classic.is_some() { ResponseError::IllegalGeneration } else { stale_error });
         }
         Ok(())
     }
@@ -571,6 +1035,169 @@ mod tests {
         req.subscribed_topic_regex = Some("t|__consumer_offsets".into());
         let a = g.heartbeat(req, &view, now).unwrap();
         assert_eq!(count(a.assignment.as_ref().unwrap()), 3, "t's one partition and both of __consumer_offsets");
+    }
+
+    /// A consumer-protocol subscription to "t" (v1: with owned partitions).
+    fn subscription(owned: &[i32]) -> Bytes {
+        use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition;
+        use kafka_protocol::messages::{ConsumerProtocolSubscription, TopicName};
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let body = ConsumerProtocolSubscription::default()
+            .with_topics(vec![StrBytes::from_static_str("t")])
+            .with_owned_partitions(vec![TopicPartition::default().with_topic(TopicName(StrBytes::from_static_str("t"))).with_partitions(owned.to_vec())]);
+        let mut buf = bytes::BytesMut::new();
+        bytes::BufMut::put_i16(&mut buf, 1);
+        body.encode(&mut buf, 1).unwrap();
+        buf.freeze()
+    }
+
+    fn classic_join(member: &str, owned: &[i32], view: &TopicsView) -> ClassicJoin {
+        let metadata = subscription(owned);
+        ClassicJoin {
+            member_id: member.into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(20),
+            protocols: vec![("cooperative-sticky".into(), metadata.clone())],
+            subscription: consumer_protocol::decode_subscription(&metadata, view).unwrap(),
+        }
+    }
+
+    /// A stable classic group whose one member "k" owns all of t's partitions.
+    fn stable_classic_group(view: &TopicsView, now: Instant) -> Group {
+        use super::super::group::{JoinRequest, JoinResult, SyncResult};
+        let mut classic = Group::new("g".into());
+        let req = JoinRequest {
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(20),
+            protocol_type: "consumer".into(),
+            protocols: vec![("cooperative-sticky".into(), subscription(&[]))],
+            require_known_member_id: false,
+            supports_skip_assignment: true,
+        };
+        let JoinResult::Wait(mut rx) = classic.join(req, now, Duration::ZERO) else { panic!("the first join waits for the rebalance") };
+        let joined = rx.try_recv().unwrap();
+        let all: Assignment = [(view["t"].id, (0..view["t"].partitions).collect())].into();
+        let bytes = consumer_protocol::encode_assignment(&all, view, 1);
+        let SyncResult::Now(synced) = classic.sync(&joined.member_id, None, joined.generation, vec![(joined.member_id.clone(), bytes)], now) else {
+            panic!("the leader's sync answers at once")
+        };
+        assert!(synced.error.is_none());
+        classic
+    }
+
+    fn partitions_of(bytes: &Bytes, view: &TopicsView) -> BTreeSet<i32> {
+        consumer_protocol::decode_assignment(bytes, view).unwrap().into_values().flatten().collect()
+    }
+
+    #[test]
+    fn an_upgraded_classic_member_hands_partitions_over_only_after_revoking_them() {
+        let now = Instant::now();
+        let (view, t) = topics(4);
+        let classic = stable_classic_group(&view, now);
+        let k = classic.members.keys().next().unwrap().clone();
+        let mut g = ConsumerGroup::from_classic(&classic, &view, now).unwrap();
+        assert_eq!((g.group_epoch, g.assignment_epoch, g.state_name()), (1, 1, "Stable"));
+        assert_eq!(count(&g.members[&k].assigned), 4);
+        // A consumer-protocol member joins: it must wait for k's revocation.
+        let c = g.heartbeat(join("c"), &view, now).unwrap();
+        assert_eq!((c.member_epoch, count(c.assignment.as_ref().unwrap())), (2, 0));
+        assert_eq!(g.classic_heartbeat(&k, None, 1, now), Err(ResponseError::RebalanceInProgress), "k must rejoin");
+        assert_eq!(g.classic_heartbeat(&k, None, 2, now), Err(ResponseError::IllegalGeneration));
+        // k rejoins still owning everything (cooperative): it keeps two and must revoke two.
+        let joined = g.classic_join(classic_join(&k, &[0, 1, 2, 3], &view), &view, now);
+        assert_eq!((joined.generation, joined.protocol_name.as_str()), (1, "cooperative-sticky"));
+        let (_, kept) = g.classic_sync(&k, None, 1, (Some("consumer"), Some("cooperative-sticky")), &view, now).unwrap();
+        let kept = partitions_of(&kept, &view);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(g.classic_heartbeat(&k, None, 1, now), Err(ResponseError::RebalanceInProgress), "revocation pending");
+        let c2 = g.heartbeat(beat("c", 2, &Assignment::new()), &view, now).unwrap();
+        assert!(c2.assignment.is_none(), "nothing is free before k revoked");
+        // k revoked and rejoins owning only what it kept: now c gets the rest, disjoint.
+        let owned: Vec<i32> = kept.iter().copied().collect();
+        let joined = g.classic_join(classic_join(&k, &owned, &view), &view, now);
+        assert_eq!(joined.generation, 2);
+        let (_, mine) = g.classic_sync(&k, None, 2, (None, None), &view, now).unwrap();
+        assert_eq!(partitions_of(&mine, &view), kept);
+        let c3 = g.heartbeat(beat("c", 2, &Assignment::new()), &view, now).unwrap();
+        let theirs: BTreeSet<i32> = c3.assignment.unwrap()[&t].clone();
+        assert_eq!(theirs.len(), 2);
+        assert!(theirs.is_disjoint(&kept));
+        assert_eq!(g.classic_heartbeat(&k, None, 2, now), Ok(()));
+        assert_eq!(g.state_name(), "Stable");
+        // Protocol checks of SyncGroup.
+        assert_eq!(g.classic_sync(&k, None, 2, (Some("connect"), None), &view, now), Err(ResponseError::InconsistentGroupProtocol));
+        assert_eq!(g.classic_sync(&k, None, 2, (None, Some("range")), &view, now), Err(ResponseError::InconsistentGroupProtocol));
+        assert_eq!(g.classic_sync("c", None, 2, (None, None), &view, now), Err(ResponseError::UnknownMemberId), "c speaks the consumer protocol");
+    }
+
+    #[test]
+    fn classic_members_are_fenced_by_their_own_session_and_their_join_and_sync_deadlines() {
+        let now = Instant::now();
+        let (view, _) = topics(2);
+        let mut g = ConsumerGroup::new("g".into());
+        g.heartbeat(join("c"), &view, now).unwrap();
+        let joined = g.classic_join(classic_join("k", &[], &view), &view, now);
+        let group_session = Duration::from_secs(45);
+        // Joined but never synced: fenced at its rebalance timeout (20 s), though its session (10 s) is refreshed.
+        let later = now + Duration::from_secs(8);
+        assert_eq!(g.classic_heartbeat("k", None, joined.generation, later), Ok(()));
+        let (c_epoch, c_owned) = (g.members["c"].epoch, g.members["c"].assigned.clone());
+        g.heartbeat(beat("c", c_epoch, &c_owned), &view, later).unwrap();
+        assert!(g.expired_members(now + Duration::from_secs(15), group_session).is_empty());
+        assert_eq!(g.expired_members(now + Duration::from_secs(21), group_session), vec!["k".to_string()]);
+        // Synced, then silent: its own 10 s session, not the group's 45 s.
+        g.classic_sync("k", None, joined.generation, (None, None), &view, now).unwrap();
+        assert!(g.expired_members(now + Duration::from_secs(9), group_session).is_empty());
+        assert_eq!(g.expired_members(now + Duration::from_secs(11), group_session), vec!["k".to_string()]);
+        assert!(g.only_classic_members_remain_without(&["c".to_string()]));
+        assert!(!g.only_classic_members_remain_without(&[]));
+        assert!(!g.only_classic_members_remain_without(&["c".to_string(), "k".to_string()]), "nobody remains");
+        let (results, leaving) = g.classic_leave(&[("k".into(), None), ("nobody".into(), None)]);
+        assert_eq!(results, vec![Ok(()), Err(ResponseError::UnknownMemberId)]);
+        assert_eq!(leaving, vec!["k".to_string()]);
+    }
+
+    #[test]
+    fn a_downgrade_gives_each_classic_member_its_target_and_rebalances() {
+        use super::super::group::GroupState;
+        let now = Instant::now();
+        let (view, t) = topics(4);
+        let classic = stable_classic_group(&view, now);
+        let k = classic.members.keys().next().unwrap().clone();
+        let mut g = ConsumerGroup::from_classic(&classic, &view, now).unwrap();
+        g.heartbeat(join("c"), &view, now).unwrap();
+        let members = g.to_classic_members(&["c".to_string()], &view);
+        assert_eq!(members.len(), 1);
+        assert_eq!(partitions_of(&members[0].assignment, &view), g.target[&k][&t]);
+        let back = Group::downgraded("g".into(), g.group_epoch, members, true, now);
+        assert_eq!((back.state, back.generation, back.protocol_name.as_deref()), (GroupState::PreparingRebalance, 2, Some("cooperative-sticky")));
+        assert_eq!(back.members[&k].session_timeout, Duration::from_secs(10), "the classic session timeout is kept");
+    }
+
+    #[test]
+    fn classic_groups_of_other_protocols_or_with_custom_assignor_data_are_not_converted() {
+        let now = Instant::now();
+        let (view, _) = topics(2);
+        let mut classic = stable_classic_group(&view, now);
+        let k = classic.members.keys().next().unwrap().clone();
+        let mut with_user_data = bytes::BytesMut::new();
+        bytes::BufMut::put_i16(&mut with_user_data, 0);
+        use kafka_protocol::protocol::Encodable;
+        kafka_protocol::messages::ConsumerProtocolAssignment::default()
+            .with_user_data(Some(Bytes::from_static(b"custom")))
+            .encode(&mut with_user_data, 0)
+            .unwrap();
+        classic.members.get_mut(&k).unwrap().assignment = with_user_data.freeze();
+        assert!(ConsumerGroup::from_classic(&classic, &view, now).is_err());
+        classic.members.get_mut(&k).unwrap().protocols = vec![("cooperative-sticky".into(), Bytes::from_static(b"\xff"))];
+        assert!(ConsumerGroup::from_classic(&classic, &view, now).is_err());
     }
 
     #[test]

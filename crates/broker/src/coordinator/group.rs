@@ -14,6 +14,7 @@ use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 
+use super::consumer_group::DowngradedMember;
 use super::group_record::{GroupMetadata, MemberMetadata};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +245,62 @@ impl Group {
             group.leader = group.members.keys().next().cloned();
         }
         group
+    }
+
+    /// The classic group a consumer-protocol group becomes when only classic
+    /// members remain (KIP-848 online downgrade; Kafka's
+    /// ClassicGroup.fromConsumerGroup): generation = the group epoch, each
+    /// member with its target assignment, Stable; with `rebalance` the
+    /// members are then asked to rejoin. Persisted like any classic group.
+    pub fn downgraded(id: String, generation: i32, members: Vec<DowngradedMember>, rebalance: bool, now: Instant) -> Group {
+        let mut group = Group::new(id);
+        group.generation = generation;
+        group.protocol_type = Some("consumer".to_string());
+        for (order, m) in members.into_iter().enumerate() {
+            if let Some(instance) = &m.instance_id {
+                group.static_members.insert(instance.clone(), m.id.clone());
+            }
+            group.members.insert(
+                m.id.clone(),
+                Member {
+                    id: m.id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout: m.session_timeout,
+                    rebalance_timeout: m.rebalance_timeout,
+                    protocol_type: "consumer".to_string(),
+                    protocols: m.protocols,
+                    assignment: m.assignment,
+                    last_heartbeat: now,
+                    join_waiter: None,
+                    sync_waiter: None,
+                    join_order: order as u64,
+                },
+            );
+        }
+        group.next_join_order = group.members.len() as u64;
+        group.protocol_name = group.select_protocol();
+        group.leader = group.members.keys().next().cloned();
+        group.set_state(if group.members.is_empty() { GroupState::Empty } else { GroupState::Stable });
+        group.dirty = true;
+        if rebalance && !group.members.is_empty() {
+            group.prepare_rebalance(now);
+        }
+        group
+    }
+
+    /// Answers every waiting JoinGroup and SyncGroup with `error` (the group
+    /// is becoming a consumer-protocol group: its members must rejoin there).
+    pub fn fail_waiting(&mut self, error: ResponseError) {
+        for member in self.members.values_mut() {
+            if let Some(w) = member.join_waiter.take() {
+                let _ = w.send(JoinOutcome::error(error.clone(), member.id.clone()));
+            }
+            if let Some(w) = member.sync_waiter.take() {
+                let _ = w.send(SyncOutcome::error(error.clone()));
+            }
+        }
     }
 
     fn set_state(&mut self, state: GroupState) {

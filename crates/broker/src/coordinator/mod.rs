@@ -9,6 +9,7 @@
 
 pub mod assignor;
 pub mod consumer_group;
+pub mod consumer_protocol;
 pub mod group;
 pub mod group_record;
 pub mod offsets;
@@ -24,7 +25,7 @@ use parking_lot::Mutex;
 use crate::config::BrokerConfig;
 use crate::partition::Partition;
 use crate::replica_manager::ReplicaManager;
-use consumer_group::{ConsumerGroup, Heartbeat, HeartbeatAnswer, TopicsView};
+use consumer_group::{ClassicJoin, ConsumerGroup, Heartbeat, HeartbeatAnswer, MigrationPolicy, TopicsView, LEAVE_GROUP_EPOCH};
 use group::{Group, JoinOutcome, JoinRequest, JoinResult, SyncOutcome, SyncResult};
 use offsets::{CommittedOffset, OffsetKey};
 use records::CoordinatorRecord;
@@ -49,7 +50,9 @@ pub struct GroupCoordinator {
     replicas: Arc<ReplicaManager>,
     groups: Mutex<HashMap<String, Group>>,
     /// Groups of the consumer group protocol (KIP-848). A group id lives in
-    /// one map or the other; mixing protocols in one group is refused.
+    /// one map or the other: a group moves between them when it converts
+    /// (online migration), and classic members of a consumer group live in it.
+    /// Taken after `groups` when both are held.
     consumer_groups: Mutex<HashMap<String, ConsumerGroup>>,
     offsets: Mutex<BTreeMap<OffsetKey, CommittedOffset>>,
     /// Transactional offset commits (KIP-98/447) by producer id, in the log
@@ -102,12 +105,120 @@ impl GroupCoordinator {
             group.tick(now);
             self.persist_if_dirty(group);
         }
-        drop(groups);
         let dynamic = self.replicas.dynamic_configs();
-        for (group_id, group) in self.consumer_groups.lock().iter_mut() {
+        let mut consumer_groups = self.consumer_groups.lock();
+        let ids: Vec<String> = consumer_groups.keys().cloned().collect();
+        for group_id in ids {
             // A group's own consumer.session.timeout.ms (KIP-848 group config), else the broker's.
-            let session = Duration::from_millis(dynamic.consumer_session_timeout_ms(group_id).max(0) as u64);
-            group.tick(now, session);
+            let session = Duration::from_millis(dynamic.consumer_session_timeout_ms(&group_id).max(0) as u64);
+            let doomed = consumer_groups.get(&group_id).map(|g| g.expired_members(now, session)).unwrap_or_default();
+            self.fence_consumer_members(&mut groups, &mut consumer_groups, &group_id, &doomed, now);
+        }
+    }
+
+    fn migration_policy(&self) -> MigrationPolicy {
+        self.config.group_consumer_migration_policy
+    }
+
+    /// Removes members from a consumer-protocol group (they left, or missed a
+    /// deadline). If only classic members remain and the policy allows it, the
+    /// group goes back to the classic protocol instead and its members
+    /// rebalance there (Kafka's online downgrade). Called with both locks held.
+    fn fence_consumer_members(
+        &self,
+        groups: &mut HashMap<String, Group>,
+        consumer_groups: &mut HashMap<String, ConsumerGroup>,
+        group_id: &str,
+        leaving: &[String],
+        now: Instant,
+    ) {
+        let Some(group) = consumer_groups.get_mut(group_id) else { return };
+        if leaving.is_empty() {
+            return;
+        }
+        if !(self.migration_policy().downgrade_enabled() && group.only_classic_members_remain_without(leaving)) {
+            for id in leaving {
+                group.remove_member(id);
+            }
+            return;
+        }
+        let members = group.to_classic_members(leaving, &self.topics_view());
+        let classic = Group::downgraded(group_id.to_string(), group.group_epoch, members, true, now);
+        tracing::info!(group = group_id, generation = classic.generation, "converted the consumer group to a classic group: only classic members remain");
+        consumer_groups.remove(group_id);
+        let group = groups.entry(group_id.to_string()).insert_entry(classic).into_mut();
+        self.persist_if_dirty(group);
+    }
+
+    /// The member id for a classic member of a consumer group joining without
+    /// one, and the outcome of its JoinGroup (Kafka's
+    /// classicGroupJoinToConsumerGroup). Called with both locks held.
+    fn classic_join_consumer_group(
+        &self,
+        groups: &mut HashMap<String, Group>,
+        consumer_groups: &mut HashMap<String, ConsumerGroup>,
+        group_id: &str,
+        req: JoinRequest,
+    ) -> JoinOutcome {
+        let policy = self.migration_policy();
+        let Some(group) = consumer_groups.get_mut(group_id) else {
+            return JoinOutcome::error(ResponseError::UnknownMemberId, req.member_id);
+        };
+        if policy == MigrationPolicy::Disabled || !group.supports_classic_protocols(&req.protocol_type, &req.protocols) {
+            return JoinOutcome::error(ResponseError::InconsistentGroupProtocol, req.member_id);
+        }
+        let unknown = req.member_id.is_empty();
+        let member_id = if unknown { uuid::Uuid::new_v4().to_string() } else { req.member_id.clone() };
+        if unknown && req.instance_id.is_none() && req.require_known_member_id {
+            return JoinOutcome::error(ResponseError::MemberIdRequired, member_id);
+        }
+        if !unknown {
+            if let Err(e) = group.check_classic_rejoin(&member_id, req.instance_id.as_deref()) {
+                return JoinOutcome::error(e, member_id);
+            }
+        }
+        let topics = self.topics_view();
+        let metadata = req.protocols.first().map(|(_, metadata)| metadata.clone()).unwrap_or_default();
+        let subscription = match consumer_protocol::decode_subscription(&metadata, &topics) {
+            Ok(subscription) => subscription,
+            Err(why) => {
+                tracing::warn!(group = group_id, member = %member_id, why = %why, "a classic member's subscription cannot be read");
+                return JoinOutcome::error(ResponseError::InconsistentGroupProtocol, member_id);
+            }
+        };
+        let now = Instant::now();
+        let join = ClassicJoin {
+            member_id,
+            instance_id: req.instance_id.clone(),
+            client_id: req.client_id,
+            client_host: req.client_host,
+            session_timeout: req.session_timeout,
+            rebalance_timeout: req.rebalance_timeout,
+            protocols: req.protocols,
+            subscription,
+        };
+        let answer = group.classic_join(join, &topics, now);
+        tracing::debug!(group = group_id, member = %answer.member_id, generation = answer.generation, "classic member joined the consumer group");
+        // The last consumer-protocol member was a static member whose new incarnation speaks classic.
+        if answer.replaced_consumer_member && policy.downgrade_enabled() && group.only_classic_members_remain_without(&[]) {
+            let rebalance = group.assignment_epoch < group.group_epoch;
+            let members = group.to_classic_members(&[], &topics);
+            let classic = Group::downgraded(group_id.to_string(), group.group_epoch, members, rebalance, now);
+            tracing::info!(group = group_id, "converted the consumer group to a classic group: its last consumer-protocol member came back as a classic member");
+            consumer_groups.remove(group_id);
+            let group = groups.entry(group_id.to_string()).insert_entry(classic).into_mut();
+            self.persist_if_dirty(group);
+        }
+        JoinOutcome {
+            error: None,
+            generation: answer.generation,
+            protocol_type: Some("consumer".to_string()),
+            protocol_name: Some(answer.protocol_name),
+            // No leader: the coordinator assigns, so the member only syncs.
+            leader: String::new(),
+            member_id: answer.member_id,
+            members: Vec::new(),
+            skip_assignment: false,
         }
     }
 
@@ -250,11 +361,21 @@ impl GroupCoordinator {
     }
 
     pub fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
-        if self.consumer_groups.lock().get(group_id).is_some_and(|g| !g.is_empty()) {
-            let outcome = group::JoinOutcome::error(ResponseError::InconsistentGroupProtocol, req.member_id);
-            return JoinResult::Now(outcome);
-        }
         let mut groups = self.groups.lock();
+        {
+            let mut consumer_groups = self.consumer_groups.lock();
+            match consumer_groups.get(group_id) {
+                // Classic members join a consumer-protocol group as its members (online migration).
+                Some(group) if !group.is_empty() => {
+                    return JoinResult::Now(self.classic_join_consumer_group(&mut groups, &mut consumer_groups, group_id, req));
+                }
+                // An empty consumer-protocol group simply becomes a classic one.
+                Some(_) => {
+                    consumer_groups.remove(group_id);
+                }
+                None => {}
+            }
+        }
         let group = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id.to_string()));
         let result = group.join(req, Instant::now(), self.initial_rebalance_delay());
         self.persist_if_dirty(group);
@@ -270,6 +391,19 @@ impl GroupCoordinator {
         generation: i32,
         assignments: Vec<(String, bytes::Bytes)>,
     ) -> SyncResult {
+        if let Some(group) = self.consumer_groups.lock().get_mut(group_id) {
+            // A classic member of a consumer-protocol group gets the assignment the coordinator computed.
+            let outcome = match group.classic_sync(member_id, instance_id, generation, (None, None), &self.topics_view(), Instant::now()) {
+                Ok((protocol_name, assignment)) => SyncOutcome {
+                    error: None,
+                    protocol_type: Some("consumer".to_string()),
+                    protocol_name: Some(protocol_name),
+                    assignment,
+                },
+                Err(e) => SyncOutcome::error(e),
+            };
+            return SyncResult::Now(outcome);
+        }
         let (result, written) = {
             let mut groups = self.groups.lock();
             match groups.get_mut(group_id) {
@@ -289,6 +423,13 @@ impl GroupCoordinator {
     }
 
     pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+        if let Some(group) = self.consumer_groups.lock().get_mut(group_id) {
+            let now = Instant::now();
+            if group.only_classic_members_remain_without(&[]) {
+                group.refresh_target(&self.topics_view(), now);
+            }
+            return group.classic_heartbeat(member_id, instance_id, generation, now);
+        }
         let mut groups = self.groups.lock();
         let group = groups.get_mut(group_id).ok_or(ResponseError::UnknownMemberId)?;
         group.heartbeat(member_id, instance_id, generation, Instant::now())
@@ -297,6 +438,14 @@ impl GroupCoordinator {
     /// Removes members (by id, or by static instance id); per-member errors.
     pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Vec<Result<(), ResponseError>> {
         let mut groups = self.groups.lock();
+        {
+            let mut consumer_groups = self.consumer_groups.lock();
+            if let Some(group) = consumer_groups.get(group_id) {
+                let (results, leaving) = group.classic_leave(members);
+                self.fence_consumer_members(&mut groups, &mut consumer_groups, group_id, &leaving, Instant::now());
+                return results;
+            }
+        }
         let Some(group) = groups.get_mut(group_id) else {
             return members.iter().map(|_| Err(ResponseError::UnknownMemberId)).collect();
         };
@@ -333,18 +482,48 @@ impl GroupCoordinator {
 
     /// ConsumerGroupHeartbeat (KIP-848).
     pub fn consumer_heartbeat(&self, group_id: &str, req: Heartbeat) -> Result<HeartbeatAnswer, (ResponseError, String)> {
-        if self.groups.lock().get(group_id).is_some_and(|g| !g.is_empty()) {
-            return Err((ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group")));
-        }
         let topics = self.topics_view();
+        let now = Instant::now();
+        let mut classic_groups = self.groups.lock();
         let mut groups = self.consumer_groups.lock();
+        if !groups.contains_key(group_id) {
+            if let Some(classic) = classic_groups.get_mut(group_id) {
+                if req.member_epoch == 0 {
+                    if !classic.is_empty() {
+                        groups.insert(group_id.to_string(), self.upgrade(classic, &topics, now)?);
+                    }
+                    // An empty classic group simply becomes a consumer-protocol group.
+                    classic_groups.remove(group_id);
+                    if let Some(partition) = self.offsets_partition(group_id) {
+                        if let Err(e) = self.append(&partition, &[CoordinatorRecord::Group(group_id.to_string(), None)]) {
+                            tracing::warn!(group = group_id, error = ?e, "writing the converted classic group's tombstone failed");
+                        }
+                    }
+                } else if !classic.is_empty() {
+                    return Err((ResponseError::GroupIdNotFound, format!("Group {group_id} is not a consumer group.")));
+                }
+            }
+        }
+        if req.member_epoch == LEAVE_GROUP_EPOCH {
+            // The last consumer-protocol member leaving a group of classic members: back to classic.
+            let leaving = groups.get(group_id).and_then(|g| g.member_for(&req.member_id, req.instance_id.as_deref()));
+            let downgrade = leaving.as_ref().is_some_and(|id| {
+                self.migration_policy().downgrade_enabled()
+                    && groups.get(group_id).is_some_and(|g| g.only_classic_members_remain_without(std::slice::from_ref(id)))
+            });
+            if let (true, Some(id)) = (downgrade, leaving) {
+                self.fence_consumer_members(&mut classic_groups, &mut groups, group_id, std::slice::from_ref(&id), now);
+                return Ok(HeartbeatAnswer { member_id: id, member_epoch: LEAVE_GROUP_EPOCH, assignment: None });
+            }
+        }
+        drop(classic_groups);
         if req.member_epoch != 0 && !groups.contains_key(group_id) {
             return Err((ResponseError::UnknownMemberId, format!("Member {} is not a member of group {group_id}.", req.member_id)));
         }
         let group = groups.entry(group_id.to_string()).or_insert_with(|| ConsumerGroup::new(group_id.to_string()));
         let (member_id, member_epoch, instance_id) = (req.member_id.clone(), req.member_epoch, req.instance_id.clone());
         let has_subscription = req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some();
-        group.heartbeat(req, &topics, Instant::now()).map_err(|e| {
+        group.heartbeat(req, &topics, now).map_err(|e| {
             // The messages Kafka sends with these errors (clients log them).
             let message = match e {
                 ResponseError::InvalidRequest if member_epoch == 0 && !has_subscription => {
@@ -364,6 +543,28 @@ impl GroupCoordinator {
             };
             (e, message)
         })
+    }
+
+    /// The consumer-protocol group a non-empty classic group becomes when a
+    /// consumer-protocol member joins it (Kafka's online upgrade). Its members'
+    /// pending JoinGroup/SyncGroup are told to rejoin.
+    fn upgrade(&self, classic: &mut Group, topics: &TopicsView, now: Instant) -> Result<ConsumerGroup, (ResponseError, String)> {
+        let id = classic.id.clone();
+        if !self.migration_policy().upgrade_enabled() {
+            let message = format!("Cannot upgrade classic group {id} to consumer group because online upgrade is disabled.");
+            return Err((ResponseError::GroupIdNotFound, message));
+        }
+        if classic.protocol_type.as_deref() != Some("consumer") {
+            let message = format!("Cannot upgrade classic group {id} to consumer group because the group does not use the consumer embedded protocol.");
+            return Err((ResponseError::GroupIdNotFound, message));
+        }
+        let converted = ConsumerGroup::from_classic(classic, topics, now).map_err(|why| {
+            tracing::warn!(group = %id, why = %why, "cannot upgrade the classic group to a consumer group");
+            (ResponseError::GroupIdNotFound, format!("Cannot upgrade classic group {id} to consumer group: {why}."))
+        })?;
+        classic.fail_waiting(ResponseError::RebalanceInProgress);
+        tracing::info!(group = %id, members = converted.members.len(), epoch = converted.group_epoch, "converted the classic group to a consumer group");
+        Ok(converted)
     }
 
     /// A group's own consumer.heartbeat.interval.ms (KIP-848 group config), else the broker's.

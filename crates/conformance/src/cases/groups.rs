@@ -12,10 +12,12 @@ use kafka_protocol::messages::*;
 use crate::msg::*;
 use kafka_protocol::protocol::Encodable;
 
-use super::{case, Case};
+use super::{case, case_with_setting, Case};
 use crate::ctx::{s, Ctx};
 
 const MEMBER_ID_REQUIRED: i16 = 79;
+/// The broker setting of the `migration.disabled_policy*` cases' pass.
+const MIGRATION_DISABLED: &str = "group.consumer.migration.policy=disabled";
 
 /// A consumer-protocol subscription to `topic` (version prefix + body).
 fn subscription(topic: &str) -> Bytes {
@@ -166,6 +168,33 @@ fn cg_heartbeat(group: &str, member: &str, epoch: i32, topic: Option<&str>) -> C
 /// A KIP-848 member id: clients generate their own (KIP-1082).
 fn cg_member(ctx: &Ctx, label: &str) -> String {
     ctx.name(label).chars().chain("-0000000000000000".chars()).take(22).collect()
+}
+
+/// ConsumerGroupDescribe with the members in a deterministic order (Kafka
+/// keeps them in a hash map): classic members (type 0) first.
+fn describe_mixed_group(ctx: &mut Ctx, label: &str, group: &str) -> Result<()> {
+    let mut response = ctx.send(&ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(group))]))?;
+    for described in &mut response.groups {
+        described.members.sort_by_key(|m| m.member_type);
+    }
+    ctx.record(label, &response)
+}
+
+/// Our group's line in ListGroups (type, state, protocol type).
+fn list_our_group(ctx: &mut Ctx, label: &str, group: &str) -> Result<()> {
+    let response = ctx.send(&ListGroupsRequest::default())?;
+    let ours: Vec<_> = response.groups.iter().filter(|g| g.group_id.0.as_str() == group).collect();
+    ctx.record(label, &ours)
+}
+
+/// A stable classic group with one member, upgraded by a consumer-protocol
+/// member joining it: (topic, group, classic member, consumer member).
+fn upgraded_group(ctx: &mut Ctx, base: &str) -> Result<(String, String, String, String)> {
+    let (topic, group, classic, _) = group_setup(ctx, base, None)?;
+    let member = cg_member(ctx, "c");
+    let joined = ctx.send(&cg_heartbeat(&group, &member, 0, Some(&topic)))?;
+    ensure!(joined.error_code == 0, "the consumer-protocol member's join failed with {}", joined.error_code);
+    Ok((topic, group, classic, member))
 }
 
 /// A topic and a stable classic group on it, for group error paths.
@@ -684,6 +713,122 @@ pub fn cases() -> Vec<Case> {
         case("consumer_group_describe.classic_group", |ctx| {
             let (_, group, _, _) = group_setup(ctx, "cgd-classic", None)?;
             ctx.probe("probe", &ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(&group))]))?;
+            Ok(())
+        }),
+        case("migration.classic_member_rejoins_upgraded_group", |ctx| {
+            // Upgrade: the classic member is told to rejoin, rejoins without a
+            // join barrier, and its SyncGroup carries the coordinator's assignment.
+            let (topic, group, classic, member) = upgraded_group(ctx, "mig-rejoin")?;
+            ctx.probe("heartbeat_during_rebalance", &heartbeat(&group, &classic, 1, None))?;
+            describe_mixed_group(ctx, "describe_reconciling", &group)?;
+            let joined = ctx.probe("rejoin", &join_request(&group, &classic, None, &topic))?;
+            ctx.probe("sync", &sync_request(&group, &classic, joined.generation_id, None, vec![]))?;
+            ctx.probe("heartbeat_stable", &heartbeat(&group, &classic, joined.generation_id, None))?;
+            ctx.probe("heartbeat_old_generation", &heartbeat(&group, &classic, 1, None))?;
+            ctx.probe("consumer_heartbeat", &cg_heartbeat(&group, &member, joined.generation_id, None))?;
+            describe_mixed_group(ctx, "describe_stable", &group)?;
+            ctx.probe("describe_groups", &describe_groups(&group))?;
+            list_our_group(ctx, "list", &group)?;
+            Ok(())
+        }),
+        case("migration.classic_member_joins_consumer_group", |ctx| {
+            let topic = ctx.name("mig-join-t");
+            ctx.create_topic(&topic, 2, &[])?;
+            let group = ctx.name("mig-join-g");
+            let member = cg_member(ctx, "c");
+            let consumer = ctx.send(&cg_heartbeat(&group, &member, 0, Some(&topic)))?;
+            // Kafka recomputes a target assignment at most once a second (group.consumer.assignment.interval.ms).
+            std::thread::sleep(Duration::from_millis(1200));
+            let first = ctx.send(&join_request(&group, "", None, &topic))?;
+            // A new consumer group's first epoch differs (see consumer_group_heartbeat.join):
+            // epochs are compared relative to the consumer-protocol member's.
+            for field in ["join.generation_id", "describe.groups[*].*epoch"] {
+                ctx.rule(field, crate::ctx::Rule::Ignore);
+            }
+            let joined = ctx.probe("join", &join_request(&group, &first.member_id, None, &topic))?;
+            ctx.record("join_generation_after_the_consumer_member", &(joined.generation_id - consumer.member_epoch))?;
+            ctx.probe("sync_wrong_generation", &sync_request(&group, &first.member_id, joined.generation_id + 1, None, vec![]))?;
+            ctx.probe("sync", &sync_request(&group, &first.member_id, joined.generation_id, None, vec![]))?;
+            ctx.probe("heartbeat", &heartbeat(&group, &first.member_id, joined.generation_id, None))?;
+            ctx.probe("heartbeat_unknown_member", &heartbeat(&group, "no-such-member", joined.generation_id, None))?;
+            let mut other_protocol = join_request(&group, "", None, &topic);
+            other_protocol.protocols[0].name = s("roundrobin");
+            ctx.probe("inconsistent_protocol", &other_protocol)?;
+            describe_mixed_group(ctx, "describe", &group)?;
+            let described = ctx.send(&ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(&group))]))?;
+            let relative: Vec<(i32, i32, Vec<(i8, i32)>)> = described
+                .groups
+                .iter()
+                .map(|g| {
+                    let mut members: Vec<(i8, i32)> = g.members.iter().map(|m| (m.member_type, m.member_epoch - consumer.member_epoch)).collect();
+                    members.sort();
+                    (g.group_epoch - consumer.member_epoch, g.assignment_epoch - consumer.member_epoch, members)
+                })
+                .collect();
+            ctx.record("describe_epochs_after_the_consumer_member", &relative)?;
+            Ok(())
+        }),
+        case("migration.classic_member_leaves_mixed_group", |ctx| {
+            // The consumer-protocol member stays: the group stays a consumer group.
+            let (_, group, classic, _) = upgraded_group(ctx, "mig-leave")?;
+            ctx.probe("leave", &leave(&group, &classic))?;
+            ctx.probe("leave_again", &leave(&group, &classic))?;
+            describe_mixed_group(ctx, "describe", &group)?;
+            list_our_group(ctx, "list", &group)?;
+            Ok(())
+        }),
+        case("migration.downgrade_when_last_consumer_member_leaves", |ctx| {
+            let (topic, group, classic, member) = upgraded_group(ctx, "mig-down")?;
+            ctx.probe("consumer_leave", &cg_heartbeat(&group, &member, 2, None).with_member_epoch(-1))?;
+            ctx.probe("heartbeat_old_generation", &heartbeat(&group, &classic, 1, None))?;
+            ctx.probe("describe_groups", &describe_groups(&group))?;
+            describe_mixed_group(ctx, "consumer_group_describe", &group)?;
+            list_our_group(ctx, "list", &group)?;
+            // The classic group rebalances: its one member rejoins and leads.
+            let joined = ctx.probe("rejoin", &join_request(&group, &classic, None, &topic))?;
+            ctx.probe("sync", &sync_request(&group, &classic, joined.generation_id, None, vec![(classic.clone(), assignment(&topic))]))?;
+            ctx.probe("describe_stable", &describe_groups(&group))?;
+            Ok(())
+        }),
+        case("migration.upgrade_refused_for_other_protocol_types", |ctx| {
+            // A classic group of another embedded protocol (e.g. Connect) cannot become a consumer group.
+            let group = ctx.name("mig-connect-g");
+            let request = join_request(&group, "", Some("worker-1"), "t").with_protocol_type(s("connect"));
+            let joined = ctx.send(&request)?;
+            ensure!(joined.error_code == 0, "JoinGroup failed with {}", joined.error_code);
+            let member = cg_member(ctx, "c");
+            ctx.probe("probe", &cg_heartbeat(&group, &member, 0, Some("t")))?;
+            ctx.probe("rejoin_epoch", &cg_heartbeat(&group, &member, 3, Some("t")))?;
+            Ok(())
+        }),
+        case_with_setting("migration.disabled_policy_refuses_upgrade", MIGRATION_DISABLED, |ctx| {
+            let (topic, group, classic, generation) = group_setup(ctx, "mig-off-up", None)?;
+            let member = cg_member(ctx, "c");
+            ctx.probe("probe", &cg_heartbeat(&group, &member, 0, Some(&topic)))?;
+            ctx.probe("classic_heartbeat", &heartbeat(&group, &classic, generation, None))?;
+            Ok(())
+        }),
+        case_with_setting("migration.disabled_policy_refuses_classic_members", MIGRATION_DISABLED, |ctx| {
+            let topic = ctx.name("mig-off-t");
+            ctx.create_topic(&topic, 1, &[])?;
+            let group = ctx.name("mig-off-g");
+            let member = cg_member(ctx, "c");
+            ctx.send(&cg_heartbeat(&group, &member, 0, Some(&topic)))?;
+            ctx.probe("probe", &join_request(&group, "", None, &topic))?;
+            ctx.probe("static", &join_request(&group, "", Some("instance-1"), &topic))?;
+            Ok(())
+        }),
+        case_with_setting("migration.disabled_policy_still_converts_empty_groups", MIGRATION_DISABLED, |ctx| {
+            let (topic, group, classic, _) = group_setup(ctx, "mig-off-empty", None)?;
+            ctx.send(&leave(&group, &classic))?;
+            let member = cg_member(ctx, "c");
+            // A new consumer group's first epoch differs (see consumer_group_heartbeat.join).
+            ctx.rule("join.member_epoch", crate::ctx::Rule::Ignore);
+            let joined = ctx.probe("join", &cg_heartbeat(&group, &member, 0, Some(&topic)))?;
+            ctx.send(&cg_heartbeat(&group, &member, joined.member_epoch, None).with_member_epoch(-1))?;
+            let first = ctx.send(&join_request(&group, "", None, &topic))?;
+            ctx.probe("classic_join", &join_request(&group, &first.member_id, None, &topic))?;
+            list_our_group(ctx, "list", &group)?;
             Ok(())
         }),
         case("join_group.classic_join_on_consumer_group", |ctx| {

@@ -16,10 +16,18 @@ mod transactions;
 pub struct Case {
     pub name: String,
     pub run: Box<dyn Fn(&mut Ctx) -> Result<()>>,
+    /// A broker setting (KEY=VALUE) both brokers must run with: such a case
+    /// runs only in a pass started with `--broker-setting KEY=VALUE`.
+    pub requires: Option<String>,
 }
 
 pub fn case(name: impl Into<String>, run: impl Fn(&mut Ctx) -> Result<()> + 'static) -> Case {
-    Case { name: name.into(), run: Box::new(run) }
+    Case { name: name.into(), run: Box::new(run), requires: None }
+}
+
+/// A case for brokers started with `setting` (KEY=VALUE) on both sides.
+pub fn case_with_setting(name: impl Into<String>, setting: &str, run: impl Fn(&mut Ctx) -> Result<()> + 'static) -> Case {
+    Case { name: name.into(), run: Box::new(run), requires: Some(setting.to_string()) }
 }
 
 pub fn all() -> Vec<Case> {
