@@ -13,7 +13,7 @@ struct Cluster {
 impl Cluster {
     fn new(unclean: bool) -> Self {
         Cluster {
-            controller: Controller::new(ControllerConfig { broker_session_timeout: SESSION, unclean_leader_election: unclean }),
+            controller: Controller::new(ControllerConfig { broker_session_timeout: SESSION, unclean_leader_election: unclean, leader_rebalance_interval: None }),
             image: MetadataImage::default(),
             now: Instant::now(),
             epochs: BTreeMap::new(),
