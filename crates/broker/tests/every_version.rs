@@ -426,7 +426,9 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             let count = v as i32 + 2;
             let req = CreatePartitionsRequest::default().with_timeout_ms(10_000).with_topics(vec![create_partitions_request::CreatePartitionsTopic::default()
                 .with_name(topic_name("grow"))
-                .with_count(count)]);
+                .with_count(count)
+                // Null, as clients send it: the controller places the new partitions.
+                .with_assignments(None)]);
             let resp = client.try_request(v, &req).await?;
             let code = resp.results.first().map(|r| r.error_code);
             check(code == Some(0), || format!("create partitions to {count}: {code:?}"))
