@@ -24,6 +24,7 @@ pub enum TxnCommand {
     },
     /// Describe transactional ids: state, producer id and epoch, timeout, start, partitions.
     Describe {
+        /// The transactional ids to describe (one or more).
         #[arg(required = true)]
         transactional_ids: Vec<String>,
     },
