@@ -31,7 +31,7 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: CreatePart
                     Err(ApiError::new(ResponseError::InvalidRequest, "Duplicate topic name."))
                 } else {
                     let assignments =
-                        t.assignments.as_ref().map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
+                        t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
                     crate::cluster::create_partitions_blocking(&broker, &t.name.0, t.count, assignments, validate_only)
                 };
                 let result = CreatePartitionsTopicResult::default().with_name(t.name);
