@@ -354,25 +354,8 @@ impl ConsumerGroup {
             }
         }
         let member_id = if req.member_id.is_empty() { Uuid::new_v4().to_string() } else { req.member_id.clone() };
-        let mut member = ConsumerMember {
-            id: member_id.clone(),
-            instance_id: req.instance_id.clone(),
-            rack_id: None,
-            client_id: String::new(),
-            client_host: String::new(),
-            epoch: 0,
-            previous_epoch: 0,
-            state: MemberState::Stable,
-            rebalance_timeout: Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64),
-            subscribed_topic_names: Vec::new(),
-            subscribed_topic_regex: None,
-            server_assignor: None,
-            assigned: Assignment::new(),
-            pending_revocation: Assignment::new(),
-            last_heartbeat: now,
-            revoking_since: None,
-            classic: None,
-        };
+        let mut member =
+            ConsumerMember::joining(member_id.clone(), req.instance_id.clone(), Duration::from_millis(req.rebalance_timeout_ms.max(0) as u64), now);
         if let Some(instance) = &req.instance_id {
             if let Some(previous_id) = self.static_members.get(instance).cloned() {
                 let previous = self.members.get(&previous_id).ok_or(ResponseError::UnknownMemberId)?;
@@ -614,25 +597,7 @@ impl ConsumerGroup {
         let mut replaced_consumer_member = false;
         let mut bump = false;
         if !self.members.contains_key(&member_id) {
-            let mut member = ConsumerMember {
-                id: member_id.clone(),
-                instance_id: req.instance_id.clone(),
-                rack_id: None,
-                client_id: String::new(),
-                client_host: String::new(),
-                epoch: 0,
-                previous_epoch: 0,
-                state: MemberState::Stable,
-                rebalance_timeout: req.rebalance_timeout,
-                subscribed_topic_names: Vec::new(),
-                subscribed_topic_regex: None,
-                server_assignor: None,
-                assigned: Assignment::new(),
-                pending_revocation: Assignment::new(),
-                last_heartbeat: now,
-                revoking_since: None,
-                classic: None,
-            };
+            let mut member = ConsumerMember::joining(member_id.clone(), req.instance_id.clone(), req.rebalance_timeout, now);
             let previous_id = req.instance_id.as_ref().and_then(|i| self.static_members.get(i)).cloned();
             if let Some(previous) = previous_id.and_then(|id| self.members.remove(&id)) {
                 // A static member's new incarnation takes over its assignment (KIP-345).
@@ -841,23 +806,15 @@ impl ConsumerGroup {
             group.members.insert(
                 m.id.clone(),
                 ConsumerMember {
-                    id: m.id.clone(),
-                    instance_id: m.instance_id.clone(),
                     rack_id: subscription.rack_id,
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
                     epoch: classic.generation,
                     previous_epoch: classic.generation,
-                    state: MemberState::Stable,
-                    rebalance_timeout: m.rebalance_timeout,
                     subscribed_topic_names: names,
-                    subscribed_topic_regex: None,
-                    server_assignor: None,
                     assigned,
-                    pending_revocation: Assignment::new(),
-                    last_heartbeat: now,
-                    revoking_since: None,
                     classic: Some(ClassicMember { session_timeout: m.session_timeout, protocols: m.protocols.clone(), join_deadline: None, sync_deadline: None }),
+                    ..ConsumerMember::joining(m.id.clone(), m.instance_id.clone(), m.rebalance_timeout, now)
                 },
             );
         }
@@ -913,6 +870,29 @@ impl ConsumerGroup {
 }
 
 impl ConsumerMember {
+    /// A member that has just joined: epoch 0, nothing subscribed or assigned.
+    fn joining(id: String, instance_id: Option<String>, rebalance_timeout: Duration, now: Instant) -> ConsumerMember {
+        ConsumerMember {
+            id,
+            instance_id,
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            epoch: 0,
+            previous_epoch: 0,
+            state: MemberState::Stable,
+            rebalance_timeout,
+            subscribed_topic_names: Vec::new(),
+            subscribed_topic_regex: None,
+            server_assignor: None,
+            assigned: Assignment::new(),
+            pending_revocation: Assignment::new(),
+            last_heartbeat: now,
+            revoking_since: None,
+            classic: None,
+        }
+    }
+
     fn set_epoch(&mut self, epoch: i32) {
         if epoch != self.epoch {
             self.previous_epoch = self.epoch;

@@ -82,11 +82,18 @@ pub fn append_transactional(partition: &Partition, producer_id: i64, producer_ep
 }
 
 fn append_as(partition: &Partition, entries: &[CoordinatorRecord], producer: Option<(i64, i16)>) -> Result<i64, ResponseError> {
+    let keyed: Vec<(Bytes, Option<Bytes>)> = entries.iter().filter_map(|entry| entry.encode()).collect();
+    append_keyed(partition, keyed, producer)
+}
+
+/// Appends keyed records (an internal topic's key and value bytes) as one
+/// batch, of `producer` (transactional) or of no producer; returns the last
+/// offset. Shared by the group and the transaction coordinators.
+pub fn append_keyed(partition: &Partition, keyed: Vec<(Bytes, Option<Bytes>)>, producer: Option<(i64, i16)>) -> Result<i64, ResponseError> {
     let now = crate::now_ms();
     let (producer_id, producer_epoch) = producer.unwrap_or((-1, -1));
-    let records: Vec<Record> = entries
-        .iter()
-        .filter_map(|entry| entry.encode())
+    let records: Vec<Record> = keyed
+        .into_iter()
         .enumerate()
         .map(|(i, (key, value))| {
             Record {

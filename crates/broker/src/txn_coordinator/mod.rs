@@ -28,12 +28,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
-use runnel_storage::batch::validate_batches;
 use runnel_storage::ControlType;
 
 use crate::config::BrokerConfig;
@@ -191,36 +188,10 @@ impl TxnCoordinator {
     async fn persist(&self, transactional_id: &str, meta: &TxnMetadata) -> Result<(), ResponseError> {
         self.ensure_topic()?;
         let partition = self.state_partition(transactional_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
-        let now = crate::now_ms();
-        let record = Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: now,
-            key: Some(records::encode_key(transactional_id)),
-            value: Some(records::encode_value(meta)),
-            headers: IndexMap::<_, Option<Bytes>>::new(),
-        };
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, [&record], &RecordEncodeOptions { version: 2, compression: Compression::None }).map_err(|e| {
-            tracing::error!(error = %e, "encoding a transaction state record failed");
-            ResponseError::UnknownServerError
-        })?;
-        let validated = validate_batches(&buf, usize::MAX).map_err(|e| {
-            tracing::error!(error = %e, "a transaction state batch failed validation");
-            ResponseError::UnknownServerError
-        })?;
-        let info = partition.append(&mut buf, &validated.headers, now).map_err(|e| {
-            tracing::warn!(error = %e, "writing {TRANSACTION_STATE_TOPIC} failed");
-            ResponseError::CoordinatorNotAvailable
-        })?;
-        partition.wait_durable(info.last_offset, DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+        let keyed = vec![(records::encode_key(transactional_id), Some(records::encode_value(meta)))];
+        // (append_keyed logs why a write failed.)
+        let last_offset = crate::coordinator::records::append_keyed(&partition, keyed, None).map_err(|_| ResponseError::CoordinatorNotAvailable)?;
+        partition.wait_durable(last_offset, DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
     }
 
     /// Marks an id pending and returns its state (the caller computes the next one).
