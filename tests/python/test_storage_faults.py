@@ -338,22 +338,72 @@ def test_deleted_topic_stays_deleted_across_a_restart(make_broker):
     assert not glob.glob(os.path.join(broker.data_dir, f"{topic}-*"))
 
 
-def test_topic_deletion_interrupted_after_the_rename_is_finished_on_start(make_broker):
-    broker = make_broker()
-    topic = "halfgone-" + uuid.uuid4().hex[:6]
+def deleted_topic_with_its_logs_put_back(broker, topic):
+    """A topic whose deletion the cluster metadata committed while its logs (and
+    local metadata file) are still on disk — what a crash after the commit and
+    before the logs were removed leaves. Returns (meta_file, topic_id hex, saved)
+    with the saved copies restored in place; the broker is stopped."""
     create_topic(broker.bootstrap, topic, partitions=2)
     producer = Producer({"bootstrap.servers": broker.bootstrap})
     producer.produce(topic, value=b"x", partition=0)
+    producer.produce(topic, value=b"y", partition=1)
     assert producer.flush(15) == 0
     assert broker.stop() == 0
-    # What a crash leaves after DeleteTopics renamed partition 0 and before it removed the metadata.
     meta_file = os.path.join(broker.data_dir, "meta", "topics", f"{topic}.json")
     with open(meta_file) as f:
         topic_id = uuid.UUID(bytes=bytes(json.load(f)["topic_id"])).hex
+    saved = tempfile.mkdtemp()
+    for p in (0, 1):
+        shutil.copytree(os.path.join(broker.data_dir, f"{topic}-{p}"), os.path.join(saved, f"{topic}-{p}"))
+    shutil.copy(meta_file, saved)
+    broker.start()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.delete_topics([topic])[topic].result(15)
+    assert broker.stop() == 0
+    assert not glob.glob(os.path.join(broker.data_dir, f"{topic}-*"))
+    for p in (0, 1):
+        shutil.copytree(os.path.join(saved, f"{topic}-{p}"), os.path.join(broker.data_dir, f"{topic}-{p}"))
+    shutil.copy(os.path.join(saved, os.path.basename(meta_file)), meta_file)
+    shutil.rmtree(saved)
+    return meta_file, topic_id
+
+
+def wait_until_gone(broker, topic, meta_file, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline and (glob.glob(os.path.join(broker.data_dir, f"{topic}-*")) or os.path.exists(meta_file)):
+        time.sleep(0.2)
+    assert not glob.glob(os.path.join(broker.data_dir, f"{topic}-*")), os.listdir(broker.data_dir)
+    assert not os.path.exists(meta_file)
+
+
+def test_topic_deletion_interrupted_after_the_rename_is_finished_on_start(make_broker):
+    broker = make_broker()
+    topic = "halfgone-" + uuid.uuid4().hex[:6]
+    meta_file, topic_id = deleted_topic_with_its_logs_put_back(broker, topic)
+    # The crash came after the deletion renamed partition 0 and before it removed the rest.
     os.rename(os.path.join(broker.data_dir, f"{topic}-0"), os.path.join(broker.data_dir, f"{topic}-0.{topic_id}.deleting"))
 
     broker.start()
     metadata = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10)
     assert topic not in metadata.topics, "the interrupted deletion was finished, not undone"
-    assert not os.path.exists(meta_file)
-    assert not glob.glob(os.path.join(broker.data_dir, f"{topic}-*"))
+    wait_until_gone(broker, topic, meta_file)
+    assert any("finished deleting a topic whose deletion was interrupted" in l for l in log_lines(broker))
+
+
+def test_logs_of_a_topic_the_cluster_deleted_are_removed_on_start(make_broker):
+    broker = make_broker()
+    topic = "stray-" + uuid.uuid4().hex[:6]
+    # The crash came after the deletion was committed and before any log was touched.
+    meta_file, _ = deleted_topic_with_its_logs_put_back(broker, topic)
+
+    broker.start()
+    metadata = AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10)
+    assert topic not in metadata.topics
+    wait_until_gone(broker, topic, meta_file)
+    assert any("WARN" in l and topic in l and "no longer has" in l for l in log_lines(broker))
+    # The name is free again: a new topic of that name starts empty.
+    create_topic(broker.bootstrap, topic, partitions=1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    producer.produce(topic, value=b"new", partition=0)
+    assert producer.flush(15) == 0
+    assert read_all(broker.bootstrap, topic, partitions=1) == [(0, 0, b"new")]

@@ -43,12 +43,19 @@ def read_values(bootstrap, topic, isolation, idle=3.0, limit=30.0, expect=None):
         "enable.auto.commit": False,
         "isolation.level": isolation,
     })
-    consumer.subscribe([topic])
     values = []
     deadline = time.time() + limit
     last = time.time()
+    assigned = False
+
+    def on_assign(_consumer, _partitions):
+        # The idle wait counts from the assignment: joining the group may take a while.
+        nonlocal last, assigned
+        last, assigned = time.time(), True
+
+    consumer.subscribe([topic], on_assign=on_assign)
     try:
-        while time.time() < deadline and time.time() - last < idle:
+        while time.time() < deadline and (not assigned or time.time() - last < idle):
             if expect is not None and len(values) >= expect:
                 break
             msg = consumer.poll(0.2)

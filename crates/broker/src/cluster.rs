@@ -121,6 +121,7 @@ impl Cluster {
             leader_rebalance_interval: config
                 .auto_leader_rebalance_enable
                 .then(|| Duration::from_secs(config.leader_imbalance_check_interval_seconds)),
+            colocated_broker: Some(config.node_id),
         };
         quorum_config.bootstrap_cluster_id = Some(bootstrap_cluster_id.to_string());
         let quorum = Quorum::start_with_listener(quorum_config, listener).await.map_err(quorum_error)?;
@@ -195,12 +196,12 @@ impl Cluster {
             security_protocol: "PLAINTEXT".into(),
         }];
         self.register(&endpoints, config.broker_rack.clone()).await;
-        self.migrate_local_topics(replicas).await?;
+        let imported = self.migrate_local_topics(replicas).await?;
         replicas.set_alter_partition_sender(Arc::new(ControllerAlterPartition {
             cluster: Arc::downgrade(self),
             replicas: Arc::downgrade(replicas),
         }));
-        let follower = tokio::spawn(follow_image(Arc::downgrade(self), Arc::downgrade(replicas), committed));
+        let follower = tokio::spawn(follow_image(Arc::downgrade(self), Arc::downgrade(replicas), committed, imported));
         let heartbeats = tokio::spawn(heartbeat_loop(
             Arc::downgrade(self),
             Duration::from_millis(config.broker_heartbeat_interval_ms),
@@ -249,11 +250,13 @@ impl Cluster {
     /// Once per data directory: the topics an earlier release created (they are only
     /// in the data directory's metadata) go into the metadata log with their ids,
     /// partition counts, configs and leader epochs. Internal topics stay local.
-    async fn migrate_local_topics(&self, replicas: &Arc<ReplicaManager>) -> Result<(), StartError> {
+    /// Returns the ids of the topics imported now.
+    async fn migrate_local_topics(&self, replicas: &Arc<ReplicaManager>) -> Result<Vec<Uuid>, StartError> {
         let storage = |e: runnel_storage::StorageError| StartError::Storage(e);
         if replicas.meta().get_value(MIGRATED_KEY).map_err(storage)?.is_some() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut imported = Vec::new();
         for topic in replicas.topics().into_iter().filter(|t| !t.internal) {
             let leader_epochs = topic.partitions().iter().map(|p| p.leader_epoch()).collect();
             let request = ControllerRequest::ImportTopic {
@@ -264,7 +267,10 @@ impl Cluster {
                 configs: topic.config_overrides(),
             };
             match self.quorum.submit(request).await {
-                Ok(_) => tracing::info!(topic = %topic.name, "topic written into the cluster metadata log"),
+                Ok(_) => {
+                    imported.push(topic.id);
+                    tracing::info!(topic = %topic.name, "topic written into the cluster metadata log")
+                }
                 Err(e) => {
                     return Err(StartError::Quorum(format!(
                         "writing topic {} of the data directory into the cluster metadata: {e}",
@@ -273,7 +279,8 @@ impl Cluster {
                 }
             }
         }
-        replicas.meta().put_value(MIGRATED_KEY, "true").map_err(storage)
+        replicas.meta().put_value(MIGRATED_KEY, "true").map_err(storage)?;
+        Ok(imported)
     }
 
     /// Controlled shutdown (Kafka's): the controller moves this broker's
@@ -387,16 +394,36 @@ async fn heartbeat_loop(cluster: Weak<Cluster>, interval: Duration, endpoints: V
 }
 
 /// Applies every committed image to the replica manager, then publishes it as applied.
-async fn follow_image(cluster: Weak<Cluster>, replicas: Weak<ReplicaManager>, mut committed: watch::Receiver<Arc<MetadataImage>>) {
+/// `imported`: topic ids this start wrote into the metadata log (see [`delete_stray_topics`]).
+async fn follow_image(
+    cluster: Weak<Cluster>,
+    replicas: Weak<ReplicaManager>,
+    mut committed: watch::Receiver<Arc<MetadataImage>>,
+    imported: Vec<Uuid>,
+) {
     let mut previous: Option<Arc<MetadataImage>> = None;
+    let mut strays_checked = false;
     loop {
         let image = committed.borrow_and_update().clone();
         let (Some(cluster), Some(manager)) = (cluster.upgrade(), replicas.upgrade()) else { return };
         let node_id = cluster.node_id;
         let prev = previous.clone();
         let next = image.clone();
+        // Strays are judged only on an image at least as new as everything this
+        // start wrote (its registration and its imports): an older one may not
+        // know a topic yet that this broker's logs belong to.
+        let complete = !strays_checked
+            && image.brokers.get(&node_id).is_some_and(|b| b.broker_epoch == cluster.broker_epoch())
+            && imported.iter().all(|id| image.topics.contains_key(id));
+        strays_checked |= complete;
         // Creating and deleting logs is blocking work.
-        let applied = tokio::task::spawn_blocking(move || apply_image(&manager, node_id, prev.as_deref(), &next)).await;
+        let applied = tokio::task::spawn_blocking(move || {
+            if complete {
+                delete_stray_topics(&manager, &next);
+            }
+            apply_image(&manager, node_id, prev.as_deref(), &next)
+        })
+        .await;
         if let Err(e) = applied {
             tracing::error!(error = %e, "applying the cluster metadata failed");
         }
@@ -405,6 +432,21 @@ async fn follow_image(cluster: Weak<Cluster>, replicas: Weak<ReplicaManager>, mu
         drop(cluster);
         if committed.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Deletes the local logs of topics the cluster metadata no longer has (Kafka's
+/// stray logs): deleted while this broker was down, or a crash between the
+/// deletion's commit and the removal of the logs. Internal topics are local.
+fn delete_stray_topics(replicas: &Arc<ReplicaManager>, image: &MetadataImage) {
+    for topic in replicas.topics() {
+        if topic.internal || image.topics.contains_key(&topic.id) {
+            continue;
+        }
+        tracing::warn!(topic = %topic.name, topic_id = %topic.id, "deleting the logs of a topic the cluster metadata no longer has");
+        if let Err(e) = replicas.delete_topic(&topic.name) {
+            tracing::error!(topic = %topic.name, error = %e, "deleting a stray topic failed");
         }
     }
 }

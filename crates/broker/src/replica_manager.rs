@@ -15,6 +15,7 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use parking_lot::{Mutex, RwLock};
 use runnel_storage::{DataDir, Log, LogConfig, MetaStore, StorageError, TopicMeta};
+use runnel_storage::data_dir::{read_partition_metadata, write_partition_metadata};
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
@@ -145,6 +146,25 @@ fn finish_interrupted_deletions(data_dir: &DataDir, meta: &MetaStore, topics: &m
     Ok(())
 }
 
+/// Writes `partition.metadata` into a partition directory of a data directory
+/// written before it existed; warns when it names another topic id than the
+/// topic's metadata (the metadata wins, as it did before the file existed).
+fn ensure_partition_metadata(dir: &Path, topic: &TopicMeta) -> Result<(), StorageError> {
+    match read_partition_metadata(dir) {
+        Ok(Some(id)) if id == topic.topic_id => Ok(()),
+        Ok(Some(id)) => {
+            tracing::warn!(topic = %topic.name, dir = %dir.display(), found = %Uuid::from_bytes(id), expected = %Uuid::from_bytes(topic.topic_id),
+                "partition.metadata names another topic id than the topic's metadata; rewriting it");
+            write_partition_metadata(dir, topic.topic_id)
+        }
+        Ok(None) => write_partition_metadata(dir, topic.topic_id),
+        Err(e) => {
+            tracing::warn!(error = %e, "rewriting an unreadable partition.metadata");
+            write_partition_metadata(dir, topic.topic_id)
+        }
+    }
+}
+
 /// Whether a partition directory holds any record bytes.
 fn holds_records(dir: &Path) -> bool {
     std::fs::read_dir(dir).into_iter().flatten().flatten().any(|entry| {
@@ -180,13 +200,24 @@ fn recover_topics_without_metadata(data_dir: &DataDir, meta: &MetaStore, topics:
             configs.insert("cleanup.policy".to_string(), "compact".to_string());
             configs.insert("segment.bytes".to_string(), crate::coordinator::OFFSETS_SEGMENT_BYTES.to_string());
         }
-        let id = Uuid::new_v4();
+        // The id the directories name keeps the topic the cluster metadata knows
+        // (a new id would make the broker replace it with an empty one).
+        let kept_id = dirs.iter().find_map(|(_, dir)| match read_partition_metadata(dir) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable partition.metadata; ignored");
+                None
+            }
+        });
+        let id = kept_id.map(Uuid::from_bytes).unwrap_or_else(Uuid::new_v4);
         let recovered = TopicMeta { name: name.clone(), topic_id: *id.as_bytes(), partitions, configs };
         meta.put(&recovered)?;
+        let id_source = if kept_id.is_some() { "its topic id from partition.metadata" } else { "a new topic id" };
         tracing::error!(
             topic = name, partitions, topic_id = %id,
             "MISSING TOPIC METADATA: the topic's metadata file was gone but its partition directories hold records; \
-             recovered the topic from its directories with default configs and a new topic id (re-apply any config overrides)"
+             recovered the topic from its directories with {id_source} and default configs (the cluster metadata \
+             restores the config overrides it holds)"
         );
         topics.push(recovered);
     }
@@ -240,7 +271,9 @@ impl ReplicaManager {
             let name: Arc<str> = Arc::from(topic.name.as_str());
             let mut partitions = Vec::with_capacity(topic.partitions as usize);
             for index in 0..topic.partitions as i32 {
-                let log = Log::open(&manager.data_dir.partition_dir(&topic.name, index), log_config.clone())?;
+                let dir = manager.data_dir.partition_dir(&topic.name, index);
+                let log = Log::open(&dir, log_config.clone())?;
+                ensure_partition_metadata(&dir, &topic)?;
                 partitions.push(Partition::new(name.clone(), index, log, manager.config.node_id));
             }
             let topic = Arc::new(Topic {
@@ -413,7 +446,9 @@ impl ReplicaManager {
         let arc_name: Arc<str> = Arc::from(name);
         let mut parts = Vec::with_capacity(partitions as usize);
         for index in 0..partitions {
-            let log = Log::open(&self.data_dir.partition_dir(name, index), log_config.clone()).map_err(storage_err)?;
+            let dir = self.data_dir.partition_dir(name, index);
+            let log = Log::open(&dir, log_config.clone()).map_err(storage_err)?;
+            write_partition_metadata(&dir, *id.as_bytes()).map_err(storage_err)?;
             let partition = Partition::new(arc_name.clone(), index, log, self.config.node_id);
             prepare(&partition);
             parts.push(partition);
@@ -515,7 +550,9 @@ impl ReplicaManager {
         let log_config = self.effective_log_config(topic)?;
         let mut added = Vec::new();
         for index in current..total {
-            let log = Log::open(&self.data_dir.partition_dir(name, index), log_config.clone()).map_err(|e| ApiError::from(&e))?;
+            let dir = self.data_dir.partition_dir(name, index);
+            let log = Log::open(&dir, log_config.clone()).map_err(|e| ApiError::from(&e))?;
+            write_partition_metadata(&dir, *topic.id.as_bytes()).map_err(|e| ApiError::from(&e))?;
             let partition = Partition::new(topic.name.clone(), index, log, self.config.node_id);
             prepare(&partition);
             added.push(partition);

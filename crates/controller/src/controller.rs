@@ -115,6 +115,11 @@ pub struct ControllerConfig {
     /// `leader.imbalance.check.interval.seconds` when `auto.leader.rebalance.enable`
     /// (None: never rebalance).
     pub leader_rebalance_interval: Option<Duration>,
+    /// The node id of the broker in this controller's own process (combined
+    /// mode). A new incarnation of it registering proves the old one is gone
+    /// (it held the same data directory lock), so it need not wait for the old
+    /// session to expire — a single node restarted after kill -9 serves at once.
+    pub colocated_broker: Option<i32>,
 }
 
 impl Default for ControllerConfig {
@@ -123,6 +128,7 @@ impl Default for ControllerConfig {
             broker_session_timeout: Duration::from_millis(9000),
             unclean_leader_election: false,
             leader_rebalance_interval: Some(Duration::from_secs(300)),
+            colocated_broker: None,
         }
     }
 }
@@ -326,7 +332,8 @@ impl Controller {
                 .last_heartbeat
                 .get(&node_id)
                 .is_some_and(|last| now.saturating_duration_since(*last) <= self.config.broker_session_timeout);
-            if !existing.fenced && alive {
+            let colocated = self.config.colocated_broker == Some(node_id);
+            if !existing.fenced && alive && !colocated {
                 return Err(ControllerError::new(
                     ResponseError::DuplicateBrokerRegistration,
                     format!("another broker is registered with node id {node_id} and its session has not expired"),

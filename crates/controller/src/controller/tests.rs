@@ -13,7 +13,7 @@ struct Cluster {
 impl Cluster {
     fn new(unclean: bool) -> Self {
         Cluster {
-            controller: Controller::new(ControllerConfig { broker_session_timeout: SESSION, unclean_leader_election: unclean, leader_rebalance_interval: None }),
+            controller: Controller::new(ControllerConfig { broker_session_timeout: SESSION, unclean_leader_election: unclean, leader_rebalance_interval: None, colocated_broker: None }),
             image: MetadataImage::default(),
             now: Instant::now(),
             epochs: BTreeMap::new(),
@@ -114,6 +114,19 @@ fn registration_epochs_and_duplicate_node_ids() {
     c.now += SESSION + Duration::from_secs(1);
     assert_eq!(c.run(register(Uuid::new_v4())).unwrap(), ControllerResponse::BrokerRegistered { broker_epoch: 2 });
     assert_eq!(code(c.heartbeat(1, false, false)), ResponseError::StaleBrokerEpoch.code());
+}
+
+#[test]
+fn the_broker_in_the_controllers_own_process_reregisters_at_once() {
+    let mut c = Cluster::new(false);
+    c.controller = Controller::new(ControllerConfig { colocated_broker: Some(1), ..ControllerConfig::default() });
+    c.live_broker(1, None);
+    c.live_broker(2, None);
+    // Node 1 restarted (kill -9): its new incarnation cannot coexist with the old one.
+    let epoch = c.register(1, None);
+    assert!(epoch > 1, "a new broker epoch");
+    // Another node's duplicate still waits for the session.
+    assert_eq!(c.try_register(2, None).unwrap_err().code, ResponseError::DuplicateBrokerRegistration.code());
 }
 
 #[test]
