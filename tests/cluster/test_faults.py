@@ -61,6 +61,7 @@ def test_fault_under_load(cluster, fault):
     anomalies, stats, events = faults.run_faults(cluster, [fault], CYCLES, log=lambda m: print(m, flush=True))
     print(stats)
     assert not anomalies, f"{fault} on {cluster.backend.name}: {checker.summary(anomalies)}\n{stats}"
+    assert not stats["writer_errors"], "\n".join(stats["writer_errors"])
     assert stats["group_finished"], f"the group did not finish consuming: {stats}"
     assert not stats["unfinished_writers"], f"a writer did not finish: {stats}"
     assert stats["acked"] >= 50 and stats["in_log"] >= stats["acked"], stats
