@@ -86,6 +86,8 @@ step "cluster faults under load (tests/cluster): checker, Runnel single node, Ap
 # The CI subset: every fault that applies to one Runnel node, and the two
 # faults without JVM restarts against a three-node Kafka (the proof that the
 # harness and checker hold on the reference); the rest runs in scripts/soak.sh.
+# Runnel with RUNNEL_NODES=3 is not in the subset yet: no fault passes it
+# reliably (shared producer ids, per-broker group coordinator; bench/README.md).
 # Budget: 480 s.
 faults_passed=0
 set +e

@@ -81,7 +81,9 @@ class Run:
     def finish(self, group_timeout=180):
         """Stops the writers, waits for the group, reads everything back and checks it.
         Returns (anomalies, stats)."""
-        self.workload.stop_producers()
+        # A writer that died (a fatal client error) fails the run, after the
+        # checker has judged what it had acknowledged until then.
+        writer_errors = self.workload.stop_producers()
         history = self.workload.history()
         log, ends = workload_mod.read_back(self.cluster.bootstrap, self.topic, self.partitions)
         finished = self.workload.wait_group_finished(ends, group_timeout)
@@ -96,6 +98,7 @@ class Run:
             "commit_samples": len(self.workload.samples),
             "group_finished": finished,
             "unfinished_writers": history["unfinished_writers"],
+            "writer_errors": writer_errors,
         }
         return anomalies, stats
 

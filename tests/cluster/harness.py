@@ -345,11 +345,11 @@ class RunnelBackend:
         return [RUNNEL, "serve", "--config", node.config_path]
 
     def ready(self, node):
-        try:
-            with socket.create_connection((node.host, node.port), timeout=0.5):
-                return True
-        except OSError:
-            return False
+        # Printed once `runnel serve` serves. Its port accepts connections
+        # earlier (bound first, served only once registered and unfenced), so
+        # a connect would call a node ready that the controller does not count
+        # yet: CreateTopics with RF 3 then fails with INVALID_REPLICATION_FACTOR.
+        return "runnel: serving Kafka clients on" in node.log_since_start()
 
 
 def _kafka_cluster_id():

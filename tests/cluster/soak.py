@@ -78,7 +78,8 @@ def main():
     counts = {}
     for e in events:
         counts[e["fault"]] = counts.get(e["fault"], 0) + 1
-    valid = error is None and not anomalies and stats.get("group_finished", False)
+    valid = (error is None and not anomalies and stats.get("group_finished", False)
+             and not stats.get("writer_errors") and not stats.get("unfinished_writers"))
     result = {
         "backend": args.backend, "nodes": nodes, "faults": counts, "rounds": len({e["cycle"] for e in events}),
         "minutes": round((time.monotonic() - started) / 60, 1), "stats": stats, "settings": cluster.settings,

@@ -12,7 +12,15 @@ Backends (CLUSTER_BACKENDS, comma-separated, default "runnel"):
 - ``runnel``: a single ``runnel serve`` (RUNNEL_NODES=1, the default) runs the
   faults that make sense on one node (kill -9 + restart, kill all, SIGSTOP /
   SIGCONT, SIGTERM restart), RF 1. RUNNEL_NODES=3 runs all of them against a
-  Runnel cluster, the day `runnel serve` forms one.
+  three-node Runnel cluster; not in CI yet: the checker finds no lost, moved,
+  duplicated or reordered record, but the runs fail on two known broker gaps
+  (each broker hands out producer ids from 0, so the two writers can share
+  one and librdkafka fails fatally; each broker is the group coordinator of
+  every group with its own __consumer_offsets, so after kill -9 / restarts the
+  group's commits are on another node than the sampler reads: "group
+  unfinished"). kill-controller also needs DescribeQuorum (Kafka's
+  MetadataQuorumCommand names the active controller). Status per fault:
+  bench/README.md.
 """
 import os
 
@@ -53,6 +61,7 @@ def test_fault_under_load(cluster, fault):
     anomalies, stats, events = faults.run_faults(cluster, [fault], CYCLES, log=lambda m: print(m, flush=True))
     print(stats)
     assert not anomalies, f"{fault} on {cluster.backend.name}: {checker.summary(anomalies)}\n{stats}"
+    assert not stats["writer_errors"], "\n".join(stats["writer_errors"])
     assert stats["group_finished"], f"the group did not finish consuming: {stats}"
     assert not stats["unfinished_writers"], f"a writer did not finish: {stats}"
     assert stats["acked"] >= 50 and stats["in_log"] >= stats["acked"], stats
