@@ -73,9 +73,6 @@ fn partition_error(partition_index: i32, error: ResponseError, message: Option<S
         .with_partition_index(partition_index)
         .with_error_code(error.code())
         .with_error_message(Some(StrBytes::from_string(message)))
-        .with_leader_id(BrokerId(-1))
-        .with_leader_epoch(-1)
-        .with_high_watermark(-1)
 }
 
 fn node_id(id: u64) -> BrokerId {

@@ -87,13 +87,21 @@ async fn elect(broker: &Broker, version: i16, req: ElectLeadersRequest) -> Elect
             tracing::info!(partitions = elected.len(), "ElectLeaders: the elections are committed but not yet applied here");
         }
     }
+    let image = broker.cluster.image();
     let mut by_topic: BTreeMap<String, Vec<PartitionResult>> = topic_order.iter().map(|t| (t.clone(), Vec::new())).collect();
     for (topic, partition, code) in results {
         let error = ResponseError::try_from_code(code);
         if every_partition && error == Some(ResponseError::ElectionNotNeeded) {
             continue;
         }
-        let message = error.map(|e| StrBytes::from_string(e.to_string()));
+        // Every error carries a message, as Kafka's; the unknown ones in its controller's words.
+        let message = error.map(|e| {
+            StrBytes::from_string(match (e, image.topic_by_name(&topic)) {
+                (ResponseError::UnknownTopicOrPartition, None) => format!("No such topic as {topic}"),
+                (ResponseError::UnknownTopicOrPartition, Some(_)) => format!("No such partition as {topic}-{partition}"),
+                (other, _) => other.to_string(),
+            })
+        });
         by_topic.entry(topic).or_default().push(PartitionResult::default().with_partition_id(partition).with_error_code(code).with_error_message(message));
     }
     ElectLeadersResponse::default().with_replica_election_results(ordered(&topic_order, by_topic))
