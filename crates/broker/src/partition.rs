@@ -56,6 +56,9 @@ pub struct Partition {
     /// First offset of the oldest open transaction (i64::MAX: none), kept
     /// with `producers`; the last stable offset is min(this, high watermark).
     first_unstable: AtomicI64,
+    /// On a follower: the leader's high watermark as of the last fetch (-1:
+    /// not heard yet); DescribeLogDirs reports the offset lag from it.
+    leader_high_watermark: AtomicI64,
 }
 
 /// The two offsets fetches and produces wait on.
@@ -162,6 +165,7 @@ impl Partition {
             closed: AtomicBool::new(false),
             leader_epoch: AtomicI32::new(leader_epoch),
             first_unstable: AtomicI64::new(first_unstable),
+            leader_high_watermark: AtomicI64::new(-1),
         });
         tokio::spawn(flush_loop(partition.clone()));
         partition
@@ -424,8 +428,20 @@ impl Partition {
 
     /// On a follower: the leader's high watermark, bounded by this log's end.
     pub fn update_follower_high_watermark(&self, leader_high_watermark: i64) {
+        self.leader_high_watermark.store(leader_high_watermark, Ordering::Release);
         let end = self.log.lock().log_end_offset();
         self.publish(end, leader_high_watermark.min(end).max(0));
+    }
+
+    /// How far this replica's log end is behind what the partition has
+    /// committed: 0 on the leader; on a follower the leader's high watermark
+    /// (as of its last fetch) minus this log end, 0 until a fetch answered.
+    pub fn offset_lag(&self) -> i64 {
+        if self.is_leader() {
+            return 0;
+        }
+        let leader_high_watermark = self.leader_high_watermark.load(Ordering::Acquire);
+        (leader_high_watermark - self.log_end_offset()).max(0)
     }
 
     /// On a follower: appends batches fetched from the leader, with their

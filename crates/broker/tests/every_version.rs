@@ -647,8 +647,63 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             let listed: Vec<(String, String)> = resp.transaction_states.iter().map(|t| (t.transactional_id.0.to_string(), t.transaction_state.to_string())).collect();
             check(resp.error_code == 0 && listed == vec![(txn.clone(), "Empty".to_string())], || format!("list transactions: {listed:?}"))
         }
+        ApiKey::DescribeLogDirs => {
+            // Null topics: every partition held here; then just TOPIC-0.
+            for topics in [None, Some(vec![describe_log_dirs_request::DescribableLogDirTopic::default().with_topic(topic_name(TOPIC)).with_partitions(vec![0])])] {
+                let all = topics.is_none();
+                let resp = client.try_request(v, &DescribeLogDirsRequest::default().with_topics(topics)).await?;
+                let dir = resp.results.first().ok_or("no log dir in the answer")?;
+                let every = dir.topics.iter().find(|t| t.name.0.as_str() == TOPIC).ok_or_else(|| format!("{TOPIC} not in the log dir (all: {all})"))?;
+                let p0 = every.partitions.iter().find(|p| p.partition_index == 0).ok_or("no partition 0")?;
+                check(resp.error_code == 0 && dir.error_code == 0 && resp.results.len() == 1, || format!("describe log dirs: {resp:?}"))?;
+                check(p0.partition_size > 0 && p0.offset_lag == 0 && !p0.is_future_key, || format!("{TOPIC}-0: {p0:?}"))?;
+                check(all || (dir.topics.len() == 1 && every.partitions.len() == 1), || format!("only {TOPIC}-0 was asked for: {:?}", dir.topics))?;
+                check(v < 4 || (dir.total_bytes > 0 && dir.usable_bytes >= 0 && dir.usable_bytes <= dir.total_bytes), || format!("space: {dir:?}"))?;
+                check(dir.log_dir.starts_with('/'), || format!("log dir {:?} is not absolute", dir.log_dir))?;
+            }
+            Ok(())
+        }
+        ApiKey::DescribeQuorum => {
+            let resp = client.try_request(v, &describe_quorum(v, "__cluster_metadata")).await?;
+            let p = resp.topics.first().and_then(|t| t.partitions.first()).ok_or("no partition in the answer")?;
+            // A quorum of one: this node leads, is the only voter and is caught up.
+            let voters: Vec<(i32, i64)> = p.current_voters.iter().map(|r| (r.replica_id.0, r.log_end_offset)).collect();
+            check(resp.error_code == 0 && p.error_code == 0 && p.leader_id.0 >= 0 && p.leader_epoch >= 1 && p.high_watermark > 0, || format!("describe quorum: {p:?}"))?;
+            check(voters == vec![(p.leader_id.0, p.high_watermark)] && p.observers.is_empty(), || format!("voters {voters:?}, high watermark {}", p.high_watermark))?;
+            check(v < 1 || p.current_voters[0].last_caught_up_timestamp > 0, || format!("the leader's timestamps: {:?}", p.current_voters[0]))?;
+            check((v >= 2) == (resp.nodes.len() == 1), || format!("nodes at v{v}: {:?}", resp.nodes))
+        }
+        ApiKey::ElectLeaders => {
+            // One node: its replica already leads every partition, preferred or not.
+            let election_types: &[i8] = if v >= 1 { &[0, 1] } else { &[0] };
+            for &election_type in election_types {
+                let req = ElectLeadersRequest::default()
+                    .with_election_type(election_type)
+                    .with_timeout_ms(10_000)
+                    .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default().with_topic(topic_name(TOPIC)).with_partitions(vec![0])]));
+                let resp = client.try_request(v, &req).await?;
+                let results: Vec<(String, i32, i16)> = resp
+                    .replica_election_results
+                    .iter()
+                    .flat_map(|t| t.partition_result.iter().map(move |p| (t.topic.0.to_string(), p.partition_id, p.error_code)))
+                    .collect();
+                // ELECTION_NOT_NEEDED (84).
+                check(resp.error_code == 0 && results == vec![(TOPIC.to_string(), 0, 84)], || format!("elect type {election_type}: {results:?}"))?;
+            }
+            // Every partition: those that need no election are left out.
+            let resp = client.try_request(v, &ElectLeadersRequest::default().with_timeout_ms(10_000).with_topic_partitions(None)).await?;
+            let listed = resp.replica_election_results.iter().any(|t| t.topic.0.as_str() == TOPIC);
+            let results: usize = resp.replica_election_results.iter().map(|t| t.partition_result.len()).sum();
+            check(resp.error_code == 0 && listed && results == 0, || format!("elect every partition: {resp:?}"))
+        }
         other => Err(format!("no request builder for {other:?}: add one to this test")),
     }
+}
+
+fn describe_quorum(_version: i16, topic: &str) -> DescribeQuorumRequest {
+    DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
+        .with_topic_name(topic_name(topic))
+        .with_partitions(vec![describe_quorum_request::PartitionData::default().with_partition_index(0)])])
 }
 
 /// InitProducerId for a transactional id: (producer id, epoch).
@@ -854,6 +909,30 @@ async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Resu
             ApiKey::ListTransactions if v >= 2 => {
                 let req = ListTransactionsRequest::default().with_transactional_id_pattern(Some(s("(unclosed"))).with_duration_filter(-1);
                 refused(Some(client.try_request(v, &req).await?.error_code))
+            }
+            ApiKey::DescribeLogDirs => {
+                // Unknown topics and partitions are left out, without an error.
+                let req = DescribeLogDirsRequest::default().with_topics(Some(vec![
+                    describe_log_dirs_request::DescribableLogDirTopic::default().with_topic(topic_name(MISSING)).with_partitions(vec![0]),
+                    describe_log_dirs_request::DescribableLogDirTopic::default().with_topic(topic_name(TOPIC)).with_partitions(vec![999]),
+                ]));
+                let resp = client.try_request(v, &req).await?;
+                let dir = resp.results.first().ok_or("no log dir in the answer")?;
+                check(dir.error_code == 0 && dir.topics.is_empty(), || format!("missing partitions described: {:?}", dir.topics))
+            }
+            ApiKey::DescribeQuorum => {
+                // Only __cluster_metadata-0 is described: UNKNOWN_TOPIC_OR_PARTITION (3).
+                let resp = client.try_request(v, &describe_quorum(v, TOPIC)).await?;
+                let code = resp.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code);
+                check(code == Some(3) && resp.nodes.is_empty(), || format!("describe quorum of {TOPIC}: {resp:?}"))
+            }
+            ApiKey::ElectLeaders => {
+                let req = ElectLeadersRequest::default().with_timeout_ms(10_000).with_topic_partitions(Some(vec![
+                    elect_leaders_request::TopicPartitions::default().with_topic(topic_name(MISSING)).with_partitions(vec![0]),
+                ]));
+                let code = client.try_request(v, &req).await?.replica_election_results.first().and_then(|t| t.partition_result.first()).map(|p| p.error_code);
+                // UNKNOWN_TOPIC_OR_PARTITION (3).
+                check(code == Some(3), || format!("elect on a missing topic: {code:?}"))
             }
             _ => Err(String::from("no probe")),
         }

@@ -1,9 +1,10 @@
-//! Runnel's client commands — `topic`, `produce`, `consume`, `group` — in
+//! Runnel's client commands — `topic`, `produce`, `consume`, `group`, `txn`, `cluster` — in
 //! the spirit of kcat and Kafka's own tools. They speak only the Kafka
 //! protocol (librdkafka, plus kafka-protocol frames in `wire` where librdkafka
 //! lacks an API or drops the broker's error message), so they work against
 //! any Kafka-compatible broker.
 
+mod cluster;
 mod codec;
 mod consume;
 mod group;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rdkafka::config::ClientConfig;
 
+pub use cluster::ClusterCommand;
 pub use consume::ConsumeArgs;
 pub use group::GroupCommand;
 pub use produce::ProduceArgs;
@@ -51,6 +53,9 @@ pub enum ClientCommand {
     /// List and describe transactions (transactional producers' state on their coordinators).
     #[command(subcommand)]
     Txn(TxnCommand),
+    /// Describe the cluster: brokers, the active controller, the metadata quorum.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
 }
 
 pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
@@ -60,6 +65,7 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
         ClientCommand::Consume(c) => consume::run(args, c).await,
         ClientCommand::Group(g) => group::run(args, g).await,
         ClientCommand::Txn(t) => txn::run(args, t).await,
+        ClientCommand::Cluster(c) => cluster::run(args, c).await,
     }
 }
 
@@ -107,6 +113,11 @@ mod tests {
         assert!(matches!(cli.command, ClientCommand::Produce(ref p) if p.key_separator.as_deref() == Some(":")));
         let cli = TestCli::parse_from(["runnel", "consume", "t", "--from-beginning", "--group", "g", "--max-messages", "3"]);
         assert!(matches!(cli.command, ClientCommand::Consume(ref c) if c.from_beginning && c.max_messages == Some(3)));
+        let cli = TestCli::parse_from(["runnel", "topic", "elect-leaders", "orders", "-p", "1", "--election", "unclean"]);
+        assert!(matches!(cli.command, ClientCommand::Topic(TopicCommand::ElectLeaders { ref names, ref partitions, election: cluster::Election::Unclean })
+            if names == &["orders"] && partitions == &[1]));
+        let cli = TestCli::parse_from(["runnel", "cluster", "describe"]);
+        assert!(matches!(cli.command, ClientCommand::Cluster(ClusterCommand::Describe)));
     }
 
     /// Every command and every argument says what it is for in `--help`.

@@ -1,4 +1,4 @@
-//! `runnel topic create|list|describe|alter|alter-config|delete-records|delete`.
+//! `runnel topic create|list|describe|alter|alter-config|delete-records|elect-leaders|delete`.
 
 use std::collections::BTreeMap;
 
@@ -78,6 +78,17 @@ pub enum TopicCommand {
         /// Delete every record below this offset; -1 means up to the end (high watermark).
         #[arg(long = "before", value_name = "OFFSET", allow_negative_numbers = true)]
         before: i64,
+    },
+    /// Elect leaders (ElectLeaders): give leadership back to the preferred replicas, or elect one where none leads (--election unclean).
+    ElectLeaders {
+        /// Topics to elect for (default: every partition of every topic).
+        names: Vec<String>,
+        /// Only this partition of the topics (repeatable; default: all their partitions).
+        #[arg(long = "partition", short = 'p')]
+        partitions: Vec<i32>,
+        /// Which election: preferred (default) or unclean.
+        #[arg(long, value_enum, default_value = "preferred")]
+        election: crate::cluster::Election,
     },
     /// Delete topics.
     Delete {
@@ -221,6 +232,9 @@ pub async fn run(args: &ClientArgs, cmd: TopicCommand) -> Result<()> {
             if failed {
                 bail!("records of some partitions were not deleted");
             }
+        }
+        TopicCommand::ElectLeaders { names, partitions, election } => {
+            crate::cluster::elect_leaders(args, &names, &partitions, election).await?;
         }
         TopicCommand::Delete { names } => {
             let mut connection = wire::Connection::open(&args.brokers).await.map_err(|e| unreachable(args, e))?;

@@ -104,7 +104,7 @@ pub enum QuorumError {
 }
 
 /// What DescribeQuorum (KIP-595) reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuorumInfo {
     pub leader_id: Option<NodeId>,
     /// The Raft term (Kafka's leader epoch of the quorum).
@@ -114,7 +114,7 @@ pub struct QuorumInfo {
     pub voters: Vec<VoterInfo>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VoterInfo {
     pub node_id: NodeId,
     /// -1 when unknown (only the leader knows its followers').
@@ -232,7 +232,12 @@ impl Quorum {
                     }
                 })
             });
-            tasks.push(tokio::spawn(raft::network::serve(listener, raft.clone(), handler)));
+            let for_describe = Arc::downgrade(&shared);
+            let describe: raft::network::DescribeQuorumHandler = Arc::new(move || match for_describe.upgrade() {
+                Some(shared) => shared.leader_quorum_info(),
+                None => Err(SubmitError::Unavailable("shutting down".into())),
+            });
+            tasks.push(tokio::spawn(raft::network::serve(listener, raft.clone(), handler, describe)));
         }
         let initialized = raft.is_initialized().await.map_err(|e| QuorumError::Raft(e.to_string()))?;
         if !initialized {
@@ -275,8 +280,34 @@ impl Quorum {
         self.shared.submit(request).await
     }
 
+    /// This node's own view of the quorum (only the leader knows its followers' progress).
     pub fn quorum_info(&self) -> QuorumInfo {
         self.shared.quorum_info()
+    }
+
+    /// DescribeQuorum as Kafka answers it: the leader's view, asked of the leader
+    /// when this node is a follower. Retries while there is no leader, for at most
+    /// a few RPC timeouts.
+    pub async fn describe_quorum(&self) -> Result<QuorumInfo, SubmitError> {
+        let shared = &self.shared;
+        let deadline = Instant::now() + shared.rpc_timeout * 3;
+        let mut last_error = SubmitError::Unavailable("no leader elected".into());
+        while Instant::now() < deadline {
+            let leader = shared.raft.metrics().borrow().current_leader;
+            let result = match leader {
+                Some(leader) if leader == shared.node_id => shared.leader_quorum_info(),
+                Some(leader) => shared.forward_describe_quorum(leader).await,
+                None => Err(SubmitError::Unavailable("no leader elected".into())),
+            };
+            match result {
+                Err(e @ (SubmitError::NotLeader { .. } | SubmitError::Unavailable(_))) => {
+                    last_error = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+        Err(last_error)
     }
 
     /// Stops this node: Raft first, then the listener and its connections.
@@ -402,6 +433,28 @@ impl Shared {
                 };
                 Err(not_leader_or_unavailable(e, forward))
             }
+        }
+    }
+
+    /// The quorum as the leader sees it; NotLeader on any other node.
+    fn leader_quorum_info(&self) -> Result<QuorumInfo, SubmitError> {
+        let state = self.raft.metrics().borrow().state;
+        if state != ServerState::Leader {
+            return Err(SubmitError::NotLeader { leader_id: self.raft.metrics().borrow().current_leader });
+        }
+        Ok(self.quorum_info())
+    }
+
+    async fn forward_describe_quorum(&self, leader: NodeId) -> Result<QuorumInfo, SubmitError> {
+        let addr = self
+            .voters
+            .get(&leader)
+            .ok_or_else(|| SubmitError::Unavailable(format!("leader {leader} is not a known voter")))?;
+        let mut connection = PeerConnection::new(addr.clone());
+        match connection.call(&PeerRequest::DescribeQuorum, self.rpc_timeout).await {
+            Ok(PeerResponse::DescribeQuorum(result)) => result,
+            Ok(_) => Err(SubmitError::Unavailable(format!("node {leader} answered with the wrong response type"))),
+            Err(e) => Err(SubmitError::Unavailable(e.to_string())),
         }
     }
 

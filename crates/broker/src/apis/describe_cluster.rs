@@ -36,7 +36,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeClu
         );
     }
     let (live, controller_id) = super::metadata::brokers_and_controller(broker);
-    let brokers = live
+    let mut brokers: Vec<DescribeClusterBroker> = live
         .into_iter()
         .map(|b| {
             DescribeClusterBroker::default()
@@ -46,6 +46,23 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeClu
                 .with_rack(b.rack)
         })
         .collect();
+    if req.include_fenced_brokers {
+        // v2 (KIP-1073): registered but fenced brokers too, marked as such.
+        let image = broker.cluster.image();
+        let listed: Vec<i32> = brokers.iter().map(|b| b.broker_id.0).collect();
+        for fenced in image.brokers.values().filter(|b| b.fenced && !listed.contains(&b.node_id)) {
+            let (host, port) = fenced.endpoints.first().map_or((String::new(), -1), |e| (e.host.clone(), i32::from(e.port)));
+            brokers.push(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(fenced.node_id))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port)
+                    .with_rack(fenced.rack.clone().map(StrBytes::from_string))
+                    .with_is_fenced(true),
+            );
+        }
+        brokers.sort_by_key(|b| b.broker_id.0);
+    }
     Reply::Now(
         DescribeClusterResponse::default()
             .with_endpoint_type(BROKERS_ENDPOINT_TYPE)

@@ -33,9 +33,12 @@ pub mod consumer_group_heartbeat;
 pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod elect_leaders;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod describe_transactions;
 pub mod end_txn;
@@ -141,6 +144,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::ListConfigResources, 0, 1),
     (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::ElectLeaders, 0, 2),
     // Transactions v1 (KIP-98): the transaction.version feature is not
     // advertised, so clients neither bump epochs at EndTxn nor skip AddPartitionsToTxn.
     (ApiKey::AddPartitionsToTxn, 0, 5),
@@ -345,6 +351,9 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::OffsetForLeaderEpoch => dispatch!(m::OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle),
         ApiKey::ListConfigResources => dispatch!(m::ListConfigResourcesRequest, list_config_resources::handle),
         ApiKey::DescribeProducers => dispatch!(m::DescribeProducersRequest, describe_producers::handle),
+        ApiKey::DescribeLogDirs => dispatch!(m::DescribeLogDirsRequest, describe_log_dirs::handle),
+        ApiKey::DescribeQuorum => dispatch!(m::DescribeQuorumRequest, describe_quorum::handle),
+        ApiKey::ElectLeaders => dispatch!(m::ElectLeadersRequest, elect_leaders::handle),
         ApiKey::AddPartitionsToTxn => dispatch!(m::AddPartitionsToTxnRequest, add_partitions_to_txn::handle),
         ApiKey::AddOffsetsToTxn => dispatch!(m::AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
         ApiKey::EndTxn => dispatch!(m::EndTxnRequest, end_txn::handle),

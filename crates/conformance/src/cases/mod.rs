@@ -7,6 +7,7 @@ use anyhow::Result;
 use crate::ctx::Ctx;
 
 mod api_versions;
+mod cluster;
 mod configs;
 mod groups;
 mod produce_fetch;
@@ -38,5 +39,6 @@ pub fn all() -> Vec<Case> {
     cases.extend(configs::cases());
     cases.extend(groups::cases());
     cases.extend(transactions::cases());
+    cases.extend(cluster::cases());
     cases
 }

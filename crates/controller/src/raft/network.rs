@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{NodeId, Raft, TypeConfig};
 use crate::controller::{ControllerRequest, ControllerResponse};
-use crate::SubmitError;
+use crate::{QuorumInfo, SubmitError};
 
 /// Bounds a frame before its bytes are read (snapshot chunks are the largest).
 const MAX_FRAME_BYTES: usize = 64 << 20;
@@ -31,6 +31,8 @@ pub enum PeerRequest {
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     Submit(ControllerRequest),
+    /// DescribeQuorum, answered by the leader (the only node that knows its followers' progress).
+    DescribeQuorum,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -39,6 +41,7 @@ pub enum PeerResponse {
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Submit(Result<ControllerResponse, SubmitError>),
+    DescribeQuorum(Result<QuorumInfo, SubmitError>),
 }
 
 pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> std::io::Result<()> {
@@ -186,16 +189,19 @@ pub type SubmitFuture = Pin<Box<dyn Future<Output = Result<ControllerResponse, S
 /// Runs a forwarded request on this node (it answers NotLeader when it is not the active controller).
 pub type SubmitHandler = Arc<dyn Fn(ControllerRequest) -> SubmitFuture + Send + Sync>;
 
+/// Describes the quorum from this node (NotLeader when it is not the leader).
+pub type DescribeQuorumHandler = Arc<dyn Fn() -> Result<QuorumInfo, SubmitError> + Send + Sync>;
+
 /// Accepts peer connections until the task is aborted; aborting it also ends every
 /// connection (they live in its JoinSet), so a stopped node stops answering at once.
-pub async fn serve(listener: TcpListener, raft: Raft, submit: SubmitHandler) {
+pub async fn serve(listener: TcpListener, raft: Raft, submit: SubmitHandler, describe: DescribeQuorumHandler) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(stream, raft.clone(), submit.clone(), peer));
+                    connections.spawn(serve_connection(stream, raft.clone(), submit.clone(), describe.clone(), peer));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "controller listener: accept failed");
@@ -207,7 +213,13 @@ pub async fn serve(listener: TcpListener, raft: Raft, submit: SubmitHandler) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, raft: Raft, submit: SubmitHandler, peer: std::net::SocketAddr) {
+async fn serve_connection(
+    mut stream: TcpStream,
+    raft: Raft,
+    submit: SubmitHandler,
+    describe: DescribeQuorumHandler,
+    peer: std::net::SocketAddr,
+) {
     loop {
         let request: PeerRequest = match read_frame(&mut stream).await {
             Ok(request) => request,
@@ -223,6 +235,7 @@ async fn serve_connection(mut stream: TcpStream, raft: Raft, submit: SubmitHandl
             PeerRequest::Vote(rpc) => PeerResponse::Vote(raft.vote(rpc).await),
             PeerRequest::InstallSnapshot(rpc) => PeerResponse::InstallSnapshot(raft.install_snapshot(rpc).await),
             PeerRequest::Submit(request) => PeerResponse::Submit(submit(request).await),
+            PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(describe()),
         };
         if let Err(e) = write_frame(&mut stream, &response).await {
             tracing::debug!(%peer, error = %e, "controller connection: write failed");
