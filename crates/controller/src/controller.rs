@@ -178,6 +178,15 @@ impl Controller {
         self.last_heartbeat = image.brokers.keys().map(|id| (*id, now)).collect();
     }
 
+    /// No session for `node_id` until it heartbeats or registers: this node's own broker
+    /// when the controller in the same process takes over, so the registration of a
+    /// new incarnation is not refused as a duplicate of the dead previous process
+    /// (the one process of a node runs both; a restarted single node would otherwise
+    /// wait `broker.session.timeout.ms` after a kill -9 before serving).
+    pub fn forget_session(&mut self, node_id: i32) {
+        self.last_heartbeat.remove(&node_id);
+    }
+
     pub fn decide(
         &mut self,
         image: &MetadataImage,

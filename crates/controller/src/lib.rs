@@ -379,6 +379,11 @@ impl Shared {
         }
         let image = self.image_rx.borrow().clone();
         active.controller.on_become_active(&image, Instant::now());
+        // The broker of this very process registers with its own incarnation; the one in the
+        // image is this node's previous process (or this process, which heartbeats anyway).
+        if let Ok(own) = i32::try_from(self.node_id) {
+            active.controller.forget_session(own);
+        }
         if image.cluster_id.is_none() {
             let cluster_id = self.bootstrap_cluster_id.clone().unwrap_or_else(new_cluster_id);
             self.commit(vec![MetadataRecord::ClusterId { cluster_id }]).await?;

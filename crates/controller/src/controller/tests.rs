@@ -493,3 +493,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_forgotten_session_lets_a_new_incarnation_register_at_once() {
+    let mut c = Cluster::new(false);
+    c.live_broker(1, None);
+    // A new active controller gives every broker a fresh session: a new incarnation is a duplicate.
+    let image = c.image.clone();
+    c.controller.on_become_active(&image, c.now);
+    assert_eq!(c.try_register(1, None).unwrap_err().code, ResponseError::DuplicateBrokerRegistration.code());
+    // The controller's own node: its previous process is dead, the new one registers at once.
+    c.controller.forget_session(1);
+    let epoch = c.try_register(1, None).unwrap();
+    assert!(c.image.brokers[&1].fenced && c.image.brokers[&1].broker_epoch == epoch);
+}
