@@ -168,9 +168,10 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
 /// the high-water whenever they are requested.
 const LEGACY_PRODUCER_IDS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The producer-id manager, its first block requested at once. A data directory of
-/// an earlier release (producer ids from a local counter) has its high-water sent
-/// with every block request, and start-up waits for the first block.
+/// The producer-id manager. Its first block is requested by the first InitProducerId
+/// (start-up commits nothing to the metadata log for it), except for a data directory
+/// of an earlier release (producer ids from a local counter): its high-water goes with
+/// every block request, and start-up waits for the first block.
 async fn start_producer_ids(
     cluster: &Arc<cluster::Cluster>,
     replicas: &ReplicaManager,
@@ -178,8 +179,8 @@ async fn start_producer_ids(
     let high_water = producer_state::legacy_high_water(replicas.meta())?;
     let source = producer_state::ControllerIdBlocks { cluster: Arc::downgrade(cluster), first_id_at_least: high_water };
     let producer_ids = producer_state::ProducerIdManager::new(Arc::new(source));
-    producer_ids.prefetch();
     if high_water > 0 {
+        producer_ids.prefetch();
         let started = std::time::Instant::now();
         while started.elapsed() < LEGACY_PRODUCER_IDS_WAIT {
             if producer_ids.wait_ready(LEGACY_PRODUCER_IDS_WAIT).await {
