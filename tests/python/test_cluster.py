@@ -3,7 +3,8 @@
 CreateTopics, acks=all produce with confluent-kafka, every replica's log holds
 the records, kill -9 of the partition leader -> a new leader from the ISR, the
 producer goes on, every acknowledged record is readable, and the killed node
-rejoins the ISR and catches up. Every wait is bounded."""
+rejoins the ISR and catches up; producer ids from every node are distinct (blocks
+of the controller). Every wait is bounded."""
 import glob
 import os
 import struct
@@ -13,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from raw_requests import producer_ids
 from runnel_broker import Broker, free_port
 
 # Short timers so failover happens within seconds (Kafka's defaults: 9000 / 2000 / 30000).
@@ -196,3 +198,26 @@ def test_every_node_names_the_same_group_coordinator(cluster):
     for group in ("orders", "billing", "g-" + str(time.time())):
         named = {node.bootstrap: find_coordinator(node, group) for node in cluster}
         assert len(set(named.values())) == 1, f"group {group!r}: nodes name different coordinators: {named}"
+
+
+def test_producer_ids_are_unique_across_the_brokers(cluster):
+    """InitProducerId, idempotent and transactional, against each node: no id twice,
+    also after the active controller is killed and a new one hands out the blocks."""
+    admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
+    wait_until("three live brokers", lambda: len(admin.list_topics(timeout=5).brokers) == 3)
+    issued = {}
+    for node in cluster:
+        issued[node.bootstrap] = producer_ids(node.bootstrap, 20) + producer_ids(node.bootstrap, 5, f"txn-{node.port}")
+    every = [pid for ids in issued.values() for pid in ids]
+    assert len(set(every)) == len(every), f"a producer id was issued twice: {issued}"
+
+    # The active controller dies: the next blocks come from the new one, above every block handed out.
+    controller_id = admin.list_topics(timeout=5).controller_id
+    assert controller_id in (1, 2, 3), controller_id
+    cluster[controller_id - 1].kill9()
+    survivors = [n for n in cluster if n.alive()]
+    for node in survivors:
+        # More than a block (1000), so each survivor needs a block of the new controller.
+        more = producer_ids(node.bootstrap, 1100, retry_for_s=60)
+        every += more
+    assert len(set(every)) == len(every), "a producer id was issued twice after the controller changed"

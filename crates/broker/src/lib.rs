@@ -48,7 +48,8 @@ pub struct Broker {
     /// This node's part of the cluster: the metadata quorum member, the broker's
     /// registration, and the committed metadata the replica manager follows.
     pub cluster: Arc<cluster::Cluster>,
-    pub producer_ids: producer_state::ProducerIdAllocator,
+    /// Producer ids from the active controller's blocks (unique across the cluster).
+    pub producer_ids: Arc<producer_state::ProducerIdManager>,
     pub groups: Arc<coordinator::GroupCoordinator>,
     pub txns: Arc<txn_coordinator::TxnCoordinator>,
     /// Incremental fetch sessions (KIP-227).
@@ -132,6 +133,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         tracing::info!(cluster_id, "this data directory joins the cluster's id");
         replicas.meta().put_value("cluster.id", &cluster_id)?;
     }
+    let producer_ids = start_producer_ids(&cluster, &replicas).await?;
     replicas.start_retention_task();
     log_cleaner::start(&replicas, config.log_cleaner.clone());
     replicas.start_isr_expiration_task();
@@ -153,11 +155,43 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         .map_err(|e| StartError::Coordinator(e.to_string()))?
     };
     let fetch_sessions = fetch_session::FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots);
-    let broker = Arc::new(Broker { config, cluster_id, replicas, cluster, producer_ids: Default::default(), groups, txns, fetch_sessions });
+    let broker = Arc::new(Broker { config, cluster_id, replicas, cluster, producer_ids, groups, txns, fetch_sessions });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let server = tokio::spawn(network::serve(broker.clone(), listener, shutdown_rx));
     tracing::info!(%local_addr, node_id = broker.config.node_id, cluster_id = %broker.cluster_id, "broker started");
     Ok(RunningBroker { local_addr, broker, shutdown, server })
+}
+
+/// How long start-up waits for the first producer-id block when the data directory's
+/// local counter issued ids (so the cluster's next id is raised above them before
+/// clients are served); after that the broker serves anyway: its own blocks carry
+/// the high-water whenever they are requested.
+const LEGACY_PRODUCER_IDS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The producer-id manager. Its first block is requested by the first InitProducerId
+/// (start-up commits nothing to the metadata log for it), except for a data directory
+/// of an earlier release (producer ids from a local counter): its high-water goes with
+/// every block request, and start-up waits for the first block.
+async fn start_producer_ids(
+    cluster: &Arc<cluster::Cluster>,
+    replicas: &ReplicaManager,
+) -> Result<Arc<producer_state::ProducerIdManager>, StartError> {
+    let high_water = producer_state::legacy_high_water(replicas.meta())?;
+    let source = producer_state::ControllerIdBlocks { cluster: Arc::downgrade(cluster), first_id_at_least: high_water };
+    let producer_ids = producer_state::ProducerIdManager::new(Arc::new(source));
+    if high_water > 0 {
+        producer_ids.prefetch();
+        let started = std::time::Instant::now();
+        while started.elapsed() < LEGACY_PRODUCER_IDS_WAIT {
+            if producer_ids.wait_ready(LEGACY_PRODUCER_IDS_WAIT).await {
+                tracing::info!(high_water, "producer ids of the local counter are below the cluster's from now on");
+                return Ok(producer_ids);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        tracing::warn!(high_water, "no producer id block from the controller yet; serving anyway (the high-water goes with every block request)");
+    }
+    Ok(producer_ids)
 }
 
 /// Decides the advertised address off the async threads: resolving the

@@ -1,4 +1,4 @@
-//! Idempotent producers: producer id allocation and per-partition sequence
+//! Idempotent producers: producer id allocation (blocks from the controller) and per-partition sequence
 //! checks, so a producer's retried batch is not written twice and a gap in
 //! its sequence is refused.
 //!
@@ -15,11 +15,17 @@
 //! aborted one becomes an entry of the transaction index.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
+use runnel_controller::{ControllerRequest, ControllerResponse};
 use runnel_storage::{AbortedTxn, BatchHeader, ControlType, MetaStore, StorageError};
+use tokio::sync::Notify;
 
+use crate::cluster::Cluster;
 use crate::error::ApiError;
 
 /// Kafka keeps the last five batches per producer (max.in.flight.requests.per.connection ≤ 5).
@@ -212,41 +218,242 @@ impl ProducerStates {
     }
 }
 
-/// Hands out producer ids, durably: ids are reserved in blocks whose end is
-/// persisted before any id of the block is used, so ids never repeat across
-/// restarts.
-pub struct ProducerIdAllocator {
-    state: Mutex<(i64, i64)>,
+/// A block of producer ids the active controller handed to this broker:
+/// `[first, first + count)`, never handed to any other broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerIdBlock {
+    pub first: i64,
+    pub count: i64,
 }
 
-const ID_BLOCK: i64 = 1000;
-const NEXT_BLOCK_KEY: &str = "producer.id.next.block";
+impl ProducerIdBlock {
+    fn end(&self) -> i64 {
+        self.first.saturating_add(self.count)
+    }
+}
 
-impl ProducerIdAllocator {
-    pub fn new() -> Self {
-        ProducerIdAllocator { state: Mutex::new((0, 0)) }
+/// Where producer-id blocks come from: the active controller ([`ControllerIdBlocks`]).
+pub trait ProducerIdBlockSource: Send + Sync + 'static {
+    fn next_block(&self) -> BoxFuture<'static, Result<ProducerIdBlock, ApiError>>;
+}
+
+/// Kafka's `ProducerIdManager.PidPrefetchThreshold`: the next block is requested
+/// once this share of the current one is used.
+const PREFETCH_PERCENT: i64 = 90;
+/// After a failed block request, no new one for this long (Kafka: 50 ms).
+const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+/// A block request that takes longer has failed (its block, if it comes, is lost: ids are plenty).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Default)]
+struct Blocks {
+    /// The current block: ids `[next, end)` are still free.
+    next: i64,
+    end: i64,
+    /// Claiming this id requests the next block.
+    prefetch_at: i64,
+    /// The block fetched ahead, taken when the current one is used up.
+    prefetched: Option<ProducerIdBlock>,
+    request_in_flight: bool,
+    retry_not_before: Option<Instant>,
+    /// Counts failed block requests, so a waiter notices one that failed while it waited.
+    failures: u64,
+    last_error: Option<String>,
+}
+
+/// Hands out producer ids from blocks of the active controller (Kafka's
+/// `RPCProducerIdManager`), so ids are unique across the cluster and never
+/// reused after a restart of any node. Claiming an id never waits for I/O:
+/// the next block is requested in the background when 90% of the current
+/// one is used; when none is there yet, the caller gets
+/// COORDINATOR_LOAD_IN_PROGRESS (retriable) or waits with [`Self::next_id`].
+pub struct ProducerIdManager {
+    source: Arc<dyn ProducerIdBlockSource>,
+    blocks: Mutex<Blocks>,
+    changed: Notify,
+}
+
+fn no_block_yet(detail: &str) -> ApiError {
+    ApiError::new(ResponseError::CoordinatorLoadInProgress, format!("no producer id block from the controller yet: {detail}"))
+}
+
+impl ProducerIdManager {
+    /// A manager with no block yet; the first claim (or [`Self::prefetch`]) requests one.
+    pub fn new(source: Arc<dyn ProducerIdBlockSource>) -> Arc<Self> {
+        Arc::new(ProducerIdManager { source, blocks: Mutex::new(Blocks::default()), changed: Notify::new() })
     }
 
-    pub fn allocate(&self, meta: &MetaStore) -> Result<i64, StorageError> {
-        let mut state = self.state.lock();
-        let (next, end) = *state;
-        if next < end {
-            state.0 += 1;
-            return Ok(next);
+    /// Requests a block now unless one is there or on its way (start-up).
+    pub fn prefetch(self: &Arc<Self>) {
+        let mut blocks = self.blocks.lock();
+        if blocks.next >= blocks.end && blocks.prefetched.is_none() {
+            self.maybe_request(&mut blocks);
         }
-        let start = match meta.get_value(NEXT_BLOCK_KEY)? {
-            Some(v) => v.parse::<i64>().unwrap_or(0).max(0),
-            None => 0,
-        };
-        meta.put_value(NEXT_BLOCK_KEY, &(start + ID_BLOCK).to_string())?;
-        *state = (start + 1, start + ID_BLOCK);
-        Ok(start)
+    }
+
+    /// A fresh producer id, without waiting: COORDINATOR_LOAD_IN_PROGRESS when this
+    /// broker has no free id until the controller answers. Must run inside the runtime.
+    pub fn try_next(self: &Arc<Self>) -> Result<i64, ApiError> {
+        let mut blocks = self.blocks.lock();
+        if blocks.next >= blocks.end {
+            match blocks.prefetched.take() {
+                Some(block) => {
+                    blocks.next = block.first;
+                    blocks.end = block.end();
+                    blocks.prefetch_at = block.first + block.count / 100 * PREFETCH_PERCENT;
+                }
+                None => {
+                    self.maybe_request(&mut blocks);
+                    let detail = blocks.last_error.clone().unwrap_or_else(|| "requested".into());
+                    return Err(no_block_yet(&detail));
+                }
+            }
+        }
+        let id = blocks.next;
+        blocks.next += 1;
+        if id >= blocks.prefetch_at && blocks.prefetched.is_none() {
+            self.maybe_request(&mut blocks);
+        }
+        Ok(id)
+    }
+
+    /// A fresh producer id, waiting at most `wait` for a block from the controller;
+    /// answers at once when a block request fails meanwhile.
+    pub async fn next_id(self: &Arc<Self>, wait: Duration) -> Result<i64, ApiError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let failures_before = self.blocks.lock().failures;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let error = match self.try_next() {
+                Ok(id) => return Ok(id),
+                Err(e) => e,
+            };
+            if self.blocks.lock().failures != failures_before {
+                return Err(error);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(error);
+            }
+        }
+    }
+
+    /// Waits (at most `wait`) until an id can be claimed without waiting; false if none came.
+    pub async fn wait_ready(self: &Arc<Self>, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        let failures_before = self.blocks.lock().failures;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut blocks = self.blocks.lock();
+                if blocks.next < blocks.end || blocks.prefetched.is_some() {
+                    return true;
+                }
+                if blocks.failures != failures_before {
+                    return false;
+                }
+                self.maybe_request(&mut blocks);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    fn maybe_request(self: &Arc<Self>, blocks: &mut Blocks) {
+        if blocks.request_in_flight || blocks.retry_not_before.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        blocks.request_in_flight = true;
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(REQUEST_TIMEOUT, this.source.next_block()).await {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::new(ResponseError::RequestTimedOut, "the controller did not answer in time")),
+            };
+            this.block_arrived(result);
+        });
+    }
+
+    fn block_arrived(&self, result: Result<ProducerIdBlock, ApiError>) {
+        let mut blocks = self.blocks.lock();
+        blocks.request_in_flight = false;
+        let result = result.and_then(|block| {
+            // Blocks only move upwards; anything else would hand out ids twice.
+            let highest = blocks.end.max(blocks.prefetched.map_or(0, |p| p.end()));
+            if block.first < 0 || block.count <= 0 || block.first.checked_add(block.count).is_none() || block.first < highest {
+                Err(ApiError::new(
+                    ResponseError::UnknownServerError,
+                    format!("refused producer id block {block:?}: not above the ids already held (up to {highest})"),
+                ))
+            } else {
+                Ok(block)
+            }
+        });
+        match result {
+            Ok(block) => {
+                tracing::debug!(first = block.first, count = block.count, "producer id block from the controller");
+                blocks.prefetched = Some(block);
+                blocks.retry_not_before = None;
+                blocks.last_error = None;
+            }
+            Err(e) => {
+                if blocks.last_error.is_none() {
+                    tracing::warn!(error = %e, "requesting a producer id block from the controller failed");
+                }
+                blocks.failures += 1;
+                blocks.retry_not_before = Some(Instant::now() + RETRY_BACKOFF);
+                blocks.last_error = Some(e.to_string());
+            }
+        }
+        drop(blocks);
+        self.changed.notify_waiters();
     }
 }
 
-impl Default for ProducerIdAllocator {
-    fn default() -> Self {
-        Self::new()
+/// MetaStore key of the local counter that issued producer ids before they came
+/// from the controller: every id below its value may be in use. Read, never written.
+pub const LEGACY_NEXT_BLOCK_KEY: &str = "producer.id.next.block";
+
+/// The local counter's high-water of a data directory written by an earlier
+/// release (0 if it never issued an id).
+pub fn legacy_high_water(meta: &MetaStore) -> Result<i64, StorageError> {
+    match meta.get_value(LEGACY_NEXT_BLOCK_KEY)? {
+        None => Ok(0),
+        Some(value) => value.trim().parse::<i64>().ok().filter(|v| *v >= 0).ok_or_else(|| StorageError::Corrupt {
+            path: "meta/values.json".into(),
+            reason: format!("{LEGACY_NEXT_BLOCK_KEY} is {value:?}, not a producer id: the ids this broker issued are unknown"),
+        }),
+    }
+}
+
+/// Producer-id blocks from the active controller (AllocateProducerIds), with this
+/// broker's id and epoch. `first_id_at_least` carries the data directory's legacy
+/// high-water, so the cluster's ids start above what the local counter issued.
+pub struct ControllerIdBlocks {
+    pub cluster: Weak<Cluster>,
+    pub first_id_at_least: i64,
+}
+
+impl ProducerIdBlockSource for ControllerIdBlocks {
+    fn next_block(&self) -> BoxFuture<'static, Result<ProducerIdBlock, ApiError>> {
+        let cluster = self.cluster.clone();
+        let first_id_at_least = self.first_id_at_least;
+        Box::pin(async move {
+            let cluster = cluster.upgrade().ok_or_else(|| ApiError::new(ResponseError::BrokerNotAvailable, "shutting down"))?;
+            let request = ControllerRequest::AllocateProducerIds {
+                broker_id: cluster.node_id(),
+                broker_epoch: cluster.broker_epoch(),
+                first_id_at_least,
+            };
+            match cluster.submit(request).await? {
+                ControllerResponse::ProducerIds { first_producer_id, count } => Ok(ProducerIdBlock { first: first_producer_id, count }),
+                other => Err(ApiError::new(ResponseError::UnknownServerError, format!("unexpected controller answer {other:?}"))),
+            }
+        })
     }
 }
 
@@ -350,5 +557,113 @@ mod tests {
         let near_end = batch(9, 0, i32::MAX - 1, 2);
         states.record(&near_end, 0);
         assert_eq!(states.check(&batch(9, 0, 0, 1)).unwrap(), SequenceCheck::Append);
+    }
+
+    /// Blocks of `count` ids from a counter, as a controller hands them out; each
+    /// request fails while `failing` is set. `gate`: requests wait for a permit.
+    struct CountingSource {
+        next: Mutex<i64>,
+        count: i64,
+        requests: std::sync::atomic::AtomicU32,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl CountingSource {
+        fn new(count: i64) -> Arc<Self> {
+            Arc::new(CountingSource { next: Mutex::new(0), count, requests: Default::default(), failing: Default::default() })
+        }
+        fn requests(&self) -> u32 {
+            self.requests.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl ProducerIdBlockSource for CountingSource {
+        fn next_block(&self) -> BoxFuture<'static, Result<ProducerIdBlock, ApiError>> {
+            self.requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let result = if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(ApiError::new(ResponseError::RequestTimedOut, "no controller"))
+            } else {
+                let mut next = self.next.lock();
+                let block = ProducerIdBlock { first: *next, count: self.count };
+                *next += self.count;
+                Ok(block)
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    /// Lets spawned block requests run (current-thread runtime).
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn ids_come_from_blocks_and_the_next_block_is_fetched_before_the_current_runs_out() {
+        let source = CountingSource::new(100);
+        let ids = ProducerIdManager::new(source.clone());
+        // The first claim has no block yet: a retriable error, and a request goes out.
+        assert_eq!(ids.try_next().unwrap_err().code, ResponseError::CoordinatorLoadInProgress);
+        settle().await;
+        assert_eq!(source.requests(), 1);
+        let mut claimed = Vec::new();
+        for _ in 0..90 {
+            claimed.push(ids.try_next().unwrap());
+        }
+        settle().await;
+        assert_eq!(source.requests(), 1, "no prefetch before 90% of the block is used");
+        claimed.push(ids.try_next().unwrap());
+        settle().await;
+        assert_eq!(source.requests(), 2, "claiming the 91st id prefetches the next block");
+        for _ in 0..109 {
+            claimed.push(ids.try_next().unwrap());
+        }
+        assert_eq!(claimed, (0..200).collect::<Vec<i64>>(), "no gap and no wait at the block boundary");
+    }
+
+    #[tokio::test]
+    async fn without_a_controller_the_answer_is_retriable_and_ids_come_once_it_answers() {
+        let source = CountingSource::new(10);
+        source.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let ids = ProducerIdManager::new(source.clone());
+        let started = Instant::now();
+        let refused = ids.next_id(Duration::from_secs(5)).await.unwrap_err();
+        assert_eq!(refused.code, ResponseError::CoordinatorLoadInProgress);
+        assert!(started.elapsed() < Duration::from_secs(1), "a failed request answers at once, not after the wait");
+        assert!(refused.to_string().contains("no controller"), "{refused}");
+        // Within the backoff, claims send no new request.
+        let before = source.requests();
+        assert!(ids.try_next().is_err());
+        settle().await;
+        assert_eq!(source.requests(), before);
+        source.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(RETRY_BACKOFF + Duration::from_millis(20)).await;
+        assert_eq!(ids.next_id(Duration::from_secs(5)).await.unwrap(), 0);
+        assert!(ids.wait_ready(Duration::from_secs(1)).await);
+    }
+
+    #[tokio::test]
+    async fn a_block_below_the_ids_already_held_is_refused() {
+        let ids = ProducerIdManager::new(CountingSource::new(10));
+        ids.block_arrived(Ok(ProducerIdBlock { first: 500, count: 10 }));
+        assert_eq!(ids.try_next().unwrap(), 500);
+        ids.block_arrived(Ok(ProducerIdBlock { first: 505, count: 10 }));
+        ids.block_arrived(Ok(ProducerIdBlock { first: -3, count: 10 }));
+        ids.block_arrived(Ok(ProducerIdBlock { first: i64::MAX - 1, count: 10 }));
+        let claimed: Vec<i64> = (0..9).map(|_| ids.try_next().unwrap()).collect();
+        assert_eq!(claimed, (501..510).collect::<Vec<i64>>());
+    }
+
+    #[test]
+    fn the_legacy_high_water_is_read_and_a_garbled_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (meta, _) = MetaStore::open(dir.path()).unwrap();
+        assert_eq!(legacy_high_water(&meta).unwrap(), 0);
+        meta.put_value(LEGACY_NEXT_BLOCK_KEY, "7000").unwrap();
+        assert_eq!(legacy_high_water(&meta).unwrap(), 7000);
+        meta.put_value(LEGACY_NEXT_BLOCK_KEY, "seven").unwrap();
+        let error = legacy_high_water(&meta).unwrap_err().to_string();
+        assert!(error.contains(LEGACY_NEXT_BLOCK_KEY), "{error}");
     }
 }

@@ -34,7 +34,16 @@ pub enum ControllerRequest {
     AlterPartition(AlterPartition),
     ElectLeaders { election: ElectionType, partitions: Vec<(String, i32)> },
     AlterConfig { resource_type: ConfigResource, resource_name: String, name: String, value: Option<String> },
-    AllocateProducerIds { broker_id: i32, broker_epoch: i64 },
+    /// The next block of producer ids for `broker_id`. `first_id_at_least`: the block
+    /// starts there or later (a data directory of an earlier release, whose broker
+    /// issued ids from a local counter up to there, raises the cluster's next id above
+    /// them); 0 otherwise.
+    AllocateProducerIds {
+        broker_id: i32,
+        broker_epoch: i64,
+        #[serde(default)]
+        first_id_at_least: i64,
+    },
     /// Sets a resource's configs to exactly `configs` (AlterConfigs semantics): the
     /// keys that differ are written, the ones absent are removed, in one batch.
     ReplaceConfigs { resource_type: ConfigResource, resource_name: String, configs: BTreeMap<String, String> },
@@ -229,20 +238,8 @@ impl Controller {
                     response: ControllerResponse::Done,
                 })
             }
-            ControllerRequest::AllocateProducerIds { broker_id, broker_epoch } => {
-                check_broker_epoch(image, *broker_id, *broker_epoch)?;
-                let first_producer_id = image.next_producer_id;
-                let next_producer_id = first_producer_id.checked_add(PRODUCER_ID_BLOCK_SIZE).ok_or_else(|| {
-                    ControllerError::new(ResponseError::UnknownServerError, "producer ids exhausted")
-                })?;
-                Ok(Decision {
-                    records: vec![MetadataRecord::ProducerIds {
-                        broker_id: *broker_id,
-                        broker_epoch: *broker_epoch,
-                        next_producer_id,
-                    }],
-                    response: ControllerResponse::ProducerIds { first_producer_id, count: PRODUCER_ID_BLOCK_SIZE },
-                })
+            ControllerRequest::AllocateProducerIds { broker_id, broker_epoch, first_id_at_least } => {
+                allocate_producer_ids(image, *broker_id, *broker_epoch, *first_id_at_least)
             }
             ControllerRequest::ReplaceConfigs { resource_type, resource_name, configs } => {
                 if *resource_type == ConfigResource::Topic && image.topic_by_name(resource_name).is_none() {
@@ -747,6 +744,33 @@ fn check_broker_epoch<'a>(
         )),
         Some(broker) => Ok(broker),
     }
+}
+
+/// The next block of producer ids: from the image's next id (or `first_id_at_least`,
+/// if higher), `PRODUCER_ID_BLOCK_SIZE` long. The record moves the cluster's next id
+/// past the block, so no block is handed out twice, whichever node is the controller.
+fn allocate_producer_ids(
+    image: &MetadataImage,
+    broker_id: i32,
+    broker_epoch: i64,
+    first_id_at_least: i64,
+) -> Result<Decision, ControllerError> {
+    // Kafka answers STALE_BROKER_EPOCH for an unknown broker too (ClusterControlManager.checkBrokerEpoch).
+    check_broker_epoch(image, broker_id, broker_epoch).map_err(|e| {
+        if e.code == ResponseError::BrokerIdNotRegistered.code() {
+            ControllerError::new(ResponseError::StaleBrokerEpoch, e.message)
+        } else {
+            e
+        }
+    })?;
+    let first_producer_id = image.next_producer_id.max(first_id_at_least);
+    let next_producer_id = first_producer_id
+        .checked_add(PRODUCER_ID_BLOCK_SIZE)
+        .ok_or_else(|| ControllerError::new(ResponseError::UnknownServerError, "producer ids exhausted: the next block would pass the int64 limit"))?;
+    Ok(Decision {
+        records: vec![MetadataRecord::ProducerIds { broker_id, broker_epoch, next_producer_id }],
+        response: ControllerResponse::ProducerIds { first_producer_id, count: PRODUCER_ID_BLOCK_SIZE },
+    })
 }
 
 /// A new partition: the leader is the first unfenced replica, the ISR the unfenced ones.

@@ -3,6 +3,7 @@
 //! epoch bumped to fence the previous producer of the transactional id).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
@@ -10,11 +11,15 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use super::{Reply, RequestContext};
 use crate::Broker;
 
-/// A fresh producer id from the broker's allocator.
+/// How long a request waits for a producer-id block from the controller before it
+/// is answered COORDINATOR_LOAD_IN_PROGRESS (retriable; Kafka answers at once).
+const BLOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// A fresh producer id from this broker's block, without waiting.
 fn allocate(broker: &Broker) -> Result<i64, ResponseError> {
-    broker.producer_ids.allocate(broker.replicas.meta()).map_err(|e| {
-        tracing::error!(error = %e, "allocating a producer id failed");
-        ResponseError::KafkaStorageError
+    broker.producer_ids.try_next().map_err(|e| {
+        tracing::info!(error = %e, "InitProducerId: no producer id available yet");
+        e.code
     })
 }
 
@@ -30,6 +35,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: InitProduce
         return Reply::Later(Box::pin(async move {
             // KIP-360: a producer recovering names its id and epoch (-1 when it has none).
             let expected = (req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
+            // A new transactional id needs a fresh id; an epoch bump does not, so
+            // this only waits, and the bump goes on whether a block came or not.
+            broker.producer_ids.wait_ready(BLOCK_WAIT).await;
             let result = broker
                 .txns
                 .init_producer_id(&transactional_id.0, req.transaction_timeout_ms, expected, || allocate(&broker))
@@ -46,8 +54,17 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: InitProduce
     // epoch 0, whatever id and epoch the request names: an idempotent
     // producer bumps its epoch itself (KIP-360), and granting a bump for an id
     // this broker never issued would let a client pick its own producer id.
-    match allocate(broker) {
-        Ok(id) => Reply::Now(response.with_producer_id(ProducerId(id)).with_producer_epoch(0)),
-        Err(code) => Reply::Now(response.with_error_code(code.code())),
+    if let Ok(id) = broker.producer_ids.try_next() {
+        return Reply::Now(response.with_producer_id(ProducerId(id)).with_producer_epoch(0));
     }
+    let broker = broker.clone();
+    Reply::Later(Box::pin(async move {
+        match broker.producer_ids.next_id(BLOCK_WAIT).await {
+            Ok(id) => response.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+            Err(e) => {
+                tracing::info!(error = %e, "InitProducerId: no producer id available");
+                response.with_error_code(e.code())
+            }
+        }
+    }))
 }

@@ -339,15 +339,75 @@ fn controlled_shutdown_moves_leadership_then_fences() {
     }
 }
 
+fn allocate(broker_id: i32, broker_epoch: i64, first_id_at_least: i64) -> ControllerRequest {
+    ControllerRequest::AllocateProducerIds { broker_id, broker_epoch, first_id_at_least }
+}
+
 #[test]
-fn producer_id_blocks_are_consecutive() {
+fn producer_id_blocks_are_consecutive_and_never_shared_between_brokers() {
+    let mut c = Cluster::new(false);
+    let one = c.register(1, None);
+    let two = c.register(2, None);
+    assert_eq!(c.run(allocate(1, one, 0)).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 0, count: 1000 });
+    assert_eq!(c.run(allocate(2, two, 0)).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 1000, count: 1000 });
+    assert_eq!(c.run(allocate(1, one, 0)).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 2000, count: 1000 });
+    assert_eq!(c.image.next_producer_id, 3000);
+}
+
+#[test]
+fn producer_ids_need_the_current_broker_epoch() {
     let mut c = Cluster::new(false);
     let epoch = c.register(1, None);
-    let allocate = ControllerRequest::AllocateProducerIds { broker_id: 1, broker_epoch: epoch };
-    assert_eq!(c.run(allocate.clone()).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 0, count: 1000 });
-    assert_eq!(c.run(allocate).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 1000, count: 1000 });
-    let stale = ControllerRequest::AllocateProducerIds { broker_id: 1, broker_epoch: epoch + 7 };
-    assert_eq!(code(c.run(stale)), ResponseError::StaleBrokerEpoch.code());
+    assert_eq!(code(c.run(allocate(1, epoch + 7, 0))), ResponseError::StaleBrokerEpoch.code());
+    // An unknown broker gets STALE_BROKER_EPOCH too, as from Kafka's controller.
+    assert_eq!(code(c.run(allocate(9, epoch, 0))), ResponseError::StaleBrokerEpoch.code());
+    // Refusals hand nothing out.
+    assert_eq!(c.image.next_producer_id, 0);
+    // A re-registered broker's old epoch is stale.
+    let newer = c.register(1, None);
+    assert_eq!(code(c.run(allocate(1, epoch, 0))), ResponseError::StaleBrokerEpoch.code());
+    assert_eq!(c.run(allocate(1, newer, 0)).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 0, count: 1000 });
+}
+
+#[test]
+fn a_local_high_water_raises_the_next_block_and_a_lower_one_changes_nothing() {
+    let mut c = Cluster::new(false);
+    let one = c.register(1, None);
+    let two = c.register(2, None);
+    // Broker 1's data directory issued ids below 7000 from its local counter.
+    assert_eq!(c.run(allocate(1, one, 7000)).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 7000, count: 1000 });
+    assert_eq!(c.run(allocate(2, two, 0)).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 8000, count: 1000 });
+    assert_eq!(c.run(allocate(2, two, 3000)).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 9000, count: 1000 });
+}
+
+#[test]
+fn producer_id_exhaustion_is_refused_without_a_record() {
+    let mut c = Cluster::new(false);
+    let epoch = c.register(1, None);
+    let refused = c.controller.decide(&c.image, &allocate(1, epoch, i64::MAX - 10), c.now).unwrap_err();
+    assert_eq!(refused.code, ResponseError::UnknownServerError.code());
+    assert_eq!(c.image.next_producer_id, 0);
+}
+
+#[test]
+fn the_next_block_survives_a_snapshot_and_a_new_controller() {
+    let mut c = Cluster::new(false);
+    let epoch = c.register(1, None);
+    c.run(allocate(1, epoch, 0)).unwrap();
+    c.run(allocate(1, epoch, 0)).unwrap();
+    // A new active controller starts from the image restored from its snapshot.
+    let snapshot = serde_json::to_vec(&c.image).unwrap();
+    c.image = serde_json::from_slice(&snapshot).unwrap();
+    c.controller = Controller::new(ControllerConfig::default());
+    assert_eq!(c.run(allocate(1, epoch, 0)).unwrap(), ControllerResponse::ProducerIds { first_producer_id: 2000, count: 1000 });
+}
+
+#[test]
+fn an_allocation_request_without_a_high_water_decodes() {
+    // A request forwarded by a node of the release before `first_id_at_least`.
+    let old: ControllerRequest =
+        serde_json::from_str(r#"{"AllocateProducerIds":{"broker_id":1,"broker_epoch":4}}"#).unwrap();
+    assert_eq!(old, allocate(1, 4, 0));
 }
 
 #[derive(Debug, Clone)]
