@@ -32,6 +32,8 @@ pub const DYNAMIC_BROKER_CONFIGS: &[&str] = &[
     "log.cleanup.policy",
     "log.index.interval.bytes",
     "log.index.size.max.bytes",
+    // Kafka's LogCleaner reconfigurable; Runnel runs one cleaner whatever the value.
+    "log.cleaner.threads",
     "log.message.timestamp.type",
     "log.preallocate",
     "log.retention.bytes",
