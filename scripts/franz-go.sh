@@ -51,9 +51,8 @@ broker_tests=(
   TestShareGroupOffsetsAdmin TestTxnEtl TestSCRAMAuth TestSCRAMAuthBadCredentials TestOAuthAuth
 )
 # Not run against Runnel (unless --all), each with its reason.
-declare -A runnel_skips=(
-  [TestTxnEtl]="Runnel has no transactions yet (a transactional InitProducerId gets UNSUPPORTED_VERSION); the test then never ends"
-)
+# (none since transactions landed: TestTxnEtl runs against Runnel too)
+declare -A runnel_skips=()
 # The share-group tests skip themselves on a broker without ShareFetch v2
 # (Runnel), SCRAM/OAuth ones without KGO_TEST_SCRAM*/KGO_TEST_OAUTH_SEEDS
 # (neither broker here has SASL listeners).
