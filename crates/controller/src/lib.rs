@@ -290,24 +290,9 @@ impl Quorum {
     /// a few RPC timeouts.
     pub async fn describe_quorum(&self) -> Result<QuorumInfo, SubmitError> {
         let shared = &self.shared;
-        let deadline = Instant::now() + shared.rpc_timeout * 3;
-        let mut last_error = SubmitError::Unavailable("no leader elected".into());
-        while Instant::now() < deadline {
-            let leader = shared.raft.metrics().borrow().current_leader;
-            let result = match leader {
-                Some(leader) if leader == shared.node_id => shared.leader_quorum_info(),
-                Some(leader) => shared.forward_describe_quorum(leader).await,
-                None => Err(SubmitError::Unavailable("no leader elected".into())),
-            };
-            match result {
-                Err(e @ (SubmitError::NotLeader { .. } | SubmitError::Unavailable(_))) => {
-                    last_error = e;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                other => return other,
-            }
-        }
-        Err(last_error)
+        shared
+            .on_the_leader(|| async { shared.leader_quorum_info() }, |leader| shared.forward_describe_quorum(leader))
+            .await
     }
 
     /// Stops this node: Raft first, then the listener and its connections.
@@ -345,13 +330,25 @@ impl Drop for Quorum {
 
 impl Shared {
     async fn submit(&self, request: ControllerRequest) -> Result<ControllerResponse, SubmitError> {
+        self.on_the_leader(|| self.submit_local(request.clone()), |leader| self.forward(leader, request.clone())).await
+    }
+
+    /// Runs `here` when this node leads the quorum, else `forward` to the leader;
+    /// retries while there is no leader or it moved, for at most a few RPC timeouts.
+    async fn on_the_leader<T, Here, HereFut, Forward, ForwardFut>(&self, mut here: Here, mut forward: Forward) -> Result<T, SubmitError>
+    where
+        Here: FnMut() -> HereFut,
+        HereFut: std::future::Future<Output = Result<T, SubmitError>>,
+        Forward: FnMut(NodeId) -> ForwardFut,
+        ForwardFut: std::future::Future<Output = Result<T, SubmitError>>,
+    {
         let deadline = Instant::now() + self.rpc_timeout * 3;
         let mut last_error = SubmitError::Unavailable("no leader elected".into());
         while Instant::now() < deadline {
             let leader = self.raft.metrics().borrow().current_leader;
             let result = match leader {
-                Some(leader) if leader == self.node_id => self.submit_local(request.clone()).await,
-                Some(leader) => self.forward(leader, request.clone()).await,
+                Some(leader) if leader == self.node_id => here().await,
+                Some(leader) => forward(leader).await,
                 None => Err(SubmitError::Unavailable("no leader elected".into())),
             };
             match result {
