@@ -16,7 +16,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetCommi
     let group_id = req.group_id.0.to_string();
     // Kafka accepts commits for the empty group id (backward compatibility).
     let group_error =
-        broker.groups.validate_commit(&group_id, &req.member_id, req.group_instance_id.as_deref(), req.generation_id_or_member_epoch, ctx.version).err();
+        broker.groups.validate_commit(&group_id, &req.member_id, req.group_instance_id.as_deref(), req.generation_id_or_member_epoch, ctx.version, false).err();
     let now = crate::now_ms();
     let mut commits = Vec::new();
     // (topic index, partition index, error) for the response skeleton.

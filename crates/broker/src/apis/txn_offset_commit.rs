@@ -21,7 +21,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: TxnOffsetCo
         let group_id = req.group_id.0.to_string();
         // v3+ (KIP-447) name the member: a stale generation is refused as in OffsetCommit.
         let group_error = if version >= 3 && req.generation_id >= 0 {
-            broker.groups.validate_commit(&group_id, &req.member_id, req.group_instance_id.as_deref(), req.generation_id, 8).err()
+            broker.groups.validate_commit(&group_id, &req.member_id, req.group_instance_id.as_deref(), req.generation_id, 8, true).err()
         } else {
             None
         };

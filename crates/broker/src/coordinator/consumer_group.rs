@@ -864,6 +864,23 @@ impl ConsumerGroup {
         Ok(())
     }
 
+    /// Validates an OffsetCommit (`api_version`) or a TxnOffsetCommit
+    /// (`transactional`) as Kafka's consumer group does: a member of the
+    /// consumer protocol must use OffsetCommit v9+ (UNSUPPORTED_VERSION), and
+    /// a stale epoch is STALE_MEMBER_EPOCH for it — also in TxnOffsetCommit,
+    /// where clients abort the transaction and retry on it — and
+    /// ILLEGAL_GENERATION for a classic member.
+    pub fn validate_commit(&self, member_id: &str, epoch: i32, api_version: i16, transactional: bool) -> Result<(), ResponseError> {
+        if epoch < 0 && member_id.is_empty() {
+            return self.validate_member_epoch(member_id, epoch, ResponseError::StaleMemberEpoch);
+        }
+        let member = self.members.get(member_id).ok_or(ResponseError::UnknownMemberId)?;
+        if !transactional && member.classic.is_none() && api_version < 9 {
+            return Err(ResponseError::UnsupportedVersion);
+        }
+        self.validate_member_epoch(member_id, epoch, ResponseError::StaleMemberEpoch)
+    }
+
     pub fn subscribed_topic_names(&self) -> BTreeSet<String> {
         self.subscribed_topics.keys().cloned().collect()
     }
@@ -971,6 +988,13 @@ mod tests {
         assert_eq!(g.heartbeat(beat("zz", 1, &owned), &view, now), Err(ResponseError::UnknownMemberId));
         assert_eq!(g.validate_member_epoch("a", 1, ResponseError::StaleMemberEpoch), Ok(()));
         assert_eq!(g.validate_member_epoch("a", 0, ResponseError::StaleMemberEpoch), Err(ResponseError::StaleMemberEpoch));
+        // A stale epoch in a transactional commit is STALE_MEMBER_EPOCH (clients abort and retry on it);
+        // OffsetCommit below v9 cannot speak for a consumer-protocol member at all.
+        assert_eq!(g.validate_commit("a", 0, 8, true), Err(ResponseError::StaleMemberEpoch));
+        assert_eq!(g.validate_commit("a", 1, 8, true), Ok(()));
+        assert_eq!(g.validate_commit("a", 1, 8, false), Err(ResponseError::UnsupportedVersion));
+        assert_eq!(g.validate_commit("a", 1, 9, false), Ok(()));
+        assert_eq!(g.validate_commit("zz", 1, 9, false), Err(ResponseError::UnknownMemberId));
         let _b = g.heartbeat(join("b"), &view, now).unwrap();
         // a never heartbeats again: after the session timeout b gets everything.
         let later = now + Duration::from_secs(10);

@@ -584,6 +584,8 @@ impl GroupCoordinator {
     }
 
     /// Validates a commit against the group's membership and generation.
+    /// `api_version` is OffsetCommit's; a TxnOffsetCommit (`transactional`)
+    /// is judged as OffsetCommit v8 for a classic group.
     pub fn validate_commit(
         &self,
         group_id: &str,
@@ -591,11 +593,10 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         generation: i32,
         api_version: i16,
+        transactional: bool,
     ) -> Result<(), ResponseError> {
         if let Some(group) = self.consumer_groups.lock().get(group_id) {
-            // OffsetCommit v9+ carries the member epoch; older versions cannot speak for a member.
-            let stale = if api_version >= 9 { ResponseError::StaleMemberEpoch } else { ResponseError::UnsupportedVersion };
-            return group.validate_member_epoch(member_id, generation, stale);
+            return group.validate_commit(member_id, generation, api_version, transactional);
         }
         // A group with committed offsets exists for Kafka even when no member
         // ever joined (a "simple" group, recreated from its offsets on load).
