@@ -2,6 +2,7 @@
 # Apache Kafka, the reference broker, on this machine.
 #
 #   scripts/kafka.sh install                      fetch Kafka + dependencies from Maven Central (cached)
+#   scripts/kafka.sh install-streams              fetch Kafka Streams + dependencies into target/streams/libs (cached)
 #   scripts/kafka.sh start [--nodes 1|3] [--name N] [--set KEY=VALUE]...
 #                                                 format fresh storage, start KRaft, print the bootstrap
 #   scripts/kafka.sh status [--name N]            print the bootstrap if running (exit 1 if not)
@@ -39,22 +40,32 @@ ensure_java() {
   fi
 }
 
-install() {
+# Fetches the dependencies of a pom into a directory with `mvn
+# dependency:copy-dependencies`, unless that directory was filled from the
+# same pom already (its sha256 is kept beside the jars).
+install_pom() {
+  local pom=$1 dir=$2 must_have=$3
   ensure_java
-  local stamp="$libs/.pom.sha256"
+  local stamp="$dir/.pom.sha256"
   local want
   want=$(sha256sum "$pom" | cut -d' ' -f1)
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
-  rm -rf "$libs"
-  mkdir -p "$libs"
-  echo "kafka.sh: fetching Kafka from Maven Central into $libs" >&2
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  echo "kafka.sh: fetching $(basename "$(dirname "$pom")")/pom.xml's jars from Maven Central into $dir" >&2
   mvn -q -B -f "$pom" dependency:copy-dependencies \
-    -DoutputDirectory="$libs" -DincludeScope=runtime >&2
-  ls "$libs"/kafka_2.13-*.jar >/dev/null 2>&1 || die "mvn did not produce kafka_2.13 in $libs"
+    -DoutputDirectory="$dir" -DincludeScope=runtime >&2
+  ls "$dir"/$must_have >/dev/null 2>&1 || die "mvn did not produce $must_have in $dir"
   echo "$want" >"$stamp"
 }
+
+install() { install_pom "$pom" "$libs" 'kafka_2.13-*.jar'; }
+
+# Kafka Streams and its client jars (tests/streams/pom.xml), for the
+# exactly-once Streams application in tests/python/test_streams.py.
+install_streams() { install_pom "$root/tests/streams/pom.xml" "$root/target/streams/libs" 'kafka-streams-*.jar'; }
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -222,8 +233,9 @@ done
 [[ "$name" =~ ^[A-Za-z0-9_-]+$ ]] || die "--name must be alphanumeric"
 case "$cmd" in
   install) install ;;
+  install-streams) install_streams ;;
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) die "usage: scripts/kafka.sh install|start|stop|status [--nodes 1|3] [--name NAME] [--set KEY=VALUE]..." ;;
+  *) die "usage: scripts/kafka.sh install|install-streams|start|stop|status [--nodes 1|3] [--name NAME] [--set KEY=VALUE]..." ;;
 esac
