@@ -10,9 +10,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 CLEANER = {"log.cleaner.backoff.ms": "100"}
 
 
-def read_all(bootstrap, topic):
-    """Every record from the log start to the end: [(offset, key, value)]."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "cmp-" + uuid.uuid4().hex[:6], "enable.auto.commit": False})
+def read_all(bootstrap, topic, isolation="read_committed"):
+    """Every record from the log start to the end (the LSO for read_committed,
+    librdkafka's default): [(offset, key, value)]."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "cmp-" + uuid.uuid4().hex[:6], "enable.auto.commit": False,
+                  "isolation.level": isolation})
     try:
         low, high = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10, cached=False)
         c.assign([TopicPartition(topic, 0, low)])
@@ -125,3 +127,60 @@ def test_compacted_log_survives_kill_during_cleaning(make_broker):
         broker.start()
         got = {k: v for _, k, v in read_all(broker.bootstrap, topic)}
         assert got == latest, f"attempt {attempt}: every key's latest value after kill -9"
+
+
+def test_compaction_removes_aborted_transactions_and_keeps_committed_ones(make_broker):
+    """A compacted topic written by a transactional producer: the cleaner drops
+    the records of aborted transactions (even a read_uncommitted consumer no
+    longer sees them) and keeps the latest committed value of every key; an
+    open transaction's records (above the last stable offset) are left alone."""
+    broker = make_broker(CLEANER)
+    topic = "cmp-txn-" + uuid.uuid4().hex[:6]
+    create_compacted(broker.bootstrap, topic, **{"delete.retention.ms": "0"})
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": "cmp-" + uuid.uuid4().hex[:6], "linger.ms": 0})
+    producer.init_transactions(30)
+    latest = {}
+    for round_ in range(6):
+        producer.begin_transaction()
+        for k in range(4):
+            producer.produce(topic, key=b"k%d" % k, value=b"aborted-%d" % round_ + b"." * 60)
+        producer.abort_transaction(30)
+        producer.begin_transaction()
+        for k in range(4):
+            value = b"committed-%d" % round_ + b"." * 60
+            producer.produce(topic, key=b"k%d" % k, value=value)
+            latest[b"k%d" % k] = value
+        producer.commit_transaction(30)
+    # An open transaction at the end: below the LSO only.
+    producer.begin_transaction()
+    producer.produce(topic, key=b"k0", value=b"open")
+    producer.flush(10)
+
+    # read_uncommitted sees every record in the log, aborted ones too, until the cleaner drops them.
+    before = read_all(broker.bootstrap, topic, "read_uncommitted")
+    assert before[-1][2] == b"open"
+
+    def cleaned():
+        got = read_all(broker.bootstrap, topic, "read_uncommitted")
+        return got if got and not any(v.startswith(b"aborted") for _, _, v in got) else None
+
+    got = wait_until(cleaned)
+    assert got, f"aborted records still in the log: {[v[:12] for _, _, v in read_all(broker.bootstrap, topic, 'read_uncommitted')]}"
+    by_key = {}
+    for _, key, value in got:
+        by_key[key] = value
+    assert by_key == {**latest, b"k0": b"open"}, "the latest committed values (and the open transaction's record) remain"
+    producer.commit_transaction(30)
+    # read_committed: the latest committed value of every key, now k0=open.
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "cmp-rc-" + uuid.uuid4().hex[:6],
+                  "isolation.level": "read_committed", "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    seen = {}
+    deadline = time.time() + 20
+    while time.time() < deadline and seen.get(b"k0") != b"open":
+        msg = c.poll(0.5)
+        if msg is not None and not msg.error():
+            assert not msg.value().startswith(b"aborted"), msg.value()
+            seen[msg.key()] = msg.value()
+    c.close()
+    assert seen == {**latest, b"k0": b"open"}

@@ -43,9 +43,10 @@ pub fn clean_dirtiest(replicas: &ReplicaManager, config: &LogCleanerConfig, now_
     let mut best: Option<((bool, f64), Arc<Partition>)> = None;
     for topic in replicas.topics() {
         for partition in topic.partitions() {
-            // Only what every replica has is cleaned (the high watermark bounds it).
-            // TODO(transactions): bound by the last stable offset as well.
-            let upper = partition.high_watermark();
+            // Only what every replica has (the high watermark) and no open
+            // transaction touches (the last stable offset) is cleaned: below
+            // it every transaction is decided, so aborted records can go.
+            let upper = partition.last_stable_offset();
             let candidate = partition.with_log(|log| {
                 let min_ratio = log.config().min_cleanable_dirty_ratio;
                 log.cleanable(now_ms, upper).map(|c| c.filter(|c| c.dirty_bytes > 0 && (c.overdue || c.dirty_ratio >= min_ratio)))
@@ -87,7 +88,7 @@ pub fn clean_partition(
     config: &LogCleanerConfig,
     now_ms: i64,
 ) -> Result<Option<runnel_storage::CleanStats>, runnel_storage::StorageError> {
-    let upper = partition.high_watermark();
+    let upper = partition.last_stable_offset();
     let Some(task) = partition.with_log(|log| log.prepare_cleaning(now_ms, upper))? else { return Ok(None) };
     let mut throttler = Throttler::new(config.storage.io_max_bytes_per_second);
     let Some(cleaned) = task.run(&config.storage, now_ms, &mut throttler)? else { return Ok(None) };

@@ -29,16 +29,23 @@
 //! tombstone (null value) is dropped once it is the latest record of its key
 //! and its segment was last written more than `delete.retention.ms` ago (the
 //! cleaned file keeps the newest modification time of the segments it
-//! replaces, as Kafka does). Control batches (transaction markers) are kept
-//! and transactional records never enter the offset map (they are dropped
-//! only when a later non-transactional record supersedes them): without the
-//! aborted-transaction index the cleaner cannot tell committed records from
-//! aborted ones. TODO(transactions): with the aborted-transaction index, drop
-//! aborted records, put committed transactional records into the map, and
-//! drop markers whose transaction's records are gone after
-//! `delete.retention.ms`.
+//! replaces, as Kafka does).
+//!
+//! Transactions (Kafka's `CleanedTransactionMetadata`): the cleanable range
+//! ends at the last stable offset (the caller's bound), so every
+//! transaction in it is decided. [`TxnTracker`] walks the batches with the
+//! aborted-transaction index: a batch of an aborted transaction never enters
+//! the offset map and is dropped (kept as an empty batch when it is its
+//! producer's last); committed transactional records are deduplicated like
+//! any other. A marker stays while any batch of its transaction was seen in
+//! this pass (so an ABORT marker outlives its records by one pass, and a
+//! read_committed reader never meets aborted records without their entry);
+//! after that it goes once its segment is older than `delete.retention.ms`,
+//! as a tombstone does, unless it is its producer's last batch (its epoch
+//! fences zombies). Entries of the transaction index are kept: one whose
+//! records are gone filters nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::hash::Hasher;
 use std::io::Write;
@@ -51,6 +58,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::batch::{crc32c, BatchError, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD};
 use crate::error::{Result, StorageError};
+use crate::txn_index::{AbortedTxn, ControlType};
 
 /// The first dirty offset of the log (Kafka keeps one such file per log
 /// directory; Runnel keeps one per partition directory, written atomically).
@@ -345,6 +353,71 @@ pub struct CleaningTask {
     pub segments: Vec<SegmentSnapshot>,
     pub segment_bytes: u64,
     pub delete_retention_ms: i64,
+    /// The aborted transactions overlapping the segments (the transaction index).
+    pub aborted: Vec<AbortedTxn>,
+}
+
+/// The transactions met while walking batches in offset order (Kafka's
+/// `CleanedTransactionMetadata`): which batches belong to aborted
+/// transactions, and which markers no batch of their transaction needs.
+pub struct TxnTracker {
+    /// Aborted transactions not reached yet, by first offset.
+    pending: VecDeque<AbortedTxn>,
+    /// Producer id → a batch of its (aborted, open at this point) transaction was seen.
+    ongoing_aborted: HashMap<i64, bool>,
+    /// Producers with a batch of a committed (open at this point) transaction seen.
+    ongoing_committed: HashSet<i64>,
+}
+
+impl TxnTracker {
+    /// A walk that starts at offset `from`: transactions whose marker lies
+    /// before it are over (and a later transaction of the same producer must
+    /// not be taken for one of them).
+    pub fn new(aborted: &[AbortedTxn], from: i64) -> TxnTracker {
+        let mut pending: Vec<AbortedTxn> = aborted.iter().filter(|a| a.last_offset >= from).copied().collect();
+        pending.sort_by_key(|a| (a.first_offset, a.last_offset));
+        TxnTracker { pending: pending.into(), ongoing_aborted: HashMap::new(), ongoing_committed: HashSet::new() }
+    }
+
+    fn reach(&mut self, offset: i64) {
+        while self.pending.front().is_some_and(|a| a.first_offset <= offset) {
+            if let Some(txn) = self.pending.pop_front() {
+                self.ongoing_aborted.entry(txn.producer_id).or_insert(false);
+            }
+        }
+    }
+
+    /// A data batch: true when it belongs to an aborted transaction.
+    pub fn on_data_batch(&mut self, header: &BatchHeader) -> bool {
+        self.reach(header.last_offset());
+        if !header.is_transactional() {
+            return false;
+        }
+        match self.ongoing_aborted.get_mut(&header.producer_id) {
+            Some(seen) => {
+                *seen = true;
+                true
+            }
+            None => {
+                self.ongoing_committed.insert(header.producer_id);
+                false
+            }
+        }
+    }
+
+    /// A control batch: true when no batch of its transaction was seen since
+    /// the previous marker, so the marker may go (after delete.retention.ms).
+    pub fn on_control_batch(&mut self, header: &BatchHeader, batch: &[u8]) -> bool {
+        self.reach(header.last_offset());
+        if header.record_count == 0 {
+            return true; // emptied by an earlier pass
+        }
+        match crate::txn_index::control_type(batch) {
+            Some(ControlType::Abort) => !self.ongoing_aborted.remove(&header.producer_id).unwrap_or(false),
+            Some(ControlType::Commit) => !self.ongoing_committed.remove(&header.producer_id),
+            _ => false,
+        }
+    }
 }
 
 /// One group of segments rewritten into one `.cleaned` file.
@@ -367,6 +440,10 @@ pub struct CleanStats {
     pub records_read: u64,
     pub records_kept: u64,
     pub tombstones_removed: u64,
+    /// Records of aborted transactions dropped.
+    pub aborted_records_removed: u64,
+    /// Transaction markers dropped (their transaction's records were gone).
+    pub markers_removed: u64,
     pub segments_replaced: usize,
     /// The new first dirty offset (the end of what the offset map covered).
     pub cleaned_up_to: i64,
@@ -403,14 +480,22 @@ impl CleaningTask {
         let mut map = OffsetMap::with_buffer(config.dedupe_buffer_size);
         let map_from = self.first_dirty_offset.max(self.log_start_offset);
         let mut map_end = self.first_uncleanable_offset;
+        let mut txns = TxnTracker::new(&self.aborted, map_from);
         'segments: for segment in self.segments.iter().filter(|s| s.end_offset > map_from) {
             let path = self.path_of(segment.base_offset);
             let mut stopped_at = None;
             segment.for_each_batch(&path, |header, batch| {
                 throttler.add(batch.len());
                 stats.bytes_read += batch.len() as u64;
-                if header.last_offset() < map_from || header.is_control() || header.is_transactional() {
+                if header.last_offset() < map_from {
                     return Ok(true);
+                }
+                if header.is_control() {
+                    txns.on_control_batch(header, batch);
+                    return Ok(true);
+                }
+                if txns.on_data_batch(header) {
+                    return Ok(true); // aborted: its keys supersede nothing
                 }
                 if map.room() < header.record_count.max(0) as usize {
                     stopped_at = Some(header.base_offset);
@@ -500,12 +585,13 @@ impl CleaningTask {
         let mut out = std::io::BufWriter::new(File::create(&cleaned_path).map_err(|e| StorageError::io(&cleaned_path, e))?);
         let mut written = 0u64;
         let mut last_modified = 0i64;
+        let mut txns = TxnTracker::new(&self.aborted, base);
         for segment in group {
             last_modified = last_modified.max(segment.last_modified_ms);
             let retain_tombstones = segment.last_modified_ms > now_ms.saturating_sub(self.delete_retention_ms);
             let path = self.path_of(segment.base_offset);
             segment.for_each_batch(&path, |header, batch| {
-                let kept = self.filter_batch(header, batch, map, map_end, retain_tombstones, last_batch_of_producer, stats)?;
+                let kept = self.filter_batch(header, batch, map, map_end, retain_tombstones, last_batch_of_producer, &mut txns, stats)?;
                 if let Some(bytes) = kept {
                     out.write_all(&bytes).map_err(|e| StorageError::io(&cleaned_path, e))?;
                     throttler.add(bytes.len());
@@ -541,13 +627,29 @@ impl CleaningTask {
         map_end: i64,
         retain_tombstones: bool,
         last_batch_of_producer: &HashMap<i64, i64>,
+        txns: &mut TxnTracker,
         stats: &mut CleanStats,
     ) -> Result<Option<Vec<u8>>> {
+        let last_of_producer = header.has_producer_id() && last_batch_of_producer.get(&header.producer_id) == Some(&header.base_offset);
+        // Every batch goes through the tracker, in offset order, whatever becomes of it.
+        let (aborted, marker_unneeded) =
+            if header.is_control() { (false, txns.on_control_batch(header, batch)) } else { (txns.on_data_batch(header), false) };
         if header.last_offset() < self.log_start_offset {
             return Ok(None);
         }
-        // TODO(transactions): markers whose transaction's records are gone, after delete.retention.ms.
-        if header.is_control() || header.base_offset >= map_end {
+        if header.is_control() {
+            if marker_unneeded && !retain_tombstones && !last_of_producer {
+                stats.markers_removed += 1;
+                return Ok(None);
+            }
+            return Ok(Some(batch.to_vec()));
+        }
+        if aborted {
+            stats.records_read += header.record_count.max(0) as u64;
+            stats.aborted_records_removed += header.record_count.max(0) as u64;
+            return Ok(last_of_producer.then(|| empty_batch(batch)));
+        }
+        if header.base_offset >= map_end {
             return Ok(Some(batch.to_vec()));
         }
         let area = records_area(batch, header)?;
@@ -563,9 +665,8 @@ impl CleaningTask {
             } else if let Some(key) = record.key {
                 let superseded = map.get(key).is_some_and(|latest| offset < latest);
                 // A tombstone goes only when it is the key's latest record (so
-                // every earlier value is gone with it) and old enough. Without
-                // the aborted-transaction index a transactional one stays.
-                let expired_tombstone = record.value_is_null && !retain_tombstones && !header.is_transactional();
+                // every earlier value is gone with it) and old enough.
+                let expired_tombstone = record.value_is_null && !retain_tombstones;
                 if !superseded && expired_tombstone {
                     stats.tombstones_removed += 1;
                 }
@@ -582,16 +683,7 @@ impl CleaningTask {
             return Ok(Some(batch.to_vec()));
         }
         if kept.is_empty() {
-            let keep_empty = header.has_producer_id() && last_batch_of_producer.get(&header.producer_id) == Some(&header.base_offset);
-            if !keep_empty {
-                return Ok(None);
-            }
-            let mut empty = batch[..BATCH_HEADER_LEN].to_vec();
-            // No records, nothing compressed (Kafka's writeEmptyHeader).
-            let attributes = i16::from_be_bytes([empty[21], empty[22]]) & !0x07;
-            empty[21..23].copy_from_slice(&attributes.to_be_bytes());
-            finish_batch(&mut empty, 0, None);
-            return Ok(Some(empty));
+            return Ok(last_of_producer.then(|| empty_batch(batch)));
         }
         let mut plain = Vec::with_capacity(area.len());
         for record in &kept {
@@ -607,6 +699,16 @@ impl CleaningTask {
         finish_batch(&mut out, kept.len() as i32, max_timestamp);
         Ok(Some(out))
     }
+}
+
+/// The batch's header with no records (it keeps its producer's last sequence
+/// and epoch): nothing compressed, as Kafka's writeEmptyHeader.
+fn empty_batch(batch: &[u8]) -> Vec<u8> {
+    let mut empty = batch[..BATCH_HEADER_LEN].to_vec();
+    let attributes = i16::from_be_bytes([empty[21], empty[22]]) & !0x07;
+    empty[21..23].copy_from_slice(&attributes.to_be_bytes());
+    finish_batch(&mut empty, 0, None);
+    empty
 }
 
 pub(crate) fn file_stem(base: i64) -> String {

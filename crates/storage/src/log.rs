@@ -840,6 +840,7 @@ impl Log {
             segments,
             segment_bytes: self.config.segment_bytes,
             delete_retention_ms: self.config.delete_retention_ms,
+            aborted: self.aborted_txns(self.log_start_offset, cleanable.first_uncleanable_offset),
         }))
     }
 
@@ -878,6 +879,15 @@ impl Log {
 
     /// Replaces the segments of `[group.base_offset, group.end_offset)` by the cleaned file.
     fn swap_in(&mut self, group: &CleanedGroup) -> Result<()> {
+        // The group's aborted transactions go into the first segment's index
+        // before the commit point (the others' index files go with their
+        // segments); entries are never dropped: one whose records the cleaner
+        // removed filters nothing.
+        let merged: Vec<AbortedTxn> =
+            self.aborted.iter().filter(|a| (group.base_offset..group.end_offset).contains(&a.last_offset)).copied().collect();
+        if !merged.is_empty() {
+            txn_index::rewrite(&self.dir.join(segment::file_name(group.base_offset, TXN_INDEX)), &merged)?;
+        }
         let swap = self.dir.join(swap_name(group.base_offset, group.end_offset));
         std::fs::rename(&group.cleaned_path, &swap).map_err(|e| StorageError::io(&swap, e))?;
         crate::meta::sync_dir(&self.dir)?; // the commit point: recovery completes the swap from here on
@@ -1003,11 +1013,12 @@ fn complete_swap(dir: &Path, base: i64, end: i64) -> Result<()> {
         let path = entry.map_err(|e| StorageError::io(dir, e))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let Some((stem, ext)) = name.split_once('.') else { continue };
-        if !matches!(ext, "log" | "index" | "timeindex") {
+        if !matches!(ext, "log" | "index" | "timeindex" | TXN_INDEX) {
             continue;
         }
         if let Ok(b) = stem.parse::<i64>() {
-            if (base..end).contains(&b) {
+            // The first segment's transaction index already holds the group's entries.
+            if (base..end).contains(&b) && !(ext == TXN_INDEX && b == base) {
                 doomed.push((ext == "log", path));
             }
         }

@@ -513,3 +513,155 @@ fn the_throttler_keeps_the_rate() {
         "200 kB at 1 MB/s takes 0.2 s, took {elapsed:?}"
     );
 }
+
+/// A transactional batch of producer `pid` (epoch 0) from sequence `seq`: (key, value) records.
+fn encode_txn(records: &[(u8, &[u8])], pid: i64, seq: i32, ts: i64) -> Vec<u8> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: seq + i as i32,
+            timestamp: ts + i as i64,
+            key: Some(Bytes::from(vec![b'k', *key])),
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    buf.to_vec()
+}
+
+/// A COMMIT or ABORT marker of producer `pid` (a control batch of one record).
+fn marker(pid: i64, commit: bool, ts: i64) -> Vec<u8> {
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: pid,
+        producer_epoch: 0,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: ts,
+        key: Some(Bytes::from(vec![0, 0, 0, commit as u8])),
+        value: Some(Bytes::from(vec![0, 0, 0, 0, 0, 0])),
+        headers: IndexMap::new(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(&mut buf, &[record], &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    buf.to_vec()
+}
+
+/// Key → value of the data records left in the log, in offset order; and the markers: (offset, producer, commit).
+#[allow(clippy::type_complexity)]
+fn live_records(log: &Log) -> (Vec<(i64, u8, Vec<u8>)>, Vec<(i64, i64, bool)>) {
+    let mut data = Vec::new();
+    let mut markers = Vec::new();
+    for (header, records) in read_log(log) {
+        for r in records {
+            if header.is_control() {
+                markers.push((r.offset, header.producer_id, r.key.as_ref().is_some_and(|k| k[3] == 1)));
+            } else {
+                data.push((r.offset, r.key.as_ref().map(|k| k[1]).unwrap(), r.value.map(|v| v.to_vec()).unwrap_or_default()));
+            }
+        }
+    }
+    (data, markers)
+}
+
+#[test]
+fn compaction_removes_aborted_records_keeps_committed_ones_and_then_their_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), compacted()).unwrap();
+    let mut clock = now_ms();
+    let (aborting, committing) = (7, 8);
+    let append = |log: &mut Log, mut bytes: Vec<u8>, clock: &mut i64| {
+        *clock += 2_000; // past segment.ms: most appends start a segment
+        log.append(&mut bytes, 0, *clock).unwrap().first_offset
+    };
+    // An aborted transaction: k1=aborted, k2=aborted, then its ABORT marker.
+    let first = append(&mut log, encode_txn(&[(1, b"aborted"), (2, b"aborted")], aborting, 0, clock), &mut clock);
+    let abort_at = append(&mut log, marker(aborting, false, clock), &mut clock);
+    log.add_aborted_txn(runnel_storage::AbortedTxn { producer_id: aborting, first_offset: first, last_offset: abort_at, last_stable_offset: first })
+        .unwrap();
+    // A committed transaction of another producer, and one of the same producer after its abort.
+    append(&mut log, encode_txn(&[(1, b"committed-1")], committing, 0, clock), &mut clock);
+    append(&mut log, marker(committing, true, clock), &mut clock);
+    append(&mut log, encode_txn(&[(2, b"committed-2")], aborting, 2, clock), &mut clock);
+    append(&mut log, marker(aborting, true, clock), &mut clock);
+    append(&mut log, encode(&[(Some(3), Some(b"plain".to_vec()))], Compression::None, None, clock), &mut clock);
+    let end = log.log_end_offset();
+
+    // Everything is past delete.retention.ms, so only "a batch of the transaction was seen" keeps a marker.
+    let later = clock + 2 * DAY_MS;
+    let config = CleanerConfig::default();
+    let stats = log.clean(&config, later, end).unwrap().expect("a cleaning pass");
+    assert_eq!(stats.aborted_records_removed, 2, "{stats:?}");
+    let (data, markers) = live_records(&log);
+    let values: Vec<(u8, &[u8])> = data.iter().map(|(_, k, v)| (*k, v.as_slice())).collect();
+    assert_eq!(values, vec![(1, &b"committed-1"[..]), (2, b"committed-2"), (3, b"plain")], "the aborted records are gone");
+    assert!(markers.contains(&(abort_at, aborting, false)), "the ABORT marker outlives its records by one pass: {markers:?}");
+    assert_eq!(log.aborted_txns(0, end).len(), 1);
+
+    // A later pass, with newer records superseding the committed ones: the
+    // ABORT marker (no batch left) goes, so do the COMMIT markers whose
+    // records were superseded — except each producer's last batch.
+    append(&mut log, encode(&[(Some(1), Some(b"newer-1".to_vec())), (Some(2), Some(b"newer-2".to_vec()))], Compression::None, None, clock), &mut clock);
+    append(&mut log, encode(&[(Some(4), Some(b"filler".to_vec()))], Compression::None, None, clock), &mut clock);
+    let end = log.log_end_offset();
+    let stats = log.clean(&config, later + 10_000, end).unwrap().expect("a second pass");
+    let (data, markers) = live_records(&log);
+    let keys: Vec<u8> = data.iter().map(|(_, k, _)| *k).collect();
+    assert_eq!(keys, vec![3, 1, 2, 4], "the committed values were superseded");
+    assert!(!markers.iter().any(|m| m.0 == abort_at), "the ABORT marker went once its records were gone: {markers:?} {stats:?}");
+    // Each producer's last batch is its COMMIT marker: kept for its epoch.
+    assert_eq!(markers.iter().map(|m| m.1).collect::<Vec<_>>(), vec![committing, aborting], "{markers:?}");
+
+    // The transaction index survives the merge of segments and a reopen.
+    drop(log);
+    let log = Log::open(dir.path(), compacted()).unwrap();
+    let aborted = log.aborted_txns(0, log.log_end_offset());
+    assert_eq!(aborted.len(), 1, "{aborted:?}");
+    assert_eq!((aborted[0].producer_id, aborted[0].last_offset), (aborting, abort_at));
+}
+
+#[test]
+fn an_aborted_transaction_before_the_cleaned_range_does_not_condemn_a_later_one() {
+    // The producer's aborted transaction's marker lies before the second
+    // pass's range; its later, committed transaction must stay.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), compacted()).unwrap();
+    let mut clock = now_ms();
+    let pid = 5;
+    let append = |log: &mut Log, mut bytes: Vec<u8>, clock: &mut i64| {
+        *clock += 2_000;
+        log.append(&mut bytes, 0, *clock).unwrap().first_offset
+    };
+    let first = append(&mut log, encode_txn(&[(1, b"aborted")], pid, 0, clock), &mut clock);
+    let abort_at = append(&mut log, marker(pid, false, clock), &mut clock);
+    log.add_aborted_txn(runnel_storage::AbortedTxn { producer_id: pid, first_offset: first, last_offset: abort_at, last_stable_offset: first }).unwrap();
+    // Enough records after the marker that a pass cleans them in several
+    // groups (segment.bytes), the later ones starting after the marker.
+    for i in 0..40u8 {
+        append(&mut log, encode(&[(Some(10 + i), Some(vec![i; 60]))], Compression::None, None, clock), &mut clock);
+    }
+    let config = CleanerConfig::default();
+    log.clean(&config, clock, log.log_end_offset()).unwrap().expect("first pass");
+    append(&mut log, encode_txn(&[(2, b"committed")], pid, 1, clock), &mut clock);
+    append(&mut log, marker(pid, true, clock), &mut clock);
+    append(&mut log, encode(&[(Some(9), Some(b"y".to_vec()))], Compression::None, None, clock), &mut clock);
+    log.clean(&config, clock, log.log_end_offset()).unwrap().expect("second pass");
+    let (data, _) = live_records(&log);
+    assert!(data.iter().any(|(_, k, v)| *k == 2 && v == b"committed"), "{data:?}");
+    assert!(!data.iter().any(|(_, _, v)| v == b"aborted"), "{data:?}");
+}
