@@ -64,9 +64,12 @@ pub fn clean_dirtiest(replicas: &ReplicaManager, config: &LogCleanerConfig, now_
         }
     }
     let Some((_, partition)) = best else { return false };
+    let started = std::time::Instant::now();
     match clean_partition(&partition, config, now_ms) {
         Ok(Some(stats)) => {
             tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                aborted_records_removed = stats.aborted_records_removed, markers_removed = stats.markers_removed,
                 topic = %partition.topic, partition = partition.index, bytes_read = stats.bytes_read, bytes_written = stats.bytes_written,
                 records_read = stats.records_read, records_kept = stats.records_kept, tombstones_removed = stats.tombstones_removed,
                 segments = stats.segments_replaced, cleaned_up_to = stats.cleaned_up_to, throttled_ms = stats.throttled.as_millis() as u64,
