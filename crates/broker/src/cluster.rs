@@ -534,7 +534,13 @@ fn apply_partition(replicas: &Arc<ReplicaManager>, partition: &Arc<Partition>, s
     let local = partition.replica_state();
     let (topic, index) = (&*partition.topic, partition.index);
     if state.leader == node_id {
-        let same_term = local.role == Role::Leader && local.leader_epoch == state.leader_epoch && local.replicas == state.replicas;
+        let same_term = local.role == Role::Leader && local.leader_epoch == state.leader_epoch;
+        if same_term && local.replicas != state.replicas {
+            // A reassignment moved replicas, not the leadership.
+            partition.update_assignment(state.partition_epoch, state.replicas.clone(), state.isr.clone());
+            tracing::info!(topic, partition = index, replicas = ?state.replicas, isr = ?state.isr, "replicas changed");
+            return;
+        }
         if same_term {
             if local.partition_epoch != state.partition_epoch || local.isr != state.isr {
                 partition.apply_isr(state.partition_epoch, state.isr.clone());

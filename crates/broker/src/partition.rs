@@ -307,6 +307,39 @@ impl Partition {
         self.publish(end, hw);
     }
 
+    /// On the leader, in the same leader epoch: the replicas changed (a
+    /// reassignment added or removed some). Followers that stay keep their
+    /// progress (resetting it would hold the high watermark back until they
+    /// fetch again); new ones start unknown and outside the caught-up clock.
+    pub fn update_assignment(&self, partition_epoch: i32, replicas: Vec<i32>, isr: Vec<i32>) {
+        let end = self.log.lock().log_end_offset();
+        let mut replica = self.replica.lock();
+        if partition_epoch < replica.partition_epoch {
+            return;
+        }
+        let mut followers = std::mem::take(&mut replica.followers);
+        replica.followers = replicas
+            .iter()
+            .filter(|&&id| id != self.local_id)
+            .map(|&id| {
+                let progress = followers.remove(&id).unwrap_or(FollowerProgress {
+                    log_end_offset: -1,
+                    last_caught_up_ms: 0,
+                    last_fetch_leader_end: -1,
+                    last_fetch_ms: 0,
+                });
+                (id, progress)
+            })
+            .collect();
+        replica.replicas = replicas;
+        replica.partition_epoch = partition_epoch;
+        replica.isr = isr;
+        replica.pending_isr_change = false;
+        let hw = Self::leader_high_watermark(&replica, self.local_id, end, self.high_watermark());
+        drop(replica);
+        self.publish(end, hw);
+    }
+
     /// Forgets a pending ISR change that failed, so the next check may send another.
     pub fn clear_pending_isr_change(&self) {
         self.replica.lock().pending_isr_change = false;

@@ -696,8 +696,34 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             let results: usize = resp.replica_election_results.iter().map(|t| t.partition_result.len()).sum();
             check(resp.error_code == 0 && listed && results == 0, || format!("elect every partition: {resp:?}"))
         }
+        ApiKey::AlterPartitionReassignments => {
+            // One node: moving TOPIC-0 onto the broker that has it changes nothing and succeeds.
+            let node = client.try_request(0, &DescribeClusterRequest::default()).await?.brokers.first().map(|b| b.broker_id.0).ok_or("no broker")?;
+            let req = reassign_request(TOPIC, 0, Some(vec![node])).with_allow_replication_factor_change(v == 0);
+            let resp = client.try_request(v, &req).await?;
+            let codes: Vec<i16> = resp.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect();
+            check(resp.error_code == 0 && codes == vec![0], || format!("reassign onto the same broker: {resp:?}"))?;
+            check(v == 0 || !resp.allow_replication_factor_change, || "v1 echoes allow_replication_factor_change".into())
+        }
+        ApiKey::ListPartitionReassignments => {
+            for topics in [None, Some(vec![list_partition_reassignments_request::ListPartitionReassignmentsTopics::default().with_name(topic_name(TOPIC)).with_partition_indexes(vec![0])])] {
+                let resp = client.try_request(v, &ListPartitionReassignmentsRequest::default().with_topics(topics)).await?;
+                check(resp.error_code == 0 && resp.topics.is_empty(), || format!("no reassignment is ongoing: {resp:?}"))?;
+            }
+            Ok(())
+        }
         other => Err(format!("no request builder for {other:?}: add one to this test")),
     }
+}
+
+fn reassign_request(topic: &str, partition: i32, replicas: Option<Vec<i32>>) -> AlterPartitionReassignmentsRequest {
+    AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(vec![
+        alter_partition_reassignments_request::ReassignableTopic::default().with_name(topic_name(topic)).with_partitions(vec![
+            alter_partition_reassignments_request::ReassignablePartition::default()
+                .with_partition_index(partition)
+                .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect())),
+        ]),
+    ])
 }
 
 fn describe_quorum(_version: i16, topic: &str) -> DescribeQuorumRequest {
@@ -933,6 +959,17 @@ async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Resu
                 let code = client.try_request(v, &req).await?.replica_election_results.first().and_then(|t| t.partition_result.first()).map(|p| p.error_code);
                 // UNKNOWN_TOPIC_OR_PARTITION (3).
                 check(code == Some(3), || format!("elect on a missing topic: {code:?}"))
+            }
+            ApiKey::AlterPartitionReassignments => {
+                let codes = |resp: AlterPartitionReassignmentsResponse| -> Vec<i16> {
+                    resp.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)).collect()
+                };
+                // UNKNOWN_TOPIC_OR_PARTITION (3), INVALID_REPLICA_ASSIGNMENT (39) for an unregistered broker,
+                // NO_REASSIGNMENT_IN_PROGRESS (85) for a cancel with none.
+                let missing = codes(client.try_request(v, &reassign_request(MISSING, 0, Some(vec![1]))).await?);
+                let bad_broker = codes(client.try_request(v, &reassign_request(TOPIC, 0, Some(vec![4242]))).await?);
+                let cancel = codes(client.try_request(v, &reassign_request(TOPIC, 0, None)).await?);
+                check(missing == vec![3] && bad_broker == vec![39] && cancel == vec![85], || format!("missing {missing:?}, bad broker {bad_broker:?}, cancel {cancel:?}"))
             }
             _ => Err(String::from("no probe")),
         }

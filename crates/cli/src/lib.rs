@@ -8,6 +8,7 @@ mod cluster;
 mod codec;
 mod consume;
 mod group;
+mod partition;
 mod produce;
 mod topic;
 mod txn;
@@ -21,6 +22,7 @@ use rdkafka::config::ClientConfig;
 pub use cluster::ClusterCommand;
 pub use consume::ConsumeArgs;
 pub use group::GroupCommand;
+pub use partition::PartitionCommand;
 pub use produce::ProduceArgs;
 pub use topic::TopicCommand;
 pub use txn::TxnCommand;
@@ -56,6 +58,9 @@ pub enum ClientCommand {
     /// Describe the cluster: brokers, the active controller, the metadata quorum.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Move partitions to other brokers and list the moves in progress.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
 }
 
 pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
@@ -66,6 +71,7 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
         ClientCommand::Group(g) => group::run(args, g).await,
         ClientCommand::Txn(t) => txn::run(args, t).await,
         ClientCommand::Cluster(c) => cluster::run(args, c).await,
+        ClientCommand::Partition(p) => partition::run(args, p).await,
     }
 }
 
@@ -118,6 +124,12 @@ mod tests {
             if names == &["orders"] && partitions == &[1]));
         let cli = TestCli::parse_from(["runnel", "cluster", "describe"]);
         assert!(matches!(cli.command, ClientCommand::Cluster(ClusterCommand::Describe)));
+        let cli = TestCli::parse_from(["runnel", "partition", "reassign", "--topic", "orders", "--partition", "0", "--replicas", "2,3"]);
+        assert!(matches!(cli.command, ClientCommand::Partition(PartitionCommand::Reassign { ref topic, partition: 0, ref replicas, cancel: false, .. })
+            if topic == "orders" && replicas == &[2, 3]));
+        let cli = TestCli::parse_from(["runnel", "partition", "reassign", "-t", "orders", "-p", "1", "--cancel"]);
+        assert!(matches!(cli.command, ClientCommand::Partition(PartitionCommand::Reassign { cancel: true, ref replicas, .. }) if replicas.is_empty()));
+        assert!(TestCli::try_parse_from(["runnel", "partition", "reassign", "-t", "orders", "-p", "1"]).is_err());
     }
 
     /// Every command and every argument says what it is for in `--help`.

@@ -33,6 +33,13 @@ pub enum ControllerRequest {
     DeleteTopic { name: String },
     AlterPartition(AlterPartition),
     ElectLeaders { election: ElectionType, partitions: Vec<(String, i32)> },
+    /// KIP-455: each partition's target replicas (`None` cancels its reassignment).
+    /// `allow_replication_factor_change: false` (KIP-1107) refuses a target of another size.
+    AlterPartitionReassignments {
+        reassignments: Vec<Reassignment>,
+        #[serde(default = "allow")]
+        allow_replication_factor_change: bool,
+    },
     AlterConfig { resource_type: ConfigResource, resource_name: String, name: String, value: Option<String> },
     /// The next block of producer ids for `broker_id`. `first_id_at_least`: the block
     /// starts there or later (a data directory of an earlier release, whose broker
@@ -77,6 +84,18 @@ pub struct AlterPartition {
     pub new_isr: Vec<i32>,
 }
 
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    /// First = preferred leader; `None` cancels the partition's reassignment.
+    pub target: Option<Vec<i32>>,
+}
+
+fn allow() -> bool {
+    true
+}
+
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ElectionType {
     Preferred,
@@ -91,6 +110,8 @@ pub enum ControllerResponse {
     PartitionAltered { leader: i32, leader_epoch: i32, partition_epoch: i32, isr: Vec<i32> },
     /// Per partition: error code (0 = elected).
     LeadersElected { results: Vec<(String, i32, i16)> },
+    /// Per partition of an AlterPartitionReassignments: error code (0 = accepted) and message.
+    Reassigned { results: Vec<(String, i32, i16, Option<String>)> },
     ProducerIds { first_producer_id: i64, count: i64 },
     Done,
 }
@@ -224,6 +245,9 @@ impl Controller {
             }
             ControllerRequest::AlterPartition(alter) => self.alter_partition(image, alter),
             ControllerRequest::ElectLeaders { election, partitions } => self.elect_leaders(image, *election, partitions),
+            ControllerRequest::AlterPartitionReassignments { reassignments, allow_replication_factor_change } => {
+                alter_partition_reassignments(image, reassignments, *allow_replication_factor_change)
+            }
             ControllerRequest::AlterConfig { resource_type, resource_name, name, value } => {
                 if *resource_type == ConfigResource::Topic && image.topic_by_name(resource_name).is_none() {
                     return Err(unknown_topic(resource_name));
@@ -669,6 +693,20 @@ impl Controller {
                 },
             });
         }
+        // The last adding replica joined the ISR: the reassignment completes in the same change.
+        let mut with_new_isr = state.clone();
+        with_new_isr.isr = alter.new_isr.clone();
+        if let Some(done) = completed_reassignment(image, &with_new_isr) {
+            let leader_epoch = state.leader_epoch + i32::from(done.leader != state.leader);
+            let response = ControllerResponse::PartitionAltered {
+                leader: done.leader,
+                leader_epoch,
+                partition_epoch: state.partition_epoch + 1,
+                isr: done.isr.clone(),
+            };
+            tracing::info!(topic_id = %alter.topic_id, partition = alter.partition, replicas = ?done.replicas, leader = done.leader, "reassignment completed");
+            return Ok(Decision { records: vec![done.record(alter.topic_id, alter.partition, state)], response });
+        }
         Ok(Decision {
             records: vec![change(alter.topic_id, alter.partition, None, Some(alter.new_isr.clone()))],
             response: ControllerResponse::PartitionAltered {
@@ -723,8 +761,170 @@ impl Controller {
     }
 }
 
+/// A partition's state at the end (or revert) of a reassignment.
+struct FinalAssignment {
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    leader: i32,
+}
+
+impl FinalAssignment {
+    /// The change from `state`: replicas, ISR and leader as needed, and no reassignment left.
+    fn record(&self, topic_id: Uuid, partition: i32, state: &crate::image::PartitionImage) -> MetadataRecord {
+        MetadataRecord::PartitionChange(PartitionChangeRecord {
+            topic_id,
+            partition,
+            leader: (self.leader != state.leader).then_some(self.leader),
+            isr: (self.isr != state.isr).then(|| self.isr.clone()),
+            replicas: Some(self.replicas.clone()),
+            adding_replicas: Some(Vec::new()),
+            removing_replicas: Some(Vec::new()),
+        })
+    }
+}
+
+/// The leader among `replicas` (in their order) after a change to `isr`: the
+/// current one if it stays in the ISR, else the first unfenced ISR member.
+fn leader_after(image: &MetadataImage, current: i32, replicas: &[i32], isr: &[i32]) -> i32 {
+    if current != NO_LEADER && isr.contains(&current) && replicas.contains(&current) {
+        return current;
+    }
+    replicas.iter().copied().find(|r| isr.contains(r) && image.is_unfenced(*r)).unwrap_or(NO_LEADER)
+}
+
+/// Kafka's completion rule (PartitionReassignmentReplicas.maybeCompleteReassignment):
+/// once every adding replica is in the ISR, the replicas become the target, the
+/// removed ones leave the ISR, and a removed leader is replaced by the first
+/// target replica in the ISR. Not while no ISR member would be left.
+fn completed_reassignment(image: &MetadataImage, state: &crate::image::PartitionImage) -> Option<FinalAssignment> {
+    if !state.is_reassigning() || !state.adding_replicas.iter().all(|r| state.isr.contains(r)) {
+        return None;
+    }
+    let target = state.target_replicas();
+    let isr: Vec<i32> = state.isr.iter().copied().filter(|r| target.contains(r)).collect();
+    if isr.is_empty() {
+        return None;
+    }
+    let leader = leader_after(image, state.leader, &target, &isr);
+    Some(FinalAssignment { replicas: target, isr, leader })
+}
+
+/// Cancels a reassignment (Kafka's PartitionReassignmentRevert): the adding
+/// replicas leave the replicas and the ISR; should that empty the ISR (only
+/// adding replicas were in sync), the original replicas that are live form it.
+fn reverted_reassignment(image: &MetadataImage, state: &crate::image::PartitionImage) -> FinalAssignment {
+    let replicas: Vec<i32> = state.replicas.iter().copied().filter(|r| !state.adding_replicas.contains(r)).collect();
+    let mut isr: Vec<i32> = state.isr.iter().copied().filter(|r| !state.adding_replicas.contains(r)).collect();
+    if isr.is_empty() {
+        tracing::warn!(?replicas, "cancelling a reassignment whose ISR held only adding replicas: the original replicas form the ISR (unclean)");
+        isr = replicas.iter().copied().filter(|r| image.is_unfenced(*r)).collect();
+        if isr.is_empty() {
+            isr = replicas.clone();
+        }
+    }
+    let leader = leader_after(image, state.leader, &replicas, &isr);
+    FinalAssignment { replicas, isr, leader }
+}
+
+/// AlterPartitionReassignments: each partition on its own (one's error does not
+/// stop the others), in one batch.
+fn alter_partition_reassignments(
+    image: &MetadataImage,
+    reassignments: &[Reassignment],
+    allow_replication_factor_change: bool,
+) -> Result<Decision, ControllerError> {
+    let mut pending = Pending::new(image);
+    let mut results = Vec::with_capacity(reassignments.len());
+    for reassignment in reassignments {
+        match reassign_partition(&pending.image, reassignment, allow_replication_factor_change) {
+            Ok(record) => {
+                if let Some(record) = record {
+                    pending.push(record)?;
+                }
+                results.push((reassignment.topic.clone(), reassignment.partition, 0, None));
+            }
+            Err(e) => results.push((reassignment.topic.clone(), reassignment.partition, e.code, Some(e.message))),
+        }
+    }
+    Ok(Decision { records: pending.records, response: ControllerResponse::Reassigned { results } })
+}
+
+/// One partition's reassignment (Kafka's ReplicationControlManager.changePartitionReassignment
+/// and cancelPartitionReassignment): the record to write, if anything changes.
+fn reassign_partition(
+    image: &MetadataImage,
+    reassignment: &Reassignment,
+    allow_replication_factor_change: bool,
+) -> Result<Option<MetadataRecord>, ControllerError> {
+    let Reassignment { topic, partition, target } = reassignment;
+    let unknown = || ControllerError::new(ResponseError::UnknownTopicOrPartition, format!("Unable to find partition {topic}:{partition}."));
+    let topic_image = image.topic_by_name(topic).ok_or_else(unknown)?;
+    let topic_id = topic_image.topic_id;
+    let state = topic_image.partitions.get(partition).ok_or_else(unknown)?;
+    let Some(target) = target else {
+        if !state.is_reassigning() {
+            return Err(ControllerError::new(
+                ResponseError::NoReassignmentInProgress,
+                format!("Partition {topic}:{partition} has no ongoing reassignment."),
+            ));
+        }
+        return Ok(Some(reverted_reassignment(image, state).record(topic_id, *partition, state)));
+    };
+    let invalid = |message: String| ControllerError::new(ResponseError::InvalidReplicaAssignment, message);
+    if target.is_empty() {
+        return Err(invalid("The manual partition assignment includes an empty replica list.".into()));
+    }
+    let mut seen = BTreeSet::new();
+    for replica in target {
+        if !seen.insert(*replica) {
+            return Err(invalid(format!("The manual partition assignment includes the broker {replica} more than once.")));
+        }
+        if !image.brokers.contains_key(replica) {
+            return Err(invalid(format!(
+                "The manual partition assignment includes broker {replica}, but no such broker is registered."
+            )));
+        }
+    }
+    if !target.iter().any(|r| image.is_unfenced(*r)) {
+        return Err(invalid(format!(
+            "All brokers specified in the manual partition assignment for partition {partition} are fenced or in controlled shutdown."
+        )));
+    }
+    let current_factor = state.target_replicas().len();
+    if !allow_replication_factor_change && target.len() != current_factor {
+        return Err(ControllerError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!("The replication factor is changed from {current_factor} to {}", target.len()),
+        ));
+    }
+    // Kafka's PartitionReassignmentReplicas: the target first, then the replicas leaving.
+    let mut replicas = target.clone();
+    replicas.extend(state.replicas.iter().copied().filter(|r| !target.contains(r)));
+    let adding: Vec<i32> = target.iter().copied().filter(|r| !state.replicas.contains(r)).collect();
+    let removing: Vec<i32> = state.replicas.iter().copied().filter(|r| !target.contains(r)).collect();
+    if adding.is_empty() && removing.is_empty() && replicas == state.replicas && !state.is_reassigning() {
+        return Ok(None); // the current assignment already
+    }
+    let mut union = state.clone();
+    union.replicas = replicas.clone();
+    union.adding_replicas = adding.clone();
+    union.removing_replicas = removing.clone();
+    if let Some(done) = completed_reassignment(image, &union) {
+        // Nothing to copy (only removals): it completes at once.
+        return Ok(Some(done.record(topic_id, *partition, state)));
+    }
+    Ok(Some(MetadataRecord::PartitionChange(PartitionChangeRecord {
+        topic_id,
+        partition: *partition,
+        replicas: Some(replicas),
+        adding_replicas: Some(adding),
+        removing_replicas: Some(removing),
+        ..Default::default()
+    })))
+}
+
 fn change(topic_id: Uuid, partition: i32, leader: Option<i32>, isr: Option<Vec<i32>>) -> MetadataRecord {
-    MetadataRecord::PartitionChange(PartitionChangeRecord { topic_id, partition, leader, isr, replicas: None })
+    MetadataRecord::PartitionChange(PartitionChangeRecord { topic_id, partition, leader, isr, ..Default::default() })
 }
 
 fn unknown_topic(name: &str) -> ControllerError {

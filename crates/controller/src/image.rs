@@ -30,6 +30,24 @@ pub struct PartitionImage {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// During a reassignment (KIP-455) `replicas` is the target followed by the
+    /// replicas leaving; these joining ones are in it too. Both empty otherwise.
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas the partition will have once its reassignment completes
+    /// (its replicas when none is in progress), in the target's order.
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas.iter().copied().filter(|r| !self.removing_replicas.contains(r)).collect()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -160,10 +178,20 @@ impl MetadataImage {
                         leader: *leader,
                         leader_epoch: *leader_epoch,
                         partition_epoch: *partition_epoch,
+                        adding_replicas: Vec::new(),
+                        removing_replicas: Vec::new(),
                     },
                 );
             }
-            MetadataRecord::PartitionChange(PartitionChangeRecord { topic_id, partition, leader, isr, replicas }) => {
+            MetadataRecord::PartitionChange(PartitionChangeRecord {
+                topic_id,
+                partition,
+                leader,
+                isr,
+                replicas,
+                adding_replicas,
+                removing_replicas,
+            }) => {
                 let state = self
                     .topics
                     .get_mut(topic_id)
@@ -180,6 +208,12 @@ impl MetadataImage {
                 }
                 if let Some(replicas) = replicas {
                     state.replicas = replicas.clone();
+                }
+                if let Some(adding) = adding_replicas {
+                    state.adding_replicas = adding.clone();
+                }
+                if let Some(removing) = removing_replicas {
+                    state.removing_replicas = removing.clone();
                 }
                 state.partition_epoch += 1;
             }
@@ -277,7 +311,7 @@ mod tests {
         let mut image = MetadataImage::default();
         let topic_id = topic_with_partition(&mut image);
         let change = |leader, isr| {
-            MetadataRecord::PartitionChange(PartitionChangeRecord { topic_id, partition: 0, leader, isr, replicas: None })
+            MetadataRecord::PartitionChange(PartitionChangeRecord { topic_id, partition: 0, leader, isr, ..Default::default() })
         };
         image.apply(&change(None, Some(vec![1, 2]))).unwrap();
         let p = image.partition(&topic_id, 0).unwrap();

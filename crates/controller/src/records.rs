@@ -93,6 +93,12 @@ pub struct PartitionChangeRecord {
     pub isr: Option<Vec<i32>>,
     #[serde(default)]
     pub replicas: Option<Vec<i32>>,
+    /// A reassignment's replicas still joining (KIP-455); `Some(vec![])` clears them.
+    #[serde(default)]
+    pub adding_replicas: Option<Vec<i32>>,
+    /// A reassignment's replicas leaving once it completes; `Some(vec![])` clears them.
+    #[serde(default)]
+    pub removing_replicas: Option<Vec<i32>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -6,9 +6,9 @@
 //! named) are described in name order from the cursor on; the answer stops
 //! once `response_partition_limit` partitions are in it and then carries the
 //! cursor to resume from. Unknown named topics answer an error; when listing
-//! every topic there are none. Runnel is a single broker, so each partition's
-//! leader, replicas and ISR are this node and the eligible-leader lists are
-//! empty.
+//! every topic there are none. Leader, replicas, ISR and offline replicas come
+//! from the applied cluster image (as Metadata); the eligible-leader lists are
+//! empty (no ELR yet).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -98,7 +98,6 @@ fn describe(broker: &Broker, req: DescribeTopicPartitionsRequest) -> DescribeTop
 /// Up to `budget` partitions of `topic` from index `start`, and the index to
 /// resume from when some are left.
 fn describe_partitions(broker: &Broker, topic: &Topic, start: i32, budget: i32) -> (Vec<DescribeTopicPartitionsResponsePartition>, Option<i32>) {
-    let node = BrokerId(broker.config.node_id);
     let mut partitions = topic.partitions();
     partitions.sort_by_key(|p| p.index);
     let count = i32::try_from(partitions.len()).unwrap_or(i32::MAX);
@@ -107,15 +106,18 @@ fn describe_partitions(broker: &Broker, topic: &Topic, start: i32, budget: i32) 
         .iter()
         .filter(|p| p.index >= start && p.index < end)
         .map(|p| {
+            // From the applied cluster image, as Metadata (during a reassignment: the union of old and new replicas).
+            let view = broker.cluster.partition_view(topic, p);
+            let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
             DescribeTopicPartitionsResponsePartition::default()
                 .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_leader_epoch(p.leader_epoch())
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
+                .with_leader_id(BrokerId(view.leader))
+                .with_leader_epoch(view.leader_epoch)
+                .with_replica_nodes(ids(&view.replicas))
+                .with_isr_nodes(ids(&view.isr))
                 .with_eligible_leader_replicas(Some(Vec::new()))
                 .with_last_known_elr(Some(Vec::new()))
-                .with_offline_replicas(Vec::new())
+                .with_offline_replicas(ids(&view.offline))
         })
         .collect();
     (described, (end < count).then_some(end))

@@ -26,6 +26,7 @@ use crate::Broker;
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod consumer_group_describe;
@@ -54,6 +55,7 @@ pub mod leave_group;
 pub mod list_config_resources;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
@@ -147,6 +149,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
     // Transactions v1 (KIP-98): the transaction.version feature is not
     // advertised, so clients neither bump epochs at EndTxn nor skip AddPartitionsToTxn.
     (ApiKey::AddPartitionsToTxn, 0, 5),
@@ -354,6 +358,12 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         ApiKey::DescribeLogDirs => dispatch!(m::DescribeLogDirsRequest, describe_log_dirs::handle),
         ApiKey::DescribeQuorum => dispatch!(m::DescribeQuorumRequest, describe_quorum::handle),
         ApiKey::ElectLeaders => dispatch!(m::ElectLeadersRequest, elect_leaders::handle),
+        ApiKey::AlterPartitionReassignments => {
+            dispatch!(m::AlterPartitionReassignmentsRequest, alter_partition_reassignments::handle)
+        }
+        ApiKey::ListPartitionReassignments => {
+            dispatch!(m::ListPartitionReassignmentsRequest, list_partition_reassignments::handle)
+        }
         ApiKey::AddPartitionsToTxn => dispatch!(m::AddPartitionsToTxnRequest, add_partitions_to_txn::handle),
         ApiKey::AddOffsetsToTxn => dispatch!(m::AddOffsetsToTxnRequest, add_offsets_to_txn::handle),
         ApiKey::EndTxn => dispatch!(m::EndTxnRequest, end_txn::handle),

@@ -420,6 +420,8 @@ enum Op {
     ShrinkIsr(usize, usize),
     ExpandIsr(usize, usize),
     PreferredElection,
+    Reassign(usize, Vec<i32>),
+    CancelReassignment(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -432,6 +434,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0..8usize, 0..3usize).prop_map(|(p, k)| Op::ShrinkIsr(p, k)),
         (0..8usize, 0..4usize).prop_map(|(p, k)| Op::ExpandIsr(p, k)),
         Just(Op::PreferredElection),
+        (0..8usize, proptest::collection::vec(1..5i32, 1..4)).prop_map(|(p, t)| Op::Reassign(p, t)),
+        (0..8usize).prop_map(Op::CancelReassignment),
     ]
 }
 
@@ -447,6 +451,11 @@ fn check_invariants(before: &MetadataImage, after: &MetadataImage, unclean: bool
     for (topic_id, partition, p) in partitions(after) {
         prop_assert!(!p.isr.is_empty(), "empty ISR: {:?}", p);
         prop_assert!(p.isr.iter().all(|r| p.replicas.contains(r)), "ISR ⊄ replicas: {:?}", p);
+        prop_assert!(p.adding_replicas.iter().chain(&p.removing_replicas).all(|r| p.replicas.contains(r)), "adding/removing ⊄ replicas: {:?}", p);
+        prop_assert!(p.adding_replicas.iter().all(|r| !p.removing_replicas.contains(r)), "a replica both adding and removing: {:?}", p);
+        if p.is_reassigning() {
+            prop_assert!(!p.adding_replicas.iter().all(|r| p.isr.contains(r)) || p.isr.iter().all(|r| p.removing_replicas.contains(r)), "a reassignment that could complete did not: {:?}", p);
+        }
         if p.leader != NO_LEADER {
             prop_assert!(p.isr.contains(&p.leader), "leader ∉ ISR: {:?}", p);
             prop_assert!(p.isr.iter().all(|r| after.is_unfenced(*r)), "a led partition has a fenced ISR member: {:?}", p);
@@ -455,7 +464,9 @@ fn check_invariants(before: &MetadataImage, after: &MetadataImage, unclean: bool
             prop_assert!(p.leader_epoch >= old.leader_epoch && p.partition_epoch >= old.partition_epoch);
             if p.leader != old.leader {
                 prop_assert!(p.leader_epoch > old.leader_epoch, "leader changed without an epoch bump");
-                if !unclean && p.leader != NO_LEADER {
+                // A completing reassignment may elect the adding replica whose joining the ISR completed it.
+                let joined_and_completed = old.adding_replicas.contains(&p.leader) && !p.is_reassigning();
+                if !unclean && p.leader != NO_LEADER && !joined_and_completed {
                     prop_assert!(old.isr.contains(&p.leader), "{} elected from outside the ISR {:?}", p.leader, old.isr);
                 }
             }
@@ -496,6 +507,14 @@ proptest! {
                     }
                     let _ = c.alter_isr(topic_id, partition, isr);
                 }
+                Op::Reassign(i, _) | Op::CancelReassignment(i) => {
+                    let all = partitions(&c.image);
+                    if all.is_empty() { continue; }
+                    let (topic_id, partition, _) = all[i % all.len()].clone();
+                    let topic = c.image.topic_by_id(&topic_id).unwrap().name.clone();
+                    let target = match &op { Op::Reassign(_, target) => Some(target.clone()), _ => None };
+                    c.reassign(&topic, partition, target, true);
+                }
                 Op::PreferredElection => {
                     for record in c.controller.rebalance_preferred_leaders(&c.image).unwrap() {
                         c.image.apply(&record).unwrap();
@@ -505,4 +524,151 @@ proptest! {
             check_invariants(&before, &c.image, unclean)?;
         }
     }
+}
+
+impl Cluster {
+    fn reassign(&mut self, topic: &str, partition: i32, target: Option<Vec<i32>>, allow_rf_change: bool) -> (i16, Option<String>) {
+        let response = self
+            .run(ControllerRequest::AlterPartitionReassignments {
+                reassignments: vec![Reassignment { topic: topic.into(), partition, target }],
+                allow_replication_factor_change: allow_rf_change,
+            })
+            .unwrap();
+        let ControllerResponse::Reassigned { mut results } = response else { panic!("{response:?}") };
+        let (_, _, code, message) = results.remove(0);
+        (code, message)
+    }
+
+    fn state(&self, topic_id: Uuid) -> crate::image::PartitionImage {
+        self.image.partition(&topic_id, 0).unwrap().clone()
+    }
+}
+
+/// Three live brokers, topic "t" with one partition on `replicas`, all in the ISR, led by the first.
+fn reassignment_cluster(replicas: Vec<i32>) -> (Cluster, Uuid) {
+    let mut c = Cluster::new(false);
+    for n in 1..=4 {
+        c.live_broker(n, None);
+    }
+    let response = c
+        .run(ControllerRequest::CreateTopic(CreateTopic {
+            name: "t".into(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: Some(vec![replicas]),
+            ..Default::default()
+        }))
+        .unwrap();
+    let ControllerResponse::TopicCreated { topic_id, .. } = response else { panic!("{response:?}") };
+    (c, topic_id)
+}
+
+#[test]
+fn a_move_adds_the_target_then_completes_when_the_new_replicas_join_the_isr() {
+    let (mut c, topic_id) = reassignment_cluster(vec![1, 2]);
+    assert_eq!(c.reassign("t", 0, Some(vec![3, 4]), true), (0, None));
+    let p = c.state(topic_id);
+    assert_eq!((p.replicas.clone(), p.adding_replicas.clone(), p.removing_replicas.clone()), (vec![3, 4, 1, 2], vec![3, 4], vec![1, 2]));
+    assert_eq!((p.isr.clone(), p.leader), (vec![1, 2], 1));
+    // One adding replica in sync: not yet.
+    c.alter_isr(topic_id, 0, vec![1, 2, 3]).unwrap();
+    assert!(c.state(topic_id).is_reassigning());
+    // The last one: replicas = target, the old ones leave the ISR, the removed leader is replaced by the first target replica.
+    let response = c.alter_isr(topic_id, 0, vec![1, 2, 3, 4]).unwrap();
+    let p = c.state(topic_id);
+    assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![3, 4], vec![3, 4], 3));
+    assert!(!p.is_reassigning());
+    assert_eq!(p.leader_epoch, 1);
+    assert_eq!(
+        response,
+        ControllerResponse::PartitionAltered { leader: 3, leader_epoch: 1, partition_epoch: p.partition_epoch, isr: vec![3, 4] }
+    );
+}
+
+#[test]
+fn a_leader_kept_by_the_target_stays_leader() {
+    let (mut c, topic_id) = reassignment_cluster(vec![1, 2]);
+    c.reassign("t", 0, Some(vec![3, 1]), true);
+    c.alter_isr(topic_id, 0, vec![1, 2, 3]).unwrap();
+    let p = c.state(topic_id);
+    assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader, p.leader_epoch), (vec![3, 1], vec![1, 3], 1, 0));
+}
+
+#[test]
+fn removing_replicas_only_completes_at_once() {
+    let (mut c, topic_id) = reassignment_cluster(vec![1, 2, 3]);
+    assert_eq!(c.reassign("t", 0, Some(vec![2, 3]), true).0, 0);
+    let p = c.state(topic_id);
+    assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![2, 3], vec![2, 3], 2));
+    assert!(!p.is_reassigning());
+    // The same assignment again writes nothing.
+    let epoch = p.partition_epoch;
+    assert_eq!(c.reassign("t", 0, Some(vec![2, 3]), true).0, 0);
+    assert_eq!(c.state(topic_id).partition_epoch, epoch);
+}
+
+#[test]
+fn cancel_reverts_to_the_original_replicas() {
+    let (mut c, topic_id) = reassignment_cluster(vec![1]);
+    let none = ResponseError::NoReassignmentInProgress.code();
+    assert_eq!(c.reassign("t", 0, None, true).0, none);
+    c.reassign("t", 0, Some(vec![2]), true);
+    let p = c.state(topic_id);
+    assert_eq!((p.replicas.clone(), p.adding_replicas.clone(), p.removing_replicas.clone()), (vec![2, 1], vec![2], vec![1]));
+    assert_eq!(c.reassign("t", 0, None, true), (0, None));
+    let p = c.state(topic_id);
+    assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![1], vec![1], 1));
+    assert!(!p.is_reassigning());
+    assert_eq!(c.reassign("t", 0, None, true).0, none);
+}
+
+#[test]
+fn cancel_after_an_adding_replica_led_elects_an_original_one() {
+    let (mut c, topic_id) = reassignment_cluster(vec![1, 2]);
+    c.reassign("t", 0, Some(vec![3, 4]), true);
+    c.alter_isr(topic_id, 0, vec![1, 2, 3]).unwrap();
+    // Broker 1 fails: 2 leads. Then 2 fails too: 3 (in the ISR) leads.
+    c.expire(1);
+    c.expire(2);
+    assert_eq!(c.state(topic_id).leader, 3);
+    c.heartbeat(2, false, false).unwrap();
+    c.alter_isr(topic_id, 0, vec![3, 2]).unwrap();
+    c.reassign("t", 0, None, true);
+    let p = c.state(topic_id);
+    assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (vec![1, 2], vec![2], 2));
+}
+
+#[test]
+fn invalid_reassignments_are_refused_with_kafkas_codes() {
+    let (mut c, topic_id) = reassignment_cluster(vec![1, 2]);
+    let before = c.state(topic_id);
+    let invalid = ResponseError::InvalidReplicaAssignment.code();
+    assert_eq!(c.reassign("t", 0, Some(vec![]), true).0, invalid);
+    assert_eq!(c.reassign("t", 0, Some(vec![3, 3]), true).0, invalid);
+    let (code, message) = c.reassign("t", 0, Some(vec![3, 9]), true);
+    assert_eq!(code, invalid);
+    assert!(message.unwrap().contains("broker 9"));
+    assert_eq!(c.reassign("t", 1, Some(vec![3]), true).0, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(c.reassign("nope", 0, Some(vec![3]), true).0, ResponseError::UnknownTopicOrPartition.code());
+    assert_eq!(c.reassign("t", 0, Some(vec![3]), false).0, ResponseError::InvalidReplicationFactor.code());
+    assert_eq!(c.state(topic_id), before);
+    // The same size is allowed without a replication factor change.
+    assert_eq!(c.reassign("t", 0, Some(vec![3, 4]), false).0, 0);
+}
+
+#[test]
+fn one_bad_partition_does_not_stop_the_others() {
+    let (mut c, topic_id) = reassignment_cluster(vec![1]);
+    let response = c
+        .run(ControllerRequest::AlterPartitionReassignments {
+            reassignments: vec![
+                Reassignment { topic: "t".into(), partition: 7, target: Some(vec![2]) },
+                Reassignment { topic: "t".into(), partition: 0, target: Some(vec![2]) },
+            ],
+            allow_replication_factor_change: true,
+        })
+        .unwrap();
+    let ControllerResponse::Reassigned { results } = response else { panic!() };
+    assert_eq!(results.iter().map(|r| r.2).collect::<Vec<_>>(), vec![ResponseError::UnknownTopicOrPartition.code(), 0]);
+    assert_eq!(c.state(topic_id).adding_replicas, vec![2]);
 }
