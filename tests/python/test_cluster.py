@@ -4,17 +4,20 @@ CreateTopics, acks=all produce with confluent-kafka, every replica's log holds
 the records, kill -9 of the partition leader -> a new leader from the ISR, the
 producer goes on, every acknowledged record is readable, and the killed node
 rejoins the ISR and catches up; producer ids from every node are distinct (blocks
-of the controller). Every wait is bounded."""
+of the controller); every node names the same group coordinator (the leader of
+the group's replicated __consumer_offsets partition), the others answer
+NOT_COORDINATOR, and a group's commits survive kill -9 of its coordinator.
+Every wait is bounded."""
 import glob
 import os
 import struct
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from raw_requests import producer_ids
+from raw_requests import producer_ids, request
 from runnel_broker import Broker, free_port
 
 # Short timers so failover happens within seconds (Kafka's defaults: 9000 / 2000 / 30000).
@@ -163,41 +166,141 @@ def test_replication_factor_above_the_live_brokers_is_refused(cluster):
     assert refused.value.args[0].name() == "INVALID_REPLICATION_FACTOR"
 
 
-def find_coordinator(node, group):
-    """The node id `node` names as `group`'s coordinator (FindCoordinator v1, kafka-python)."""
-    import socket
-    from kafka.conn import BrokerConnection
+def find_coordinator(node, group, expect_success=True):
+    """The node id `node` names as `group`'s coordinator (FindCoordinator v1, kafka-python);
+    with expect_success=False, (error code, node id)."""
     from kafka.protocol.find_coordinator import FindCoordinatorRequest
-    host, port = node.bootstrap.rsplit(":", 1)
-    conn = BrokerConnection(host, int(port), socket.AF_INET, api_version=(2, 1))
-    try:
-        conn.connect_blocking(5)
-        assert conn.connected(), f"cannot connect to {node.bootstrap}"
-        future = conn.send(FindCoordinatorRequest[1](group, 0))
-        deadline = time.time() + 5
-        while not future.is_done and time.time() < deadline:
-            for response, f in conn.recv():
-                f.success(response)
-            time.sleep(0.01)
-        assert future.is_done and future.succeeded(), f"no FindCoordinator answer from {node.bootstrap}"
-        assert future.value.error_code == 0, future.value
-        return future.value.coordinator_id
-    finally:
-        conn.close()
+    response = request(node.bootstrap, FindCoordinatorRequest[1](group, 0), timeout=15)
+    if not expect_success:
+        return response.error_code, response.coordinator_id
+    assert response.error_code == 0, response
+    return response.coordinator_id
 
 
-@pytest.mark.xfail(strict=True, reason="the group coordinator is still per broker (each node names itself and keeps "
-                                       "its own __consumer_offsets): a group's members and its committed offsets "
-                                       "split across nodes; the fault harness with RUNNEL_NODES=3 finds the group "
-                                       "unfinished after kill -9 / restarts (tests/cluster)")
+def wait_for_three_brokers(nodes):
+    wait_until("three live brokers", lambda: len(AdminClient({"bootstrap.servers": bootstrap(nodes)})
+                                                 .list_topics(timeout=5).brokers) == 3)
+
+
 def test_every_node_names_the_same_group_coordinator(cluster):
     """Kafka's coordinator is the leader of the group's __consumer_offsets
     partition: whichever node a client asks, the answer is the same node."""
-    wait_until("three live brokers", lambda: len(AdminClient({"bootstrap.servers": bootstrap(cluster)})
-                                                  .list_topics(timeout=5).brokers) == 3)
+    wait_for_three_brokers(cluster)
     for group in ("orders", "billing", "g-" + str(time.time())):
         named = {node.bootstrap: find_coordinator(node, group) for node in cluster}
         assert len(set(named.values())) == 1, f"group {group!r}: nodes name different coordinators: {named}"
+    # The first FindCoordinator created the topic through the controller, replicated on every node.
+    md = AdminClient({"bootstrap.servers": bootstrap(cluster)}).list_topics("__consumer_offsets", timeout=5)
+    offsets_topic = md.topics["__consumer_offsets"]
+    assert offsets_topic.error is None, offsets_topic.error
+    assert all(sorted(p.replicas) == [1, 2, 3] for p in offsets_topic.partitions.values()), \
+        {i: p.replicas for i, p in offsets_topic.partitions.items()}
+
+
+NOT_COORDINATOR = 16
+
+
+def test_a_broker_that_is_not_the_coordinator_answers_not_coordinator(cluster):
+    """OffsetCommit, OffsetFetch and Heartbeat sent to a node that does not lead the
+    group's offsets partition: NOT_COORDINATOR (the client then asks FindCoordinator
+    again); the coordinator itself takes the commit and returns it."""
+    from kafka.protocol.commit import OffsetCommitRequest, OffsetFetchRequest
+    from kafka.protocol.group import HeartbeatRequest
+    wait_for_three_brokers(cluster)
+    admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
+    admin.create_topics([NewTopic("nc-topic", num_partitions=1, replication_factor=3)])["nc-topic"].result(30)
+    group = "not-coordinator-group"
+    coordinator_id = find_coordinator(cluster[0], group)
+    coordinator = cluster[coordinator_id - 1]
+    others = [n for n in cluster if n is not coordinator]
+    commit = OffsetCommitRequest[2](group, -1, "", -1, [("nc-topic", [(0, 42, "")])])
+    for node in others:
+        answer = request(node.bootstrap, commit)
+        assert answer.topics[0][1][0][1] == NOT_COORDINATOR, (node.bootstrap, answer)
+        fetched = request(node.bootstrap, OffsetFetchRequest[3](group, [("nc-topic", [0])]))
+        assert fetched.error_code == NOT_COORDINATOR, (node.bootstrap, fetched)
+        beat = request(node.bootstrap, HeartbeatRequest[1](group, 1, "some-member"))
+        assert beat.error_code == NOT_COORDINATOR, (node.bootstrap, beat)
+    answer = wait_until("the coordinator to take the commit", lambda: (
+        lambda a: a if a.topics[0][1][0][1] == 0 else None)(request(coordinator.bootstrap, commit)))
+    fetched = request(coordinator.bootstrap, OffsetFetchRequest[3](group, [("nc-topic", [0])]))
+    assert fetched.error_code == 0 and fetched.topics[0][1][0][1] == 42, fetched
+
+
+def committed_offsets(nodes, group, partitions):
+    consumer = Consumer({"bootstrap.servers": bootstrap(nodes), "group.id": group, "enable.auto.commit": False})
+    try:
+        return {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
+    finally:
+        consumer.close()
+
+
+def consume(consumer, count, timeout):
+    values = []
+    deadline = time.time() + timeout
+    while len(values) < count and time.time() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and msg.error() is None:
+            values.append(msg.value().decode())
+    return values
+
+
+def test_group_commits_survive_kill9_of_the_coordinator(cluster):
+    """A confluent-kafka group commits on three nodes; the coordinator (leader of the
+    group's __consumer_offsets partition, RF 3) is killed with kill -9; another node
+    takes over, serves the same committed offsets, and the group goes on from them:
+    it reads exactly the records it had not committed."""
+    wait_for_three_brokers(cluster)
+    admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
+    topic, group = "coordinated", "survivor-group"
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=3,
+                                  config={"min.insync.replicas": "2"})])[topic].result(30)
+    wait_until("three replicas in every ISR", lambda: (lambda md: all(
+        len(p.isrs) == 3 for p in md.topics[topic].partitions.values()) if topic in md.topics else False)(
+        admin.list_topics(topic, timeout=5)))
+    producer = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all", "enable.idempotence": True,
+                         "linger.ms": 5, "message.timeout.ms": 60000})
+    values = [f"record-{i}" for i in range(300)]
+    produce(producer, topic, values)
+
+    settings = {"bootstrap.servers": bootstrap(cluster), "group.id": group, "auto.offset.reset": "earliest",
+                "enable.auto.commit": False, "session.timeout.ms": 6000}
+    first = Consumer(settings)
+    first.subscribe([topic])
+    before = consume(first, 150, 60)
+    assert len(before) == 150, f"only {len(before)} records read before the kill"
+    first.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in first.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)}
+    first.close()
+    # -1001: a partition the sticky partitioner gave nothing to read yet.
+    assert sum(o for o in committed.values() if o >= 0) == 150, committed
+
+    coordinator_id = find_coordinator(cluster[0], group)
+    assert all(find_coordinator(n, group) == coordinator_id for n in cluster)
+    cluster[coordinator_id - 1].kill9()
+    survivors = [n for n in cluster if n.alive()]
+    started = time.time()
+    new_id = wait_until("a surviving node to coordinate the group", lambda: (
+        lambda answer: answer[1] if answer[0] == 0 and answer[1] != coordinator_id else None)(
+        find_coordinator(survivors[0], group, expect_success=False)), timeout=30)
+    print(f"coordinator {coordinator_id} killed; node {new_id} coordinates after {time.time() - started:.1f} s")
+
+    # The commits are read from another node.
+    tps = [TopicPartition(topic, p) for p in range(3)]
+    read_back = wait_until("the committed offsets from the new coordinator", lambda: (
+        lambda c: c if c == committed else None)(committed_offsets(survivors, group, tps)), timeout=30)
+    assert read_back == committed
+
+    # The group goes on from its commits: exactly the records not yet committed.
+    second = Consumer(dict(settings, **{"bootstrap.servers": bootstrap(survivors)}))
+    second.subscribe([topic])
+    after = consume(second, 150, 90)
+    extra = consume(second, 1, 3)
+    second.close()
+    producer.flush(5)
+    assert sorted(after) == sorted(set(values) - set(before)), \
+        f"{len(after)} records after the kill; re-read: {sorted(set(after) & set(before))[:5]}"
+    assert not extra, f"more records than were left: {extra}"
 
 
 def test_producer_ids_are_unique_across_the_brokers(cluster):

@@ -22,3 +22,50 @@ def test_delete_records_of_consumer_offsets_is_refused(broker):
         for future in futures.values():
             future.result(15)
     assert "TOPIC_EXCEPTION" in str(refused.value) or "internal topic" in str(refused.value), refused.value
+
+
+def test_a_local_consumer_offsets_of_an_earlier_release_keeps_its_commits(make_broker, tmp_path):
+    """Releases before the replicated __consumer_offsets kept it out of the cluster
+    metadata. Such a data directory (here: its cluster metadata log and migration
+    marks removed, as a release before the metadata quorum left it) imports its
+    1-partition topic with its id on start, so the commits stay, even when the
+    broker now asks for 50 partitions; it then lists as a topic of the cluster."""
+    import json
+    import os
+    import shutil
+
+    from confluent_kafka import Consumer
+    from confluent_kafka.admin import NewTopic
+
+    data_dir = str(tmp_path / "data")
+    broker = make_broker(data_dir=data_dir)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("upgraded-topic", num_partitions=2, replication_factor=1)])["upgraded-topic"].result(15)
+    committed = [TopicPartition("upgraded-topic", 0, 7), TopicPartition("upgraded-topic", 1, 11)]
+    groups = ["upgrade-a", "upgrade-b", "upgrade-c"]
+    for group in groups:
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+        consumer.commit(offsets=committed, asynchronous=False)
+        consumer.close()
+    topic_id = admin.list_topics("__consumer_offsets", timeout=5).topics["__consumer_offsets"]
+    assert len(topic_id.partitions) == 1
+    broker.stop()
+
+    shutil.rmtree(os.path.join(data_dir, "__cluster_metadata-0"))
+    values_path = os.path.join(data_dir, "meta", "values.json")
+    with open(values_path) as f:
+        values = json.load(f)
+    values = {k: v for k, v in values.items() if not k.startswith("metadata.migrated")}
+    with open(values_path, "w") as f:
+        json.dump(values, f)
+
+    upgraded = make_broker({"offsets.topic.num.partitions": "50"}, data_dir=data_dir)
+    for group in groups:
+        consumer = Consumer({"bootstrap.servers": upgraded.bootstrap, "group.id": group})
+        try:
+            found = consumer.committed([TopicPartition("upgraded-topic", 0), TopicPartition("upgraded-topic", 1)], timeout=15)
+        finally:
+            consumer.close()
+        assert [(tp.partition, tp.offset) for tp in found] == [(0, 7), (1, 11)], (group, found)
+    offsets_topic = AdminClient({"bootstrap.servers": upgraded.bootstrap}).list_topics("__consumer_offsets", timeout=5)
+    assert len(offsets_topic.topics["__consumer_offsets"].partitions) == 1, "the imported topic keeps its partition count"

@@ -15,8 +15,11 @@
 //! partitions are created (every broker keeps a log for every partition of every
 //! topic; non-replicas keep theirs empty), topics removed from the image are
 //! deleted, configs follow, and each partition whose leader, epochs, replicas or
-//! ISR changed gets `become_leader` / `become_follower`. Topics that never were in
-//! the image (internal ones such as `__consumer_offsets`) are left alone.
+//! ISR changed gets `become_leader` / `become_follower`. Then every
+//! [`LeadershipListener`] hears of it: the group coordinator loads the
+//! `__consumer_offsets` partitions this broker now leads and unloads the others.
+//! Topics that never were in the image (internal ones such as
+//! `__transaction_state`) are left alone.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -42,6 +45,16 @@ use crate::StartError;
 
 /// MetaStore key: the data directory's topics are in the metadata log.
 const MIGRATED_KEY: &str = "metadata.migrated";
+/// MetaStore key: the data directory's own `__consumer_offsets` (releases before
+/// the replicated one kept it out of the metadata log) is in the metadata log.
+const OFFSETS_MIGRATED_KEY: &str = "metadata.migrated.__consumer_offsets";
+
+/// Told after each committed image is applied to the replica manager (Kafka's
+/// coordinator `onElection` / `onResignation`): a coordinator of an internal
+/// topic loads the partitions this broker now leads and unloads the others.
+pub trait LeadershipListener: Send + Sync {
+    fn leaderships_changed(self: Arc<Self>);
+}
 
 /// How long an admin request waits for its result to reach this broker's image.
 pub const APPLY_WAIT: Duration = Duration::from_secs(10);
@@ -56,6 +69,7 @@ pub struct Cluster {
     /// The image the replica manager has applied: what the APIs answer from.
     applied: watch::Sender<Arc<MetadataImage>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    leadership_listeners: Mutex<Vec<Weak<dyn LeadershipListener>>>,
 }
 
 fn quorum_error(e: impl std::fmt::Display) -> StartError {
@@ -134,6 +148,7 @@ impl Cluster {
             shutting_down: AtomicBool::new(false),
             applied,
             tasks: Mutex::new(Vec::new()),
+            leadership_listeners: Mutex::new(Vec::new()),
         }))
     }
 
@@ -157,6 +172,28 @@ impl Cluster {
     /// The active controller if known, else -1 (what Metadata and DescribeCluster report).
     pub fn controller_id(&self) -> i32 {
         self.quorum.leader_id().and_then(|id| i32::try_from(id).ok()).unwrap_or(-1)
+    }
+
+    /// Calls `listener` after every image applied from now on (it checks the
+    /// current leaderships itself when it registers).
+    pub fn add_leadership_listener(&self, listener: Weak<dyn LeadershipListener>) {
+        self.leadership_listeners.lock().push(listener);
+    }
+
+    fn notify_leadership_listeners(&self) {
+        let listeners: Vec<Arc<dyn LeadershipListener>> = {
+            let mut all = self.leadership_listeners.lock();
+            all.retain(|l| l.strong_count() > 0);
+            all.iter().filter_map(Weak::upgrade).collect()
+        };
+        for listener in listeners {
+            listener.leaderships_changed();
+        }
+    }
+
+    /// The number of nodes the cluster is configured with (every voter is a broker).
+    pub fn configured_nodes(config: &BrokerConfig) -> usize {
+        config.controller_quorum_voters.len().max(1)
     }
 
     /// Runs a request on the active controller.
@@ -196,7 +233,8 @@ impl Cluster {
             security_protocol: "PLAINTEXT".into(),
         }];
         self.register(&endpoints, config.broker_rack.clone()).await;
-        let imported = self.migrate_local_topics(replicas).await?;
+        let mut imported = self.migrate_local_topics(replicas).await?;
+        imported.extend(self.migrate_offsets_topic(replicas).await?);
         replicas.set_alter_partition_sender(Arc::new(ControllerAlterPartition {
             cluster: Arc::downgrade(self),
             replicas: Arc::downgrade(replicas),
@@ -280,6 +318,41 @@ impl Cluster {
             }
         }
         replicas.meta().put_value(MIGRATED_KEY, "true").map_err(storage)?;
+        Ok(imported)
+    }
+
+    /// Once per data directory: a `__consumer_offsets` an earlier release kept
+    /// out of the metadata log goes into it with its id, partition count and
+    /// configs (replicated on this node alone), so its commits stay. If the
+    /// cluster already has one (another node imported its own first), the local
+    /// copy is replaced by the cluster's when the image is applied.
+    async fn migrate_offsets_topic(&self, replicas: &Arc<ReplicaManager>) -> Result<Option<Uuid>, StartError> {
+        let storage = |e: runnel_storage::StorageError| StartError::Storage(e);
+        let name = crate::coordinator::OFFSETS_TOPIC;
+        if replicas.meta().get_value(OFFSETS_MIGRATED_KEY).map_err(storage)?.is_some() {
+            return Ok(None);
+        }
+        let mut imported = None;
+        if let Some(topic) = replicas.topic(name) {
+            let request = ControllerRequest::ImportTopic {
+                name: name.to_string(),
+                topic_id: topic.id,
+                node_id: self.node_id,
+                leader_epochs: topic.partitions().iter().map(|p| p.leader_epoch()).collect(),
+                configs: topic.config_overrides(),
+            };
+            match self.quorum.submit(request).await {
+                Ok(_) => {
+                    imported = Some(topic.id);
+                    tracing::info!(partitions = topic.partition_count(), "{name} of the data directory written into the cluster metadata log");
+                }
+                Err(SubmitError::Refused(refusal)) if refusal.code == ResponseError::TopicAlreadyExists.code() => {
+                    tracing::warn!(%refusal, "the cluster already has its own {name}; this node's local copy (and the commits only it held) is replaced by the cluster's");
+                }
+                Err(e) => return Err(StartError::Quorum(format!("writing {name} of the data directory into the cluster metadata: {e}"))),
+            }
+        }
+        replicas.meta().put_value(OFFSETS_MIGRATED_KEY, "true").map_err(storage)?;
         Ok(imported)
     }
 
@@ -428,6 +501,7 @@ async fn follow_image(
             tracing::error!(error = %e, "applying the cluster metadata failed");
         }
         cluster.applied.send_replace(image.clone());
+        cluster.notify_leadership_listeners();
         previous = Some(image);
         drop(cluster);
         if committed.changed().await.is_err() {

@@ -82,6 +82,10 @@ pub struct BrokerConfig {
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
     /// (Kafka's default is 50, spread over a cluster; one node needs 1).
     pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (Kafka default 3): replicas of each
+    /// `__consumer_offsets` partition, capped at the number of quorum voters
+    /// (every node is a broker), so one node needs no setting.
+    pub offsets_topic_replication_factor: i16,
     /// `offsets.retention.minutes` (Kafka default 10080).
     pub offsets_retention_minutes: i64,
     /// `offsets.retention.check.interval.ms` (Kafka default 600000).
@@ -147,6 +151,7 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             offsets_topic_num_partitions: 1,
+            offsets_topic_replication_factor: 3,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
             transaction_state_log_num_partitions: 50,
@@ -449,6 +454,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("offsets.retention.check.interval.ms", "600000", "How often expired committed offsets are removed."),
     def("offsets.retention.minutes", "10080", "How long committed offsets are kept, by Kafka's rules (see README)."),
     def("offsets.topic.num.partitions", "1", "Partitions of `__consumer_offsets` (Kafka's default of 50 is for a cluster), fixed when the topic is first created."),
+    def("offsets.topic.replication.factor", "3", "Replicas of each `__consumer_offsets` partition, capped at the number of nodes in `controller.quorum.voters` (1 for a single node); created at start on a single node, at the first FindCoordinator in a cluster (COORDINATOR_NOT_AVAILABLE until that many brokers are registered)."),
     def("process.roles", "broker,controller", "This node's roles. Only combined nodes (`broker,controller`) are supported yet: every node is a broker and a voter of the metadata quorum."),
     def("replica.lag.time.max.ms", "30000", "A follower that has not caught up with the leader's log end for this long leaves the ISR (through the controller)."),
     def("socket.request.max.bytes", "104857600", "Largest request frame the broker reads; a larger one closes the connection."),
@@ -634,6 +640,13 @@ impl BrokerConfig {
                     return Err(invalid(name, v, "must be at least 1"));
                 }
                 self.offsets_topic_num_partitions = n;
+            }
+            "offsets.topic.replication.factor" => {
+                let n: i16 = parse_num(name, v)?;
+                if n < 1 {
+                    return Err(invalid(name, v, "must be at least 1"));
+                }
+                self.offsets_topic_replication_factor = n;
             }
             "max.incremental.fetch.session.cache.slots" => self.max_incremental_fetch_session_cache_slots = parse_num(name, v)?,
             "log.segment.bytes" => self.log_defaults.segment_bytes = parse_num(name, v)?,
@@ -847,6 +860,7 @@ impl BrokerConfig {
             ("offsets.retention.check.interval.ms", self.offsets_retention_check_interval_ms.to_string()),
             ("offsets.retention.minutes", self.offsets_retention_minutes.to_string()),
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
+            ("offsets.topic.replication.factor", self.offsets_topic_replication_factor.to_string()),
             ("process.roles", self.process_roles.join(",")),
             ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),

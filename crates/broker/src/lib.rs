@@ -138,8 +138,12 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     log_cleaner::start(&replicas, config.log_cleaner.clone());
     replicas.start_isr_expiration_task();
     let groups = {
-        let (config, replicas) = (config.clone(), replicas.clone());
-        tokio::task::spawn_blocking(move || coordinator::GroupCoordinator::start(config, replicas))
+        let (config, replicas, cluster) = (config.clone(), replicas.clone(), cluster.clone());
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let _runtime = handle.enter();
+            coordinator::GroupCoordinator::start(config, replicas, cluster)
+        })
             .await
             .map_err(|e| StartError::Coordinator(e.to_string()))?
             .map_err(StartError::Coordinator)?

@@ -43,6 +43,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ConsumerGr
         .into_iter()
         .map(|group_id| {
             let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(authorized_operations::if_requested(include_operations, authorized_operations::GROUP));
+            if let Err(e) = broker.groups.check_coordinator(&group_id.0) {
+                return described.with_error_code(e.code());
+            }
             broker.groups.describe_consumer_group(&group_id.0, |group| match group {
                 None => described
                     .with_error_code(ResponseError::GroupIdNotFound.code())

@@ -19,6 +19,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeGro
         .into_iter()
         .map(|group_id| {
             let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(authorized_operations::if_requested(include_operations, authorized_operations::GROUP));
+            if let Err(e) = broker.groups.check_coordinator(&group_id.0) {
+                return described.with_error_code(e.code()).with_group_state(StrBytes::from_static_str(""));
+            }
             broker.groups.describe(&group_id.0, |group| match group {
                 None if ctx.version >= 6 => described
                     .with_error_code(ResponseError::GroupIdNotFound.code())

@@ -1,8 +1,11 @@
-//! FindCoordinator (key 10): this broker coordinates every group and every
-//! transactional id. Batched keys from v4.
+//! FindCoordinator (key 10). Batched keys from v4.
 //!
-//! A transaction key creates `__transaction_state` on first use, as Kafka
-//! does; COORDINATOR_NOT_AVAILABLE if that fails.
+//! A group's coordinator is the leader of its `__consumer_offsets` partition
+//! (`java_string_hash(group) % partitions`), from the applied cluster metadata;
+//! the first group key creates the topic through the controller, as Kafka does.
+//! COORDINATOR_NOT_AVAILABLE when that fails or the partition has no live leader.
+//! This broker coordinates every transactional id (`__transaction_state` stays
+//! local): a transaction key creates that topic on first use.
 
 use std::sync::Arc;
 
@@ -12,6 +15,7 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Reply, RequestContext};
+use crate::coordinator::{partition_for, OFFSETS_TOPIC};
 use crate::Broker;
 
 const GROUP_KEY_TYPE: i8 = 0;
@@ -20,28 +24,50 @@ const TRANSACTION_KEY_TYPE: i8 = 1;
 /// INVALID_REQUEST with an empty message).
 const SHARE_KEY_TYPE: i8 = 2;
 
+/// (node id, host, port) of a group's coordinator: its offsets partition's live leader.
+fn group_coordinator(broker: &Broker, group_id: &str) -> Result<(i32, StrBytes, i32), (ResponseError, Option<&'static str>)> {
+    let not_available = (ResponseError::CoordinatorNotAvailable, None);
+    let image = broker.cluster.image();
+    let topic = image.topic_by_name(OFFSETS_TOPIC).ok_or(not_available)?;
+    let index = partition_for(group_id, topic.partitions.len());
+    let leader = topic.partitions.get(&index).map(|p| p.leader).ok_or(not_available)?;
+    if leader == broker.config.node_id {
+        return Ok((leader, StrBytes::from_string(broker.config.advertised_host.clone()), broker.config.advertised_port));
+    }
+    let endpoint = image.unfenced_brokers().find(|b| b.node_id == leader).and_then(|b| b.endpoints.first()).ok_or(not_available)?;
+    Ok((leader, StrBytes::from_string(endpoint.host.clone()), i32::from(endpoint.port)))
+}
+
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordinatorRequest) -> Reply<FindCoordinatorResponse> {
-    let host = StrBytes::from_string(broker.config.advertised_host.clone());
-    let port = broker.config.advertised_port;
-    let node = BrokerId(broker.config.node_id);
+    let broker = broker.clone();
+    let version = ctx.version;
+    Reply::Later(Box::pin(async move { answer(&broker, version, req).await }))
+}
+
+async fn answer(broker: &Arc<Broker>, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let own = || (broker.config.node_id, StrBytes::from_string(broker.config.advertised_host.clone()), broker.config.advertised_port);
+    if req.key_type == GROUP_KEY_TYPE && broker.cluster.image().topic_by_name(OFFSETS_TOPIC).is_none() {
+        // The first FindCoordinator for a group creates the topic; errors are answered per key below.
+        let _ = broker.groups.ensure_topic().await;
+    }
     // Kafka serves any key, the empty group id included (it hashes to a
     // partition like any other): the id is checked by the group APIs.
-    let answer = || -> Result<(), (ResponseError, Option<&'static str>)> {
+    let answer = |key: &str| -> Result<(i32, StrBytes, i32), (ResponseError, Option<&'static str>)> {
         match req.key_type {
-            GROUP_KEY_TYPE => Ok(()),
-            TRANSACTION_KEY_TYPE => broker.txns.ensure_topic().map_err(|e| (e, None)),
+            GROUP_KEY_TYPE => group_coordinator(broker, key),
+            TRANSACTION_KEY_TYPE => broker.txns.ensure_topic().map(|()| own()).map_err(|e| (e, None)),
             SHARE_KEY_TYPE => Err((ResponseError::InvalidRequest, None)),
             _ => Err((ResponseError::InvalidRequest, Some("unknown coordinator key type"))),
         }
     };
-    if ctx.version >= 4 {
+    if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .iter()
             .map(|key| {
                 let c = Coordinator::default().with_key(key.clone());
-                match answer() {
-                    Ok(()) => c.with_node_id(node).with_host(host.clone()).with_port(port),
+                match answer(key) {
+                    Ok((node, host, port)) => c.with_node_id(BrokerId(node)).with_host(host).with_port(port),
                     Err((code, msg)) => c
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)
@@ -50,16 +76,18 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordin
                 }
             })
             .collect();
-        return Reply::Now(FindCoordinatorResponse::default().with_coordinators(coordinators));
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let response = FindCoordinatorResponse::default();
-    Reply::Now(match answer() {
+    match answer(&req.key) {
         // v1-3 carry the error's name on success too: Kafka sends "NONE".
-        Ok(()) => response.with_node_id(node).with_host(host).with_port(port).with_error_message(Some(StrBytes::from_static_str("NONE"))),
+        Ok((node, host, port)) => {
+            response.with_node_id(BrokerId(node)).with_host(host).with_port(port).with_error_message(Some(StrBytes::from_static_str("NONE")))
+        }
         Err((code, msg)) => response
             .with_node_id(BrokerId(-1))
             .with_port(-1)
             .with_error_code(code.code())
             .with_error_message(Some(StrBytes::from_static_str(msg.unwrap_or("")))),
-    })
+    }
 }

@@ -10,6 +10,9 @@ use super::{Reply, RequestContext};
 use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: LeaveGroupRequest) -> Reply<LeaveGroupResponse> {
+    if let Err(e) = broker.groups.check_coordinator(&req.group_id.0) {
+        return Reply::Now(LeaveGroupResponse::default().with_error_code(e.code()));
+    }
     if ctx.version < 3 {
         let result = broker.groups.leave(&req.group_id.0, &[(req.member_id.to_string(), None)]);
         let code = result.first().and_then(|r| r.err()).map(|e| e.code()).unwrap_or(0);

@@ -78,6 +78,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
             .groups
             .into_iter()
             .map(|g| {
+                if let Err(e) = broker.groups.check_coordinator(&g.group_id.0) {
+                    return OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(e.code());
+                }
                 // v9: a consumer-protocol member names itself and its epoch; a stale one is refused.
                 if let Some(member_id) = g.member_id.as_ref().filter(|_| g.member_epoch >= 0) {
                     if let Err(e) = broker.groups.validate_fetch(&g.group_id.0, member_id, g.member_epoch) {
@@ -113,6 +116,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
             .collect();
         return Reply::Now(OffsetFetchResponse::default().with_groups(groups));
     }
+    if let Err(e) = broker.groups.check_coordinator(&req.group_id.0) {
+        return Reply::Now(coordinator_error(ctx.version, req, e));
+    }
     let wanted = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
     let topics = lookup(broker, &req.group_id.0, wanted, ctx.version >= 7 && req.require_stable)
         .into_iter()
@@ -134,4 +140,37 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
         })
         .collect();
     Reply::Now(OffsetFetchResponse::default().with_topics(topics))
+}
+
+/// OffsetFetch v0-7 from a broker that does not coordinate the group: the
+/// error at the top level (v2+), and on every partition asked for (v0-1 have
+/// nowhere else to put it).
+fn coordinator_error(version: i16, req: OffsetFetchRequest, error: ResponseError) -> OffsetFetchResponse {
+    let topics = req
+        .topics
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partition_indexes
+                .into_iter()
+                .map(|p| {
+                    let (offset, epoch, metadata) = fields(&None);
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_error_code(error.code())
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(metadata)
+                })
+                .collect();
+            OffsetFetchResponseTopic::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    let response = OffsetFetchResponse::default().with_topics(topics);
+    if version >= 2 {
+        response.with_error_code(error.code())
+    } else {
+        response
+    }
 }

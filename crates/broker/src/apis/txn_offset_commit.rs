@@ -23,7 +23,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: TxnOffsetCo
         let group_error = if version >= 3 && req.generation_id >= 0 {
             broker.groups.validate_commit(&group_id, &req.member_id, req.group_instance_id.as_deref(), req.generation_id, 8, true).err()
         } else {
-            None
+            broker.groups.check_coordinator(&group_id).err()
         };
         let now = crate::now_ms();
         let mut errors: Vec<Vec<Option<ResponseError>>> = Vec::with_capacity(req.topics.len());

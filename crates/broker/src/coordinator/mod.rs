@@ -3,9 +3,15 @@
 //!
 //! Groups live in memory ([`group::Group`]); committed offsets are written,
 //! the way Kafka does it, as records to the internal compacted topic
-//! `__consumer_offsets` on this broker's own log (Kafka's key version 1 /
-//! value version 3 formats, see [`offsets`]) and read back on start. A commit
-//! is answered only once its record is fsynced.
+//! `__consumer_offsets` (Kafka's key version 1 / value version 3 formats, see
+//! [`offsets`]). That topic is in the cluster metadata like any other,
+//! replicated with `offsets.topic.replication.factor`; a group belongs to the
+//! partition `java_string_hash(group) % partitions`, and its coordinator is
+//! that partition's leader. On becoming leader of a partition this broker
+//! replays it to load its groups and offsets (COORDINATOR_LOAD_IN_PROGRESS
+//! meanwhile); on losing it, they are unloaded and pending joins and syncs are
+//! told NOT_COORDINATOR. A write is answered only once its record is in every
+//! ISR member (the high watermark passed it) and fsynced on the leader.
 
 pub mod assignor;
 pub mod consumer_group;
@@ -22,8 +28,9 @@ use std::time::{Duration, Instant};
 use kafka_protocol::error::ResponseError;
 use parking_lot::Mutex;
 
+use crate::cluster::{Cluster, LeadershipListener};
 use crate::config::BrokerConfig;
-use crate::partition::Partition;
+use crate::partition::{Partition, Role};
 use crate::replica_manager::ReplicaManager;
 use consumer_group::{ClassicJoin, ConsumerGroup, Heartbeat, HeartbeatAnswer, MigrationPolicy, TopicsView, LEAVE_GROUP_EPOCH};
 use group::{Group, JoinOutcome, JoinRequest, JoinResult, SyncOutcome, SyncResult};
@@ -36,6 +43,20 @@ pub const OFFSET_METADATA_MAX_BYTES: usize = 4096;
 const TICK: Duration = Duration::from_millis(100);
 /// Kafka's `offsets.topic.segment.bytes` default.
 pub const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
+/// Kafka's `offsets.commit.timeout.ms` default: how long a write waits for the
+/// in-sync replicas before the client is told COORDINATOR_NOT_AVAILABLE.
+const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a single node's start waits for its `__consumer_offsets` to be
+/// created and led here before it serves anyway (clients then retry).
+const START_LOAD_WAIT: Duration = Duration::from_secs(10);
+
+/// A `__consumer_offsets` partition this broker leads, by leader epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hosted {
+    /// Being replayed: its groups answer COORDINATOR_LOAD_IN_PROGRESS.
+    Loading(i32),
+    Loaded(i32),
+}
 
 /// One line of ListGroups.
 pub struct ListedGroup {
@@ -48,6 +69,10 @@ pub struct ListedGroup {
 pub struct GroupCoordinator {
     config: Arc<BrokerConfig>,
     replicas: Arc<ReplicaManager>,
+    cluster: Arc<Cluster>,
+    /// The offsets partitions whose groups are in memory here (partition index → state).
+    /// Taken alone or after the other locks, never before them.
+    hosted: Mutex<HashMap<i32, Hosted>>,
     groups: Mutex<HashMap<String, Group>>,
     /// Groups of the consumer group protocol (KIP-848). A group id lives in
     /// one map or the other: a group moves between them when it converts
@@ -69,33 +94,293 @@ fn java_string_hash(s: &str) -> i32 {
     s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
 }
 
+/// The `__consumer_offsets` partition of a group, as Kafka maps it.
+pub fn partition_for(group_id: &str, partitions: usize) -> i32 {
+    (java_string_hash(group_id) & 0x7fff_ffff) % (partitions.max(1) as i32)
+}
+
+impl LeadershipListener for GroupCoordinator {
+    fn leaderships_changed(self: Arc<Self>) {
+        self.follow_leaderships(true);
+    }
+}
+
 impl GroupCoordinator {
-    /// Creates `__consumer_offsets` if needed, loads committed offsets from
-    /// it, and starts the clock that expires sessions and completes rebalances.
-    pub fn start(config: Arc<BrokerConfig>, replicas: Arc<ReplicaManager>) -> Result<Arc<GroupCoordinator>, String> {
-        if replicas.topic(OFFSETS_TOPIC).is_none() {
-            let mut configs = BTreeMap::new();
-            configs.insert("cleanup.policy".to_string(), "compact".to_string());
-            // Kafka's offsets.topic.segment.bytes: small segments let the log cleaner free space.
-            configs.insert("segment.bytes".to_string(), OFFSETS_SEGMENT_BYTES.to_string());
-            replicas
-                .create_topic(OFFSETS_TOPIC, config.offsets_topic_num_partitions, 1, configs, false)
-                .map_err(|e| format!("creating {OFFSETS_TOPIC}: {e}"))?;
-        }
+    /// Starts the coordinator: it loads the `__consumer_offsets` partitions
+    /// this broker leads (and follows leadership from now on), and starts the
+    /// clock that expires sessions and completes rebalances. A single node
+    /// creates the topic first and serves once its offsets are loaded, as before
+    /// the topic was replicated; a cluster creates it at the first FindCoordinator.
+    pub fn start(config: Arc<BrokerConfig>, replicas: Arc<ReplicaManager>, cluster: Arc<Cluster>) -> Result<Arc<GroupCoordinator>, String> {
         let coordinator = Arc::new(GroupCoordinator {
             config,
             replicas,
+            cluster,
+            hosted: Mutex::new(HashMap::new()),
             groups: Mutex::new(HashMap::new()),
             consumer_groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(BTreeMap::new()),
             pending_txn_offsets: Mutex::new(HashMap::new()),
             append_lock: Mutex::new(()),
         });
-        coordinator.load_offsets()?;
+        let listener: Arc<dyn LeadershipListener> = coordinator.clone();
+        coordinator.cluster.add_leadership_listener(Arc::downgrade(&listener));
+        if coordinator.config.controller_quorum_voters.is_empty() {
+            let handle = tokio::runtime::Handle::current();
+            if let Err(e) = handle.block_on(coordinator.ensure_topic()) {
+                tracing::warn!(error = ?e, "creating {OFFSETS_TOPIC} failed; FindCoordinator tries again");
+            }
+            let node_id = coordinator.config.node_id;
+            let led = handle.block_on(coordinator.cluster.wait_for_image(START_LOAD_WAIT, |image| {
+                image.topic_by_name(OFFSETS_TOPIC).is_some_and(|t| t.partitions.values().all(|p| p.leader == node_id))
+            }));
+            if !led {
+                tracing::warn!("{OFFSETS_TOPIC} is not led here yet; groups answer COORDINATOR_LOAD_IN_PROGRESS until it is");
+            }
+        } else {
+            coordinator.create_topic_once_brokers_registered();
+        }
+        // Loads what is led here now, on this thread: a single node serves with its offsets loaded.
+        coordinator.follow_leaderships(false);
         let retention_check = Duration::from_millis(coordinator.config.offsets_retention_check_interval_ms.max(100));
         every(&coordinator, retention_check, |c| async move { c.expire_offsets().await });
         every(&coordinator, TICK, |c| async move { c.tick(Instant::now()) });
         Ok(coordinator)
+    }
+
+    /// A cluster creates `__consumer_offsets` as soon as enough brokers are live
+    /// for its replication factor (or at the first FindCoordinator, if earlier), so
+    /// that a broker lost later does not leave the cluster unable to create it.
+    fn create_topic_once_brokers_registered(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let Some(coordinator) = weak.upgrade() else { return };
+                let image = coordinator.cluster.image();
+                if image.topic_by_name(OFFSETS_TOPIC).is_some() {
+                    return;
+                }
+                if image.unfenced_brokers().count() >= coordinator.offsets_replication_factor() as usize {
+                    let _ = coordinator.ensure_topic().await;
+                }
+            }
+        });
+    }
+
+    /// The replication factor `__consumer_offsets` is created with:
+    /// `offsets.topic.replication.factor` capped at the number of nodes the
+    /// cluster is configured with, so a single node needs no setting.
+    fn offsets_replication_factor(&self) -> i16 {
+        let nodes = i16::try_from(Cluster::configured_nodes(&self.config)).unwrap_or(i16::MAX);
+        self.config.offsets_topic_replication_factor.min(nodes).max(1)
+    }
+
+    /// Creates `__consumer_offsets` through the controller if the cluster has
+    /// none (Kafka creates it at the first FindCoordinator) and waits until this
+    /// broker has applied it. COORDINATOR_NOT_AVAILABLE if that fails, e.g. while
+    /// fewer brokers are registered than its replication factor.
+    pub async fn ensure_topic(&self) -> Result<(), ResponseError> {
+        use runnel_controller::controller::CreateTopic;
+        use runnel_controller::{ControllerRequest, ControllerResponse};
+        if let Some(topic) = self.cluster.image().topic_by_name(OFFSETS_TOPIC) {
+            let id = topic.topic_id;
+            return self.cluster.wait_for_topic(&self.replicas, id).await.map(|_| ()).ok_or(ResponseError::CoordinatorNotAvailable);
+        }
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        // Kafka's offsets.topic.segment.bytes: small segments let the log cleaner free space.
+        configs.insert("segment.bytes".to_string(), OFFSETS_SEGMENT_BYTES.to_string());
+        let create = CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            num_partitions: self.config.offsets_topic_num_partitions,
+            replication_factor: self.offsets_replication_factor(),
+            assignments: None,
+            configs,
+        };
+        let topic_id = match self.cluster.submit(ControllerRequest::CreateTopic(create)).await {
+            Ok(ControllerResponse::TopicCreated { topic_id, .. }) => {
+                tracing::info!(partitions = self.config.offsets_topic_num_partitions, replication_factor = self.offsets_replication_factor(), "created {OFFSETS_TOPIC}");
+                topic_id
+            }
+            Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+                let image = self.cluster.image();
+                image.topic_by_name(OFFSETS_TOPIC).map(|t| t.topic_id).ok_or(ResponseError::CoordinatorNotAvailable)?
+            }
+            Ok(other) => {
+                tracing::error!(?other, "unexpected answer to creating {OFFSETS_TOPIC}");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "creating {OFFSETS_TOPIC} failed");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+        };
+        self.cluster.wait_for_topic(&self.replicas, topic_id).await.map(|_| ()).ok_or(ResponseError::CoordinatorNotAvailable)
+    }
+
+    /// Whether this broker coordinates `group_id` now: it leads the group's
+    /// offsets partition (else NOT_COORDINATOR) and has loaded it (else
+    /// COORDINATOR_LOAD_IN_PROGRESS). Every group API asks this first.
+    pub fn check_coordinator(&self, group_id: &str) -> Result<(), ResponseError> {
+        let topic = self.replicas.topic(OFFSETS_TOPIC).filter(|t| self.cluster.is_listed(t)).ok_or(ResponseError::NotCoordinator)?;
+        let index = partition_for(group_id, topic.partition_count());
+        let partition = topic.partition(index).ok_or(ResponseError::NotCoordinator)?;
+        let state = partition.replica_state();
+        if state.role != Role::Leader {
+            return Err(ResponseError::NotCoordinator);
+        }
+        match self.hosted.lock().get(&index) {
+            Some(Hosted::Loaded(epoch)) if *epoch == state.leader_epoch => Ok(()),
+            _ => Err(ResponseError::CoordinatorLoadInProgress),
+        }
+    }
+
+    /// Loads the offsets partitions led here that are not loaded at their
+    /// current leader epoch, and unloads those no longer led here. In the
+    /// background (`in_background`, from the image follower) or on this thread.
+    fn follow_leaderships(self: &Arc<Self>, in_background: bool) {
+        let topic = self.replicas.topic(OFFSETS_TOPIC).filter(|t| self.cluster.is_listed(t));
+        let partitions = topic.as_ref().map(|t| t.partitions()).unwrap_or_default();
+        let mut to_load = Vec::new();
+        let mut to_unload = Vec::new();
+        {
+            let mut hosted = self.hosted.lock();
+            for partition in &partitions {
+                let state = partition.replica_state();
+                let current = hosted.get(&partition.index).copied();
+                if state.role == Role::Leader {
+                    let same_epoch = matches!(current, Some(Hosted::Loading(e) | Hosted::Loaded(e)) if e == state.leader_epoch);
+                    if !same_epoch {
+                        if current.is_some() {
+                            // Led here again at a newer epoch: others may have written meanwhile.
+                            to_unload.push(partition.index);
+                        }
+                        hosted.insert(partition.index, Hosted::Loading(state.leader_epoch));
+                        to_load.push((partition.clone(), state.leader_epoch));
+                    }
+                } else if current.is_some() {
+                    hosted.remove(&partition.index);
+                    to_unload.push(partition.index);
+                }
+            }
+            // Partitions of a topic that is gone (deleted, or replaced by the cluster's).
+            let gone: Vec<i32> = hosted.keys().copied().filter(|i| !partitions.iter().any(|p| p.index == *i)).collect();
+            for index in gone {
+                hosted.remove(&index);
+                to_unload.push(index);
+            }
+        }
+        for index in to_unload {
+            self.unload_partition(index, topic.as_ref().map(|t| t.partition_count()));
+        }
+        for (partition, epoch) in to_load {
+            if in_background {
+                let coordinator = self.clone();
+                tokio::task::spawn_blocking(move || coordinator.load_partition(&partition, epoch));
+            } else {
+                self.load_partition(&partition, epoch);
+            }
+        }
+    }
+
+    /// Forgets the groups and offsets of an offsets partition no longer led here
+    /// (`partitions`: the topic's partition count, None when it is gone: all).
+    /// Members waiting for a join or sync are told NOT_COORDINATOR and find the new one.
+    fn unload_partition(&self, index: i32, partitions: Option<usize>) {
+        let belongs = |group: &str| partitions.is_none_or(|count| partition_for(group, count) == index);
+        let mut offsets = self.offsets.lock();
+        let mut groups = self.groups.lock();
+        let mut consumer_groups = self.consumer_groups.lock();
+        let before = groups.len() + consumer_groups.len();
+        offsets.retain(|key, _| !belongs(&key.group));
+        groups.retain(|id, group| {
+            if belongs(id) {
+                group.fail_waiting(ResponseError::NotCoordinator);
+                false
+            } else {
+                true
+            }
+        });
+        consumer_groups.retain(|id, _| !belongs(id));
+        let mut pending = self.pending_txn_offsets.lock();
+        for commits in pending.values_mut() {
+            commits.retain(|(key, _)| !belongs(&key.group));
+        }
+        pending.retain(|_, commits| !commits.is_empty());
+        let unloaded = before - groups.len() - consumer_groups.len();
+        tracing::info!(partition = index, groups = unloaded, "unloaded the groups of a {OFFSETS_TOPIC} partition no longer led here");
+    }
+
+    /// Replays one offsets partition led here at `epoch` and makes its groups and
+    /// offsets live, unless leadership moved on meanwhile.
+    fn load_partition(&self, partition: &Arc<Partition>, epoch: i32) {
+        let started = Instant::now();
+        // Offsets in this topic mean nothing outside the broker, so the intact
+        // batches that recovery found after a corrupt one are worth appending again.
+        match partition.with_log(|log| log.salvage_quarantined(partition.leader_epoch(), crate::now_ms())) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(partition = partition.index, batches = n, "re-appended the intact {OFFSETS_TOPIC} batches found after a corrupt one"),
+            Err(e) => tracing::error!(partition = partition.index, error = %e, "could not re-append the intact {OFFSETS_TOPIC} batches; they stay in the quarantine file"),
+        }
+        let replay = records::read_all(partition);
+        if let Some(why) = &replay.incomplete {
+            tracing::error!(partition = partition.index, why = %why, "{OFFSETS_TOPIC} could only be replayed in part: later commits and group state are missing");
+        }
+        let now = Instant::now();
+        let mut offsets: BTreeMap<OffsetKey, CommittedOffset> = BTreeMap::new();
+        let mut groups: HashMap<String, Group> = HashMap::new();
+        let mut pending: HashMap<i64, Vec<(OffsetKey, CommittedOffset)>> = HashMap::new();
+        let (mut offsets_loaded, mut groups_loaded) = (0usize, 0usize);
+        for record in replay.records {
+            match record {
+                CoordinatorRecord::Offset(key, value) => {
+                    groups.entry(key.group.clone()).or_insert_with(|| Group::new(key.group.clone()));
+                    match value {
+                        Some(v) => offsets.insert(key, v),
+                        None => offsets.remove(&key),
+                    };
+                    offsets_loaded += 1;
+                }
+                CoordinatorRecord::Group(id, Some(meta)) => {
+                    groups.insert(id.clone(), Group::restore(id, meta, now));
+                    groups_loaded += 1;
+                }
+                CoordinatorRecord::Group(id, None) => {
+                    groups.remove(&id);
+                }
+                CoordinatorRecord::TxnOffset(producer_id, key, value) => {
+                    groups.entry(key.group.clone()).or_insert_with(|| Group::new(key.group.clone()));
+                    pending.entry(producer_id).or_default().push((key, value));
+                }
+                CoordinatorRecord::TxnMarker { producer_id, commit } => {
+                    if let Some(commits) = pending.remove(&producer_id) {
+                        if commit {
+                            offsets_loaded += commits.len();
+                            offsets.extend(commits);
+                        }
+                    }
+                }
+            }
+        }
+        let mut cache = self.offsets.lock();
+        let mut live_groups = self.groups.lock();
+        let mut pending_txn_offsets = self.pending_txn_offsets.lock();
+        let mut hosted = self.hosted.lock();
+        if hosted.get(&partition.index) != Some(&Hosted::Loading(epoch)) {
+            tracing::info!(partition = partition.index, leader_epoch = epoch, "leadership moved while loading; the loaded state is dropped");
+            return;
+        }
+        cache.extend(offsets);
+        live_groups.extend(groups);
+        for (producer_id, commits) in pending {
+            pending_txn_offsets.entry(producer_id).or_default().extend(commits);
+        }
+        hosted.insert(partition.index, Hosted::Loaded(epoch));
+        tracing::info!(
+            partition = partition.index, leader_epoch = epoch, offsets = offsets_loaded, groups = groups_loaded,
+            took_ms = started.elapsed().as_millis() as u64, "loaded the groups of a {OFFSETS_TOPIC} partition led here"
+        );
     }
 
     /// The clock: session expiry, rebalance deadlines, and persisting what they changed.
@@ -230,8 +515,7 @@ impl GroupCoordinator {
     /// The `__consumer_offsets` partition of a group (AddOffsetsToTxn adds it to a transaction).
     pub fn offsets_partition_index(&self, group_id: &str) -> Option<i32> {
         let topic = self.replicas.topic(OFFSETS_TOPIC)?;
-        let count = topic.partition_count().max(1) as i32;
-        Some((java_string_hash(group_id) & 0x7fff_ffff) % count)
+        Some(partition_for(group_id, topic.partition_count()))
     }
 
     /// TxnOffsetCommit: appends the producer's offsets as a transactional
@@ -243,12 +527,12 @@ impl GroupCoordinator {
         let partition = self.offsets_partition(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
         let last_offset = {
             let _guard = self.append_lock.lock();
-            let last = records::append_transactional(&partition, producer_id, producer_epoch, &commits)?;
+            let last = records::append_transactional(&partition, producer_id, producer_epoch, &commits).map_err(coordinator_error)?;
             // Pending from the append on, so a marker that follows at once finds them.
             self.pending_txn_offsets.lock().entry(producer_id).or_default().extend(commits);
             last
         };
-        partition.wait_durable(last_offset, records::DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+        wait_committed(&partition, last_offset).await
     }
 
     /// A producer's transaction ended (its marker is in `__consumer_offsets`):
@@ -269,70 +553,14 @@ impl GroupCoordinator {
         self.pending_txn_offsets.lock().values().any(|commits| commits.iter().any(|(k, _)| k == key))
     }
 
-    /// Replays `__consumer_offsets`: committed offsets and group metadata.
-    fn load_offsets(&self) -> Result<(), String> {
-        let Some(topic) = self.replicas.topic(OFFSETS_TOPIC) else { return Ok(()) };
-        let (mut offsets_loaded, mut groups_loaded) = (0usize, 0usize);
-        let now = Instant::now();
-        for partition in topic.partitions() {
-            // Offsets in this topic mean nothing outside the broker, so the intact
-            // batches that recovery found after a corrupt one are worth appending again.
-            match partition.with_log(|log| log.salvage_quarantined(partition.leader_epoch(), crate::now_ms())) {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(partition = partition.index, batches = n, "re-appended the intact {OFFSETS_TOPIC} batches found after a corrupt one"),
-                Err(e) => tracing::error!(partition = partition.index, error = %e, "could not re-append the intact {OFFSETS_TOPIC} batches; they stay in the quarantine file"),
-            }
-            let replay = records::read_all(&partition);
-            if let Some(why) = &replay.incomplete {
-                tracing::error!(partition = partition.index, why = %why, "{OFFSETS_TOPIC} could only be replayed in part: later commits and group state are missing");
-            }
-            let records = replay.records;
-            let mut cache = self.offsets.lock();
-            let mut groups = self.groups.lock();
-            for record in records {
-                match record {
-                    CoordinatorRecord::Offset(key, value) => {
-                        groups.entry(key.group.clone()).or_insert_with(|| Group::new(key.group.clone()));
-                        match value {
-                            Some(v) => cache.insert(key, v),
-                            None => cache.remove(&key),
-                        };
-                        offsets_loaded += 1;
-                    }
-                    CoordinatorRecord::Group(id, Some(meta)) => {
-                        groups.insert(id.clone(), Group::restore(id, meta, now));
-                        groups_loaded += 1;
-                    }
-                    CoordinatorRecord::Group(id, None) => {
-                        groups.remove(&id);
-                    }
-                    CoordinatorRecord::TxnOffset(producer_id, key, value) => {
-                        groups.entry(key.group.clone()).or_insert_with(|| Group::new(key.group.clone()));
-                        self.pending_txn_offsets.lock().entry(producer_id).or_default().push((key, value));
-                    }
-                    CoordinatorRecord::TxnMarker { producer_id, commit } => {
-                        if let Some(commits) = self.pending_txn_offsets.lock().remove(&producer_id) {
-                            if commit {
-                                offsets_loaded += commits.len();
-                                cache.extend(commits);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        tracing::info!(offsets = offsets_loaded, groups = groups_loaded, "loaded the group coordinator's state");
-        Ok(())
-    }
-
     fn append(&self, partition: &Partition, entries: &[CoordinatorRecord]) -> Result<i64, ResponseError> {
         let _guard = self.append_lock.lock();
-        records::append(partition, entries)
+        records::append(partition, entries).map_err(coordinator_error)
     }
 
     async fn append_durably(&self, partition: &Partition, entries: &[CoordinatorRecord]) -> Result<(), ResponseError> {
         let last_offset = self.append(partition, entries)?;
-        partition.wait_durable(last_offset, records::DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+        wait_committed(partition, last_offset).await
     }
 
     /// Writes the group's metadata record if its persisted state is out of
@@ -361,6 +589,9 @@ impl GroupCoordinator {
     }
 
     pub fn join(&self, group_id: &str, req: JoinRequest) -> JoinResult {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return JoinResult::Now(JoinOutcome::error(e, req.member_id));
+        }
         let mut groups = self.groups.lock();
         {
             let mut consumer_groups = self.consumer_groups.lock();
@@ -391,6 +622,9 @@ impl GroupCoordinator {
         generation: i32,
         assignments: Vec<(String, bytes::Bytes)>,
     ) -> SyncResult {
+        if let Err(e) = self.check_coordinator(group_id) {
+            return SyncResult::Now(SyncOutcome::error(e));
+        }
         if let Some(group) = self.consumer_groups.lock().get_mut(group_id) {
             // A classic member of a consumer-protocol group gets the assignment the coordinator computed.
             let outcome = match group.classic_sync(member_id, instance_id, generation, (None, None), &self.topics_view(), Instant::now()) {
@@ -415,14 +649,15 @@ impl GroupCoordinator {
             }
         };
         if let Some((partition, last)) = written {
-            if partition.wait_durable(last, records::DURABILITY_TIMEOUT).await.is_err() {
-                return SyncResult::Now(SyncOutcome::error(ResponseError::CoordinatorNotAvailable));
+            if let Err(e) = wait_committed(&partition, last).await {
+                return SyncResult::Now(SyncOutcome::error(e));
             }
         }
         result
     }
 
     pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+        self.check_coordinator(group_id)?;
         if let Some(group) = self.consumer_groups.lock().get_mut(group_id) {
             let now = Instant::now();
             if group.only_classic_members_remain_without(&[]) {
@@ -482,6 +717,7 @@ impl GroupCoordinator {
 
     /// ConsumerGroupHeartbeat (KIP-848).
     pub fn consumer_heartbeat(&self, group_id: &str, req: Heartbeat) -> Result<HeartbeatAnswer, (ResponseError, String)> {
+        self.check_coordinator(group_id).map_err(|e| (e, String::new()))?;
         let topics = self.topics_view();
         let now = Instant::now();
         let mut classic_groups = self.groups.lock();
@@ -595,6 +831,7 @@ impl GroupCoordinator {
         api_version: i16,
         transactional: bool,
     ) -> Result<(), ResponseError> {
+        self.check_coordinator(group_id)?;
         if let Some(group) = self.consumer_groups.lock().get(group_id) {
             return group.validate_commit(member_id, generation, api_version, transactional);
         }
@@ -680,6 +917,7 @@ impl GroupCoordinator {
     /// not subscribe to (all of them when the group has no members).
     /// Per-partition results, or a group-level error.
     pub async fn delete_offsets(&self, group_id: &str, partitions: &[(String, i32)]) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        self.check_coordinator(group_id)?;
         let consumer_subscriptions = self.consumer_groups.lock().get(group_id).map(|g| g.subscribed_topic_names());
         let subscribed = if let Some(topics) = consumer_subscriptions {
             topics.into_iter().collect()
@@ -783,6 +1021,7 @@ impl GroupCoordinator {
 
     /// Deletes an empty group and its offsets (tombstones in `__consumer_offsets`).
     pub async fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
+        self.check_coordinator(group_id)?;
         let consumer_group = match self.consumer_groups.lock().get(group_id) {
             Some(group) if !group.is_empty() => return Err(ResponseError::NonEmptyGroup),
             Some(_) => true,
@@ -809,6 +1048,30 @@ impl GroupCoordinator {
         self.consumer_groups.lock().remove(group_id);
         Ok(())
     }
+}
+
+/// A write to `__consumer_offsets` as the group APIs report it (Kafka's
+/// mapping): leadership lost → NOT_COORDINATOR; too few replicas or a timeout
+/// → COORDINATOR_NOT_AVAILABLE; a fenced producer stays what it is.
+fn coordinator_error(code: ResponseError) -> ResponseError {
+    match code {
+        ResponseError::NotLeaderOrFollower | ResponseError::UnknownTopicOrPartition => ResponseError::NotCoordinator,
+        ResponseError::NotEnoughReplicas
+        | ResponseError::NotEnoughReplicasAfterAppend
+        | ResponseError::RequestTimedOut
+        | ResponseError::KafkaStorageError => ResponseError::CoordinatorNotAvailable,
+        ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced => code,
+        _ => ResponseError::CoordinatorNotAvailable,
+    }
+}
+
+/// Waits until a coordinator write up to `last_offset` is committed: every ISR
+/// member has it (the high watermark passed it, within `offsets.commit.timeout.ms`)
+/// and it is fsynced here, as a produce with acks=all.
+async fn wait_committed(partition: &Partition, last_offset: i64) -> Result<(), ResponseError> {
+    let deadline = tokio::time::Instant::now() + OFFSETS_COMMIT_TIMEOUT;
+    partition.wait_replicated(last_offset, deadline).await.map_err(|e| coordinator_error(e.code))?;
+    partition.wait_durable(last_offset, records::DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
 }
 
 /// Runs `job` every `period` (first after one period) while the coordinator lives.

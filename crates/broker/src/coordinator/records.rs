@@ -204,7 +204,12 @@ pub fn read_all(partition: &Partition) -> Replay {
     let mut records = Vec::new();
     let mut offset = partition.offsets().log_start_offset;
     loop {
-        let (bytes, offsets) = match partition.read(offset, 1 << 20, true) {
+        // To the log end, not the high watermark: a new leader's log is what its
+        // followers will hold (Kafka's coordinator loader reads to the log end too).
+        let read = partition
+            .read_plan_to(offset, 1 << 20, true, true)
+            .and_then(|(plan, _)| Ok((partition.read_planned(&plan)?, partition.log_end_offset())));
+        let (bytes, log_end) = match read {
             Ok(read) => read,
             Err(e) => return Replay { records, incomplete: Some(format!("reading from offset {offset}: {e}")) },
         };
@@ -255,7 +260,7 @@ pub fn read_all(partition: &Partition) -> Replay {
                 }
             }
         }
-        if next <= offset || next >= offsets.high_watermark {
+        if next <= offset || next >= log_end {
             break;
         }
         offset = next;
