@@ -170,21 +170,24 @@ def test_streams_exactly_once_aggregation_survives_kill9(make_broker, streams_cl
         while not outputs.latest[f"{out}-counts"] and time.time() < deadline:
             outputs.poll(0.5)
         assert outputs.latest[f"{out}-counts"], f"no committed output within 60 s:\n{app.output()[-4000:]}"
-        # The rest of the input arrives at ~500 records/s (~9 s) while the
-        # application (or the broker), busy with it, is killed twice and restarted.
-        feeder = threading.Thread(target=produce, args=(broker.bootstrap, input_topic, rest, 0.1))
-        feeder.start()
-        for _ in range(2):
-            time.sleep(2.0)
-            assert feeder.is_alive(), "the input ended before the kill: the kill would not land mid-stream"
+        # The rest of the input arrives in three chunks at ~500 records/s; the
+        # application (or the broker), busy with the first two, is killed in
+        # the middle of each and restarted before the next chunk begins.
+        chunks = [rest[:1500], rest[1500:3000], rest[3000:]]
+        for chunk in chunks[:2]:
+            feeder = threading.Thread(target=produce, args=(broker.bootstrap, input_topic, chunk, 0.1))
+            feeder.start()
+            time.sleep(1.5)
+            assert feeder.is_alive(), "the chunk was sent before the kill: the kill would not land mid-stream"
             if victim == "application":
                 app.kill9()
                 app.start().wait_running()
             else:
                 broker.kill9()
                 broker.start()
-        feeder.join(120)
-        assert not feeder.is_alive()
+            feeder.join(120)
+            assert not feeder.is_alive()
+        produce(broker.bootstrap, input_topic, chunks[2], 0.1)
 
         counts, sums, buckets = expected_aggregates(records)
         want = {f"{out}-counts": counts, f"{out}-sums": sums, f"{out}-buckets": buckets}
