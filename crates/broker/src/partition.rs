@@ -87,6 +87,13 @@ pub struct FollowerProgress {
     last_fetch_ms: i64,
 }
 
+impl FollowerProgress {
+    /// A follower that has not fetched yet; `caught_up_ms` 0 means never caught up.
+    fn unknown(caught_up_ms: i64) -> FollowerProgress {
+        FollowerProgress { log_end_offset: -1, last_caught_up_ms: caught_up_ms, last_fetch_leader_end: -1, last_fetch_ms: 0 }
+    }
+}
+
 /// The replica state of a partition, as the controller assigned it.
 #[derive(Debug, Clone)]
 pub struct ReplicaState {
@@ -255,7 +262,7 @@ impl Partition {
             .filter(|&&id| id != self.local_id)
             .map(|&id| {
                 let caught_up = if isr.contains(&id) { now_ms } else { 0 };
-                (id, FollowerProgress { log_end_offset: -1, last_caught_up_ms: caught_up, last_fetch_leader_end: -1, last_fetch_ms: 0 })
+                (id, FollowerProgress::unknown(caught_up))
             })
             .collect();
         *replica = ReplicaState {
@@ -301,6 +308,12 @@ impl Partition {
             replica.partition_epoch = partition_epoch;
             replica.isr = isr;
         }
+        self.isr_change_applied(replica, end);
+    }
+
+    /// The end of an ISR or assignment change on the leader: no change is
+    /// pending any more, and the high watermark follows the new ISR.
+    fn isr_change_applied(&self, mut replica: parking_lot::MutexGuard<'_, ReplicaState>, end: i64) {
         replica.pending_isr_change = false;
         let hw = Self::leader_high_watermark(&replica, self.local_id, end, self.high_watermark());
         drop(replica);
@@ -322,22 +335,13 @@ impl Partition {
             .iter()
             .filter(|&&id| id != self.local_id)
             .map(|&id| {
-                let progress = followers.remove(&id).unwrap_or(FollowerProgress {
-                    log_end_offset: -1,
-                    last_caught_up_ms: 0,
-                    last_fetch_leader_end: -1,
-                    last_fetch_ms: 0,
-                });
-                (id, progress)
+                (id, followers.remove(&id).unwrap_or(FollowerProgress::unknown(0)))
             })
             .collect();
         replica.replicas = replicas;
         replica.partition_epoch = partition_epoch;
         replica.isr = isr;
-        replica.pending_isr_change = false;
-        let hw = Self::leader_high_watermark(&replica, self.local_id, end, self.high_watermark());
-        drop(replica);
-        self.publish(end, hw);
+        self.isr_change_applied(replica, end);
     }
 
     /// Forgets a pending ISR change that failed, so the next check may send another.
