@@ -183,6 +183,17 @@ impl Pending {
         self.records.push(record);
         Ok(())
     }
+
+    /// An election that replaced the ISR (an unclean one) can leave every adding
+    /// replica in sync: the reassignment completes in the same batch, as it would
+    /// have on the AlterPartition that brought them in.
+    fn complete_reassignment_if_possible(&mut self, topic_id: Uuid, partition: i32) -> Result<(), ControllerError> {
+        let Some(state) = self.image.partition(&topic_id, partition).cloned() else { return Ok(()) };
+        match completed_reassignment(&self.image, &state) {
+            Some(done) => self.push(done.record(topic_id, partition, &state)),
+            None => Ok(()),
+        }
+    }
 }
 
 pub struct Controller {
@@ -450,11 +461,13 @@ impl Controller {
                         );
                     }
                 }
-                changes.push(MetadataRecord::PartitionChange(record));
+                changes.push(record);
             }
         }
         for record in changes {
-            pending.push(record)?;
+            let (topic_id, partition) = (record.topic_id, record.partition);
+            pending.push(MetadataRecord::PartitionChange(record))?;
+            pending.complete_reassignment_if_possible(topic_id, partition)?;
         }
         Ok(())
     }
@@ -748,6 +761,7 @@ impl Controller {
                             0
                         } else if let Some(unclean) = state.replicas.iter().copied().find(|r| image.is_unfenced(*r)) {
                             pending.push(change(topic_id, *partition, Some(unclean), Some(vec![unclean])))?;
+                            pending.complete_reassignment_if_possible(topic_id, *partition)?;
                             0
                         } else {
                             ResponseError::EligibleLeadersNotAvailable.code()

@@ -464,8 +464,11 @@ fn check_invariants(before: &MetadataImage, after: &MetadataImage, unclean: bool
             prop_assert!(p.leader_epoch >= old.leader_epoch && p.partition_epoch >= old.partition_epoch);
             if p.leader != old.leader {
                 prop_assert!(p.leader_epoch > old.leader_epoch, "leader changed without an epoch bump");
-                // A completing reassignment may elect the adding replica whose joining the ISR completed it.
-                let joined_and_completed = old.adding_replicas.contains(&p.leader) && !p.is_reassigning();
+                // A completing reassignment may elect a target replica whose joining the ISR completed it
+                // (an adding replica, or a kept one that was never in the ISR: a new target can be a
+                // subset of the previous reassignment's adding replicas).
+                let was_a_target = old.replicas.contains(&p.leader) && !old.removing_replicas.contains(&p.leader);
+                let joined_and_completed = old.is_reassigning() && !p.is_reassigning() && was_a_target && p.isr.contains(&p.leader);
                 if !unclean && p.leader != NO_LEADER && !joined_and_completed {
                     prop_assert!(old.isr.contains(&p.leader), "{} elected from outside the ISR {:?}", p.leader, old.isr);
                 }
@@ -671,4 +674,42 @@ fn one_bad_partition_does_not_stop_the_others() {
     let ControllerResponse::Reassigned { results } = response else { panic!() };
     assert_eq!(results.iter().map(|r| r.2).collect::<Vec<_>>(), vec![ResponseError::UnknownTopicOrPartition.code(), 0]);
     assert_eq!(c.state(topic_id).adding_replicas, vec![2]);
+}
+
+#[test]
+fn a_reassignment_replacing_one_in_progress_completes_when_its_target_joins_the_isr() {
+    // Found by the proptest in CI: the new target [4] is a subset of the old reassignment's adding
+    // replicas, so (as in Kafka's PartitionReassignmentReplicas, which starts from the full replica
+    // list) nothing is adding and 1 and 3 are removing; 4 joining the ISR completes it and 4 leads.
+    let mut c = Cluster::new(false);
+    c.live_broker(3, None);
+    c.try_register(4, None).unwrap();
+    c.try_register(1, None).unwrap();
+    let topic_id = c.create("t1", 1, 1).unwrap();
+    c.heartbeat(4, false, false).unwrap();
+    assert_eq!(c.reassign("t1", 0, Some(vec![4, 1]), true).0, 0);
+    assert_eq!(c.reassign("t1", 0, Some(vec![4]), true).0, 0);
+    let p = c.state(topic_id);
+    assert_eq!((p.replicas.as_slice(), p.isr.as_slice(), p.leader), (&[4, 1, 3][..], &[3][..], 3));
+    assert_eq!((p.adding_replicas.as_slice(), p.removing_replicas.as_slice()), (&[][..], &[1, 3][..]));
+    c.alter_isr(topic_id, 0, vec![3, 4]).unwrap();
+    let p = c.state(topic_id);
+    assert_eq!((p.replicas.as_slice(), p.isr.as_slice(), p.leader, p.leader_epoch), (&[4][..], &[4][..], 4, 1));
+    assert!(!p.is_reassigning());
+}
+
+#[test]
+fn an_unclean_election_of_the_adding_replica_completes_the_reassignment() {
+    // Found by the proptest: the only ISR member (and source of the move) dies before
+    // the target caught up; the unclean election puts the target alone in the ISR.
+    let mut c = Cluster::new(true);
+    c.live_broker(3, None);
+    c.try_register(1, None).unwrap();
+    let topic_id = c.create("t1", 1, 1).unwrap();
+    c.heartbeat(1, false, false).unwrap();
+    assert_eq!(c.reassign("t1", 0, Some(vec![1]), true).0, 0);
+    c.expire(3);
+    let p = c.state(topic_id);
+    assert_eq!((p.replicas.as_slice(), p.isr.as_slice(), p.leader), (&[1][..], &[1][..], 1));
+    assert!(!p.is_reassigning(), "{p:?}");
 }
