@@ -710,7 +710,13 @@ impl Log {
     /// rebuilds what it derives from the batches (idempotent-producer state).
     pub fn truncate_to(&mut self, offset: i64) -> Result<i64> {
         if offset >= self.log_end_offset() {
-            return Ok(self.log_end_offset());
+            // No record to drop, but an epoch may start at the log end: this
+            // replica led briefly and appended nothing. Left in place, it stays
+            // the follower's last fetched epoch and the leader answers the same
+            // diverging epoch to every fetch (Kafka trims it here too).
+            let end = self.log_end_offset();
+            self.epochs.truncate_from_end(end)?;
+            return Ok(end);
         }
         let offset = offset.max(self.log_start_offset);
         // Segments starting at or after `offset` go entirely, except the first (kept, emptied).

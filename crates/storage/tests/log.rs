@@ -435,6 +435,29 @@ fn truncate_to_spans_segments_trims_epochs_and_a_crash_before_the_checkpoint_is_
 }
 
 #[test]
+fn truncating_at_the_log_end_drops_an_epoch_that_appended_nothing() {
+    // A replica led epoch 4 without appending (it lost leadership at once) and now
+    // follows a leader that never saw epoch 4: the leader tells it to truncate to its
+    // own log end. The empty epoch must go, or the next fetch names it again.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    for i in 0..4 {
+        append_in_epoch(&mut log, 3, i, 2); // 0..12
+    }
+    log.assign_epoch_start(4).unwrap();
+    assert_eq!(log.latest_epoch(), Some(4));
+    assert_eq!(log.truncate_to(12).unwrap(), 12);
+    assert_eq!(log.latest_epoch(), Some(2));
+    assert_eq!(epoch_entries(&log), vec![(2, 0)]);
+    // Beyond the end: nothing else changes.
+    assert_eq!(log.truncate_to(50).unwrap(), 12);
+    assert_eq!(epoch_entries(&log), vec![(2, 0)]);
+    drop(log);
+    let log = Log::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(epoch_entries(&log), vec![(2, 0)], "the trimmed cache was checkpointed");
+}
+
+#[test]
 fn append_as_follower_keeps_the_leaders_offsets_and_epochs_byte_for_byte() {
     let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut leader = Log::open(leader_dir.path(), small_segments()).unwrap();
