@@ -219,3 +219,34 @@ def test_runnel_cluster_describe_on_one_node(make_broker):
     assert re.search(rf"^3\t127\.0\.0\.1:{broker.port}\track-a\tactive, controller$", out, re.M), out
     assert re.search(r"^quorum-leader\t3$", out, re.M), out
     assert re.search(r"^3\t\d+\t0\t\d+\tleader$", out, re.M), out
+
+
+def test_quorum_election_timeout_is_configured_with_kafkas_name(kafka_tools, tmp_path):
+    from confluent_kafka.admin import ConfigResource
+    voters = ",".join(f"{i + 1}@127.0.0.1:{free_port()}" for i in range(3))
+    settings = dict(FAST_CLUSTER, **{"controller.quorum.voters": voters, "controller.quorum.election.timeout.ms": "300"})
+    nodes = [Broker(dict(settings, **{"node.id": str(i + 1)})) for i in range(3)]
+    try:
+        for node in nodes:
+            node.start()
+        admin = AdminClient({"bootstrap.servers": bootstrap(nodes)})
+        wait_until("three live brokers", lambda: len(admin.list_topics(timeout=5).brokers) == 3)
+        described = admin.describe_configs([ConfigResource("broker", "1")])
+        entry = list(described.values())[0].result(10)["controller.quorum.election.timeout.ms"]
+        assert entry.value == "300" and not entry.is_default, entry
+
+        # The quorum leader dies; the survivors elect another and the controller keeps deciding.
+        leader = int(quorum_status(kafka_tools, nodes[0].bootstrap)["LeaderId"])
+        nodes[leader - 1].kill9()
+        survivors = [n for n in nodes if n.alive()]
+        wait_until("a new quorum leader", lambda: int(quorum_status(kafka_tools, survivors[0].bootstrap)["LeaderId"]) not in (leader, -1))
+        survivor_admin = AdminClient({"bootstrap.servers": bootstrap(survivors)})
+        survivor_admin.create_topics([NewTopic("after-election", num_partitions=1, replication_factor=2)])["after-election"].result(30)
+    finally:
+        for node in nodes:
+            node.cleanup()
+
+    # Out of range: refused at start, naming the key.
+    refused = subprocess.run([RUNNEL, "serve", "--data-dir", str(tmp_path / "data"), "--set", "controller.quorum.election.timeout.ms=5"],
+                             capture_output=True, timeout=30)
+    assert refused.returncode != 0 and b"controller.quorum.election.timeout.ms" in refused.stderr, refused.stderr

@@ -127,7 +127,11 @@ impl Cluster {
             let listener = tokio::net::TcpListener::bind(&bind)
                 .await
                 .map_err(|e| StartError::Listen { addr: bind.clone(), source: e })?;
-            (QuorumConfig::new(node_id, voters, config.data_dir.clone()), Some(listener))
+            let mut quorum_config = QuorumConfig::new(node_id, voters, config.data_dir.clone());
+            let election_timeout = Duration::from_millis(config.controller_quorum_election_timeout_ms);
+            quorum_config.election_timeout = (election_timeout, election_timeout * 2);
+            quorum_config.raft_heartbeat_interval = (election_timeout / 8).min(Duration::from_millis(100));
+            (quorum_config, Some(listener))
         };
         quorum_config.controller = ControllerConfig {
             broker_session_timeout: Duration::from_millis(config.broker_session_timeout_ms),

@@ -39,6 +39,9 @@ pub struct BrokerConfig {
     /// `controller.quorum.voters`: node id → host:port of its controller listener.
     /// Empty: this node alone is the metadata quorum (no controller listener).
     pub controller_quorum_voters: BTreeMap<i32, String>,
+    /// `controller.quorum.election.timeout.ms`: a voter that hears nothing from the quorum
+    /// leader for a random time between this and twice this starts an election.
+    pub controller_quorum_election_timeout_ms: u64,
     /// `controller.quorum.bootstrap.servers` (KIP-853 dynamic quorums; refused at start yet).
     pub controller_quorum_bootstrap_servers: Vec<String>,
     /// `broker.rack`.
@@ -130,6 +133,7 @@ impl Default for BrokerConfig {
             controller_listener_names: Vec::new(),
             process_roles: vec!["broker".into(), "controller".into()],
             controller_quorum_voters: BTreeMap::new(),
+            controller_quorum_election_timeout_ms: 800,
             controller_quorum_bootstrap_servers: Vec::new(),
             broker_rack: None,
             broker_session_timeout_ms: 9_000,
@@ -405,6 +409,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("broker.session.timeout.ms", "9000", "A broker whose heartbeats stop for this long is fenced by the active controller: its leaderships move to other ISR members and it leaves every ISR."),
     def("controller.listener.names", "", "Names of the listeners that carry the metadata quorum's Raft traffic (e.g. `CONTROLLER` in `listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093`); not for clients. A quorum of one (no `controller.quorum.voters`) uses none."),
     def("controller.quorum.bootstrap.servers", "", "KIP-853 dynamic quorums: not supported yet (the broker refuses to start with it alone); give `controller.quorum.voters`."),
+    def("controller.quorum.election.timeout.ms", "800", "A voter that hears nothing from the metadata quorum's leader for a random time between this and twice this starts an election (Kafka's default is 1000; Runnel's leader heartbeats every eighth of it, at most every 100 ms). A quorum of one elects itself at once."),
     def("controller.quorum.voters", "", "The metadata quorum's voters, ID@HOST:PORT,... (each node's controller listener); this node's `node.id` must be one of them. Empty: this node alone is the quorum (a cluster of one, no controller listener)."),
     def("default.replication.factor", "1", "Replication factor of auto-created topics and of CreateTopics requests that ask for the default; more than the live brokers is refused with INVALID_REPLICATION_FACTOR."),
     def("group.consumer.heartbeat.interval.ms", "5000", "Heartbeat interval the consumer group protocol (KIP-848) gives its members (a group's `consumer.heartbeat.interval.ms` overrides it)."),
@@ -538,6 +543,12 @@ impl BrokerConfig {
             }
             "controller.quorum.voters" => {
                 self.controller_quorum_voters = parse_voters(v).map_err(|reason| invalid(name, v, reason))?
+            }
+            "controller.quorum.election.timeout.ms" => {
+                self.controller_quorum_election_timeout_ms = parse_positive(name, v)?;
+                if !(20..=3_600_000).contains(&self.controller_quorum_election_timeout_ms) {
+                    return Err(invalid(name, v, "must be between 20 (the quorum leader heartbeats every eighth of it) and 3600000"));
+                }
             }
             "controller.quorum.bootstrap.servers" => {
                 self.controller_quorum_bootstrap_servers =
@@ -826,6 +837,7 @@ impl BrokerConfig {
             ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
             ("controller.listener.names", self.controller_listener_names.join(",")),
             ("controller.quorum.bootstrap.servers", self.controller_quorum_bootstrap_servers.join(",")),
+            ("controller.quorum.election.timeout.ms", self.controller_quorum_election_timeout_ms.to_string()),
             ("controller.quorum.voters", self.controller_quorum_voters.iter().map(|(id, addr)| format!("{id}@{addr}")).collect::<Vec<_>>().join(",")),
             ("leader.imbalance.check.interval.seconds", self.leader_imbalance_check_interval_seconds.to_string()),
             ("listener.security.protocol.map", self.listener_security_protocols.iter().map(|(n, p)| format!("{n}:{p}")).collect::<Vec<_>>().join(",")),
@@ -1055,6 +1067,11 @@ mod tests {
         }
         c.set("unclean.leader.election.enable", "true").unwrap();
         assert!(c.unclean_leader_election_enable);
+        for bad in ["0", "19", "3600001", "-5", "1s"] {
+            assert!(c.set("controller.quorum.election.timeout.ms", bad).is_err(), "election timeout {bad} accepted");
+        }
+        c.set("controller.quorum.election.timeout.ms", "1000").unwrap();
+        assert_eq!(c.controller_quorum_election_timeout_ms, 1000);
         let described: BTreeMap<String, String> = c.describe().into_iter().map(|(k, v, _)| (k, v)).collect();
         assert_eq!(described["controller.quorum.voters"], "1@127.0.0.1:9093,2@host-b:9093,3@[::1]:9093");
     }
