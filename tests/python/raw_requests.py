@@ -39,17 +39,34 @@ def init_producer_id(bootstrap, transactional_id=None, timeout_ms=60000):
     return resp.error_code, resp.producer_id, resp.producer_epoch
 
 
+def transaction_coordinator(bootstrap, transactional_id):
+    """FindCoordinator v1 (key type 1) to `bootstrap`: (error_code, node_id, "host:port")."""
+    from kafka.protocol.find_coordinator import FindCoordinatorRequest
+    resp = request(bootstrap, FindCoordinatorRequest[1](transactional_id, 1))
+    return resp.error_code, resp.coordinator_id, f"{resp.host}:{resp.port}"
+
+
 def producer_ids(bootstrap, count, transactional_prefix=None, retry_for_s=20.0):
     """`count` producer ids from one broker (idempotent, or transactional with ids
-    `<prefix>-<i>`); COORDINATOR_LOAD_IN_PROGRESS (14) is retried, as clients do."""
+    `<prefix>-<i>`, asked of the coordinator `bootstrap` names, as clients do);
+    COORDINATOR_LOAD_IN_PROGRESS (14), COORDINATOR_NOT_AVAILABLE (15) and
+    NOT_COORDINATOR (16) are retried, as clients do."""
     import time
     ids = []
     for i in range(count):
         txn = f"{transactional_prefix}-{i}" if transactional_prefix else None
         deadline = time.time() + retry_for_s
         while True:
-            error, pid, epoch = init_producer_id(bootstrap, txn)
-            if error == 14 and time.time() < deadline:
+            target = bootstrap
+            if txn is not None:
+                found, _, address = transaction_coordinator(bootstrap, txn)
+                if found != 0 and time.time() < deadline:
+                    time.sleep(0.1)
+                    continue
+                assert found == 0, f"FindCoordinator for {txn} from {bootstrap}: error {found}"
+                target = address
+            error, pid, epoch = init_producer_id(target, txn)
+            if error in (14, 15, 16) and time.time() < deadline:
                 time.sleep(0.1)
                 continue
             assert error == 0, f"InitProducerId to {bootstrap} (transactional id {txn}): error {error}"

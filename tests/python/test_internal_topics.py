@@ -69,3 +69,46 @@ def test_a_local_consumer_offsets_of_an_earlier_release_keeps_its_commits(make_b
         assert [(tp.partition, tp.offset) for tp in found] == [(0, 7), (1, 11)], (group, found)
     offsets_topic = AdminClient({"bootstrap.servers": upgraded.bootstrap}).list_topics("__consumer_offsets", timeout=5)
     assert len(offsets_topic.topics["__consumer_offsets"].partitions) == 1, "the imported topic keeps its partition count"
+
+
+def test_a_local_transaction_state_of_an_earlier_release_keeps_its_transactional_ids(make_broker, tmp_path):
+    """Releases before the replicated __transaction_state kept it out of the cluster
+    metadata. Such a data directory (its cluster metadata log and migration marks
+    removed) imports the topic with its id and partition count on start, so a
+    transactional id keeps its producer id: the next InitProducerId bumps the epoch."""
+    import json
+    import os
+    import shutil
+    import time
+
+    from raw_requests import init_producer_id
+
+    def init(bootstrap, transactional_id):
+        deadline = time.time() + 30
+        while True:
+            error, pid, epoch = init_producer_id(bootstrap, transactional_id)
+            if error in (14, 15) and time.time() < deadline:
+                time.sleep(0.1)
+                continue
+            assert error == 0, error
+            return pid, epoch
+
+    data_dir = str(tmp_path / "data")
+    broker = make_broker({"transaction.state.log.num.partitions": "3"}, data_dir=data_dir)
+    before = {tid: init(broker.bootstrap, tid) for tid in ("upgrade-txn-a", "upgrade-txn-b")}
+    assert all(epoch == 0 for _, epoch in before.values()), before
+    broker.stop()
+
+    shutil.rmtree(os.path.join(data_dir, "__cluster_metadata-0"))
+    values_path = os.path.join(data_dir, "meta", "values.json")
+    with open(values_path) as f:
+        values = json.load(f)
+    values = {k: v for k, v in values.items() if not k.startswith("metadata.migrated")}
+    with open(values_path, "w") as f:
+        json.dump(values, f)
+
+    upgraded = make_broker(data_dir=data_dir)
+    for tid, (pid, _) in before.items():
+        assert init(upgraded.bootstrap, tid) == (pid, 1), f"{tid}: its state was not imported"
+    state_topic = AdminClient({"bootstrap.servers": upgraded.bootstrap}).list_topics("__transaction_state", timeout=5)
+    assert len(state_topic.topics["__transaction_state"].partitions) == 3, "the imported topic keeps its partition count"

@@ -16,10 +16,10 @@
 //! topic; non-replicas keep theirs empty), topics removed from the image are
 //! deleted, configs follow, and each partition whose leader, epochs, replicas or
 //! ISR changed gets `become_leader` / `become_follower`. Then every
-//! [`LeadershipListener`] hears of it: the group coordinator loads the
-//! `__consumer_offsets` partitions this broker now leads and unloads the others.
-//! Topics that never were in the image (internal ones such as
-//! `__transaction_state`) are left alone.
+//! [`LeadershipListener`] hears of it: the group and transaction coordinators
+//! load the `__consumer_offsets` / `__transaction_state` partitions this broker
+//! now leads and unload the others. Both topics are in the image; a local copy
+//! an earlier release kept out of it is imported once.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -45,9 +45,10 @@ use crate::StartError;
 
 /// MetaStore key: the data directory's topics are in the metadata log.
 const MIGRATED_KEY: &str = "metadata.migrated";
-/// MetaStore key: the data directory's own `__consumer_offsets` (releases before
-/// the replicated one kept it out of the metadata log) is in the metadata log.
-const OFFSETS_MIGRATED_KEY: &str = "metadata.migrated.__consumer_offsets";
+/// MetaStore key prefix: the data directory's own internal topic (releases before
+/// the replicated `__consumer_offsets` / `__transaction_state` kept them out of
+/// the metadata log) is in the metadata log. Followed by the topic name.
+const INTERNAL_MIGRATED_KEY_PREFIX: &str = "metadata.migrated.";
 
 /// Told after each committed image is applied to the replica manager (Kafka's
 /// coordinator `onElection` / `onResignation`): a coordinator of an internal
@@ -238,7 +239,9 @@ impl Cluster {
         }];
         self.register(&endpoints, config.broker_rack.clone()).await;
         let mut imported = self.migrate_local_topics(replicas).await?;
-        imported.extend(self.migrate_offsets_topic(replicas).await?);
+        for internal in [crate::coordinator::OFFSETS_TOPIC, crate::txn_coordinator::TRANSACTION_STATE_TOPIC] {
+            imported.extend(self.migrate_internal_topic(replicas, internal).await?);
+        }
         replicas.set_alter_partition_sender(Arc::new(ControllerAlterPartition {
             cluster: Arc::downgrade(self),
             replicas: Arc::downgrade(replicas),
@@ -325,15 +328,16 @@ impl Cluster {
         Ok(imported)
     }
 
-    /// Once per data directory: a `__consumer_offsets` an earlier release kept
-    /// out of the metadata log goes into it with its id, partition count and
-    /// configs (replicated on this node alone), so its commits stay. If the
-    /// cluster already has one (another node imported its own first), the local
-    /// copy is replaced by the cluster's when the image is applied.
-    async fn migrate_offsets_topic(&self, replicas: &Arc<ReplicaManager>) -> Result<Option<Uuid>, StartError> {
+    /// Once per data directory: an internal topic (`__consumer_offsets`,
+    /// `__transaction_state`) an earlier release kept out of the metadata log goes
+    /// into it with its id, partition count and configs (replicated on this node
+    /// alone), so its commits / transaction states stay. If the cluster already
+    /// has one (another node imported its own first), the local copy is replaced
+    /// by the cluster's when the image is applied.
+    async fn migrate_internal_topic(&self, replicas: &Arc<ReplicaManager>, name: &str) -> Result<Option<Uuid>, StartError> {
         let storage = |e: runnel_storage::StorageError| StartError::Storage(e);
-        let name = crate::coordinator::OFFSETS_TOPIC;
-        if replicas.meta().get_value(OFFSETS_MIGRATED_KEY).map_err(storage)?.is_some() {
+        let migrated_key = format!("{INTERNAL_MIGRATED_KEY_PREFIX}{name}");
+        if replicas.meta().get_value(&migrated_key).map_err(storage)?.is_some() {
             return Ok(None);
         }
         let mut imported = None;
@@ -356,7 +360,7 @@ impl Cluster {
                 Err(e) => return Err(StartError::Quorum(format!("writing {name} of the data directory into the cluster metadata: {e}"))),
             }
         }
-        replicas.meta().put_value(OFFSETS_MIGRATED_KEY, "true").map_err(storage)?;
+        replicas.meta().put_value(&migrated_key, "true").map_err(storage)?;
         Ok(imported)
     }
 

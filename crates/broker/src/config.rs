@@ -95,6 +95,12 @@ pub struct BrokerConfig {
     pub offsets_retention_check_interval_ms: u64,
     /// `transaction.state.log.num.partitions` (Kafka default 50): partitions of `__transaction_state`.
     pub transaction_state_log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor` (Kafka default 3): replicas of each
+    /// `__transaction_state` partition, capped at the number of quorum voters.
+    pub transaction_state_log_replication_factor: i16,
+    /// `transaction.state.log.min.isr` (Kafka default 2): `min.insync.replicas` of
+    /// `__transaction_state`, capped at its replication factor.
+    pub transaction_state_log_min_isr: i32,
     /// `transaction.max.timeout.ms` (Kafka default 900000): the largest timeout a producer may ask for.
     pub transaction_max_timeout_ms: i32,
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` (Kafka default 10000).
@@ -159,6 +165,8 @@ impl Default for BrokerConfig {
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
             transaction_state_log_num_partitions: 50,
+            transaction_state_log_replication_factor: 3,
+            transaction_state_log_min_isr: 2,
             transaction_max_timeout_ms: 900_000,
             transaction_abort_timed_out_cleanup_interval_ms: 10_000,
             group_consumer_session_timeout_ms: 45_000,
@@ -465,7 +473,9 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("socket.request.max.bytes", "104857600", "Largest request frame the broker reads; a larger one closes the connection."),
     def("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", "How often transactions past their `transaction.timeout.ms` are aborted."),
     def("transaction.max.timeout.ms", "900000", "Largest `transaction.timeout.ms` a producer may ask for (INVALID_TRANSACTION_TIMEOUT beyond)."),
+    def("transaction.state.log.min.isr", "2", "`min.insync.replicas` of `__transaction_state`, capped at its replication factor (1 on a single node)."),
     def("transaction.state.log.num.partitions", "50", "Partitions of `__transaction_state`, fixed when the topic is first created (at the first transactional producer)."),
+    def("transaction.state.log.replication.factor", "3", "Replicas of each `__transaction_state` partition, capped at the number of nodes in `controller.quorum.voters` (1 for a single node); created at the first FindCoordinator or InitProducerId for a transactional id (COORDINATOR_NOT_AVAILABLE until that many brokers are registered)."),
     def("unclean.leader.election.enable", "false", "Whether a partition whose ISR has no live member may get a leader from outside the ISR (losing the records only the ISR had)."),
 ];
 
@@ -639,6 +649,20 @@ impl BrokerConfig {
                     return Err(invalid(name, v, "must be at least 1"));
                 }
                 self.transaction_state_log_num_partitions = n;
+            }
+            "transaction.state.log.replication.factor" => {
+                let n: i16 = parse_num(name, v)?;
+                if n < 1 {
+                    return Err(invalid(name, v, "must be at least 1"));
+                }
+                self.transaction_state_log_replication_factor = n;
+            }
+            "transaction.state.log.min.isr" => {
+                let n: i32 = parse_num(name, v)?;
+                if n < 1 {
+                    return Err(invalid(name, v, "must be at least 1"));
+                }
+                self.transaction_state_log_min_isr = n;
             }
             "group.consumer.migration.policy" => {
                 use crate::coordinator::consumer_group::MigrationPolicy;
@@ -881,7 +905,9 @@ impl BrokerConfig {
                 self.transaction_abort_timed_out_cleanup_interval_ms.to_string(),
             ),
             ("transaction.max.timeout.ms", self.transaction_max_timeout_ms.to_string()),
+            ("transaction.state.log.min.isr", self.transaction_state_log_min_isr.to_string()),
             ("transaction.state.log.num.partitions", self.transaction_state_log_num_partitions.to_string()),
+            ("transaction.state.log.replication.factor", self.transaction_state_log_replication_factor.to_string()),
             ("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string()),
         ];
         let mut out: BTreeMap<String, (String, bool)> = known

@@ -149,11 +149,11 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
             .map_err(StartError::Coordinator)?
     };
     let txns = {
-        let (config, replicas, groups) = (config.clone(), replicas.clone(), groups.clone());
+        let (config, replicas, groups, cluster) = (config.clone(), replicas.clone(), groups.clone(), cluster.clone());
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let _runtime = handle.enter();
-            txn_coordinator::TxnCoordinator::start(config, replicas, groups)
+            txn_coordinator::TxnCoordinator::start(config, replicas, groups, cluster)
         })
         .await
         .map_err(|e| StartError::Coordinator(e.to_string()))?

@@ -488,13 +488,29 @@ impl Partition {
         let mut log = self.log.lock();
         let info = log.append_as_follower(batches).map_err(|e| ApiError::from(&e))?;
         let mut pos = 0;
+        let mut transactional = false;
         while pos < batches.len() {
             let Ok(header) = BatchHeader::parse(&batches[pos..]) else { break };
-            producers.record(&header, header.base_offset);
+            let batch = &batches[pos..(pos + header.total_size()).min(batches.len())];
             pos += header.total_size();
+            transactional |= header.is_transactional();
+            // A replicated marker ends its transaction here as on the leader, so that
+            // this replica, once leader, has the right last stable offset and aborted index.
+            match header.is_control().then(|| runnel_storage::txn_index::control_type(batch)).flatten() {
+                Some(marker) => {
+                    let lso = producers.first_open_offset().unwrap_or(header.base_offset);
+                    if let Some(aborted) = producers.complete_txn(&header, header.base_offset, marker, lso) {
+                        log.add_aborted_txn(aborted).map_err(|e| ApiError::from(&e))?;
+                    }
+                }
+                None => producers.record(&header, header.base_offset),
+            }
         }
         let end = log.log_end_offset();
         drop(log);
+        if transactional {
+            self.open_txns_changed(&producers);
+        }
         self.publish(end, self.high_watermark().min(end));
         Ok(info)
     }

@@ -15,6 +15,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: AddOffsetsT
     let broker = broker.clone();
     let version = ctx.version;
     Reply::Later(Box::pin(async move {
+        if let Err(e) = broker.txns.check_coordinator(&req.transactional_id.0) {
+            return AddOffsetsToTxnResponse::default().with_error_code(e.code());
+        }
         let Some(index) = broker.groups.offsets_partition_index(&req.group_id.0) else {
             return AddOffsetsToTxnResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code());
         };

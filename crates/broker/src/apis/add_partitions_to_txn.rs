@@ -46,6 +46,9 @@ async fn add_one(broker: &Broker, version: i16, transactional_id: &str, producer
     if unknown.iter().any(|u| *u) {
         return topic_results(&partitions, |i| Some(if unknown[i] { ResponseError::UnknownTopicOrPartition } else { ResponseError::OperationNotAttempted }));
     }
+    if let Err(e) = broker.txns.check_coordinator(transactional_id) {
+        return topic_results(&partitions, |_| Some(e));
+    }
     if verify_only {
         return match broker.txns.verify_partitions(transactional_id, producer_id, producer_epoch, &partitions) {
             Ok(errors) => topic_results(&partitions, |i| errors[i]),

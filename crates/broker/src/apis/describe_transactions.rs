@@ -19,6 +19,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeTr
             if id.0.is_empty() {
                 return state.with_error_code(ResponseError::InvalidRequest.code()).with_transaction_state(StrBytes::from_static_str(""));
             }
+            if let Err(e) = broker.txns.check_coordinator(&id.0) {
+                return state.with_error_code(e.code()).with_transaction_state(StrBytes::from_static_str(""));
+            }
             match broker.txns.describe(&id.0) {
                 None => state.with_error_code(ResponseError::TransactionalIdNotFound.code()).with_transaction_state(StrBytes::from_static_str("")),
                 Some(meta) => {

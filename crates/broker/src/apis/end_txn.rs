@@ -13,6 +13,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: EndTxnReque
     let broker = broker.clone();
     let version = ctx.version;
     Reply::Later(Box::pin(async move {
+        if let Err(e) = broker.txns.check_coordinator(&req.transactional_id.0) {
+            return EndTxnResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1).with_error_code(e.code());
+        }
         let result = broker.txns.end_txn(&req.transactional_id.0, req.producer_id.0, req.producer_epoch, req.committed).await;
         let response = EndTxnResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
         match result {

@@ -3,9 +3,9 @@
 //! A group's coordinator is the leader of its `__consumer_offsets` partition
 //! (`java_string_hash(group) % partitions`), from the applied cluster metadata;
 //! the first group key creates the topic through the controller, as Kafka does.
-//! COORDINATOR_NOT_AVAILABLE when that fails or the partition has no live leader.
-//! This broker coordinates every transactional id (`__transaction_state` stays
-//! local): a transaction key creates that topic on first use.
+//! A transactional id's coordinator is, likewise, the leader of its
+//! `__transaction_state` partition; the first transaction key creates that topic.
+//! COORDINATOR_NOT_AVAILABLE when creating fails or the partition has no live leader.
 
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{Reply, RequestContext};
 use crate::coordinator::{partition_for, OFFSETS_TOPIC};
+use crate::txn_coordinator::TRANSACTION_STATE_TOPIC;
 use crate::Broker;
 
 const GROUP_KEY_TYPE: i8 = 0;
@@ -24,12 +25,14 @@ const TRANSACTION_KEY_TYPE: i8 = 1;
 /// INVALID_REQUEST with an empty message).
 const SHARE_KEY_TYPE: i8 = 2;
 
-/// (node id, host, port) of a group's coordinator: its offsets partition's live leader.
-fn group_coordinator(broker: &Broker, group_id: &str) -> Result<(i32, StrBytes, i32), (ResponseError, Option<&'static str>)> {
+/// (node id, host, port) of a key's coordinator: the live leader of the key's
+/// partition of `internal_topic` (`__consumer_offsets` or `__transaction_state`).
+fn coordinator_of(broker: &Broker, internal_topic: &str, key: &str) -> Result<(i32, StrBytes, i32), (ResponseError, Option<&'static str>)> {
     let not_available = (ResponseError::CoordinatorNotAvailable, None);
     let image = broker.cluster.image();
-    let topic = image.topic_by_name(OFFSETS_TOPIC).ok_or(not_available)?;
-    let index = partition_for(group_id, topic.partitions.len());
+    let topic = image.topic_by_name(internal_topic).ok_or(not_available)?;
+    // Both coordinators map a key alike (Java's String.hashCode modulo the partition count).
+    let index = partition_for(key, topic.partitions.len());
     let leader = topic.partitions.get(&index).map(|p| p.leader).ok_or(not_available)?;
     if leader == broker.config.node_id {
         return Ok((leader, StrBytes::from_string(broker.config.advertised_host.clone()), broker.config.advertised_port));
@@ -45,17 +48,19 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordin
 }
 
 async fn answer(broker: &Arc<Broker>, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let own = || (broker.config.node_id, StrBytes::from_string(broker.config.advertised_host.clone()), broker.config.advertised_port);
     if req.key_type == GROUP_KEY_TYPE && broker.cluster.image().topic_by_name(OFFSETS_TOPIC).is_none() {
         // The first FindCoordinator for a group creates the topic; errors are answered per key below.
         let _ = broker.groups.ensure_topic().await;
+    }
+    if req.key_type == TRANSACTION_KEY_TYPE && broker.cluster.image().topic_by_name(TRANSACTION_STATE_TOPIC).is_none() {
+        let _ = broker.txns.ensure_topic().await;
     }
     // Kafka serves any key, the empty group id included (it hashes to a
     // partition like any other): the id is checked by the group APIs.
     let answer = |key: &str| -> Result<(i32, StrBytes, i32), (ResponseError, Option<&'static str>)> {
         match req.key_type {
-            GROUP_KEY_TYPE => group_coordinator(broker, key),
-            TRANSACTION_KEY_TYPE => broker.txns.ensure_topic().map(|()| own()).map_err(|e| (e, None)),
+            GROUP_KEY_TYPE => coordinator_of(broker, OFFSETS_TOPIC, key),
+            TRANSACTION_KEY_TYPE => coordinator_of(broker, TRANSACTION_STATE_TOPIC, key),
             SHARE_KEY_TYPE => Err((ResponseError::InvalidRequest, None)),
             _ => Err((ResponseError::InvalidRequest, Some("unknown coordinator key type"))),
         }

@@ -29,6 +29,10 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListTransa
             Err(_) => return Reply::Now(ListTransactionsResponse::default().with_error_code(ResponseError::InvalidRegularExpression.code())),
         },
     };
+    if broker.txns.loading() {
+        // Kafka's answer while any state partition led here is loading.
+        return Reply::Now(ListTransactionsResponse::default().with_error_code(ResponseError::CoordinatorLoadInProgress.code()));
+    }
     let producer_ids: Vec<i64> = req.producer_id_filters.iter().map(|p| p.0).collect();
     // Every state filter unknown: nothing can match (Kafka).
     let listed = if !req.state_filters.is_empty() && states.is_empty() {

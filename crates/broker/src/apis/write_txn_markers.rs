@@ -1,7 +1,7 @@
 //! WriteTxnMarkers (key 27): a transaction coordinator asks the leader of
-//! each partition to append a transaction's COMMIT or ABORT marker. Here the
-//! coordinator writes its markers locally; this API is how another
-//! coordinator reaches this broker's partitions in a cluster.
+//! each partition to append a transaction's COMMIT or ABORT marker (a
+//! coordinator writes the markers of partitions it leads itself). Answered per
+//! partition once the marker is in the ISR and fsynced (Kafka's acks=all).
 
 use std::sync::Arc;
 
@@ -29,10 +29,10 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: WriteTxnMa
                     let result = match found.as_ref().and_then(|t| t.partition(index)) {
                         None => Err(ResponseError::UnknownTopicOrPartition),
                         Some(partition) => {
-                            match crate::txn_coordinator::write_marker(&broker.groups, &partition, marker.producer_id.0, marker.producer_epoch, kind, marker.coordinator_epoch) {
-                                Ok(offset) => partition.wait_durable(offset, std::time::Duration::from_secs(30)).await.map_err(|_| ResponseError::KafkaStorageError),
-                                Err(e) => Err(e),
-                            }
+                            crate::txn_coordinator::markers::write_marker_replicated(
+                                &broker.groups, &partition, marker.producer_id.0, marker.producer_epoch, kind, marker.coordinator_epoch,
+                            )
+                            .await
                         }
                     };
                     partitions.push(

@@ -1053,7 +1053,7 @@ impl GroupCoordinator {
 /// A write to `__consumer_offsets` as the group APIs report it (Kafka's
 /// mapping): leadership lost → NOT_COORDINATOR; too few replicas or a timeout
 /// → COORDINATOR_NOT_AVAILABLE; a fenced producer stays what it is.
-fn coordinator_error(code: ResponseError) -> ResponseError {
+pub(crate) fn coordinator_error(code: ResponseError) -> ResponseError {
     match code {
         ResponseError::NotLeaderOrFollower | ResponseError::UnknownTopicOrPartition => ResponseError::NotCoordinator,
         ResponseError::NotEnoughReplicas
@@ -1068,7 +1068,7 @@ fn coordinator_error(code: ResponseError) -> ResponseError {
 /// Waits until a coordinator write up to `last_offset` is committed: every ISR
 /// member has it (the high watermark passed it, within `offsets.commit.timeout.ms`)
 /// and it is fsynced here, as a produce with acks=all.
-async fn wait_committed(partition: &Partition, last_offset: i64) -> Result<(), ResponseError> {
+pub(crate) async fn wait_committed(partition: &Partition, last_offset: i64) -> Result<(), ResponseError> {
     let deadline = tokio::time::Instant::now() + OFFSETS_COMMIT_TIMEOUT;
     partition.wait_replicated(last_offset, deadline).await.map_err(|e| coordinator_error(e.code))?;
     partition.wait_durable(last_offset, records::DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)

@@ -3,46 +3,67 @@
 //!
 //! Each transactional id belongs to partition `hash(id) % 50` of the internal
 //! compacted topic `__transaction_state` (`transaction.state.log.num.partitions`;
-//! created at the first transactional producer). Its state — producer id and
-//! epoch, timeout, state, partitions, timestamps — is written there in
-//! Kafka's record format ([`records`]) before any answer depends on it, and
-//! replayed on start. A transaction goes Empty → Ongoing (AddPartitionsToTxn,
+//! created through the controller at the first FindCoordinator or InitProducerId
+//! for a transactional id, replicated `transaction.state.log.replication.factor`
+//! times, `min.insync.replicas` = `transaction.state.log.min.isr`). The
+//! coordinator of an id is the leader of its partition: this broker loads
+//! (replays) each partition it becomes leader of (COORDINATOR_LOAD_IN_PROGRESS
+//! meanwhile) and unloads those it stops leading; other brokers answer
+//! NOT_COORDINATOR. An id's state — producer id and epoch, timeout, state,
+//! partitions, timestamps — is written there in Kafka's record format
+//! ([`records`]) and answered only once every in-sync replica has it and the
+//! leader fsynced it. A transaction goes Empty → Ongoing (AddPartitionsToTxn,
 //! AddOffsetsToTxn) → PrepareCommit/PrepareAbort (EndTxn, a timeout, a new
 //! producer fencing the old one) → markers written into every partition of
-//! the transaction through the replica manager → CompleteCommit/CompleteAbort.
-//! A transaction found in a Prepare state on start, or whose markers could
-//! not all be written, is completed by the clock.
+//! the transaction (locally, or WriteTxnMarkers to the partition's leader:
+//! [`markers`]) → CompleteCommit/CompleteAbort. A transaction found in a
+//! Prepare state on load, or whose markers could not all be written, is
+//! completed by the clock.
 //!
 //! Transactions v1 (the KIP-98 protocol: the client adds partitions and bumps
 //! no epoch at EndTxn). The broker does not advertise the `transaction.version`
 //! feature, so Kafka 4 clients speak v1 to it.
-//!
-//! In a cluster the coordinator for an id will be the leader of its
-//! `__transaction_state` partition, loading that partition on becoming
-//! leader; markers for partitions led elsewhere will go out as
-//! WriteTxnMarkers (API 27, which this broker answers).
 
+pub mod markers;
 pub mod records;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
+use runnel_controller::records::NO_LEADER;
 use runnel_storage::ControlType;
 
+use crate::cluster::{Cluster, LeadershipListener};
 use crate::config::BrokerConfig;
 use crate::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
-use crate::partition::Partition;
+use crate::partition::{Partition, Role};
 use crate::replica_manager::ReplicaManager;
+use markers::{MarkerBatch, MarkerSender};
 pub use records::{TxnMetadata, TxnState};
 
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 /// Kafka's `transaction.state.log.segment.bytes` default.
 const SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
-const DURABILITY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a transaction's markers are retried before the clock takes over.
+const MARKER_RETRY_FOR: Duration = Duration::from_secs(10);
+/// How long a single node's start waits for its `__transaction_state` to be
+/// led here before it serves anyway (clients then retry).
+const START_LOAD_WAIT: Duration = Duration::from_secs(10);
+/// How long InitProducerId waits for a partition being loaded here.
+const LOAD_WAIT: Duration = Duration::from_secs(3);
+
+/// A `__transaction_state` partition this broker leads, by leader epoch (the
+/// coordinator epoch its markers carry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hosted {
+    /// Being replayed: its ids answer COORDINATOR_LOAD_IN_PROGRESS.
+    Loading(i32),
+    Loaded(i32),
+}
 /// A producer epoch at this value is exhausted: the next bump takes a new producer id.
 const MAX_EPOCH: i16 = i16::MAX - 1;
 
@@ -64,7 +85,23 @@ pub struct TxnCoordinator {
     config: Arc<BrokerConfig>,
     replicas: Arc<ReplicaManager>,
     groups: Arc<GroupCoordinator>,
+    cluster: Arc<Cluster>,
+    /// The state partitions whose ids are in `txns` (partition index → state).
+    /// Taken alone or after `txns`, never before it.
+    hosted: Mutex<HashMap<i32, Hosted>>,
+    markers: MarkerSender,
     txns: Mutex<HashMap<String, TxnEntry>>,
+}
+
+/// The `__transaction_state` partition of a transactional id, as Kafka maps it.
+pub fn partition_for(transactional_id: &str, partitions: usize) -> i32 {
+    (java_string_hash(transactional_id) & 0x7fff_ffff) % (partitions.max(1) as i32)
+}
+
+impl LeadershipListener for TxnCoordinator {
+    fn leaderships_changed(self: Arc<Self>) {
+        self.follow_leaderships(true);
+    }
 }
 
 /// Java's `String.hashCode`, which Kafka uses to map an id to its partition.
@@ -78,11 +115,27 @@ fn is_offsets_partition(topic: &str) -> bool {
 }
 
 impl TxnCoordinator {
-    /// Loads `__transaction_state` if it exists, completes transactions left
-    /// in a Prepare state, and starts the timeout clock.
-    pub fn start(config: Arc<BrokerConfig>, replicas: Arc<ReplicaManager>, groups: Arc<GroupCoordinator>) -> Arc<TxnCoordinator> {
-        let coordinator = Arc::new(TxnCoordinator { config, replicas, groups, txns: Mutex::new(HashMap::new()) });
-        coordinator.load();
+    /// Loads the `__transaction_state` partitions led here (and follows
+    /// leadership from now on), completes transactions left in a Prepare
+    /// state, and starts the timeout clock. A single node serves with its
+    /// transactions loaded, as before the topic was replicated.
+    pub fn start(config: Arc<BrokerConfig>, replicas: Arc<ReplicaManager>, groups: Arc<GroupCoordinator>, cluster: Arc<Cluster>) -> Arc<TxnCoordinator> {
+        let markers = MarkerSender::new(&replicas, config.node_id);
+        let coordinator =
+            Arc::new(TxnCoordinator { config, replicas, groups, cluster, hosted: Mutex::new(HashMap::new()), markers, txns: Mutex::new(HashMap::new()) });
+        let listener: Arc<dyn LeadershipListener> = coordinator.clone();
+        coordinator.cluster.add_leadership_listener(Arc::downgrade(&listener));
+        let node_id = coordinator.config.node_id;
+        if coordinator.config.controller_quorum_voters.is_empty() && coordinator.cluster.image().topic_by_name(TRANSACTION_STATE_TOPIC).is_some() {
+            let led = tokio::runtime::Handle::current().block_on(coordinator.cluster.wait_for_image(START_LOAD_WAIT, |image| {
+                image.topic_by_name(TRANSACTION_STATE_TOPIC).is_some_and(|t| t.partitions.values().all(|p| p.leader == node_id))
+            }));
+            if !led {
+                tracing::warn!("{TRANSACTION_STATE_TOPIC} is not led here yet; transactions answer COORDINATOR_LOAD_IN_PROGRESS until it is");
+            }
+        }
+        // Loads what is led here now, on this thread.
+        coordinator.follow_leaderships(false);
         let weak = Arc::downgrade(&coordinator);
         let period = Duration::from_millis(coordinator.config.transaction_abort_timed_out_cleanup_interval_ms.max(10));
         tokio::spawn(async move {
@@ -100,22 +153,97 @@ impl TxnCoordinator {
         coordinator
     }
 
-    /// Creates `__transaction_state` (compacted, Kafka's defaults) if needed.
-    pub fn ensure_topic(&self) -> Result<(), ResponseError> {
-        if self.replicas.topic(TRANSACTION_STATE_TOPIC).is_some() {
-            return Ok(());
+    /// The replication factor `__transaction_state` is created with:
+    /// `transaction.state.log.replication.factor` capped at the number of nodes
+    /// the cluster is configured with, so a single node needs no setting.
+    fn state_replication_factor(&self) -> i16 {
+        let nodes = i16::try_from(Cluster::configured_nodes(&self.config)).unwrap_or(i16::MAX);
+        self.config.transaction_state_log_replication_factor.min(nodes).max(1)
+    }
+
+    /// Creates `__transaction_state` through the controller if the cluster has
+    /// none (Kafka creates it at the first FindCoordinator for a transactional
+    /// id) and waits until this broker has applied it. COORDINATOR_NOT_AVAILABLE
+    /// if that fails, e.g. while fewer brokers are registered than its replication factor.
+    pub async fn ensure_topic(&self) -> Result<(), ResponseError> {
+        use runnel_controller::controller::CreateTopic;
+        use runnel_controller::{ControllerRequest, ControllerResponse};
+        if let Some(topic) = self.cluster.image().topic_by_name(TRANSACTION_STATE_TOPIC) {
+            let id = topic.topic_id;
+            return self.cluster.wait_for_topic(&self.replicas, id).await.map(|_| ()).ok_or(ResponseError::CoordinatorNotAvailable);
         }
+        let replication_factor = self.state_replication_factor();
+        let min_isr = self.config.transaction_state_log_min_isr.min(i32::from(replication_factor)).max(1);
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), SEGMENT_BYTES.to_string());
-        match self.replicas.create_topic(TRANSACTION_STATE_TOPIC, self.config.transaction_state_log_num_partitions, 1, configs, false) {
-            Ok(_) => Ok(()),
-            Err(e) if e.code == ResponseError::TopicAlreadyExists => Ok(()),
+        configs.insert("min.insync.replicas".to_string(), min_isr.to_string());
+        let partitions = self.config.transaction_state_log_num_partitions;
+        let create = CreateTopic { name: TRANSACTION_STATE_TOPIC.to_string(), num_partitions: partitions, replication_factor, assignments: None, configs };
+        let topic_id = match self.cluster.submit(ControllerRequest::CreateTopic(create)).await {
+            Ok(ControllerResponse::TopicCreated { topic_id, .. }) => {
+                tracing::info!(partitions, replication_factor, min_isr, "created {TRANSACTION_STATE_TOPIC}");
+                topic_id
+            }
+            Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+                let image = self.cluster.image();
+                image.topic_by_name(TRANSACTION_STATE_TOPIC).map(|t| t.topic_id).ok_or(ResponseError::CoordinatorNotAvailable)?
+            }
+            Ok(other) => {
+                tracing::error!(?other, "unexpected answer to creating {TRANSACTION_STATE_TOPIC}");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
             Err(e) => {
-                tracing::error!(error = %e, "creating {TRANSACTION_STATE_TOPIC} failed");
-                Err(ResponseError::CoordinatorNotAvailable)
+                tracing::warn!(error = %e, "creating {TRANSACTION_STATE_TOPIC} failed");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+        };
+        self.cluster.wait_for_topic(&self.replicas, topic_id).await.map(|_| ()).ok_or(ResponseError::CoordinatorNotAvailable)
+    }
+
+    /// Whether this broker coordinates `transactional_id` now: it leads the
+    /// id's state partition (else NOT_COORDINATOR) and has loaded it (else
+    /// COORDINATOR_LOAD_IN_PROGRESS). The transactional APIs ask this first.
+    pub fn check_coordinator(&self, transactional_id: &str) -> Result<(), ResponseError> {
+        self.coordinator_epoch(transactional_id).map(|_| ())
+    }
+
+    /// The leader epoch of the id's state partition if it is loaded here (the coordinator epoch).
+    fn coordinator_epoch(&self, transactional_id: &str) -> Result<i32, ResponseError> {
+        let topic = self.replicas.topic(TRANSACTION_STATE_TOPIC).filter(|t| self.cluster.is_listed(t)).ok_or(ResponseError::NotCoordinator)?;
+        let index = partition_for(transactional_id, topic.partition_count());
+        let partition = topic.partition(index).ok_or(ResponseError::NotCoordinator)?;
+        let state = partition.replica_state();
+        if state.role != Role::Leader {
+            return Err(ResponseError::NotCoordinator);
+        }
+        match self.hosted.lock().get(&index) {
+            Some(Hosted::Loaded(epoch)) if *epoch == state.leader_epoch => Ok(*epoch),
+            _ => Err(ResponseError::CoordinatorLoadInProgress),
+        }
+    }
+
+    /// InitProducerId's check: the topic is created first if the cluster has
+    /// none, and a partition being loaded here is waited for a little.
+    async fn ensure_coordinator(&self, transactional_id: &str) -> Result<(), ResponseError> {
+        if self.cluster.image().topic_by_name(TRANSACTION_STATE_TOPIC).is_none() {
+            self.ensure_topic().await?;
+        }
+        let deadline = Instant::now() + LOAD_WAIT;
+        loop {
+            match self.check_coordinator(transactional_id) {
+                Err(ResponseError::CoordinatorLoadInProgress) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                result => return result,
             }
         }
+    }
+
+    /// Whether a state partition is being loaded here (ListTransactions then
+    /// answers COORDINATOR_LOAD_IN_PROGRESS, as Kafka's).
+    pub fn loading(&self) -> bool {
+        self.hosted.lock().values().any(|h| matches!(h, Hosted::Loading(_)))
     }
 
     fn state_partition(&self, transactional_id: &str) -> Option<Arc<Partition>> {
@@ -124,74 +252,107 @@ impl TxnCoordinator {
         topic.partition((java_string_hash(transactional_id) & 0x7fff_ffff) % count)
     }
 
-    /// Replays every partition of `__transaction_state`: the latest record of each id wins.
-    fn load(&self) {
-        let Some(topic) = self.replicas.topic(TRANSACTION_STATE_TOPIC) else { return };
-        let mut loaded: HashMap<String, TxnMetadata> = HashMap::new();
-        for partition in topic.partitions() {
-            let mut offset = partition.offsets().log_start_offset;
-            loop {
-                let (bytes, offsets) = match partition.read(offset, 1 << 20, true) {
-                    Ok(read) => read,
-                    Err(e) => {
-                        tracing::error!(partition = partition.index, offset, error = %e, "reading {TRANSACTION_STATE_TOPIC} failed; later transaction states are missing");
-                        break;
-                    }
-                };
-                if bytes.is_empty() {
-                    break;
-                }
-                let mut next = offset;
-                let mut buf = bytes.clone();
-                match RecordBatchDecoder::decode_all(&mut buf) {
-                    Ok(sets) => {
-                        for set in sets {
-                            for record in set.records {
-                                next = next.max(record.offset + 1);
-                                let Some(id) = record.key.and_then(records::decode_key) else { continue };
-                                match record.value {
-                                    None => {
-                                        loaded.remove(&id);
-                                    }
-                                    Some(value) => match records::decode_value(value) {
-                                        Some(meta) => {
-                                            loaded.insert(id, meta);
-                                        }
-                                        None => tracing::warn!(transactional_id = %id, offset = record.offset, "skipping an unreadable transaction state record"),
-                                    },
-                                }
-                            }
+    /// Loads the state partitions led here that are not loaded at their
+    /// current leader epoch, and unloads those no longer led here. In the
+    /// background (`in_background`, from the image follower) or on this thread.
+    fn follow_leaderships(self: &Arc<Self>, in_background: bool) {
+        let topic = self.replicas.topic(TRANSACTION_STATE_TOPIC).filter(|t| self.cluster.is_listed(t));
+        let partitions = topic.as_ref().map(|t| t.partitions()).unwrap_or_default();
+        let mut to_load = Vec::new();
+        let mut to_unload = Vec::new();
+        {
+            let mut hosted = self.hosted.lock();
+            for partition in &partitions {
+                let state = partition.replica_state();
+                let current = hosted.get(&partition.index).copied();
+                if state.role == Role::Leader {
+                    if !matches!(current, Some(Hosted::Loading(e) | Hosted::Loaded(e)) if e == state.leader_epoch) {
+                        if current.is_some() {
+                            // Led here again at a newer epoch: another coordinator may have written meanwhile.
+                            to_unload.push(partition.index);
                         }
+                        hosted.insert(partition.index, Hosted::Loading(state.leader_epoch));
+                        to_load.push((partition.clone(), state.leader_epoch));
                     }
-                    Err(e) => {
-                        tracing::error!(partition = partition.index, offset, error = %e, "a {TRANSACTION_STATE_TOPIC} batch does not decode; later transaction states are missing");
-                        break;
-                    }
+                } else if current.is_some() {
+                    hosted.remove(&partition.index);
+                    to_unload.push(partition.index);
                 }
-                if next <= offset || next >= offsets.high_watermark {
-                    break;
-                }
-                offset = next;
+            }
+            let gone: Vec<i32> = hosted.keys().copied().filter(|i| !partitions.iter().any(|p| p.index == *i)).collect();
+            for index in gone {
+                hosted.remove(&index);
+                to_unload.push(index);
             }
         }
-        let count = loaded.len();
-        let mut txns = self.txns.lock();
-        for (id, meta) in loaded {
-            txns.insert(id, TxnEntry { meta, pending: false });
+        for index in to_unload {
+            self.unload_partition(index, topic.as_ref().map(|t| t.partition_count()));
         }
-        if count > 0 {
-            tracing::info!(transactional_ids = count, "loaded the transaction coordinator's state");
+        for (partition, epoch) in to_load {
+            if in_background {
+                let coordinator = self.clone();
+                tokio::task::spawn_blocking(move || coordinator.load_partition(&partition, epoch));
+            } else {
+                self.load_partition(&partition, epoch);
+            }
         }
     }
 
-    /// Writes an id's new state to its `__transaction_state` partition and waits until it is durable.
+    /// Forgets the ids of a state partition no longer led here (`partitions`:
+    /// the topic's partition count, None when it is gone: all). An operation
+    /// still writing fails on its append or wait with NOT_COORDINATOR.
+    fn unload_partition(&self, index: i32, partitions: Option<usize>) {
+        let mut txns = self.txns.lock();
+        let before = txns.len();
+        txns.retain(|id, _| partitions.is_some_and(|count| partition_for(id, count) != index));
+        tracing::info!(partition = index, transactional_ids = before - txns.len(), "unloaded a {TRANSACTION_STATE_TOPIC} partition no longer led here");
+    }
+
+    /// Replays one state partition led here at `epoch` and makes its ids live
+    /// unless leadership moved on meanwhile; then the clock runs at once, so
+    /// transactions left in a Prepare state get their markers.
+    fn load_partition(self: &Arc<Self>, partition: &Arc<Partition>, epoch: i32) {
+        let started = Instant::now();
+        let loaded = replay(partition);
+        let count = loaded.len();
+        {
+            let mut txns = self.txns.lock();
+            let mut hosted = self.hosted.lock();
+            if hosted.get(&partition.index) != Some(&Hosted::Loading(epoch)) {
+                tracing::info!(partition = partition.index, leader_epoch = epoch, "leadership moved while loading; the loaded state is dropped");
+                return;
+            }
+            for (id, meta) in loaded {
+                txns.insert(id, TxnEntry { meta, pending: false });
+            }
+            hosted.insert(partition.index, Hosted::Loaded(epoch));
+        }
+        tracing::info!(
+            partition = partition.index, leader_epoch = epoch, transactional_ids = count,
+            took_ms = started.elapsed().as_millis() as u64, "loaded a {TRANSACTION_STATE_TOPIC} partition led here"
+        );
+        if count > 0 {
+            let coordinator = self.clone();
+            tokio::spawn(async move { coordinator.tick().await });
+        }
+    }
+
+    /// Writes an id's new state to its `__transaction_state` partition and
+    /// waits until every in-sync replica has it and it is fsynced here (Kafka's
+    /// mapping of failures: leadership lost → NOT_COORDINATOR, too few replicas
+    /// or a timeout → COORDINATOR_NOT_AVAILABLE).
     async fn persist(&self, transactional_id: &str, meta: &TxnMetadata) -> Result<(), ResponseError> {
-        self.ensure_topic()?;
-        let partition = self.state_partition(transactional_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let partition = self.state_partition(transactional_id).ok_or(ResponseError::NotCoordinator)?;
+        if !partition.is_leader() {
+            return Err(ResponseError::NotCoordinator);
+        }
+        if (partition.isr_size() as i64) < partition.min_insync_replicas() as i64 {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
         let keyed = vec![(records::encode_key(transactional_id), Some(records::encode_value(meta)))];
         // (append_keyed logs why a write failed.)
-        let last_offset = crate::coordinator::records::append_keyed(&partition, keyed, None).map_err(|_| ResponseError::CoordinatorNotAvailable)?;
-        partition.wait_durable(last_offset, DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::CoordinatorNotAvailable)
+        let last_offset = crate::coordinator::records::append_keyed(&partition, keyed, None).map_err(crate::coordinator::coordinator_error)?;
+        crate::coordinator::wait_committed(&partition, last_offset).await
     }
 
     /// Marks an id pending and returns its state (the caller computes the next one).
@@ -230,7 +391,7 @@ impl TxnCoordinator {
         if timeout_ms <= 0 || timeout_ms > self.config.transaction_max_timeout_ms {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
-        self.ensure_topic()?;
+        self.ensure_coordinator(transactional_id).await?;
         let now = crate::now_ms();
         enum Plan {
             Create(TxnMetadata),
@@ -443,7 +604,7 @@ impl TxnCoordinator {
     /// clock retries.
     async fn complete(&self, transactional_id: &str, prepared: TxnMetadata) {
         let commit = prepared.state == TxnState::PrepareCommit;
-        if let Err(e) = self.write_markers(&prepared, commit).await {
+        if let Err(e) = self.write_markers(transactional_id, &prepared, commit).await {
             tracing::warn!(transactional_id, error = ?e, "writing transaction markers failed; retried by the clock");
             self.finish(transactional_id, None);
             return;
@@ -459,21 +620,72 @@ impl TxnCoordinator {
         self.finish(transactional_id, written.ok().map(|()| done));
     }
 
-    /// The markers of one transaction, into each of its partitions (Kafka's
-    /// WriteTxnMarkers, local here), then waits until all are durable. A
-    /// partition whose topic is gone is skipped.
-    async fn write_markers(&self, meta: &TxnMetadata, commit: bool) -> Result<(), ResponseError> {
+    /// The markers of one transaction, into each of its partitions: written
+    /// here into the partitions led here, sent as WriteTxnMarkers to the leader
+    /// of the others, retried (for `MARKER_RETRY_FOR`, then by the clock) until
+    /// every one is written or its partition is gone. Stops when this broker no
+    /// longer coordinates the id.
+    async fn write_markers(&self, transactional_id: &str, meta: &TxnMetadata, commit: bool) -> Result<(), ResponseError> {
         let marker = if commit { ControlType::Commit } else { ControlType::Abort };
-        let mut written = Vec::new();
-        for (topic, index) in &meta.partitions {
-            let Some(partition) = self.replicas.topic(topic).and_then(|t| t.partition(*index)) else { continue };
-            let offset = write_marker(&self.groups, &partition, meta.producer_id, meta.producer_epoch, marker, 0)?;
-            written.push((partition, offset));
+        let mut remaining: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
+        let give_up = Instant::now() + MARKER_RETRY_FOR;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let coordinator_epoch = self.coordinator_epoch(transactional_id)?;
+            let image = self.cluster.image();
+            let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+            for (topic, index) in remaining.drain(..) {
+                // A partition whose topic (or the partition) left the cluster metadata needs no marker.
+                let Some(state) = image.topic_by_name(&topic).and_then(|t| t.partitions.get(&index)) else { continue };
+                by_leader.entry(state.leader).or_default().push((topic, index));
+            }
+            let mut last_error = ResponseError::CoordinatorNotAvailable;
+            for (leader, partitions) in by_leader {
+                if leader == NO_LEADER {
+                    remaining.extend(partitions);
+                    continue;
+                }
+                if leader == self.config.node_id {
+                    for (topic, index) in partitions {
+                        let Some(partition) = self.replicas.topic(&topic).and_then(|t| t.partition(index)) else { continue };
+                        let written = markers::write_marker_replicated(&self.groups, &partition, meta.producer_id, meta.producer_epoch, marker, coordinator_epoch).await;
+                        if let Err(e) = written {
+                            tracing::debug!(transactional_id, %topic, partition = index, error = ?e, "writing a transaction marker here failed; retrying");
+                            last_error = e;
+                            remaining.push((topic, index));
+                        }
+                    }
+                    continue;
+                }
+                let batch = MarkerBatch { producer_id: meta.producer_id, producer_epoch: meta.producer_epoch, commit, coordinator_epoch, partitions };
+                match self.markers.send(leader, &batch).await {
+                    Ok(results) => {
+                        for (tp, code) in results {
+                            if code == 0 {
+                                continue;
+                            }
+                            let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
+                            tracing::debug!(transactional_id, topic = %tp.0, partition = tp.1, leader, error = ?error, "a transaction marker was refused; retrying");
+                            last_error = error;
+                            remaining.push(tp);
+                        }
+                    }
+                    Err(why) => {
+                        tracing::debug!(transactional_id, leader, why = %why, "WriteTxnMarkers failed; retrying");
+                        remaining.extend(batch.partitions);
+                    }
+                }
+            }
+            if remaining.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= give_up {
+                tracing::warn!(transactional_id, partitions = ?remaining, error = ?last_error, "transaction markers not written yet");
+                return Err(last_error);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
         }
-        for (partition, offset) in written {
-            partition.wait_durable(offset, DURABILITY_TIMEOUT).await.map_err(|_| ResponseError::KafkaStorageError)?;
-        }
-        Ok(())
     }
 
     /// The clock: aborts transactions past their timeout (fencing their
@@ -547,4 +759,67 @@ pub fn write_marker(groups: &GroupCoordinator, partition: &Partition, producer_i
         groups.complete_txn(producer_id, marker == ControlType::Commit);
     }
     Ok(offset)
+}
+
+/// Replays one `__transaction_state` partition to its log end (a new leader's
+/// log is what its followers will hold): the latest record of each id wins.
+fn replay(partition: &Partition) -> HashMap<String, TxnMetadata> {
+    let mut loaded: HashMap<String, TxnMetadata> = HashMap::new();
+    let mut offset = partition.offsets().log_start_offset;
+    loop {
+        let read = partition
+            .read_plan_to(offset, 1 << 20, true, true)
+            .and_then(|(plan, _)| Ok((partition.read_planned(&plan)?, partition.log_end_offset())));
+        let (bytes, log_end) = match read {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::error!(partition = partition.index, offset, error = %e, "reading {TRANSACTION_STATE_TOPIC} failed; later transaction states are missing");
+                break;
+            }
+        };
+        if bytes.is_empty() {
+            break;
+        }
+        let mut next = offset;
+        // By the batch headers, so that a batch the cleaner emptied is stepped over.
+        let mut pos = 0usize;
+        while let Ok(header) = runnel_storage::BatchHeader::parse(&bytes[pos..]) {
+            if header.total_size() == 0 || pos + header.total_size() > bytes.len() {
+                break;
+            }
+            next = next.max(header.next_offset());
+            pos += header.total_size();
+        }
+        let mut buf = bytes.clone();
+        match RecordBatchDecoder::decode_all(&mut buf) {
+            Ok(sets) => {
+                for set in sets {
+                    for record in set.records {
+                        next = next.max(record.offset + 1);
+                        let Some(id) = record.key.and_then(records::decode_key) else { continue };
+                        match record.value {
+                            None => {
+                                loaded.remove(&id);
+                            }
+                            Some(value) => match records::decode_value(value) {
+                                Some(meta) => {
+                                    loaded.insert(id, meta);
+                                }
+                                None => tracing::warn!(transactional_id = %id, offset = record.offset, "skipping an unreadable transaction state record"),
+                            },
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(partition = partition.index, offset, error = %e, "a {TRANSACTION_STATE_TOPIC} batch does not decode; later transaction states are missing");
+                break;
+            }
+        }
+        if next <= offset || next >= log_end {
+            break;
+        }
+        offset = next;
+    }
+    loaded
 }
