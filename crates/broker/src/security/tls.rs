@@ -67,9 +67,13 @@ pub fn server_config(config: &BrokerConfig, listener: &str) -> Result<Arc<rustls
         let verifier = verifier.build().map_err(|e| format!("listener {listener}: ssl.truststore: {e}"))?;
         builder.with_client_cert_verifier(verifier)
     };
-    let server = builder
+    let mut server = builder
         .with_single_cert(chain, key)
         .map_err(|e| format!("listener {listener}: the key store's key does not fit its certificate chain: {e}"))?;
+    // No TLS 1.3 session tickets: they reach the client after the handshake,
+    // unasked, and kafka-python closes a connection that is readable with no
+    // request in flight ("Socket EVENT_READ without in-flight-requests").
+    server.send_tls13_tickets = 0;
     Ok(Arc::new(server))
 }
 
