@@ -24,6 +24,8 @@ command -v javac >/dev/null 2>&1 || apt_install openjdk-17-jdk-headless
 command -v kcat >/dev/null 2>&1 || apt_install kcat
 # nft cuts a node off from its peers in the cluster fault tests (tests/cluster).
 command -v nft >/dev/null 2>&1 || apt_install nftables
+# openssl makes the CA and certificates of the TLS tests (tests/python/test_security.py).
+command -v openssl >/dev/null 2>&1 || apt_install openssl
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi

@@ -231,12 +231,7 @@ impl Cluster {
             committed.borrow().cluster_id.clone()
         })
         .await;
-        let endpoints = vec![BrokerEndpoint {
-            name: config.client_listener().map(|l| l.name.clone()).unwrap_or_else(|_| "PLAINTEXT".into()),
-            host: config.advertised_host.clone(),
-            port: u16::try_from(config.advertised_port).unwrap_or(0),
-            security_protocol: "PLAINTEXT".into(),
-        }];
+        let endpoints = registered_endpoints(config);
         self.register(&endpoints, config.broker_rack.clone()).await;
         let mut imported = self.migrate_local_topics(replicas).await?;
         for internal in [crate::coordinator::OFFSETS_TOPIC, crate::txn_coordinator::TRANSACTION_STATE_TOPIC] {
@@ -533,6 +528,41 @@ fn delete_stray_topics(replicas: &Arc<ReplicaManager>, image: &MetadataImage) {
     }
 }
 
+/// The endpoints this broker registers: every client listener's advertised
+/// address, the inter-broker listener first (other brokers replicate from the
+/// first endpoint).
+fn registered_endpoints(config: &BrokerConfig) -> Vec<BrokerEndpoint> {
+    let inter_broker = config.inter_broker_listener().map(|c| c.listener.name).unwrap_or_default();
+    let protocol_of = |name: &str| {
+        config.listener_security_protocols.get(name).cloned().unwrap_or_else(|| "PLAINTEXT".into())
+    };
+    let mut endpoints: Vec<BrokerEndpoint> = config
+        .advertised
+        .iter()
+        .map(|a| BrokerEndpoint { name: a.name.clone(), host: a.host.clone(), port: a.port, security_protocol: protocol_of(&a.name) })
+        .collect();
+    endpoints.sort_by_key(|e| e.name != inter_broker);
+    if endpoints.is_empty() {
+        endpoints.push(BrokerEndpoint {
+            name: inter_broker.clone(),
+            host: config.advertised_host.clone(),
+            port: u16::try_from(config.advertised_port).unwrap_or(0),
+            security_protocol: protocol_of(&inter_broker),
+        });
+    }
+    endpoints
+}
+
+/// A broker's endpoint on the named listener. Brokers registered before
+/// listeners had names in common (an earlier release's single endpoint) are
+/// reached on their only endpoint.
+pub fn endpoint_on<'a>(endpoints: &'a [BrokerEndpoint], listener: &str) -> Option<&'a BrokerEndpoint> {
+    endpoints.iter().find(|e| e.name == listener).or(match endpoints {
+        [only] => Some(only),
+        _ => None,
+    })
+}
+
 /// Makes the replica manager match `image`.
 fn apply_image(replicas: &Arc<ReplicaManager>, node_id: i32, previous: Option<&MetadataImage>, image: &MetadataImage) {
     for broker in image.brokers.values() {
@@ -737,11 +767,12 @@ impl Cluster {
         }
     }
 
-    /// Live brokers (registered, not fenced) with their client endpoint and rack.
-    pub fn live_brokers(&self) -> Vec<(i32, String, i32, Option<String>)> {
+    /// Live brokers (registered, not fenced) with their endpoint on `listener`
+    /// and rack; a broker without that listener is left out, as Kafka does.
+    pub fn live_brokers(&self, listener: &str) -> Vec<(i32, String, i32, Option<String>)> {
         self.image()
             .unfenced_brokers()
-            .filter_map(|b| b.endpoints.first().map(|e| (b.node_id, e.host.clone(), i32::from(e.port), b.rack.clone())))
+            .filter_map(|b| endpoint_on(&b.endpoints, listener).map(|e| (b.node_id, e.host.clone(), i32::from(e.port), b.rack.clone())))
             .collect()
     }
 

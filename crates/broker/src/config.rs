@@ -58,8 +58,14 @@ pub struct BrokerConfig {
     /// `leader.imbalance.check.interval.seconds` (Kafka default 300).
     pub auto_leader_rebalance_enable: bool,
     pub leader_imbalance_check_interval_seconds: u64,
-    /// Host and port clients are told to connect to: the resolved
-    /// `advertised.listeners`, set by [`BrokerConfig::resolve_advertised`] at start.
+    /// `inter.broker.listener.name`; unset: the `PLAINTEXT` listener, else the first client listener.
+    pub inter_broker_listener_name: Option<String>,
+    /// Every client listener's advertised address, resolved by
+    /// [`BrokerConfig::resolve_advertised`] at start (Metadata answers each
+    /// client with the brokers' addresses on the listener it connected to).
+    pub advertised: Vec<Listener>,
+    /// Host and port of the inter-broker listener's advertised address (the
+    /// broker's own address where no listener is in question), set with `advertised`.
     pub advertised_host: String,
     pub advertised_port: i32,
     /// `log.dirs` (Runnel uses one directory).
@@ -117,6 +123,9 @@ pub struct BrokerConfig {
     pub group_consumer_max_heartbeat_interval_ms: i32,
     /// `group.consumer.migration.policy`: online conversion between classic and consumer-protocol groups.
     pub group_consumer_migration_policy: crate::coordinator::consumer_group::MigrationPolicy,
+    /// `connection.failed.authentication.delay.ms` (Kafka default 100): a failed SASL
+    /// authentication is answered (and its connection closed) this much later.
+    pub connection_failed_authentication_delay_ms: u64,
     /// `max.incremental.fetch.session.cache.slots` (Kafka default 1000): fetch sessions kept (KIP-227).
     pub max_incremental_fetch_session_cache_slots: usize,
     /// `log.cleaner.*`: the log cleaner (compaction) of every compacted topic.
@@ -125,6 +134,10 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     /// Every key=value given explicitly, for DescribeConfigs.
     pub explicit: BTreeMap<String, String>,
+    /// Listener security settings (`ssl.*`, `sasl.*`, `listener.name.<name>.…`), kept
+    /// apart from `explicit` so that no key, password or JAAS config is ever
+    /// reported by DescribeConfigs; read with [`BrokerConfig::listener_setting`].
+    pub security: BTreeMap<String, String>,
 }
 
 impl Default for BrokerConfig {
@@ -148,6 +161,8 @@ impl Default for BrokerConfig {
             unclean_leader_election_enable: false,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
+            inter_broker_listener_name: None,
+            advertised: Vec::new(),
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
             data_dir: PathBuf::from("runnel-data"),
@@ -176,10 +191,12 @@ impl Default for BrokerConfig {
             group_consumer_min_heartbeat_interval_ms: 5_000,
             group_consumer_max_heartbeat_interval_ms: 15_000,
             group_consumer_migration_policy: Default::default(),
+            connection_failed_authentication_delay_ms: 100,
             max_incremental_fetch_session_cache_slots: 1_000,
             log_cleaner: LogCleanerConfig::default(),
             log_defaults,
             explicit: BTreeMap::new(),
+            security: BTreeMap::new(),
         }
     }
 }
@@ -353,21 +370,80 @@ fn default_security_protocol_map() -> BTreeMap<String, String> {
     ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].iter().map(|p| (p.to_string(), p.to_string())).collect()
 }
 
-/// Security protocols a Runnel listener speaks today.
-const SUPPORTED_SECURITY_PROTOCOLS: &[&str] = &["PLAINTEXT"];
+/// A listener's security protocol (Kafka's `SecurityProtocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn parse(name: &str) -> Option<SecurityProtocol> {
+        Some(match name {
+            "PLAINTEXT" => SecurityProtocol::Plaintext,
+            "SSL" => SecurityProtocol::Ssl,
+            "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+            "SASL_SSL" => SecurityProtocol::SaslSsl,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// Is the connection wrapped in TLS?
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Must the client authenticate with SASL before anything but ApiVersions and the SASL APIs?
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+
+    /// Does this build of the broker serve it?
+    fn supported(self) -> bool {
+        true
+    }
+}
+
+impl fmt::Display for SecurityProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// The security protocol of a listener, by `listener.security.protocol.map`,
 /// or an error saying why Runnel cannot serve it.
-pub fn listener_security_protocol(listener: &Listener, map: &BTreeMap<String, String>) -> Result<String, String> {
-    let protocol = map.get(&listener.name).ok_or_else(|| {
+pub fn listener_security_protocol(listener: &Listener, map: &BTreeMap<String, String>) -> Result<SecurityProtocol, String> {
+    let name = map.get(&listener.name).ok_or_else(|| {
         format!("listener {listener}: the name {} is not in listener.security.protocol.map", listener.name)
     })?;
-    if !SUPPORTED_SECURITY_PROTOCOLS.contains(&protocol.as_str()) {
+    let protocol = SecurityProtocol::parse(name).ok_or_else(|| {
+        format!("listener {listener}: {name:?} is not a security protocol (PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)")
+    })?;
+    if !protocol.supported() {
         return Err(format!(
-            "listener {listener}: security protocol {protocol} is not supported yet; use a PLAINTEXT listener, e.g. PLAINTEXT://127.0.0.1:9092"
+            "listener {listener}: security protocol {protocol} is not supported yet; use a PLAINTEXT or SSL listener, e.g. PLAINTEXT://127.0.0.1:9092"
         ));
     }
-    Ok(protocol.clone())
+    Ok(protocol)
+}
+
+/// A client listener as the broker serves it: where it binds, its security
+/// protocol, and (once resolved at start) what it advertises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientListener {
+    pub listener: Listener,
+    pub protocol: SecurityProtocol,
 }
 
 /// This machine's hostname, which must resolve: it is what a broker
@@ -392,6 +468,35 @@ fn resolvable_hostname() -> Result<String, String> {
     }
 }
 
+/// Listener security settings Runnel reads (each also as `listener.name.<name>.<key>`).
+pub const SECURITY_SETTINGS: &[&str] = &[
+    "ssl.client.auth",
+    "ssl.key.password",
+    "ssl.keystore.certificate.chain",
+    "ssl.keystore.key",
+    "ssl.keystore.location",
+    "ssl.keystore.password",
+    "ssl.keystore.type",
+    "ssl.principal.mapping.rules",
+    "ssl.truststore.certificates",
+    "ssl.truststore.location",
+    "ssl.truststore.password",
+    "ssl.truststore.type",
+];
+
+/// Is `name` a listener security setting, global or per listener
+/// (`listener.name.<name>.ssl.…`, `listener.name.<name>.<mechanism>.sasl.jaas.config`)?
+pub fn is_security_setting(name: &str) -> bool {
+    let key = match name.strip_prefix("listener.name.") {
+        Some(rest) => match rest.split_once('.') {
+            Some((_, key)) => key,
+            None => return false,
+        },
+        None => name,
+    };
+    SECURITY_SETTINGS.contains(&key) || key.ends_with("sasl.jaas.config") || key == "sasl.enabled.mechanisms"
+}
+
 /// One supported broker config: Kafka's name, Runnel's default as it is
 /// printed, and what it does. The generated reference lists these.
 #[derive(Debug, Clone, Copy)]
@@ -408,13 +513,14 @@ const fn def(name: &'static str, default: &'static str, doc: &'static str) -> Br
 /// Every broker config Runnel applies, in name order. A unit test checks each
 /// default against `BrokerConfig::default()` and that `set` knows every name.
 pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
-    def("advertised.listeners", "(listeners)", "NAME://HOST:PORT clients are told to connect to. Defaults to `listeners`; a listener on every interface (`PLAINTEXT://:9092`, `0.0.0.0`, `::`) is advertised with this machine's hostname, and the broker refuses to start if that hostname does not resolve."),
+    def("advertised.listeners", "(listeners)", "NAME://HOST:PORT clients are told to connect to, one per client listener, by name. Defaults to `listeners`; a listener on every interface (`PLAINTEXT://:9092`, `0.0.0.0`, `::`) is advertised with this machine's hostname, and the broker refuses to start if that hostname does not resolve."),
     def("auto.create.topics.enable", "true", "Create a topic when a client first asks for it in a Metadata request (a warning is logged each time)."),
     def("auto.leader.rebalance.enable", "true", "The active controller moves each partition's leadership back to its preferred replica (the first one) when that replica is in the ISR and alive, every `leader.imbalance.check.interval.seconds`."),
     def("broker.heartbeat.interval.ms", "2000", "How often a broker heartbeats to the active controller."),
     def("broker.id", "1", "Alias of `node.id`."),
     def("broker.rack", "", "This broker's rack: replicas of a partition are placed on different racks where possible; reported in Metadata."),
     def("broker.session.timeout.ms", "9000", "A broker whose heartbeats stop for this long is fenced by the active controller: its leaderships move to other ISR members and it leaves every ISR."),
+    def("connection.failed.authentication.delay.ms", "100", "A failed SASL authentication is answered this long after it failed, then its connection is closed (slows password guessing)."),
     def("controller.listener.names", "", "Names of the listeners that carry the metadata quorum's Raft traffic (e.g. `CONTROLLER` in `listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093`); not for clients. A quorum of one (no `controller.quorum.voters`) uses none."),
     def("controller.quorum.bootstrap.servers", "", "KIP-853 dynamic quorums: not supported yet (the broker refuses to start with it alone); give `controller.quorum.voters`."),
     def("controller.quorum.election.timeout.ms", "800", "A voter that hears nothing from the metadata quorum's leader for a random time between this and twice this starts an election (Kafka's default is 1000; Runnel's leader heartbeats every eighth of it, at most every 100 ms). A quorum of one elects itself at once."),
@@ -430,9 +536,10 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("group.initial.rebalance.delay.ms", "3000", "How long a new classic group waits for more members before its first rebalance."),
     def("group.max.session.timeout.ms", "1800000", "Largest session timeout a classic group member may ask for."),
     def("group.min.session.timeout.ms", "6000", "Smallest session timeout a classic group member may ask for."),
+    def("inter.broker.listener.name", "PLAINTEXT", "The listener other brokers replicate from and that is registered first (its advertised address is the broker's own). Unset: the listener named `PLAINTEXT`, else (a single node needs none) the first client listener. Replication speaks plain TCP yet, so in a cluster it must be a PLAINTEXT listener."),
     def("leader.imbalance.check.interval.seconds", "300", "How often the active controller runs the preferred-leader rebalance (`auto.leader.rebalance.enable`)."),
-    def("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL", "Security protocol of each listener name, NAME:PROTOCOL,... Only PLAINTEXT is supported yet."),
-    def("listeners", "PLAINTEXT://127.0.0.1:9092", "Where the broker listens, NAME://HOST:PORT (`PLAINTEXT://:9092` and `PLAINTEXT://0.0.0.0:9092` bind every interface, `PLAINTEXT://[::1]:9092` IPv6). One client listener is supported; port 0 picks a free port, which is then advertised."),
+    def("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL", "Security protocol of each listener name, NAME:PROTOCOL,... (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)."),
+    def("listeners", "PLAINTEXT://127.0.0.1:9092", "Where the broker listens, NAME://HOST:PORT (`PLAINTEXT://:9092` and `PLAINTEXT://0.0.0.0:9092` bind every interface, `PLAINTEXT://[::1]:9092` IPv6). Several listeners at once, each with its own name (`PLAINTEXT://127.0.0.1:9092,CLIENT://127.0.0.1:9094` with `CLIENT` in `listener.security.protocol.map`); a client is told the brokers' addresses on the listener it connected to. Port 0 picks a free port, which is then advertised."),
     def("log.cleaner.backoff.ms", "15000", "How long the log cleaner sleeps when no compacted log needs cleaning."),
     def("log.cleaner.dedupe.buffer.size", "134217728", "Memory bound of the cleaner's key map (24 bytes per key, as Kafka counts); a dirty section with more keys is cleaned in several passes."),
     def("log.cleaner.delete.retention.ms", "86400000", "Default `delete.retention.ms` of topics: how long a tombstone stays after its segment was last written."),
@@ -470,7 +577,16 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("offsets.topic.replication.factor", "3", "Replicas of each `__consumer_offsets` partition, capped at the number of nodes in `controller.quorum.voters` (1 for a single node); created at start on a single node, at the first FindCoordinator in a cluster (COORDINATOR_NOT_AVAILABLE until that many brokers are registered)."),
     def("process.roles", "broker,controller", "This node's roles. Only combined nodes (`broker,controller`) are supported yet: every node is a broker and a voter of the metadata quorum."),
     def("replica.lag.time.max.ms", "30000", "A follower that has not caught up with the leader's log end for this long leaves the ISR (through the controller)."),
+    def("sasl.enabled.mechanisms", "GSSAPI", "SASL listeners (SASL_PLAINTEXT, SASL_SSL): the mechanisms clients may use. Runnel serves PLAIN (set it: Kafka's default GSSAPI is refused at start). Per listener: `listener.name.<name>.sasl.enabled.mechanisms`. PLAIN's users come from `listener.name.<name>.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";` (one `user_<name>` option per user; never logged or reported by DescribeConfigs)."),
     def("socket.request.max.bytes", "104857600", "Largest request frame the broker reads; a larger one closes the connection."),
+    def("ssl.client.auth", "none", "TLS listeners: `required` (a client without a certificate the trust store vouches for is refused), `requested` (one is asked for; without one the client is `User:ANONYMOUS`) or `none`. A client certificate makes the principal `User:` + its subject DN (`User:CN=app,O=Example`, RFC 2253 order as Kafka prints it). Per listener: `listener.name.<name>.ssl.client.auth`, as every `ssl.*` setting."),
+    def("ssl.keystore.certificate.chain", "", "TLS listeners: the certificate chain in PEM, inline (with `ssl.keystore.key`, instead of `ssl.keystore.location`)."),
+    def("ssl.keystore.key", "", "TLS listeners: the private key in PEM (PKCS#8, PKCS#1 or SEC1, unencrypted), inline. Never logged or reported by DescribeConfigs."),
+    def("ssl.keystore.location", "", "TLS listeners: a PEM file holding the private key and the certificate chain (server certificate first)."),
+    def("ssl.keystore.type", "JKS", "TLS listeners: the key store format; Runnel reads `PEM` only (set it: Kafka's default is JKS)."),
+    def("ssl.truststore.certificates", "", "TLS listeners: CA certificates in PEM, inline, that client certificates are verified against."),
+    def("ssl.truststore.location", "", "TLS listeners: a PEM file of CA certificates that client certificates are verified against (needed when `ssl.client.auth` is `required` or `requested`)."),
+    def("ssl.truststore.type", "JKS", "TLS listeners: the trust store format; Runnel reads `PEM` only."),
     def("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", "How often transactions past their `transaction.timeout.ms` are aborted."),
     def("transaction.max.timeout.ms", "900000", "Largest `transaction.timeout.ms` a producer may ask for (INVALID_TRANSACTION_TIMEOUT beyond)."),
     def("transaction.state.log.min.isr", "2", "`min.insync.replicas` of `__transaction_state`, capped at its replication factor (1 on a single node)."),
@@ -526,11 +642,23 @@ impl BrokerConfig {
     /// DescribeConfigs) and logged, as Kafka does.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), BrokerConfigError> {
         let v = value.trim();
+        if is_security_setting(name) {
+            // Checked when the listener is built at start (errors name the key, never the value).
+            self.apply(name, v)?;
+            return Ok(());
+        }
         if !self.apply(name, v)? {
             tracing::warn!(config = name, "unknown broker config; kept but not used");
         }
         self.explicit.insert(name.to_string(), v.to_string());
         Ok(())
+    }
+
+    /// A listener's security setting: `listener.name.<lower-case name>.<key>`
+    /// (Kafka's per-listener override), else `<key>`.
+    pub fn listener_setting(&self, listener: &str, key: &str) -> Option<&str> {
+        let per_listener = format!("listener.name.{}.{key}", listener.to_ascii_lowercase());
+        self.security.get(&per_listener).or_else(|| self.security.get(key)).map(String::as_str)
     }
 
     /// Sets the data directory (`log.dirs`) from a path that need not be UTF-8.
@@ -591,6 +719,10 @@ impl BrokerConfig {
                     map.insert(listener.trim().to_ascii_uppercase(), protocol.trim().to_ascii_uppercase());
                 }
                 self.listener_security_protocols = map;
+            }
+            "inter.broker.listener.name" => {
+                let name = v.trim().to_ascii_uppercase();
+                self.inter_broker_listener_name = Some(name).filter(|n| !n.is_empty());
             }
             "controller.listener.names" => {
                 self.controller_listener_names =
@@ -684,6 +816,7 @@ impl BrokerConfig {
                 self.offsets_topic_replication_factor = n;
             }
             "max.incremental.fetch.session.cache.slots" => self.max_incremental_fetch_session_cache_slots = parse_num(name, v)?,
+            "connection.failed.authentication.delay.ms" => self.connection_failed_authentication_delay_ms = parse_num(name, v)?,
             "log.segment.bytes" => self.log_defaults.segment_bytes = parse_num(name, v)?,
             "log.roll.ms" => self.log_defaults.segment_ms = parse_num(name, v)?,
             "log.roll.hours" => self.log_defaults.segment_ms = parse_num::<i64>(name, v)? * 3_600_000,
@@ -738,67 +871,104 @@ impl BrokerConfig {
                     _ => return Err(invalid(name, v, "expected CreateTime or LogAppendTime")),
                 }
             }
+            _ if is_security_setting(name) => {
+                self.security.insert(name.to_string(), v.to_string());
+            }
             _ => return Ok(false),
         }
         Ok(true)
     }
 
-    /// The listener clients connect to: the one listener not named in
-    /// `controller.listener.names`, with a supported security protocol.
-    pub fn client_listener(&self) -> Result<&Listener, BrokerConfigError> {
+    /// The listeners clients connect to: every listener not named in
+    /// `controller.listener.names`, each with a supported security protocol.
+    pub fn client_listeners(&self) -> Result<Vec<ClientListener>, BrokerConfigError> {
         let all = self.listeners.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
         let clients: Vec<&Listener> =
             self.listeners.iter().filter(|l| !self.controller_listener_names.contains(&l.name)).collect();
-        let listener = match clients[..] {
-            [one] => one,
-            [] => return Err(invalid("listeners", &all, "no listener for clients (every one is in controller.listener.names)")),
-            _ => return Err(invalid("listeners", &all, "Runnel serves clients on one listener yet; give one")),
-        };
-        listener_security_protocol(listener, &self.listener_security_protocols).map_err(|reason| invalid("listeners", &all, reason))?;
-        Ok(listener)
+        if clients.is_empty() {
+            return Err(invalid("listeners", &all, "no listener for clients (every one is in controller.listener.names)"));
+        }
+        clients
+            .into_iter()
+            .map(|l| {
+                let protocol = listener_security_protocol(l, &self.listener_security_protocols)
+                    .map_err(|reason| invalid("listeners", &all, reason))?;
+                Ok(ClientListener { listener: l.clone(), protocol })
+            })
+            .collect()
     }
 
-    /// Decides what clients are told to connect to, once the client listener
-    /// is bound to `bound_port`: the `advertised.listeners` entry of the same
-    /// name, else the listener itself, a wildcard host replaced by this
-    /// machine's hostname (Kafka's behaviour) and port 0 by the bound port.
-    pub fn resolve_advertised(&mut self, bound_port: u16) -> Result<(), BrokerConfigError> {
-        self.resolve_advertised_with(bound_port, resolvable_hostname)
+    /// The listener other brokers replicate from: `inter.broker.listener.name`,
+    /// else Kafka's default (the listener named `PLAINTEXT`), else, as a
+    /// single node needs no inter-broker traffic, the first client listener.
+    pub fn inter_broker_listener(&self) -> Result<ClientListener, BrokerConfigError> {
+        let clients = self.client_listeners()?;
+        match &self.inter_broker_listener_name {
+            Some(name) => clients.into_iter().find(|c| &c.listener.name == name).ok_or_else(|| {
+                invalid("inter.broker.listener.name", name, "is not one of the client listeners in `listeners`")
+            }),
+            None => {
+                let plaintext = clients.iter().position(|c| c.listener.name == "PLAINTEXT").unwrap_or(0);
+                Ok(clients[plaintext].clone())
+            }
+        }
+    }
+
+    /// The advertised address of a listener, by name (after [`BrokerConfig::resolve_advertised`]).
+    pub fn advertised_for(&self, listener_name: &str) -> Option<&Listener> {
+        self.advertised.iter().find(|a| a.name == listener_name)
+    }
+
+    /// Decides what clients are told to connect to, once the client listeners
+    /// are bound (`bound_ports`: listener name -> port actually bound): for each,
+    /// the `advertised.listeners` entry of the same name, else the listener
+    /// itself, a wildcard host replaced by this machine's hostname (Kafka's
+    /// behaviour) and port 0 by the bound port.
+    pub fn resolve_advertised(&mut self, bound_ports: &BTreeMap<String, u16>) -> Result<(), BrokerConfigError> {
+        self.resolve_advertised_with(bound_ports, resolvable_hostname)
     }
 
     fn resolve_advertised_with(
         &mut self,
-        bound_port: u16,
-        hostname: impl FnOnce() -> Result<String, String>,
+        bound_ports: &BTreeMap<String, u16>,
+        hostname: impl Fn() -> Result<String, String>,
     ) -> Result<(), BrokerConfigError> {
-        let listener = self.client_listener()?.clone();
-        let (host, port) = match &self.advertised_listeners {
-            Some(advertised) => {
-                let entry = advertised.iter().find(|a| a.name == listener.name).ok_or_else(|| {
-                    let list = advertised.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
-                    invalid("advertised.listeners", &list, format!("has no {} listener, which listeners defines", listener.name))
-                })?;
-                (entry.host.clone(), entry.port)
-            }
-            None => (listener.host.clone(), bound_port),
-        };
-        let host = if host.is_empty() || matches!(host.as_str(), "0.0.0.0" | "::") {
-            hostname().map_err(|reason| {
-                invalid(
-                    "advertised.listeners",
-                    "",
-                    format!(
-                        "listener {listener} binds every interface, so clients would be sent to this machine's hostname, but {reason}; \
-                         set advertised.listeners={}://HOST:{port} to the address clients should use",
-                        listener.name
-                    ),
-                )
-            })?
-        } else {
-            host
-        };
-        self.advertised_host = host;
-        self.advertised_port = i32::from(port);
+        let mut resolved = Vec::new();
+        for client in self.client_listeners()? {
+            let listener = client.listener;
+            let (host, port) = match &self.advertised_listeners {
+                Some(advertised) => {
+                    let entry = advertised.iter().find(|a| a.name == listener.name).ok_or_else(|| {
+                        let list = advertised.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+                        invalid("advertised.listeners", &list, format!("has no {} listener, which listeners defines", listener.name))
+                    })?;
+                    (entry.host.clone(), entry.port)
+                }
+                None => (listener.host.clone(), bound_ports.get(&listener.name).copied().unwrap_or(listener.port)),
+            };
+            let host = if host.is_empty() || matches!(host.as_str(), "0.0.0.0" | "::") {
+                hostname().map_err(|reason| {
+                    invalid(
+                        "advertised.listeners",
+                        "",
+                        format!(
+                            "listener {listener} binds every interface, so clients would be sent to this machine's hostname, but {reason}; \
+                             set advertised.listeners={}://HOST:{port} to the address clients should use",
+                            listener.name
+                        ),
+                    )
+                })?
+            } else {
+                host
+            };
+            resolved.push(Listener { name: listener.name.clone(), host, port });
+        }
+        let inter_broker = self.inter_broker_listener()?.listener.name;
+        if let Some(own) = resolved.iter().find(|l| l.name == inter_broker) {
+            self.advertised_host = own.host.clone();
+            self.advertised_port = i32::from(own.port);
+        }
+        self.advertised = resolved;
         Ok(())
     }
 
@@ -827,9 +997,11 @@ impl BrokerConfig {
 
     /// `advertised.listeners` as clients see it once resolved.
     pub fn advertised_listeners_value(&self) -> String {
-        let name = self.client_listener().map(|l| l.name.clone()).unwrap_or_else(|_| "PLAINTEXT".into());
-        let port = u16::try_from(self.advertised_port).unwrap_or(0);
-        format!("{name}://{}", host_port(&self.advertised_host, port))
+        if self.advertised.is_empty() {
+            let port = u16::try_from(self.advertised_port).unwrap_or(0);
+            return format!("PLAINTEXT://{}", host_port(&self.advertised_host, port));
+        }
+        self.advertised.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
     }
 
     /// The broker configs reported by DescribeConfigs for the broker resource:
@@ -859,10 +1031,12 @@ impl BrokerConfig {
             ("group.initial.rebalance.delay.ms", self.group_initial_rebalance_delay_ms.to_string()),
             ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
             ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
+            ("connection.failed.authentication.delay.ms", self.connection_failed_authentication_delay_ms.to_string()),
             ("controller.listener.names", self.controller_listener_names.join(",")),
             ("controller.quorum.bootstrap.servers", self.controller_quorum_bootstrap_servers.join(",")),
             ("controller.quorum.election.timeout.ms", self.controller_quorum_election_timeout_ms.to_string()),
             ("controller.quorum.voters", self.controller_quorum_voters.iter().map(|(id, addr)| format!("{id}@{addr}")).collect::<Vec<_>>().join(",")),
+            ("inter.broker.listener.name", self.inter_broker_listener().map(|c| c.listener.name).unwrap_or_default()),
             ("leader.imbalance.check.interval.seconds", self.leader_imbalance_check_interval_seconds.to_string()),
             ("listener.security.protocol.map", self.listener_security_protocols.iter().map(|(n, p)| format!("{n}:{p}")).collect::<Vec<_>>().join(",")),
             ("listeners", self.listeners.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),
@@ -936,7 +1110,7 @@ mod tests {
         c.set("num.partitions", "6").unwrap();
         c.set("log.retention.hours", "2").unwrap();
         c.set("advertised.listeners", "PLAINTEXT://example:19092").unwrap();
-        c.resolve_advertised_with(9092, no_hostname).unwrap();
+        c.resolve_advertised_with(&BTreeMap::new(), no_hostname).unwrap();
         assert!(!c.auto_create_topics);
         assert_eq!(c.num_partitions, 6);
         assert_eq!(c.log_defaults.retention_ms, 7_200_000);
@@ -966,18 +1140,18 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_security_protocols_are_refused_clearly() {
-        for listeners in ["SSL://:9093", "SASL_PLAINTEXT://:9093", "SASL_SSL://:9093"] {
-            let mut c = BrokerConfig::default();
-            c.set("listeners", listeners).unwrap();
-            let err = c.client_listener().unwrap_err().to_string();
-            assert!(err.contains("not supported yet"), "{err}");
-        }
+    fn security_protocols_come_from_the_map() {
+        let mut c = BrokerConfig::default();
+        c.set("listeners", "PLAINTEXT://:9092,SSL://:9093,SASL_PLAINTEXT://:9094,SASL_SSL://:9095").unwrap();
+        let protocols: Vec<SecurityProtocol> = c.client_listeners().unwrap().into_iter().map(|c| c.protocol).collect();
+        assert_eq!(protocols, [SecurityProtocol::Plaintext, SecurityProtocol::Ssl, SecurityProtocol::SaslPlaintext, SecurityProtocol::SaslSsl]);
         let mut c = BrokerConfig::default();
         c.set("listeners", "CLIENT://:9093").unwrap();
-        assert!(c.client_listener().unwrap_err().to_string().contains("listener.security.protocol.map"));
+        assert!(c.client_listeners().unwrap_err().to_string().contains("listener.security.protocol.map"));
         c.set("listener.security.protocol.map", "CLIENT:PLAINTEXT").unwrap();
-        assert_eq!(c.client_listener().unwrap().name, "CLIENT");
+        assert_eq!(c.client_listeners().unwrap()[0].listener.name, "CLIENT");
+        c.set("listener.security.protocol.map", "CLIENT:TLS").unwrap();
+        assert!(c.client_listeners().unwrap_err().to_string().contains("not a security protocol"));
     }
 
     #[test]
@@ -987,16 +1161,47 @@ mod tests {
         c.set("advertised.listeners", "PLAINTEXT://localhost:9092,CONTROLLER://localhost:9093").unwrap();
         c.set("controller.listener.names", "CONTROLLER").unwrap();
         c.set("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT").unwrap();
-        assert_eq!(c.client_listener().unwrap().socket_address(), "0.0.0.0:9092");
-        c.resolve_advertised_with(9092, no_hostname).unwrap();
+        let clients = c.client_listeners().unwrap();
+        assert_eq!(clients.len(), 1);
+        assert_eq!(clients[0].listener.socket_address(), "0.0.0.0:9092");
+        c.resolve_advertised_with(&BTreeMap::new(), no_hostname).unwrap();
         assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("localhost", 9092));
+    }
+
+    #[test]
+    fn several_listeners_each_advertise_their_own_address() {
+        let mut c = BrokerConfig::default();
+        c.set("listeners", "PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:9095,EXTERNAL://0.0.0.0:9096").unwrap();
+        c.set("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT").unwrap();
+        c.set("advertised.listeners", "PLAINTEXT://localhost:19092,INTERNAL://10.0.0.5:9095,EXTERNAL://broker.example:443").unwrap();
+        let names: Vec<String> = c.client_listeners().unwrap().into_iter().map(|l| l.listener.name).collect();
+        assert_eq!(names, ["PLAINTEXT", "INTERNAL", "EXTERNAL"]);
+        c.resolve_advertised_with(&BTreeMap::new(), no_hostname).unwrap();
+        assert_eq!(c.advertised_for("INTERNAL").unwrap().to_string(), "INTERNAL://10.0.0.5:9095");
+        assert_eq!(c.advertised_for("EXTERNAL").unwrap().to_string(), "EXTERNAL://broker.example:443");
+        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("localhost", 19092), "the inter-broker listener is PLAINTEXT");
+        c.set("inter.broker.listener.name", "internal").unwrap();
+        c.resolve_advertised_with(&BTreeMap::new(), no_hostname).unwrap();
+        assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("10.0.0.5", 9095));
+        c.set("inter.broker.listener.name", "NOPE").unwrap();
+        assert!(c.resolve_advertised_with(&BTreeMap::new(), no_hostname).unwrap_err().to_string().contains("inter.broker.listener.name"));
+        // Without advertised.listeners: each listener itself, port 0 by what was bound.
+        let mut c = BrokerConfig::default();
+        c.set("listeners", "PLAINTEXT://127.0.0.1:0,SECOND://127.0.0.1:0").unwrap();
+        c.set("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SECOND:PLAINTEXT").unwrap();
+        let bound = BTreeMap::from([("PLAINTEXT".to_string(), 40001), ("SECOND".to_string(), 40002)]);
+        c.resolve_advertised_with(&bound, no_hostname).unwrap();
+        assert_eq!(c.advertised_listeners_value(), "PLAINTEXT://127.0.0.1:40001,SECOND://127.0.0.1:40002");
+        // An advertised.listeners without one of the listeners is refused.
+        c.set("advertised.listeners", "PLAINTEXT://h:1").unwrap();
+        assert!(c.resolve_advertised_with(&bound, no_hostname).unwrap_err().to_string().contains("has no SECOND listener"));
     }
 
     #[test]
     fn advertised_defaults_to_the_listener_and_its_bound_port() {
         let mut c = BrokerConfig::default();
         c.set("listeners", "PLAINTEXT://127.0.0.1:0").unwrap();
-        c.resolve_advertised_with(40123, no_hostname).unwrap();
+        c.resolve_advertised_with(&BTreeMap::from([("PLAINTEXT".to_string(), 40123)]), no_hostname).unwrap();
         assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("127.0.0.1", 40123));
     }
 
@@ -1005,16 +1210,16 @@ mod tests {
         for listeners in ["PLAINTEXT://:9092", "PLAINTEXT://0.0.0.0:9092", "PLAINTEXT://[::]:9092"] {
             let mut c = BrokerConfig::default();
             c.set("listeners", listeners).unwrap();
-            c.resolve_advertised_with(9092, || Ok("broker-7.example".into())).unwrap();
+            c.resolve_advertised_with(&BTreeMap::new(), || Ok("broker-7.example".into())).unwrap();
             assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("broker-7.example", 9092));
-            let err = c.resolve_advertised_with(9092, no_hostname).unwrap_err().to_string();
+            let err = c.resolve_advertised_with(&BTreeMap::new(), no_hostname).unwrap_err().to_string();
             assert!(err.contains("set advertised.listeners=PLAINTEXT://HOST:9092"), "{err}");
         }
         // The real lookup: this machine's hostname, which resolves.
         let mut c = BrokerConfig::default();
         c.set("listeners", "PLAINTEXT://0.0.0.0:9092").unwrap();
         if let Ok(hostname) = resolvable_hostname() {
-            c.resolve_advertised(9092).unwrap();
+            c.resolve_advertised(&BTreeMap::new()).unwrap();
             assert_eq!(c.advertised_host, hostname);
             assert_ne!(c.advertised_host, "0.0.0.0");
         }

@@ -22,8 +22,10 @@ pub mod partition;
 pub mod producer_state;
 pub mod replica_fetcher;
 pub mod replica_manager;
+pub mod security;
 pub mod txn_coordinator;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -68,13 +70,18 @@ pub enum StartError {
     Config(#[from] config::BrokerConfigError),
     #[error("a startup task failed: {0}")]
     Task(String),
+    #[error("listener security: {0}")]
+    Security(String),
     #[error("metadata quorum: {0}")]
     Quorum(String),
 }
 
-/// A running broker: its address and a handle to stop it.
+/// A running broker: its addresses and a handle to stop it.
 pub struct RunningBroker {
+    /// Where the inter-broker listener (the only one, by default) is bound.
     pub local_addr: std::net::SocketAddr,
+    /// Every client listener's name and bound address, in `listeners` order.
+    pub listener_addrs: Vec<(String, std::net::SocketAddr)>,
     pub broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
@@ -97,28 +104,55 @@ impl RunningBroker {
     }
 }
 
-/// Binds the listener, opens the data directory, loads every log, and
-/// starts serving. The listener is bound first because what is advertised
-/// depends on it (port 0 advertises the port actually bound); connections
-/// made while the logs load wait in the accept queue.
+/// Binds the client listeners, opens the data directory, loads every log,
+/// and starts serving. The listeners are bound first because what is
+/// advertised depends on them (port 0 advertises the port actually bound);
+/// connections made while the logs load wait in the accept queue.
 pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
-    let listen = config.client_listener()?.clone();
-    // Resolved before binding too, so that a config error never opens the port.
-    let config = resolve_advertised(config, listen.port).await?;
-    let bind_address = listen.socket_address();
-    let listener = TcpListener::bind(&bind_address)
-        .await
-        .map_err(|source| StartError::Listen { addr: bind_address.clone(), source })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Listen { addr: bind_address.clone(), source })?;
-    let config = if listen.port == 0 { resolve_advertised(config, local_addr.port()).await? } else { config };
-    tracing::info!(
-        listener = %listen,
-        %local_addr,
-        advertised = %config.advertised_listeners_value(),
-        "listening; clients are told to connect to the advertised address"
-    );
+    let clients = config.client_listeners()?;
+    // Built before binding, so that a config error never opens a port.
+    let securities = clients
+        .iter()
+        .map(|client| security::ListenerSecurity::new(&config, client).map(Arc::new))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(StartError::Security)?;
+    let inter_broker = config.inter_broker_listener()?;
+    if inter_broker.protocol != config::SecurityProtocol::Plaintext && config.controller_quorum_voters.len() > 1 {
+        return Err(StartError::Security(format!(
+            "inter.broker.listener.name={}: replication between brokers speaks plain TCP yet; name a PLAINTEXT listener",
+            inter_broker.listener.name
+        )));
+    }
+    let config = resolve_advertised(config, BTreeMap::new()).await?;
+    let mut bound = Vec::new();
+    for client in &clients {
+        let bind_address = client.listener.socket_address();
+        let listener = TcpListener::bind(&bind_address)
+            .await
+            .map_err(|source| StartError::Listen { addr: bind_address.clone(), source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr: bind_address.clone(), source })?;
+        bound.push((client, listener, local_addr));
+    }
+    let ports: BTreeMap<String, u16> = bound.iter().map(|(c, _, addr)| (c.listener.name.clone(), addr.port())).collect();
+    let config = resolve_advertised(config, ports).await?;
+    let inter_broker = config.inter_broker_listener()?.listener.name;
+    let local_addr = bound
+        .iter()
+        .find(|(c, ..)| c.listener.name == inter_broker)
+        .map_or(bound[0].2, |(_, _, addr)| *addr);
+    let listener_addrs: Vec<(String, std::net::SocketAddr)> =
+        bound.iter().map(|(c, _, addr)| (c.listener.name.clone(), *addr)).collect();
+    for (client, _, bound_addr) in &bound {
+        tracing::info!(
+            listener = %client.listener,
+            security_protocol = %client.protocol,
+            local_addr = %bound_addr,
+            advertised = %config.advertised_for(&client.listener.name).map(ToString::to_string).unwrap_or_default(),
+            "listening; clients are told to connect to the advertised address"
+        );
+    }
     let config = Arc::new(config);
     let replicas = {
         let config = config.clone();
@@ -161,9 +195,20 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     let fetch_sessions = fetch_session::FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots);
     let broker = Arc::new(Broker { config, cluster_id, replicas, cluster, producer_ids, groups, txns, fetch_sessions });
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let server = tokio::spawn(network::serve(broker.clone(), listener, shutdown_rx));
+    let servers: Vec<_> = bound
+        .into_iter()
+        .zip(securities)
+        .map(|((_, listener, _), security)| {
+            tokio::spawn(network::serve(broker.clone(), listener, security, shutdown_rx.clone()))
+        })
+        .collect();
+    let server = tokio::spawn(async move {
+        for server in servers {
+            let _ = server.await;
+        }
+    });
     tracing::info!(%local_addr, node_id = broker.config.node_id, cluster_id = %broker.cluster_id, "broker started");
-    Ok(RunningBroker { local_addr, broker, shutdown, server })
+    Ok(RunningBroker { local_addr, listener_addrs, broker, shutdown, server })
 }
 
 /// How long start-up waits for the first producer-id block when the data directory's
@@ -200,8 +245,8 @@ async fn start_producer_ids(
 
 /// Decides the advertised address off the async threads: resolving the
 /// hostname of a wildcard listener may block on DNS.
-async fn resolve_advertised(mut config: BrokerConfig, bound_port: u16) -> Result<BrokerConfig, StartError> {
-    tokio::task::spawn_blocking(move || config.resolve_advertised(bound_port).map(|()| config))
+async fn resolve_advertised(mut config: BrokerConfig, bound_ports: BTreeMap<String, u16>) -> Result<BrokerConfig, StartError> {
+    tokio::task::spawn_blocking(move || config.resolve_advertised(&bound_ports).map(|()| config))
         .await
         .map_err(|e| StartError::Task(e.to_string()))?
         .map_err(StartError::Config)

@@ -9,12 +9,16 @@
 //! request order while slow requests don't stop the reader: pipelined
 //! `acks=all` produces on one connection share fsyncs. Fetched records go
 //! from the log file to the socket with sendfile ([`crate::frame`]).
+//!
+//! Every client listener has its own accept loop; a connection knows the
+//! listener it came in on ([`ListenerSecurity`]), so answers that name
+//! brokers use that listener's advertised addresses.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use runnel_storage::ReadPlan;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -22,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::apis::{handle_request, PendingResponse};
 use crate::frame::{FramePart, ResponseFrame};
+use crate::security::{ListenerSecurity, ANONYMOUS};
 use crate::Broker;
 
 /// Requests accepted on one connection before their responses are written;
@@ -31,21 +36,67 @@ const MAX_IN_FLIGHT_PER_CONNECTION: usize = 512;
 /// allocated before its bytes have actually been received.
 const READ_CHUNK: usize = 64 * 1024;
 
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+/// What a connection is while it lives: where it came from, on which
+/// listener, and who it is (the principal).
+#[derive(Debug, Clone)]
+pub struct ConnectionState {
+    pub peer: SocketAddr,
+    pub listener: Arc<ListenerSecurity>,
+    /// Kafka's principal, `User:ANONYMOUS` until authenticated.
+    pub principal: Arc<str>,
+    pub sasl: SaslProgress,
+}
+
+/// Where a connection is in SASL authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslProgress {
+    /// The listener has no SASL.
+    NotRequired,
+    /// Only ApiVersions and SaslHandshake are served.
+    AwaitingHandshake,
+    /// The mechanism is chosen; SaslAuthenticate carries the tokens.
+    AwaitingToken { mechanism: crate::security::sasl::Mechanism, handshake_version: i16 },
+    Authenticated,
+    /// Authentication failed: the connection closes once its answers are out.
+    Failed,
+}
+
+impl SaslProgress {
+    /// May requests other than ApiVersions and the SASL ones be served?
+    pub fn allows_requests(self) -> bool {
+        matches!(self, SaslProgress::NotRequired | SaslProgress::Authenticated)
+    }
+}
+
+impl ConnectionState {
+    pub fn new(peer: SocketAddr, listener: Arc<ListenerSecurity>) -> ConnectionState {
+        let sasl = if listener.sasl.is_some() { SaslProgress::AwaitingHandshake } else { SaslProgress::NotRequired };
+        ConnectionState { peer, listener, principal: Arc::from(ANONYMOUS), sasl }
+    }
+}
+
+/// Accepts one listener's connections until shutdown.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    security: Arc<ListenerSecurity>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
+                    let connection = ConnectionState::new(peer, security.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = handle_connection(broker, stream, peer).await {
+                        if let Err(e) = handle_connection(broker, stream, connection).await {
                             tracing::debug!(%peer, error = %e, "connection closed");
                         }
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(listener = %security.name, error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
@@ -64,8 +115,57 @@ pub enum ConnectionError {
     BadRequest(String),
 }
 
-async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) -> Result<(), ConnectionError> {
-    let (mut reader, writer) = stream.into_split();
+/// How long a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, mut connection: ConnectionState) -> Result<(), ConnectionError> {
+    let peer = connection.peer;
+    let Some(acceptor) = connection.listener.tls.clone() else {
+        let (reader, writer) = stream.into_split();
+        return run_connection(broker, reader, ConnectionWriter::Plain(writer), connection).await;
+    };
+    // A failed handshake ends this connection alone, with a line naming the peer.
+    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, listener = %connection.listener.name, error = %e, "TLS handshake failed; closing the connection");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::warn!(%peer, listener = %connection.listener.name, "TLS handshake not finished in {TLS_HANDSHAKE_TIMEOUT:?}; closing the connection");
+            return Ok(());
+        }
+    };
+    if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|certs| certs.first()) {
+        match crate::security::tls::certificate_principal(cert) {
+            Ok(principal) => {
+                tracing::info!(%peer, listener = %connection.listener.name, %principal, "TLS client authenticated by certificate");
+                connection.principal = Arc::from(principal.as_str());
+            }
+            Err(e) => {
+                tracing::warn!(%peer, listener = %connection.listener.name, error = %e, "closing the connection");
+                return Ok(());
+            }
+        }
+    }
+    let (reader, writer) = tokio::io::split(tls);
+    run_connection(broker, reader, ConnectionWriter::Tls(Box::new(writer)), connection).await
+}
+
+/// The sending half of a connection. Plain TCP keeps the zero-copy path for
+/// log regions (sendfile); TLS must encrypt them, so they are read and written.
+enum ConnectionWriter {
+    Plain(OwnedWriteHalf),
+    Tls(Box<tokio::io::WriteHalf<tokio_rustls::server::TlsStream<TcpStream>>>),
+}
+
+async fn run_connection(
+    broker: Arc<Broker>,
+    mut reader: impl AsyncRead + Unpin,
+    writer: ConnectionWriter,
+    mut connection: ConnectionState,
+) -> Result<(), ConnectionError> {
+    let peer = connection.peer;
     let (tx, rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_PER_CONNECTION);
     let writer_task = tokio::spawn(write_responses(rx, writer, peer));
     let max = broker.config.socket_request_max_bytes;
@@ -77,7 +177,7 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
                 _ = tx.closed() => return Ok(()),
             };
             let Some(frame) = read else { return Ok(()) };
-            match handle_request(&broker, frame, peer).await {
+            match handle_request(&broker, frame, &mut connection).await {
                 Ok(Some(pending)) => {
                     if tx.send(pending).await.is_err() {
                         return Ok(());
@@ -85,6 +185,10 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
                 }
                 Ok(None) => {}
                 Err(e) => return Err(e),
+            }
+            if connection.sasl == SaslProgress::Failed {
+                // The failure's (delayed) answer is queued; the writer sends it and closes.
+                return Ok(());
             }
         }
     }
@@ -105,7 +209,7 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketA
 /// cannot be encoded closes the connection: skipping it would give the next
 /// answer to the wrong request (clients match answers by order and
 /// correlation id), and leaving it out would hang its client.
-async fn write_responses(mut rx: mpsc::Receiver<PendingResponse>, mut writer: OwnedWriteHalf, peer: SocketAddr) {
+async fn write_responses(mut rx: mpsc::Receiver<PendingResponse>, mut writer: ConnectionWriter, peer: SocketAddr) {
     while let Some(pending) = rx.recv().await {
         let frame = match pending.await {
             Ok(frame) => frame,
@@ -120,23 +224,55 @@ async fn write_responses(mut rx: mpsc::Receiver<PendingResponse>, mut writer: Ow
             return;
         }
     }
-    let _ = writer.shutdown().await;
+    let _ = match &mut writer {
+        ConnectionWriter::Plain(w) => w.shutdown().await,
+        ConnectionWriter::Tls(w) => w.shutdown().await,
+    };
 }
 
-/// Writes one response; log-file regions go from the page cache to the socket.
-async fn write_frame(writer: &mut OwnedWriteHalf, frame: ResponseFrame) -> std::io::Result<()> {
-    match frame {
-        ResponseFrame::Bytes(bytes) => writer.write_all(&bytes).await,
-        ResponseFrame::Spliced(parts) => {
-            for part in parts {
-                match part {
-                    FramePart::Bytes(bytes) => writer.write_all(&bytes).await?,
-                    FramePart::File(plan) => send_file(writer.as_ref(), &plan).await?,
+/// Writes one response; on plain TCP log-file regions go from the page cache
+/// to the socket (sendfile), on TLS they are read and encrypted.
+async fn write_frame(writer: &mut ConnectionWriter, frame: ResponseFrame) -> std::io::Result<()> {
+    match writer {
+        ConnectionWriter::Plain(writer) => match frame {
+            ResponseFrame::Bytes(bytes) => writer.write_all(&bytes).await,
+            ResponseFrame::Spliced(parts) => {
+                for part in parts {
+                    match part {
+                        FramePart::Bytes(bytes) => writer.write_all(&bytes).await?,
+                        FramePart::File(plan) => send_file(writer.as_ref(), &plan).await?,
+                    }
+                }
+                Ok(())
+            }
+        },
+        ConnectionWriter::Tls(writer) => {
+            match frame {
+                ResponseFrame::Bytes(bytes) => writer.write_all(&bytes).await?,
+                ResponseFrame::Spliced(parts) => {
+                    for part in parts {
+                        match part {
+                            FramePart::Bytes(bytes) => writer.write_all(&bytes).await?,
+                            FramePart::File(plan) => writer.write_all(&read_region(plan).await?).await?,
+                        }
+                    }
                 }
             }
-            Ok(())
+            // rustls holds encrypted records until flushed.
+            writer.flush().await
         }
     }
+}
+
+/// Reads a planned log region off the async threads; a region that comes up
+/// short (the file was truncated under us) is an error that closes the connection.
+async fn read_region(plan: ReadPlan) -> std::io::Result<Bytes> {
+    let len = plan.len;
+    let bytes = tokio::task::spawn_blocking(move || plan.read()).await.map_err(std::io::Error::other)??;
+    if bytes.len() != len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("read {} of a planned {len}-byte log region", bytes.len())));
+    }
+    Ok(bytes)
 }
 
 /// Sends a planned log region with sendfile(2). The frame's length prefix is
@@ -255,7 +391,7 @@ mod tests {
         let (server, peer) = listener.accept().await.expect("accept");
         let (_server_reader, server_writer) = server.into_split();
         let (tx, rx) = mpsc::channel::<PendingResponse>(8);
-        let writer = tokio::spawn(write_responses(rx, server_writer, peer));
+        let writer = tokio::spawn(write_responses(rx, ConnectionWriter::Plain(server_writer), peer));
         tx.send(ready(Ok(frame(b"first")))).await.expect("queued");
         let failure = UnencodableResponse { api: ApiKey::ListOffsets, version: 2, correlation_id: 2, reason: "test".into() };
         tx.send(ready(Err(failure))).await.expect("queued");

@@ -712,9 +712,21 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             }
             Ok(())
         }
+        ApiKey::SaslHandshake => {
+            // A PLAINTEXT listener: Kafka's ILLEGAL_SASL_STATE (the SASL listeners are driven by tests/python/test_security.py).
+            let resp = client.try_request(v, &SaslHandshakeRequest::default().with_mechanism(s("PLAIN"))).await?;
+            check(resp.error_code == ILLEGAL_SASL_STATE, || format!("sasl handshake on a plaintext listener: {resp:?}"))
+        }
+        ApiKey::SaslAuthenticate => {
+            let resp = client.try_request(v, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0u\0p"))).await?;
+            check(resp.error_code == ILLEGAL_SASL_STATE, || format!("sasl authenticate on a plaintext listener: {resp:?}"))
+        }
         other => Err(format!("no request builder for {other:?}: add one to this test")),
     }
 }
+
+/// Kafka's ILLEGAL_SASL_STATE error code.
+const ILLEGAL_SASL_STATE: i16 = 34;
 
 fn reassign_request(topic: &str, partition: i32, replicas: Option<Vec<i32>>) -> AlterPartitionReassignmentsRequest {
     AlterPartitionReassignmentsRequest::default().with_timeout_ms(10_000).with_topics(vec![

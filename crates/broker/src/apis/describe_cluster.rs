@@ -35,7 +35,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeClu
                 .with_cluster_authorized_operations(authorized_operations::OMITTED),
         );
     }
-    let (live, controller_id) = super::metadata::brokers_and_controller(broker);
+    let (live, controller_id) = super::metadata::brokers_and_controller(broker, &ctx.listener);
     let mut brokers: Vec<DescribeClusterBroker> = live
         .into_iter()
         .map(|b| {
@@ -51,7 +51,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeClu
         let image = broker.cluster.image();
         let listed: Vec<i32> = brokers.iter().map(|b| b.broker_id.0).collect();
         for fenced in image.brokers.values().filter(|b| b.fenced && !listed.contains(&b.node_id)) {
-            let (host, port) = fenced.endpoints.first().map_or((String::new(), -1), |e| (e.host.clone(), i32::from(e.port)));
+            let (host, port) = crate::cluster::endpoint_on(&fenced.endpoints, &ctx.listener).map_or((String::new(), -1), |e| (e.host.clone(), i32::from(e.port)));
             brokers.push(
                 DescribeClusterBroker::default()
                     .with_broker_id(BrokerId(fenced.node_id))

@@ -26,8 +26,9 @@ const TRANSACTION_KEY_TYPE: i8 = 1;
 const SHARE_KEY_TYPE: i8 = 2;
 
 /// (node id, host, port) of a key's coordinator: the live leader of the key's
-/// partition of `internal_topic` (`__consumer_offsets` or `__transaction_state`).
-fn coordinator_of(broker: &Broker, internal_topic: &str, key: &str) -> Result<(i32, StrBytes, i32), (ResponseError, Option<&'static str>)> {
+/// partition of `internal_topic` (`__consumer_offsets` or `__transaction_state`),
+/// on the listener the client came in on.
+fn coordinator_of(broker: &Broker, listener: &str, internal_topic: &str, key: &str) -> Result<(i32, StrBytes, i32), (ResponseError, Option<&'static str>)> {
     let not_available = (ResponseError::CoordinatorNotAvailable, None);
     let image = broker.cluster.image();
     let topic = image.topic_by_name(internal_topic).ok_or(not_available)?;
@@ -35,19 +36,26 @@ fn coordinator_of(broker: &Broker, internal_topic: &str, key: &str) -> Result<(i
     let index = partition_for(key, topic.partitions.len());
     let leader = topic.partitions.get(&index).map(|p| p.leader).ok_or(not_available)?;
     if leader == broker.config.node_id {
-        return Ok((leader, StrBytes::from_string(broker.config.advertised_host.clone()), broker.config.advertised_port));
+        let (host, port) = super::metadata::own_address(broker, listener);
+        return Ok((leader, StrBytes::from_string(host), port));
     }
-    let endpoint = image.unfenced_brokers().find(|b| b.node_id == leader).and_then(|b| b.endpoints.first()).ok_or(not_available)?;
+    // Its address on the listener the client came in on, as Kafka answers.
+    let endpoint = image
+        .unfenced_brokers()
+        .find(|b| b.node_id == leader)
+        .and_then(|b| crate::cluster::endpoint_on(&b.endpoints, listener))
+        .ok_or(not_available)?;
     Ok((leader, StrBytes::from_string(endpoint.host.clone()), i32::from(endpoint.port)))
 }
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordinatorRequest) -> Reply<FindCoordinatorResponse> {
     let broker = broker.clone();
     let version = ctx.version;
-    Reply::Later(Box::pin(async move { answer(&broker, version, req).await }))
+    let listener = ctx.listener.clone();
+    Reply::Later(Box::pin(async move { answer(&broker, version, &listener, req).await }))
 }
 
-async fn answer(broker: &Arc<Broker>, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+async fn answer(broker: &Arc<Broker>, version: i16, listener: &str, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     if req.key_type == GROUP_KEY_TYPE && broker.cluster.image().topic_by_name(OFFSETS_TOPIC).is_none() {
         // The first FindCoordinator for a group creates the topic; errors are answered per key below.
         let _ = broker.groups.ensure_topic().await;
@@ -59,8 +67,8 @@ async fn answer(broker: &Arc<Broker>, version: i16, req: FindCoordinatorRequest)
     // partition like any other): the id is checked by the group APIs.
     let answer = |key: &str| -> Result<(i32, StrBytes, i32), (ResponseError, Option<&'static str>)> {
         match req.key_type {
-            GROUP_KEY_TYPE => coordinator_of(broker, OFFSETS_TOPIC, key),
-            TRANSACTION_KEY_TYPE => coordinator_of(broker, TRANSACTION_STATE_TOPIC, key),
+            GROUP_KEY_TYPE => coordinator_of(broker, listener, OFFSETS_TOPIC, key),
+            TRANSACTION_KEY_TYPE => coordinator_of(broker, listener, TRANSACTION_STATE_TOPIC, key),
             SHARE_KEY_TYPE => Err((ResponseError::InvalidRequest, None)),
             _ => Err((ResponseError::InvalidRequest, Some("unknown coordinator key type"))),
         }

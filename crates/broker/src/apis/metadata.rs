@@ -22,7 +22,7 @@ use crate::Broker;
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = authorized_operations::OMITTED;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataRequest) -> Reply<MetadataResponse> {
-    let (brokers, controller_id) = brokers_and_controller(broker);
+    let (brokers, controller_id) = brokers_and_controller(broker, &ctx.listener);
     // Before v4 a client could not opt out of auto-creation.
     let client_allows_create = ctx.version < 4 || req.allow_auto_topic_creation;
     let listed = || broker.replicas.topics().into_iter().filter(|t| broker.cluster.is_listed(t)).map(|t| describe_topic(broker, &t)).collect();
@@ -74,14 +74,16 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
     )
 }
 
-/// The live brokers, and the controller id clients are told: the active
-/// controller when it is a live broker (combined nodes), else a live broker, as
-/// Kafka's KRaft brokers report.
-pub fn brokers_and_controller(broker: &Broker) -> (Vec<MetadataResponseBroker>, BrokerId) {
-    let mut live = broker.cluster.live_brokers();
+/// The live brokers with their addresses on `listener` (the one the client
+/// connected to, as Kafka answers), and the controller id clients are told:
+/// the active controller when it is a live broker (combined nodes), else a
+/// live broker, as Kafka's KRaft brokers report.
+pub fn brokers_and_controller(broker: &Broker, listener: &str) -> (Vec<MetadataResponseBroker>, BrokerId) {
+    let mut live = broker.cluster.live_brokers(listener);
     if live.is_empty() {
         // Not unfenced yet (only during start-up): this broker alone.
-        live.push((broker.config.node_id, broker.config.advertised_host.clone(), broker.config.advertised_port, broker.config.broker_rack.clone()));
+        let (host, port) = own_address(broker, listener);
+        live.push((broker.config.node_id, host, port, broker.config.broker_rack.clone()));
     }
     let active = broker.cluster.controller_id();
     let controller = if live.iter().any(|(id, ..)| *id == active) { active } else { live[0].0 };
@@ -96,6 +98,14 @@ pub fn brokers_and_controller(broker: &Broker) -> (Vec<MetadataResponseBroker>, 
         })
         .collect();
     (brokers, BrokerId(controller))
+}
+
+/// This broker's advertised host and port on `listener`.
+pub fn own_address(broker: &Broker, listener: &str) -> (String, i32) {
+    match broker.config.advertised_for(listener) {
+        Some(a) => (a.host.clone(), i32::from(a.port)),
+        None => (broker.config.advertised_host.clone(), broker.config.advertised_port),
+    }
 }
 
 async fn topic_by_name(broker: &Arc<Broker>, name: &StrBytes, client_allows_create: bool) -> MetadataResponseTopic {

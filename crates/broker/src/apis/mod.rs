@@ -20,7 +20,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use runnel_storage::ReadPlan;
 
 use crate::frame::{ResponseFrame, SplicingBuf};
-use crate::network::ConnectionError;
+use crate::network::{ConnectionError, ConnectionState};
 use crate::Broker;
 
 pub mod add_offsets_to_txn;
@@ -63,6 +63,8 @@ pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sasl_authenticate;
+pub mod sasl_handshake;
 pub mod sync_group;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;
@@ -120,6 +122,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 13),
     (ApiKey::ApiVersions, 0, 4),
+    // SASL listeners (issue 13); on others they answer ILLEGAL_SASL_STATE, as Kafka's.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
@@ -201,6 +206,10 @@ pub struct RequestContext {
     pub api_key: ApiKey,
     pub version: i16,
     pub peer: SocketAddr,
+    /// The listener the request came in on: answers naming brokers give their addresses on it.
+    pub listener: Arc<str>,
+    /// Who sent it (Kafka's principal, `User:ANONYMOUS` unless authenticated).
+    pub principal: Arc<str>,
 }
 
 impl RequestContext {
@@ -284,7 +293,12 @@ fn finish<T: IntoFrame>(ctx: RequestContext, reply: Reply<T>) -> Option<PendingR
 /// Handles one request frame. Returns the pending response to queue on the
 /// connection (None when no response is due), or an error that closes the
 /// connection.
-pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Result<Option<PendingResponse>, ConnectionError> {
+pub async fn handle_request(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    connection: &mut ConnectionState,
+) -> Result<Option<PendingResponse>, ConnectionError> {
+    let peer = connection.peer;
     if frame.len() < 8 {
         return Err(ConnectionError::BadRequest(format!("{}-byte frame is shorter than a request header", frame.len())));
     }
@@ -312,8 +326,22 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
         Ok(Ok(h)) => h,
         _ => return Err(ConnectionError::BadRequest(format!("malformed {api_key:?} request header"))),
     };
-    let ctx = RequestContext { header, api_key, version, peer };
+    let ctx = RequestContext {
+        header,
+        api_key,
+        version,
+        peer,
+        listener: connection.listener.name.clone(),
+        principal: connection.principal.clone(),
+    };
     tracing::trace!(api = ?api_key, version, correlation_id, client = ctx.client_id(), "request");
+    if !connection.sasl.allows_requests() && !matches!(api_key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
+        // Kafka closes a connection that sends anything else before authenticating (ILLEGAL_SASL_STATE).
+        return Err(ConnectionError::BadRequest(format!(
+            "{api_key:?} before SASL authentication completed on listener {} (ILLEGAL_SASL_STATE)",
+            connection.listener.name
+        )));
+    }
 
     macro_rules! dispatch {
         ($req:ty, $handler:path) => {{
@@ -324,6 +352,16 @@ pub async fn handle_request(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr
     }
     use kafka_protocol::messages as m;
     match api_key {
+        ApiKey::SaslHandshake => {
+            let req: m::SaslHandshakeRequest = decode_body(&mut body, api_key, version)?;
+            let reply = sasl_handshake::handle(&ctx, req, connection);
+            Ok(finish(ctx, reply))
+        }
+        ApiKey::SaslAuthenticate => {
+            let req: m::SaslAuthenticateRequest = decode_body(&mut body, api_key, version)?;
+            let reply = sasl_authenticate::handle(&ctx, req, connection);
+            Ok(finish(ctx, reply))
+        }
         ApiKey::ApiVersions => dispatch!(m::ApiVersionsRequest, api_versions::handle),
         ApiKey::Metadata => dispatch!(m::MetadataRequest, metadata::handle),
         ApiKey::Produce => dispatch!(m::ProduceRequest, produce::handle),

@@ -1,0 +1,45 @@
+//! Listener security: what each listener requires of its connections (its
+//! security protocol; TLS and SASL settings as they are added) and who a
+//! connection is (its principal).
+
+pub mod sasl;
+pub mod tls;
+
+use std::sync::Arc;
+
+use crate::config::{BrokerConfig, ClientListener, SecurityProtocol};
+
+/// Kafka's principal of an unauthenticated connection (PLAINTEXT, or SSL without a client certificate).
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
+
+/// One client listener's settings, shared by its connections.
+pub struct ListenerSecurity {
+    /// The listener name (`PLAINTEXT`, `SASL_SSL`, `CLIENT`, ...): Metadata and
+    /// FindCoordinator answer the brokers' addresses on this listener.
+    pub name: Arc<str>,
+    pub protocol: SecurityProtocol,
+    /// SSL and SASL_SSL listeners: the TLS acceptor (rustls).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// SASL_PLAINTEXT and SASL_SSL listeners: mechanisms and users.
+    pub sasl: Option<Arc<sasl::SaslSettings>>,
+}
+
+impl std::fmt::Debug for ListenerSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerSecurity").field("name", &self.name).field("protocol", &self.protocol).field("tls", &self.tls.is_some()).field("sasl", &self.sasl).finish()
+    }
+}
+
+impl ListenerSecurity {
+    /// Builds a listener's security from its settings; errors say which setting is wrong.
+    pub fn new(config: &BrokerConfig, client: &ClientListener) -> Result<ListenerSecurity, String> {
+        let name = client.listener.name.as_str();
+        let tls = if client.protocol.uses_tls() {
+            Some(tokio_rustls::TlsAcceptor::from(tls::server_config(config, name)?))
+        } else {
+            None
+        };
+        let sasl = if client.protocol.uses_sasl() { Some(Arc::new(sasl::SaslSettings::new(config, name)?)) } else { None };
+        Ok(ListenerSecurity { name: Arc::from(name), protocol: client.protocol, tls, sasl })
+    }
+}

@@ -1,0 +1,379 @@
+"""Listeners and their security (issue 13), checked with real clients over
+TCP on loopback: several listeners at once with Kafka's names, each client
+told the brokers' addresses on the listener it connected to; TLS listeners
+(certificates made here with the `openssl` command) with and without client
+certificates.
+
+Every broker here listens on 127.0.0.1 only.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from runnel_broker import Broker, free_port  # noqa: E402
+
+FAST_GROUPS = {"group.initial.rebalance.delay.ms": "0"}
+
+
+class ListenersBroker(Broker):
+    """A broker whose `--listen` is a whole Kafka `listeners` list; `self.port`
+    (what start() waits for) is the first listener's port."""
+
+    def __init__(self, listeners, settings=None):
+        super().__init__(dict(FAST_GROUPS, **(settings or {})), port=listeners[0][1])
+        self.listeners = listeners
+
+    def command(self):
+        cmd = super().command()
+        at = cmd.index("--listen")
+        cmd[at + 1] = ",".join(f"{name}://127.0.0.1:{port}" for name, port in self.listeners)
+        return cmd
+
+
+@pytest.fixture
+def make_listeners_broker():
+    made = []
+
+    def make(listeners, settings=None):
+        b = ListenersBroker(listeners, settings).start()
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.cleanup()
+
+
+def produce_and_consume(conf, topic, count=20):
+    """Produces `count` records through `conf`, then reads them back in a
+    consumer group (which needs FindCoordinator's answer to be reachable)."""
+    producer = Producer(dict(conf, **{"acks": "all"}))
+    for i in range(count):
+        producer.produce(topic, key=b"k%d" % i, value=b"v%d" % i)
+    assert producer.flush(30) == 0
+    consumer = Consumer(dict(conf, **{"group.id": "g-" + uuid.uuid4().hex[:8], "auto.offset.reset": "earliest"}))
+    consumer.subscribe([topic])
+    got = []
+    deadline = time.time() + 60
+    while len(got) < count and time.time() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and msg.error() is None:
+            got.append(msg.value())
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    assert got == [b"v%d" % i for i in range(count)]
+
+
+def test_each_listener_advertises_its_own_address(make_listeners_broker):
+    """Three PLAINTEXT-protocol listeners under Kafka's names; Metadata over
+    each names the broker by that listener's advertised address (its own port,
+    and a host name for two of them), and a group works through each one."""
+    p1, p2, p3 = free_port(), free_port(), free_port()
+    broker = make_listeners_broker(
+        [("PLAINTEXT", p1), ("INTERNAL", p2), ("EXTERNAL", p3)],
+        {
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{p1},INTERNAL://localhost:{p2},EXTERNAL://localhost:{p3}",
+        },
+    )
+    expected = {p1: ("127.0.0.1", p1), p2: ("localhost", p2), p3: ("localhost", p3)}
+    for port, (host, advertised_port) in expected.items():
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+        brokers = admin.list_topics(timeout=20).brokers
+        assert [(b.host, b.port) for b in brokers.values()] == [(host, advertised_port)], port
+    topic = "t-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{p2}"})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    # The client follows the advertised address (localhost:p2, localhost:p3: the listeners themselves).
+    produce_and_consume({"bootstrap.servers": f"127.0.0.1:{p2}", "broker.address.family": "v4"}, topic)
+    produce_and_consume({"bootstrap.servers": f"127.0.0.1:{p3}", "broker.address.family": "v4"}, topic + "-b")
+    log = broker.log()
+    for name, port in (("PLAINTEXT", p1), ("INTERNAL", p2), ("EXTERNAL", p3)):
+        assert f"{name}://127.0.0.1:{port}" in log, f"the start log names listener {name}"
+
+
+def test_kafka_python_follows_the_listener_it_connected_to(make_listeners_broker):
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    p1, p2 = free_port(), free_port()
+    make_listeners_broker(
+        [("PLAINTEXT", p1), ("CLIENT", p2)],
+        {
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CLIENT:PLAINTEXT",
+        },
+    )
+    admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{p2}", request_timeout_ms=20000)
+    described = admin.describe_cluster()
+    assert [(b["host"], b["port"]) for b in described["brokers"]] == [("127.0.0.1", p2)]
+    admin.close()
+    topic = "t-" + uuid.uuid4().hex[:8]
+    producer = KafkaProducer(bootstrap_servers=f"127.0.0.1:{p2}", acks="all")
+    for i in range(10):
+        producer.send(topic, b"v%d" % i).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=f"127.0.0.1:{p2}", group_id="g-" + uuid.uuid4().hex[:8],
+        auto_offset_reset="earliest", consumer_timeout_ms=15000,
+    )
+    got = [m.value for m in consumer]
+    consumer.close()
+    assert got == [b"v%d" % i for i in range(10)]
+
+
+# ---------------------------------------------------------------- TLS
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def make_ca(directory, name):
+    """A self-signed CA: (cert path, key path)."""
+    key, cert = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.pem")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+            "-subj", f"/CN={name}", cwd=directory)
+    return cert, key
+
+
+def make_signed(directory, name, subject, ca, san=None):
+    """A key and a certificate signed by `ca`: (cert path, key path)."""
+    key, csr, cert = (os.path.join(directory, f"{name}.{ext}") for ext in ("key", "csr", "pem"))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", subject, cwd=directory)
+    ext = os.path.join(directory, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\n")
+        if san:
+            f.write(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
+        else:
+            f.write("extendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial", "-out", cert,
+            "-days", "2", "-extfile", ext, cwd=directory)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def pki():
+    """A CA, the broker's certificate for 127.0.0.1/localhost, a client
+    certificate from the same CA, and one from a CA the broker does not trust."""
+    directory = tempfile.mkdtemp(prefix="runnel-pki-")
+    ca = make_ca(directory, "ca")
+    server = make_signed(directory, "server", "/CN=runnel-broker", ca, san="IP:127.0.0.1,DNS:localhost")
+    keystore = os.path.join(directory, "server-keystore.pem")
+    with open(keystore, "w") as out:
+        for part in (server[1], server[0]):
+            out.write(open(part).read())
+    client = make_signed(directory, "client", "/O=Example/OU=payments/CN=billing-app", ca)
+    rogue_ca = make_ca(directory, "rogue-ca")
+    rogue = make_signed(directory, "rogue", "/CN=intruder", rogue_ca)
+    yield {"dir": directory, "ca": ca[0], "keystore": keystore, "server": server, "client": client, "rogue": rogue}
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def tls_settings(pki, client_auth="none"):
+    return {
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": pki["keystore"],
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": pki["ca"],
+        "ssl.client.auth": client_auth,
+    }
+
+
+def ssl_conf(port, pki, cert=None):
+    conf = {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SSL", "ssl.ca.location": pki["ca"]}
+    if cert:
+        conf.update({"ssl.certificate.location": cert[0], "ssl.key.location": cert[1]})
+    return conf
+
+
+def test_ssl_listener_beside_plaintext_with_confluent_kafka(make_listeners_broker, pki):
+    """produce, a consumer group and admin over SSL (the broker's certificate
+    verified by the client against the CA); the plaintext listener beside it
+    keeps working, and both see the same records."""
+    p1, p2 = free_port(), free_port()
+    broker = make_listeners_broker([("PLAINTEXT", p1), ("SSL", p2)], tls_settings(pki))
+    topic = "t-" + uuid.uuid4().hex[:8]
+    admin = AdminClient(ssl_conf(p2, pki))
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    assert [(b.host, b.port) for b in admin.list_topics(timeout=20).brokers.values()] == [("127.0.0.1", p2)]
+    produce_and_consume(ssl_conf(p2, pki), topic, count=200)
+    # The same records over plaintext (the fetch's zero-copy path) and over TLS (read and encrypted).
+    produce_and_consume({"bootstrap.servers": f"127.0.0.1:{p1}"}, topic + "-plain")
+    consumer = Consumer(dict(ssl_conf(p2, pki), **{"group.id": "g-" + uuid.uuid4().hex[:8], "auto.offset.reset": "earliest"}))
+    consumer.subscribe([topic + "-plain"])
+    got = []
+    deadline = time.time() + 30
+    while len(got) < 20 and time.time() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and msg.error() is None:
+            got.append(msg.value())
+    consumer.close()
+    assert sorted(got) == sorted(b"v%d" % i for i in range(20))
+    assert "TLS handshake failed" not in broker.log()
+
+
+def test_ssl_with_kafka_python(make_listeners_broker, pki):
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+    from kafka.admin import NewTopic as KNewTopic
+
+    p1, p2 = free_port(), free_port()
+    make_listeners_broker([("PLAINTEXT", p1), ("SSL", p2)], tls_settings(pki))
+    common = dict(bootstrap_servers=f"127.0.0.1:{p2}", security_protocol="SSL", ssl_cafile=pki["ca"])
+    topic = "t-" + uuid.uuid4().hex[:8]
+    admin = KafkaAdminClient(request_timeout_ms=20000, **common)
+    admin.create_topics([KNewTopic(topic, 1, 1)])
+    admin.close()
+    producer = KafkaProducer(acks="all", **common)
+    for i in range(50):
+        producer.send(topic, b"v%d" % i).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(topic, group_id="g-" + uuid.uuid4().hex[:8], auto_offset_reset="earliest",
+                             consumer_timeout_ms=15000, **common)
+    got = [m.value for m in consumer]
+    consumer.close()
+    assert got == [b"v%d" % i for i in range(50)]
+
+
+def test_mtls_principal_and_untrusted_certificate(make_listeners_broker, pki):
+    """ssl.client.auth=required: a client with a certificate from the trusted
+    CA works and its principal (the subject DN, as Kafka prints it) is
+    logged; a client without a certificate and one with a certificate from an
+    untrusted CA fail with the client's SSL error while the trusted producer
+    keeps producing; no private key ever appears in the log."""
+    p1, p2 = free_port(), free_port()
+    broker = make_listeners_broker([("PLAINTEXT", p1), ("SSL", p2)], tls_settings(pki, client_auth="required"))
+    topic = "t-" + uuid.uuid4().hex[:8]
+    good = Producer(dict(ssl_conf(p2, pki, pki["client"]), acks="all"))
+    good.produce(topic, b"first")
+    assert good.flush(30) == 0
+    principal = "User:CN=billing-app,OU=payments,O=Example"
+    assert principal in broker.log()
+
+    for cert in (None, pki["rogue"]):
+        errors = []
+        bad = Producer(dict(ssl_conf(p2, pki, cert), **{"error_cb": errors.append, "message.timeout.ms": 4000}))
+        bad.produce(topic, b"never")
+        bad.flush(8)
+        assert errors, f"a client with certificate {cert} must see an error"
+        assert any(e.code() in (KafkaError._SSL, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN) for e in errors), errors
+        # The trusted producer is unaffected.
+        good.produce(topic, b"after")
+        assert good.flush(30) == 0
+    log = broker.log()
+    assert "TLS handshake failed" in log and "127.0.0.1:" in log
+    key_body = open(pki["server"][1]).read().splitlines()[1]
+    assert key_body not in log
+
+
+
+# ---------------------------------------------------------------- SASL
+
+PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '
+              'username="admin" password="admin-secret" user_admin="admin-secret" user_alice="alice-secret";')
+
+
+def sasl_plain_settings(listener="sasl_plaintext"):
+    return {
+        f"listener.name.{listener}.sasl.enabled.mechanisms": "PLAIN",
+        f"listener.name.{listener}.plain.sasl.jaas.config": PLAIN_JAAS,
+    }
+
+
+def plain_conf(port, user, password):
+    return {"bootstrap.servers": f"127.0.0.1:{port}", "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "PLAIN", "sasl.username": user, "sasl.password": password}
+
+
+def test_sasl_plaintext_plain_with_confluent_kafka(make_listeners_broker):
+    """SASL_PLAINTEXT with PLAIN users from Kafka's JAAS config: produce, a
+    group and admin work for alice; a wrong password and an unknown user fail
+    with SASL_AUTHENTICATION_FAILED while alice keeps producing; the
+    plaintext listener still works; no password is in the broker log."""
+    p1, p2 = free_port(), free_port()
+    broker = make_listeners_broker([("PLAINTEXT", p1), ("SASL_PLAINTEXT", p2)], dict(sasl_plain_settings(), **{
+        "connection.failed.authentication.delay.ms": "300"}))
+    topic = "t-" + uuid.uuid4().hex[:8]
+    alice = plain_conf(p2, "alice", "alice-secret")
+    admin = AdminClient(alice)
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    produce_and_consume(alice, topic)
+    assert "principal=User:alice" in broker.log()
+
+    steady = Producer(dict(alice, acks="all"))
+    for user, password in (("alice", "wrong-password"), ("mallory", "alice-secret")):
+        errors = []
+        started = time.time()
+        bad = Producer(dict(plain_conf(p2, user, password), **{"error_cb": errors.append, "message.timeout.ms": 4000}))
+        bad.produce(topic, b"never")
+        bad.flush(8)
+        auth_errors = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]
+        assert auth_errors, errors
+        assert "Invalid username or password" in auth_errors[0].str(), auth_errors[0].str()
+        assert time.time() - started >= 0.3, "connection.failed.authentication.delay.ms delays the answer"
+        steady.produce(topic, b"steady")
+        assert steady.flush(30) == 0
+    produce_and_consume({"bootstrap.servers": f"127.0.0.1:{p1}"}, topic + "-plain")
+    log = broker.log()
+    assert "SASL authentication failed" in log
+    for secret in ("alice-secret", "admin-secret", "wrong-password"):
+        assert secret not in log, f"{secret} in the broker log"
+
+
+def test_sasl_before_authentication_only_handshake_is_served(make_listeners_broker):
+    """A client that skips authentication on a SASL listener: ApiVersions is
+    answered, Metadata closes the connection (Kafka's ILLEGAL_SASL_STATE),
+    and the plaintext listener answers Metadata as before."""
+    import socket
+    import struct
+
+    from kafka.protocol.api import RequestHeader
+    from kafka.protocol.api_versions import ApiVersionsRequest_v0
+    from kafka.protocol.metadata import MetadataRequest_v1
+    from raw_requests import _read_exactly, request
+
+    p1, p2 = free_port(), free_port()
+    broker = make_listeners_broker([("PLAINTEXT", p1), ("SASL_PLAINTEXT", p2)], sasl_plain_settings())
+    with socket.create_connection(("127.0.0.1", p2), timeout=10) as sock:
+        for correlation_id, req in ((1, ApiVersionsRequest_v0()), (2, MetadataRequest_v1(topics=None))):
+            header = RequestHeader(req, correlation_id=correlation_id, client_id="runnel-test")
+            body = header.encode() + req.encode()
+            sock.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", _read_exactly(sock, 4))[0]
+        versions = ApiVersionsRequest_v0.RESPONSE_TYPE.decode(_read_exactly(sock, size)[4:])
+        assert versions.error_code == 0
+        assert {17, 36} <= {k[0] for k in versions.api_versions}, "SaslHandshake and SaslAuthenticate are advertised"
+        assert sock.recv(4) == b"", "Metadata before authentication closes the connection"
+    assert "before SASL authentication completed" in broker.log()
+    assert request(f"127.0.0.1:{p1}", MetadataRequest_v1(topics=None)).brokers
+
+
+def test_sasl_plain_with_kafka_python(make_listeners_broker):
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.errors import KafkaError as KPError
+
+    p1, p2 = free_port(), free_port()
+    make_listeners_broker([("PLAINTEXT", p1), ("SASL_PLAINTEXT", p2)], sasl_plain_settings())
+    common = dict(bootstrap_servers=f"127.0.0.1:{p2}", security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN")
+    topic = "t-" + uuid.uuid4().hex[:8]
+    producer = KafkaProducer(acks="all", sasl_plain_username="alice", sasl_plain_password="alice-secret", **common)
+    for i in range(20):
+        producer.send(topic, b"v%d" % i).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(topic, group_id="g-" + uuid.uuid4().hex[:8], auto_offset_reset="earliest",
+                             consumer_timeout_ms=15000, sasl_plain_username="alice",
+                             sasl_plain_password="alice-secret", **common)
+    got = [m.value for m in consumer]
+    consumer.close()
+    assert got == [b"v%d" % i for i in range(20)]
+    # A wrong password: kafka-python reports SaslAuthenticationFailedError and cannot send.
+    with pytest.raises(KPError):
+        bad = KafkaProducer(sasl_plain_username="alice", sasl_plain_password="nope", max_block_ms=5000, **common)
+        bad.send(topic, b"never").get(timeout=10)
