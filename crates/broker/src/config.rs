@@ -111,6 +111,13 @@ pub struct BrokerConfig {
     pub transaction_max_timeout_ms: i32,
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` (Kafka default 10000).
     pub transaction_abort_timed_out_cleanup_interval_ms: u64,
+    /// `transaction.version`, the finalized KIP-890 feature level (0-2, default 2,
+    /// Kafka 4's for a new cluster; Kafka sets it with `kafka-features`): 2 lets
+    /// clients speak transactions v2.
+    pub transaction_version: i16,
+    /// `transaction.partition.verification.enable` (Kafka default true): a
+    /// transactions v1 produce to a partition not in its transaction is refused.
+    pub transaction_partition_verification_enable: bool,
     /// `group.consumer.session.timeout.ms` / `group.consumer.heartbeat.interval.ms`:
     /// the consumer group protocol's (KIP-848) server-side timers.
     pub group_consumer_session_timeout_ms: i32,
@@ -184,6 +191,8 @@ impl Default for BrokerConfig {
             transaction_state_log_min_isr: 2,
             transaction_max_timeout_ms: 900_000,
             transaction_abort_timed_out_cleanup_interval_ms: 10_000,
+            transaction_version: 2,
+            transaction_partition_verification_enable: true,
             group_consumer_session_timeout_ms: 45_000,
             group_consumer_heartbeat_interval_ms: 5_000,
             group_consumer_min_session_timeout_ms: 45_000,
@@ -589,9 +598,11 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("ssl.truststore.type", "JKS", "TLS listeners: the trust store format; Runnel reads `PEM` only."),
     def("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", "How often transactions past their `transaction.timeout.ms` are aborted."),
     def("transaction.max.timeout.ms", "900000", "Largest `transaction.timeout.ms` a producer may ask for (INVALID_TRANSACTION_TIMEOUT beyond)."),
+    def("transaction.partition.verification.enable", "true", "Whether a transactions v1 producer's first batch to a partition is checked against its transaction (KIP-890 part 1: INVALID_TXN_STATE, or TRANSACTION_ABORTABLE from Produce v11, when the partition was not added)."),
     def("transaction.state.log.min.isr", "2", "`min.insync.replicas` of `__transaction_state`, capped at its replication factor (1 on a single node)."),
     def("transaction.state.log.num.partitions", "50", "Partitions of `__transaction_state`, fixed when the topic is first created (at the first transactional producer)."),
     def("transaction.state.log.replication.factor", "3", "Replicas of each `__transaction_state` partition, capped at the number of nodes in `controller.quorum.voters` (1 for a single node); created at the first FindCoordinator or InitProducerId for a transactional id (COORDINATOR_NOT_AVAILABLE until that many brokers are registered)."),
+    def("transaction.version", "2", "The finalized `transaction.version` feature ApiVersions advertises (KIP-890): 2 = transactions v2 (an epoch bump at every commit/abort, partitions added by the produce itself), 0 or 1 = v1 only (1 also writes `__transaction_state` values in the flexible v1 form). Kafka sets it cluster-wide with `kafka-features`. A multi-node Runnel cluster offers v1 only for now (a v2 produce would have to reach a coordinator on another node)."),
     def("unclean.leader.election.enable", "false", "Whether a partition whose ISR has no live member may get a leader from outside the ISR (losing the records only the ISR had)."),
 ];
 
@@ -767,6 +778,16 @@ impl BrokerConfig {
             "group.consumer.max.heartbeat.interval.ms" => self.group_consumer_max_heartbeat_interval_ms = parse_num(name, v)?,
             "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
                 self.transaction_abort_timed_out_cleanup_interval_ms = parse_num(name, v)?
+            }
+            "transaction.version" => {
+                let n: i16 = parse_num(name, v)?;
+                if !(0..=2).contains(&n) {
+                    return Err(invalid(name, v, "must be 0, 1 or 2"));
+                }
+                self.transaction_version = n;
+            }
+            "transaction.partition.verification.enable" => {
+                self.transaction_partition_verification_enable = parse_bool(name, v)?;
             }
             "transaction.max.timeout.ms" => {
                 let n: i32 = parse_num(name, v)?;
@@ -1079,9 +1100,11 @@ impl BrokerConfig {
                 self.transaction_abort_timed_out_cleanup_interval_ms.to_string(),
             ),
             ("transaction.max.timeout.ms", self.transaction_max_timeout_ms.to_string()),
+            ("transaction.partition.verification.enable", self.transaction_partition_verification_enable.to_string()),
             ("transaction.state.log.min.isr", self.transaction_state_log_min_isr.to_string()),
             ("transaction.state.log.num.partitions", self.transaction_state_log_num_partitions.to_string()),
             ("transaction.state.log.replication.factor", self.transaction_state_log_replication_factor.to_string()),
+            ("transaction.version", self.transaction_version.to_string()),
             ("unclean.leader.election.enable", self.unclean_leader_election_enable.to_string()),
         ];
         let mut out: BTreeMap<String, (String, bool)> = known

@@ -153,6 +153,14 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
             "listening; clients are told to connect to the advertised address"
         );
     }
+    let mut config = config;
+    if config.controller_quorum_voters.len() > 1 && config.transaction_version >= 2 {
+        // A v2 produce adds its partition to the transaction in-process; with the
+        // coordinator on another node it would have to go over the network
+        // (Kafka's AddPartitionsToTxnManager), which is not built yet.
+        tracing::warn!("transaction.version 2 is not offered by a multi-node cluster yet: clients speak transactions v1");
+        config.transaction_version = 0;
+    }
     let config = Arc::new(config);
     let replicas = {
         let config = config.clone();

@@ -22,7 +22,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: AddOffsetsT
             return AddOffsetsToTxnResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code());
         };
         let partitions = [(OFFSETS_TOPIC.to_string(), index)];
-        let result = broker.txns.add_partitions(&req.transactional_id.0, req.producer_id.0, req.producer_epoch, &partitions).await;
+        let result = broker.txns.add_partitions(&req.transactional_id.0, req.producer_id.0, req.producer_epoch, &partitions, 0).await;
         let code = match result {
             Ok(()) => 0,
             Err(ResponseError::ProducerFenced) if version < 2 => ResponseError::InvalidProducerEpoch.code(),

@@ -55,7 +55,9 @@ async fn add_one(broker: &Broker, version: i16, transactional_id: &str, producer
             Err(e) => topic_results(&partitions, |_| Some(e)),
         };
     }
-    let error = match broker.txns.add_partitions(transactional_id, producer_id, producer_epoch, &partitions).await {
+    // A broker adding a transactions v2 produce's partition (v5, not verify-only) speaks for a v2 client.
+    let client_transaction_version = if version >= 5 && broker.config.transaction_version >= 2 { 2 } else { 0 };
+    let error = match broker.txns.add_partitions(transactional_id, producer_id, producer_epoch, &partitions, client_transaction_version).await {
         Ok(()) => None,
         // Clients before v2 know only INVALID_PRODUCER_EPOCH (Kafka's mapping).
         Err(ResponseError::ProducerFenced) if version < 2 => Some(ResponseError::InvalidProducerEpoch),

@@ -156,8 +156,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
-    // Transactions v1 (KIP-98): the transaction.version feature is not
-    // advertised, so clients neither bump epochs at EndTxn nor skip AddPartitionsToTxn.
+    // Transactions v1 (KIP-98) and v2 (KIP-890, finalized `transaction.version`
+    // 2 in ApiVersions): EndTxn v5 bumps the epoch, Produce v12 and
+    // TxnOffsetCommit v5 add their partition to the transaction themselves.
     (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::EndTxn, 0, 5),

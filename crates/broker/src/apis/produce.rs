@@ -9,7 +9,14 @@
 //!   smaller than `min.insync.replicas`, and answered
 //!   NOT_ENOUGH_REPLICAS_AFTER_APPEND when it shrank below it meanwhile.
 //!   A single node's ISR is itself, so this is the fsync alone.
+//!
+//! A transactional producer's first batch on a partition is checked with
+//! the transaction coordinator first (KIP-890): from v12 (transactions v2)
+//! the partition joins the transaction then and there; before v12 it must
+//! have been added already (`transaction.partition.verification.enable`),
+//! else INVALID_TXN_STATE (TRANSACTION_ABORTABLE from v11).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +42,131 @@ struct PendingAck {
     last_offset: i64,
 }
 
+/// Whether a transactional produce at `version` adds its partitions to the
+/// transaction: a transactions v2 client's (v12+), when the broker has v2.
+fn adds_partitions(broker: &Broker, version: i16) -> bool {
+    version >= 12 && broker.config.transaction_version >= 2
+}
+
+/// A partition of the request, by its position: (topic index, partition index).
+type Slot = (usize, usize);
+
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> Reply<ProduceResponse> {
+    let adds = adds_partitions(broker, ctx.version);
+    let verify = adds || broker.config.transaction_partition_verification_enable;
+    // acks=0 has no answer to carry a refusal (and transactional producers use acks=all).
+    if req.acks == 0 || req.transactional_id.is_none() || !verify {
+        return handle_checked(broker, ctx, req, HashMap::new());
+    }
+    let starts = transaction_starts(broker, ctx.version, &req);
+    if starts.is_empty() {
+        return handle_checked(broker, ctx, req, HashMap::new());
+    }
+    let broker = broker.clone();
+    let ctx = ctx.clone();
+    Reply::Later(Box::pin(async move {
+        let transactional_id = req.transactional_id.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+        let refusals = check_transaction_starts(&broker, ctx.version, &transactional_id, starts).await;
+        match handle_checked(&broker, &ctx, req, refusals) {
+            Reply::Now(response) => response,
+            Reply::Later(response) => response.await,
+            Reply::Nothing => ProduceResponse::default(),
+        }
+    }))
+}
+
+/// A transactional batch on a partition where its producer has no open
+/// transaction yet: the partition must be in (v12+: join) the transaction.
+struct TransactionStart {
+    slot: Slot,
+    topic: String,
+    partition: i32,
+    producer_id: i64,
+    producer_epoch: i16,
+}
+
+fn transaction_starts(broker: &Broker, version: i16, req: &ProduceRequest) -> Vec<TransactionStart> {
+    let mut starts = Vec::new();
+    for (topic_index, topic_data) in req.topic_data.iter().enumerate() {
+        let topic = if version >= 13 { broker.replicas.topic_by_id(&topic_data.topic_id) } else { broker.replicas.topic(&topic_data.name.0) };
+        // An unknown topic or partition is refused by the append itself.
+        let Some(topic) = topic else { continue };
+        for (partition_index, data) in topic_data.partition_data.iter().enumerate() {
+            let Some(records) = data.records.as_ref() else { continue };
+            let Ok(header) = BatchHeader::parse(records) else { continue };
+            if !(header.has_producer_id() && header.is_transactional() && !header.is_control()) {
+                continue;
+            }
+            let Some(partition) = topic.partition(data.index) else { continue };
+            if partition.has_open_txn(header.producer_id) {
+                continue;
+            }
+            starts.push(TransactionStart {
+                slot: (topic_index, partition_index),
+                topic: topic.name.to_string(),
+                partition: data.index,
+                producer_id: header.producer_id,
+                producer_epoch: header.producer_epoch,
+            });
+        }
+    }
+    starts
+}
+
+/// Asks the transaction coordinator about each transaction start: the
+/// refused ones with the error Kafka's produce path answers (Kafka's
+/// `AddPartitionsToTxnManager` and `ReplicaManager` mappings).
+async fn check_transaction_starts(broker: &Broker, version: i16, transactional_id: &str, starts: Vec<TransactionStart>) -> HashMap<Slot, ApiError> {
+    let mut refusals = HashMap::new();
+    // One producer per request, as Kafka requires (InvalidPidMapping otherwise).
+    let (producer_id, producer_epoch) = (starts[0].producer_id, starts[0].producer_epoch);
+    if starts.iter().any(|s| (s.producer_id, s.producer_epoch) != (producer_id, producer_epoch)) {
+        for start in &starts {
+            refusals.insert(start.slot, ApiError::new(ResponseError::InvalidProducerIdMapping, "Transactional records contained more than one producer ID"));
+        }
+        return refusals;
+    }
+    let partitions: Vec<(String, i32)> = starts.iter().map(|s| (s.topic.clone(), s.partition)).collect();
+    let errors: Vec<Option<ResponseError>> = if broker.txns.check_coordinator(transactional_id).is_err() {
+        // The coordinator is another node: KIP-890 part 1's check would ask it over
+        // the network (not built yet), so this produce goes unchecked, as before it.
+        vec![None; starts.len()]
+    } else if adds_partitions(broker, version) {
+        let added = broker.txns.add_partitions(transactional_id, producer_id, producer_epoch, &partitions, 2).await;
+        vec![added.err(); starts.len()]
+    } else {
+        match broker.txns.verify_partitions(transactional_id, producer_id, producer_epoch, &partitions) {
+            Ok(errors) => errors,
+            Err(e) => vec![Some(e); starts.len()],
+        }
+    };
+    for (start, error) in starts.iter().zip(errors) {
+        let Some(error) = error else { continue };
+        let refusal = match error {
+            ResponseError::ProducerFenced => ApiError::bare(ResponseError::InvalidProducerEpoch),
+            // Clients before v11 do not know TRANSACTION_ABORTABLE.
+            ResponseError::TransactionAbortable if version <= 10 => {
+                ApiError::new(ResponseError::InvalidTxnState, "Partition was not added to the transaction")
+            }
+            ResponseError::TransactionAbortable => ApiError::new(ResponseError::TransactionAbortable, "Partition was not added to the transaction"),
+            // Retriable for the coordinator, but not every client retries these on a
+            // produce: NOT_ENOUGH_REPLICAS makes them retry without a metadata refresh.
+            ResponseError::ConcurrentTransactions
+            | ResponseError::CoordinatorLoadInProgress
+            | ResponseError::CoordinatorNotAvailable
+            | ResponseError::NotCoordinator => ApiError::new(
+                ResponseError::NotEnoughReplicas,
+                format!("Unable to verify the partition has been added to the transaction. Underlying error: {error:?}"),
+            ),
+            other => ApiError::bare(other),
+        };
+        tracing::debug!(transactional_id, topic = %start.topic, partition = start.partition, error = ?refusal.code(), "transactional produce refused by the coordinator");
+        refusals.insert(start.slot, refusal);
+    }
+    refusals
+}
+
+fn handle_checked(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest, mut refusals: HashMap<Slot, ApiError>) -> Reply<ProduceResponse> {
     let acks = req.acks;
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let now = crate::now_ms();
@@ -53,6 +184,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequ
             let response = PartitionProduceResponse::default().with_index(data.index);
             let outcome = if !matches!(acks, 0 | 1 | -1) {
                 Err(ApiError::new(ResponseError::InvalidRequiredAcks, format!("acks={acks} is not 0, 1 or -1")).into())
+            } else if let Some(refusal) = refusals.remove(&(topic_index, partition_index)) {
+                Err(refusal.into())
             } else {
                 append_partition(topic.as_deref(), ctx.version, data.index, data.records, acks, now)
             };

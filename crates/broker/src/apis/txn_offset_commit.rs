@@ -2,6 +2,9 @@
 //! offsets inside its transaction (consume-transform-produce). They are
 //! written to `__consumer_offsets` as the producer's transactional batch and
 //! become visible only when its COMMIT marker follows (KIP-98, KIP-447).
+//! v5 comes from a transactions v2 client, which sends no AddOffsetsToTxn:
+//! the group's `__consumer_offsets` partition joins the transaction here
+//! (KIP-890).
 
 use std::sync::Arc;
 
@@ -11,7 +14,7 @@ use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::{Reply, RequestContext};
 use crate::coordinator::offsets::{CommittedOffset, OffsetKey};
-use crate::coordinator::OFFSET_METADATA_MAX_BYTES;
+use crate::coordinator::{OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
 use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: TxnOffsetCommitRequest) -> Reply<TxnOffsetCommitResponse> {
@@ -24,6 +27,10 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: TxnOffsetCo
             broker.groups.validate_commit(&group_id, &req.member_id, req.group_instance_id.as_deref(), req.generation_id, 8, true).err()
         } else {
             broker.groups.check_coordinator(&group_id).err()
+        };
+        let group_error = match group_error {
+            None if version >= 5 && broker.config.transaction_version >= 2 => add_offsets_partition(&broker, &req, &group_id).await.err(),
+            other => other,
         };
         let now = crate::now_ms();
         let mut errors: Vec<Vec<Option<ResponseError>>> = Vec::with_capacity(req.topics.len());
@@ -69,4 +76,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: TxnOffsetCo
             .collect();
         TxnOffsetCommitResponse::default().with_topics(topics)
     }))
+}
+
+/// Transactions v2: the group's offsets partition joins the producer's
+/// transaction (what AddOffsetsToTxn does for a v1 client).
+async fn add_offsets_partition(broker: &Broker, req: &TxnOffsetCommitRequest, group_id: &str) -> Result<(), ResponseError> {
+    let index = broker.groups.offsets_partition_index(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let partitions = [(OFFSETS_TOPIC.to_string(), index)];
+    broker.txns.add_partitions(&req.transactional_id.0, req.producer_id.0, req.producer_epoch, &partitions, 2).await
 }

@@ -20,14 +20,20 @@
 //! Prepare state on load, or whose markers could not all be written, is
 //! completed by the clock.
 //!
-//! Transactions v1 (the KIP-98 protocol: the client adds partitions and bumps
-//! no epoch at EndTxn). The broker does not advertise the `transaction.version`
-//! feature, so Kafka 4 clients speak v1 to it.
+//! Transactions v1 (KIP-98: the client adds partitions, EndTxn keeps the
+//! epoch) and v2 (KIP-890, `transaction.version` 2, finalized in ApiVersions
+//! by default): EndTxn v5 bumps the producer epoch at every commit/abort
+//! (a new producer id once the epoch is exhausted), the markers carry the
+//! bumped epoch and the answer names the producer id/epoch to go on with; a
+//! Produce v12+ or TxnOffsetCommit v5 adds its partition to the transaction
+//! itself ([`TxnCoordinator::add_partitions`] with client version 2). The
+//! client's version of each transition is stored with the state (Kafka's
+//! `clientTransactionVersion`): it decides which retried EndTxn is valid.
 
 pub mod markers;
 pub mod records;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -349,7 +355,9 @@ impl TxnCoordinator {
         if (partition.isr_size() as i64) < partition.min_insync_replicas() as i64 {
             return Err(ResponseError::CoordinatorNotAvailable);
         }
-        let keyed = vec![(records::encode_key(transactional_id), Some(records::encode_value(meta)))];
+        // Kafka writes the flexible v1 value from transaction.version 1 on.
+        let value = records::encode_value(meta, self.config.transaction_version >= 1);
+        let keyed = vec![(records::encode_key(transactional_id), Some(value))];
         // (append_keyed logs why a write failed.)
         let last_offset = crate::coordinator::records::append_keyed(&partition, keyed, None).map_err(crate::coordinator::coordinator_error)?;
         crate::coordinator::wait_committed(&partition, last_offset).await
@@ -402,16 +410,7 @@ impl TxnCoordinator {
             let mut txns = self.txns.lock();
             match txns.get_mut(transactional_id) {
                 None => {
-                    let producer_id = new_producer_id()?;
-                    let meta = TxnMetadata {
-                        producer_id,
-                        producer_epoch: 0,
-                        timeout_ms,
-                        state: TxnState::Empty,
-                        partitions: BTreeSet::new(),
-                        last_update_ms: now,
-                        start_ms: -1,
-                    };
+                    let meta = TxnMetadata::new(new_producer_id()?, timeout_ms, now);
                     txns.insert(transactional_id.to_string(), TxnEntry { meta: meta.clone(), pending: true });
                     Plan::Create(meta)
                 }
@@ -449,6 +448,10 @@ impl TxnCoordinator {
                             } else {
                                 next.producer_epoch += 1;
                             }
+                            // A new session: the client's transaction version is learnt again (Kafka: TV_0).
+                            next.previous_producer_id = meta.producer_id;
+                            next.next_producer_id = -1;
+                            next.client_transaction_version = 0;
                             next.timeout_ms = timeout_ms;
                             next.state = TxnState::Empty;
                             next.partitions.clear();
@@ -502,9 +505,18 @@ impl TxnCoordinator {
         }
     }
 
-    /// AddPartitionsToTxn / AddOffsetsToTxn: the partitions join the
-    /// transaction (which starts if none is open), durably.
-    pub async fn add_partitions(&self, transactional_id: &str, producer_id: i64, producer_epoch: i16, partitions: &[(String, i32)]) -> Result<(), ResponseError> {
+    /// AddPartitionsToTxn / AddOffsetsToTxn (client version 0), or a
+    /// transactions v2 Produce / TxnOffsetCommit adding its own partition
+    /// (client version 2): the partitions join the transaction (which starts
+    /// if none is open), durably.
+    pub async fn add_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+        client_transaction_version: i16,
+    ) -> Result<(), ResponseError> {
         let next = {
             let mut txns = self.txns.lock();
             let entry = txns.get_mut(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
@@ -527,6 +539,7 @@ impl TxnCoordinator {
             next.state = TxnState::Ongoing;
             next.partitions.extend(partitions.iter().cloned());
             next.last_update_ms = now;
+            next.client_transaction_version = client_transaction_version;
             entry.pending = true;
             next
         };
@@ -552,25 +565,71 @@ impl TxnCoordinator {
     }
 
     /// EndTxn: PrepareCommit/PrepareAbort is written, then the markers, then
-    /// CompleteCommit/CompleteAbort. A retry of a finished EndTxn succeeds.
-    pub async fn end_txn(&self, transactional_id: &str, producer_id: i64, producer_epoch: i16, commit: bool) -> Result<(), ResponseError> {
+    /// CompleteCommit/CompleteAbort. With `client_transaction_version` 2
+    /// (EndTxn v5) the epoch is bumped in the Prepare state, the markers carry
+    /// it, and an exhausted epoch moves to a new producer id at Complete
+    /// (Kafka's `prepareAbortOrCommit` / `prepareComplete`). Returns the
+    /// producer id and epoch the client goes on with. A retry of a finished
+    /// EndTxn succeeds: under v2 it names the epoch before the bump.
+    pub async fn end_txn(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        client_transaction_version: i16,
+        new_producer_id: impl FnOnce() -> Result<i64, ResponseError>,
+    ) -> Result<(i64, i16), ResponseError> {
         let prepared = {
             let mut txns = self.txns.lock();
             let entry = txns.get_mut(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-            Self::check_producer(&entry.meta, producer_id, producer_epoch)?;
+            let meta = &entry.meta;
+            let request_v2 = client_transaction_version >= 2;
+            let is_retry = Self::check_end_txn_producer(meta, producer_id, producer_epoch, request_v2)?;
             if entry.pending {
                 return Err(ResponseError::ConcurrentTransactions);
             }
-            let meta = &entry.meta;
+            // Under v2 a client may abort with no transaction open, to move to
+            // a new epoch (Kafka 4 answers so; a commit there is INVALID_TXN_STATE).
+            let empty_abort = request_v2
+                && !commit
+                && !is_retry
+                && matches!(meta.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort);
+            let stored_v2 = meta.client_transaction_version >= 2;
             match (meta.state, commit) {
+                _ if empty_abort => {
+                    let mut next = meta.clone();
+                    next.state = TxnState::PrepareAbort;
+                    next.partitions.clear();
+                    next.last_update_ms = crate::now_ms();
+                    next.start_ms = next.last_update_ms;
+                    next.client_transaction_version = client_transaction_version;
+                    next.producer_epoch = meta.producer_epoch.checked_add(1).ok_or(ResponseError::ProducerFenced)?;
+                    if meta.producer_epoch >= MAX_EPOCH {
+                        next.next_producer_id = new_producer_id()?;
+                    }
+                    entry.pending = true;
+                    next
+                }
                 (TxnState::Ongoing, _) => {
                     let mut next = meta.clone();
                     next.state = if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort };
                     next.last_update_ms = crate::now_ms();
+                    next.client_transaction_version = client_transaction_version;
+                    if client_transaction_version >= 2 {
+                        // The epoch is below i16::MAX (InitProducerId rotates ids at MAX_EPOCH), so the bump fits.
+                        next.producer_epoch = meta.producer_epoch.checked_add(1).ok_or(ResponseError::ProducerFenced)?;
+                        if meta.producer_epoch >= MAX_EPOCH {
+                            next.next_producer_id = new_producer_id()?;
+                        }
+                    }
                     entry.pending = true;
                     next
                 }
-                (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => return Ok(()),
+                // A retry of the EndTxn that ended it (under v2 only a retry: the epoch before the bump).
+                (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) if is_retry || !stored_v2 => {
+                    return Ok((meta.producer_id, meta.producer_epoch))
+                }
                 (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => return Err(ResponseError::ConcurrentTransactions),
                 _ => return Err(ResponseError::InvalidTxnState),
             }
@@ -580,10 +639,61 @@ impl TxnCoordinator {
             return Err(e);
         }
         self.finish(transactional_id, Some(prepared.clone()));
+        let next_producer = Self::completed(&prepared);
         if self.begin(transactional_id).is_some() {
             self.complete(transactional_id, prepared).await;
         }
-        Ok(())
+        Ok((next_producer.producer_id, next_producer.producer_epoch))
+    }
+
+    /// Kafka's EndTxn producer checks; Ok(true) for a retry of a v2 EndTxn.
+    /// Under transactions v2 (the id's last transition was a v2 client's)
+    /// an ended transaction's epoch is one above the client's, so a retry
+    /// names the epoch before the bump (or, after an overflow, the previous
+    /// producer id at the exhausted epoch); the current epoch is valid while
+    /// the transaction is open, and once it ended only from a v2 client.
+    fn check_end_txn_producer(meta: &TxnMetadata, producer_id: i64, producer_epoch: i16, request_v2: bool) -> Result<bool, ResponseError> {
+        let v2 = meta.client_transaction_version >= 2;
+        let retry_on_bump = v2 && meta.producer_id == producer_id && i32::from(meta.producer_epoch) == i32::from(producer_epoch) + 1;
+        let retry_on_overflow = v2 && meta.previous_producer_id == producer_id && producer_epoch >= MAX_EPOCH && meta.producer_epoch == 0;
+        if meta.producer_id != producer_id && !retry_on_overflow {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        let valid_epoch = if v2 {
+            match meta.state {
+                TxnState::Ongoing | TxnState::Empty | TxnState::Dead | TxnState::PrepareEpochFence => producer_epoch == meta.producer_epoch,
+                TxnState::PrepareCommit | TxnState::PrepareAbort => retry_on_bump,
+                TxnState::CompleteCommit | TxnState::CompleteAbort => {
+                    retry_on_bump || retry_on_overflow || (request_v2 && producer_epoch == meta.producer_epoch)
+                }
+            }
+        } else {
+            producer_epoch == meta.producer_epoch
+        };
+        if valid_epoch {
+            Ok(retry_on_bump || retry_on_overflow)
+        } else {
+            Err(ResponseError::ProducerFenced)
+        }
+    }
+
+    /// The Complete state a prepared transaction ends in (Kafka's
+    /// `prepareComplete`): no partitions; under v2 an exhausted epoch's
+    /// transaction moves to its next producer id at epoch 0.
+    fn completed(prepared: &TxnMetadata) -> TxnMetadata {
+        let mut done = prepared.clone();
+        done.state = if prepared.state == TxnState::PrepareCommit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
+        done.partitions.clear();
+        done.last_update_ms = crate::now_ms();
+        if prepared.client_transaction_version >= 2 {
+            done.previous_producer_id = prepared.producer_id;
+            if prepared.next_producer_id >= 0 {
+                done.producer_id = prepared.next_producer_id;
+                done.producer_epoch = 0;
+            }
+            done.next_producer_id = -1;
+        }
+        done
     }
 
     /// Writes a Prepare state (already marked pending) and completes it.
@@ -609,10 +719,7 @@ impl TxnCoordinator {
             self.finish(transactional_id, None);
             return;
         }
-        let mut done = prepared;
-        done.state = if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort };
-        done.partitions.clear();
-        done.last_update_ms = crate::now_ms();
+        let done = Self::completed(&prepared);
         let written = self.persist(transactional_id, &done).await;
         if let Err(e) = &written {
             tracing::warn!(transactional_id, error = ?e, "writing the completed transaction state failed; retried by the clock");
