@@ -18,6 +18,7 @@ pub mod consumer_group;
 pub mod consumer_protocol;
 pub mod group;
 pub mod group_record;
+pub mod hosted;
 pub mod offsets;
 pub mod records;
 
@@ -30,11 +31,13 @@ use parking_lot::Mutex;
 
 use crate::cluster::{Cluster, LeadershipListener};
 use crate::config::BrokerConfig;
-use crate::partition::{Partition, Role};
+use crate::partition::Partition;
 use crate::replica_manager::ReplicaManager;
 use consumer_group::{ClassicJoin, ConsumerGroup, Heartbeat, HeartbeatAnswer, MigrationPolicy, TopicsView, LEAVE_GROUP_EPOCH};
 use group::{Group, JoinOutcome, JoinRequest, JoinResult, SyncOutcome, SyncResult};
 use offsets::{CommittedOffset, OffsetKey};
+pub use hosted::partition_for;
+use hosted::HostedPartitions;
 use records::CoordinatorRecord;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -50,14 +53,6 @@ const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// created and led here before it serves anyway (clients then retry).
 const START_LOAD_WAIT: Duration = Duration::from_secs(10);
 
-/// A `__consumer_offsets` partition this broker leads, by leader epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hosted {
-    /// Being replayed: its groups answer COORDINATOR_LOAD_IN_PROGRESS.
-    Loading(i32),
-    Loaded(i32),
-}
-
 /// One line of ListGroups.
 pub struct ListedGroup {
     pub id: String,
@@ -70,9 +65,9 @@ pub struct GroupCoordinator {
     config: Arc<BrokerConfig>,
     replicas: Arc<ReplicaManager>,
     cluster: Arc<Cluster>,
-    /// The offsets partitions whose groups are in memory here (partition index → state).
+    /// The offsets partitions whose groups are in memory here.
     /// Taken alone or after the other locks, never before them.
-    hosted: Mutex<HashMap<i32, Hosted>>,
+    hosted: HostedPartitions,
     groups: Mutex<HashMap<String, Group>>,
     /// Groups of the consumer group protocol (KIP-848). A group id lives in
     /// one map or the other: a group moves between them when it converts
@@ -87,16 +82,6 @@ pub struct GroupCoordinator {
     /// order they were made. Taken after the groups lock, never before it.
     /// (The topic is compacted by the broker's log cleaner, like any other.)
     append_lock: Mutex<()>,
-}
-
-/// Java's `String.hashCode`, which Kafka uses to map a group to its offsets partition.
-fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
-}
-
-/// The `__consumer_offsets` partition of a group, as Kafka maps it.
-pub fn partition_for(group_id: &str, partitions: usize) -> i32 {
-    (java_string_hash(group_id) & 0x7fff_ffff) % (partitions.max(1) as i32)
 }
 
 impl LeadershipListener for GroupCoordinator {
@@ -116,7 +101,7 @@ impl GroupCoordinator {
             config,
             replicas,
             cluster,
-            hosted: Mutex::new(HashMap::new()),
+            hosted: HostedPartitions::new(OFFSETS_TOPIC),
             groups: Mutex::new(HashMap::new()),
             consumer_groups: Mutex::new(HashMap::new()),
             offsets: Mutex::new(BTreeMap::new()),
@@ -223,58 +208,18 @@ impl GroupCoordinator {
     /// offsets partition (else NOT_COORDINATOR) and has loaded it (else
     /// COORDINATOR_LOAD_IN_PROGRESS). Every group API asks this first.
     pub fn check_coordinator(&self, group_id: &str) -> Result<(), ResponseError> {
-        let topic = self.replicas.topic(OFFSETS_TOPIC).filter(|t| self.cluster.is_listed(t)).ok_or(ResponseError::NotCoordinator)?;
-        let index = partition_for(group_id, topic.partition_count());
-        let partition = topic.partition(index).ok_or(ResponseError::NotCoordinator)?;
-        let state = partition.replica_state();
-        if state.role != Role::Leader {
-            return Err(ResponseError::NotCoordinator);
-        }
-        match self.hosted.lock().get(&index) {
-            Some(Hosted::Loaded(epoch)) if *epoch == state.leader_epoch => Ok(()),
-            _ => Err(ResponseError::CoordinatorLoadInProgress),
-        }
+        self.hosted.coordinator_epoch(&self.replicas, &self.cluster, group_id).map(|_| ())
     }
 
     /// Loads the offsets partitions led here that are not loaded at their
     /// current leader epoch, and unloads those no longer led here. In the
     /// background (`in_background`, from the image follower) or on this thread.
     fn follow_leaderships(self: &Arc<Self>, in_background: bool) {
-        let topic = self.replicas.topic(OFFSETS_TOPIC).filter(|t| self.cluster.is_listed(t));
-        let partitions = topic.as_ref().map(|t| t.partitions()).unwrap_or_default();
-        let mut to_load = Vec::new();
-        let mut to_unload = Vec::new();
-        {
-            let mut hosted = self.hosted.lock();
-            for partition in &partitions {
-                let state = partition.replica_state();
-                let current = hosted.get(&partition.index).copied();
-                if state.role == Role::Leader {
-                    let same_epoch = matches!(current, Some(Hosted::Loading(e) | Hosted::Loaded(e)) if e == state.leader_epoch);
-                    if !same_epoch {
-                        if current.is_some() {
-                            // Led here again at a newer epoch: others may have written meanwhile.
-                            to_unload.push(partition.index);
-                        }
-                        hosted.insert(partition.index, Hosted::Loading(state.leader_epoch));
-                        to_load.push((partition.clone(), state.leader_epoch));
-                    }
-                } else if current.is_some() {
-                    hosted.remove(&partition.index);
-                    to_unload.push(partition.index);
-                }
-            }
-            // Partitions of a topic that is gone (deleted, or replaced by the cluster's).
-            let gone: Vec<i32> = hosted.keys().copied().filter(|i| !partitions.iter().any(|p| p.index == *i)).collect();
-            for index in gone {
-                hosted.remove(&index);
-                to_unload.push(index);
-            }
+        let changes = self.hosted.changes(&self.replicas, &self.cluster);
+        for index in changes.to_unload {
+            self.unload_partition(index, changes.partition_count);
         }
-        for index in to_unload {
-            self.unload_partition(index, topic.as_ref().map(|t| t.partition_count()));
-        }
-        for (partition, epoch) in to_load {
+        for (partition, epoch) in changes.to_load {
             if in_background {
                 let coordinator = self.clone();
                 tokio::task::spawn_blocking(move || coordinator.load_partition(&partition, epoch));
@@ -366,8 +311,7 @@ impl GroupCoordinator {
         let mut cache = self.offsets.lock();
         let mut live_groups = self.groups.lock();
         let mut pending_txn_offsets = self.pending_txn_offsets.lock();
-        let mut hosted = self.hosted.lock();
-        if hosted.get(&partition.index) != Some(&Hosted::Loading(epoch)) {
+        if !self.hosted.finish_loading(partition.index, epoch) {
             tracing::info!(partition = partition.index, leader_epoch = epoch, "leadership moved while loading; the loaded state is dropped");
             return;
         }
@@ -376,7 +320,6 @@ impl GroupCoordinator {
         for (producer_id, commits) in pending {
             pending_txn_offsets.entry(producer_id).or_default().extend(commits);
         }
-        hosted.insert(partition.index, Hosted::Loaded(epoch));
         tracing::info!(
             partition = partition.index, leader_epoch = epoch, offsets = offsets_loaded, groups = groups_loaded,
             took_ms = started.elapsed().as_millis() as u64, "loaded the groups of a {OFFSETS_TOPIC} partition led here"
@@ -1116,15 +1059,4 @@ pub fn join_response(outcome: JoinOutcome) -> kafka_protocol::messages::JoinGrou
                 })
                 .collect(),
         )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn group_hash_matches_javas_string_hash_code() {
-        assert_eq!(super::java_string_hash(""), 0);
-        assert_eq!(super::java_string_hash("a"), 97);
-        assert_eq!(super::java_string_hash("hello"), 99_162_322);
-        assert_eq!(super::java_string_hash("python_example_group_1"), "python_example_group_1".encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32)));
-    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use indexmap::IndexMap;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordSet, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use runnel_storage::batch::{check_stored_batch, validate_batches, BATCH_HEADER_LEN};
 use runnel_storage::{BatchHeader, ControlType};
 
@@ -195,80 +195,84 @@ pub struct Replay {
     pub incomplete: Option<String>,
 }
 
-/// Reads every coordinator record of a partition, in log order. A batch
-/// that fails its CRC or does not decode is skipped with an ERROR (a verbatim
-/// copy is kept beside the log, see `runnel_storage::quarantine`), so its
-/// commits fall back to the values before it; reading goes on with the next
-/// batch as long as the batch framing holds.
-pub fn read_all(partition: &Partition) -> Replay {
-    let mut records = Vec::new();
+/// Reads a coordinator's partition (`__consumer_offsets`, `__transaction_state`)
+/// batch by batch, in log order, from its log start to its log end — not the
+/// high watermark: a new leader's log is what its followers will hold (Kafka's
+/// coordinator loader reads to the log end too). `visit` gets every intact
+/// batch with its decoded records. A batch that fails its CRC or does not
+/// decode is skipped with an ERROR (a verbatim copy is kept beside the log, see
+/// `runnel_storage::quarantine`); reading goes on with the next batch as long
+/// as the batch framing holds. Answers why reading stopped early, if it did.
+pub fn for_each_batch(partition: &Partition, mut visit: impl FnMut(&BatchHeader, &Bytes, Vec<RecordSet>)) -> Option<String> {
     let mut offset = partition.offsets().log_start_offset;
     loop {
-        // To the log end, not the high watermark: a new leader's log is what its
-        // followers will hold (Kafka's coordinator loader reads to the log end too).
         let read = partition
             .read_plan_to(offset, 1 << 20, true, true)
             .and_then(|(plan, _)| Ok((partition.read_planned(&plan)?, partition.log_end_offset())));
         let (bytes, log_end) = match read {
             Ok(read) => read,
-            Err(e) => return Replay { records, incomplete: Some(format!("reading from offset {offset}: {e}")) },
+            Err(e) => return Some(format!("reading from offset {offset}: {e}")),
         };
         if bytes.is_empty() {
-            break;
+            return None;
         }
         let mut pos = 0usize;
         let mut next = offset;
         while pos < bytes.len() {
             let header = match BatchHeader::parse(&bytes[pos..]) {
                 Ok(h) if h.total_size() >= BATCH_HEADER_LEN && pos + h.total_size() <= bytes.len() => h,
-                _ => {
-                    let why = format!("the batch framing is broken after offset {next}");
-                    return Replay { records, incomplete: Some(why) };
-                }
+                _ => return Some(format!("the batch framing is broken after offset {next}")),
             };
             let batch = bytes.slice(pos..pos + header.total_size());
             pos += header.total_size();
+            // By the batch headers, so that a batch the cleaner emptied is stepped over.
             next = next.max(header.next_offset());
             let decoded = check_stored_batch(&batch)
                 .map_err(|e| e.to_string())
                 .and_then(|_| RecordBatchDecoder::decode_all(&mut batch.clone()).map_err(|e| e.to_string()));
-            let sets = match decoded {
-                Ok(sets) => sets,
-                Err(e) => {
-                    skip_corrupt_batch(partition, &header, &batch, &e);
-                    continue;
-                }
-            };
-            if header.is_control() {
-                match runnel_storage::txn_index::control_type(&batch) {
-                    Some(marker @ (ControlType::Commit | ControlType::Abort)) => records
-                        .push(CoordinatorRecord::TxnMarker { producer_id: header.producer_id, commit: marker == ControlType::Commit }),
-                    _ => {}
-                }
-                continue;
-            }
-            for set in sets {
-                for record in set.records {
-                    let Some(key) = record.key else { continue };
-                    match CoordinatorRecord::decode(key, record.value) {
-                        Some(CoordinatorRecord::Offset(key, Some(value))) if header.is_transactional() => {
-                            records.push(CoordinatorRecord::TxnOffset(header.producer_id, key, value))
-                        }
-                        Some(entry) => records.push(entry),
-                        None => tracing::warn!(offset = record.offset, "skipping an unreadable __consumer_offsets record"),
-                    }
-                }
+            match decoded {
+                Ok(sets) => visit(&header, &batch, sets),
+                Err(e) => skip_corrupt_batch(partition, &header, &batch, &e),
             }
         }
         if next <= offset || next >= log_end {
-            break;
+            return None;
         }
         offset = next;
     }
-    Replay { records, incomplete: None }
 }
 
-/// Logs a corrupt `__consumer_offsets` batch and keeps a verbatim copy of it
+/// Reads every `__consumer_offsets` record of a partition, in log order (see
+/// [`for_each_batch`] for what happens to a corrupt batch).
+pub fn read_all(partition: &Partition) -> Replay {
+    let mut records = Vec::new();
+    let incomplete = for_each_batch(partition, |header, batch, sets| {
+        if header.is_control() {
+            match runnel_storage::txn_index::control_type(batch) {
+                Some(marker @ (ControlType::Commit | ControlType::Abort)) => {
+                    records.push(CoordinatorRecord::TxnMarker { producer_id: header.producer_id, commit: marker == ControlType::Commit })
+                }
+                _ => {}
+            }
+            return;
+        }
+        for set in sets {
+            for record in set.records {
+                let Some(key) = record.key else { continue };
+                match CoordinatorRecord::decode(key, record.value) {
+                    Some(CoordinatorRecord::Offset(key, Some(value))) if header.is_transactional() => {
+                        records.push(CoordinatorRecord::TxnOffset(header.producer_id, key, value))
+                    }
+                    Some(entry) => records.push(entry),
+                    None => tracing::warn!(offset = record.offset, "skipping an unreadable __consumer_offsets record"),
+                }
+            }
+        }
+    });
+    Replay { records, incomplete }
+}
+
+/// Logs a corrupt batch of a coordinator's log and keeps a verbatim copy of it
 /// beside the log (it stays in the log until compaction or retention drops it).
 fn skip_corrupt_batch(partition: &Partition, header: &BatchHeader, batch: &[u8], error: &str) {
     let dir = partition.with_log(|log| log.dir().to_path_buf());
@@ -280,7 +284,7 @@ fn skip_corrupt_batch(partition: &Partition, header: &BatchHeader, batch: &[u8],
     tracing::error!(
         topic = %partition.topic, partition = partition.index, base_offset = header.base_offset,
         last_offset = header.last_offset(), bytes = batch.len(), error = %error, copy = %copy,
-        "CORRUPT BATCH in the coordinator log: skipped; the offsets and group state it held fall back to their earlier values"
+        "CORRUPT BATCH in the coordinator log: skipped; the state it held (offsets, groups, transactions) falls back to its earlier values"
     );
 }
 

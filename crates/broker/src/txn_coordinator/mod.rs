@@ -38,15 +38,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::records::RecordBatchDecoder;
 use parking_lot::Mutex;
 use runnel_controller::records::NO_LEADER;
 use runnel_storage::ControlType;
 
 use crate::cluster::{Cluster, LeadershipListener};
 use crate::config::BrokerConfig;
+use crate::coordinator::hosted::{partition_for, HostedPartitions};
 use crate::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
-use crate::partition::{Partition, Role};
+use crate::partition::Partition;
 use crate::replica_manager::ReplicaManager;
 use markers::{MarkerBatch, MarkerSender};
 pub use records::{TxnMetadata, TxnState};
@@ -62,14 +62,6 @@ const START_LOAD_WAIT: Duration = Duration::from_secs(10);
 /// How long InitProducerId waits for a partition being loaded here.
 const LOAD_WAIT: Duration = Duration::from_secs(3);
 
-/// A `__transaction_state` partition this broker leads, by leader epoch (the
-/// coordinator epoch its markers carry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hosted {
-    /// Being replayed: its ids answer COORDINATOR_LOAD_IN_PROGRESS.
-    Loading(i32),
-    Loaded(i32),
-}
 /// A producer epoch at this value is exhausted: the next bump takes a new producer id.
 const MAX_EPOCH: i16 = i16::MAX - 1;
 
@@ -92,27 +84,17 @@ pub struct TxnCoordinator {
     replicas: Arc<ReplicaManager>,
     groups: Arc<GroupCoordinator>,
     cluster: Arc<Cluster>,
-    /// The state partitions whose ids are in `txns` (partition index → state).
-    /// Taken alone or after `txns`, never before it.
-    hosted: Mutex<HashMap<i32, Hosted>>,
+    /// The state partitions whose ids are in `txns`, by leader epoch (the
+    /// coordinator epoch its markers carry). Taken alone or after `txns`, never before it.
+    hosted: HostedPartitions,
     markers: MarkerSender,
     txns: Mutex<HashMap<String, TxnEntry>>,
-}
-
-/// The `__transaction_state` partition of a transactional id, as Kafka maps it.
-pub fn partition_for(transactional_id: &str, partitions: usize) -> i32 {
-    (java_string_hash(transactional_id) & 0x7fff_ffff) % (partitions.max(1) as i32)
 }
 
 impl LeadershipListener for TxnCoordinator {
     fn leaderships_changed(self: Arc<Self>) {
         self.follow_leaderships(true);
     }
-}
-
-/// Java's `String.hashCode`, which Kafka uses to map an id to its partition.
-fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
 }
 
 /// What a partition of a transaction is: a data partition or a group's offsets.
@@ -128,7 +110,7 @@ impl TxnCoordinator {
     pub fn start(config: Arc<BrokerConfig>, replicas: Arc<ReplicaManager>, groups: Arc<GroupCoordinator>, cluster: Arc<Cluster>) -> Arc<TxnCoordinator> {
         let markers = MarkerSender::new(&replicas, config.node_id);
         let coordinator =
-            Arc::new(TxnCoordinator { config, replicas, groups, cluster, hosted: Mutex::new(HashMap::new()), markers, txns: Mutex::new(HashMap::new()) });
+            Arc::new(TxnCoordinator { config, replicas, groups, cluster, hosted: HostedPartitions::new(TRANSACTION_STATE_TOPIC), markers, txns: Mutex::new(HashMap::new()) });
         let listener: Arc<dyn LeadershipListener> = coordinator.clone();
         coordinator.cluster.add_leadership_listener(Arc::downgrade(&listener));
         let node_id = coordinator.config.node_id;
@@ -216,17 +198,7 @@ impl TxnCoordinator {
 
     /// The leader epoch of the id's state partition if it is loaded here (the coordinator epoch).
     fn coordinator_epoch(&self, transactional_id: &str) -> Result<i32, ResponseError> {
-        let topic = self.replicas.topic(TRANSACTION_STATE_TOPIC).filter(|t| self.cluster.is_listed(t)).ok_or(ResponseError::NotCoordinator)?;
-        let index = partition_for(transactional_id, topic.partition_count());
-        let partition = topic.partition(index).ok_or(ResponseError::NotCoordinator)?;
-        let state = partition.replica_state();
-        if state.role != Role::Leader {
-            return Err(ResponseError::NotCoordinator);
-        }
-        match self.hosted.lock().get(&index) {
-            Some(Hosted::Loaded(epoch)) if *epoch == state.leader_epoch => Ok(*epoch),
-            _ => Err(ResponseError::CoordinatorLoadInProgress),
-        }
+        self.hosted.coordinator_epoch(&self.replicas, &self.cluster, transactional_id)
     }
 
     /// InitProducerId's check: the topic is created first if the cluster has
@@ -249,52 +221,23 @@ impl TxnCoordinator {
     /// Whether a state partition is being loaded here (ListTransactions then
     /// answers COORDINATOR_LOAD_IN_PROGRESS, as Kafka's).
     pub fn loading(&self) -> bool {
-        self.hosted.lock().values().any(|h| matches!(h, Hosted::Loading(_)))
+        self.hosted.any_loading()
     }
 
     fn state_partition(&self, transactional_id: &str) -> Option<Arc<Partition>> {
         let topic = self.replicas.topic(TRANSACTION_STATE_TOPIC)?;
-        let count = topic.partition_count().max(1) as i32;
-        topic.partition((java_string_hash(transactional_id) & 0x7fff_ffff) % count)
+        topic.partition(partition_for(transactional_id, topic.partition_count()))
     }
 
     /// Loads the state partitions led here that are not loaded at their
     /// current leader epoch, and unloads those no longer led here. In the
     /// background (`in_background`, from the image follower) or on this thread.
     fn follow_leaderships(self: &Arc<Self>, in_background: bool) {
-        let topic = self.replicas.topic(TRANSACTION_STATE_TOPIC).filter(|t| self.cluster.is_listed(t));
-        let partitions = topic.as_ref().map(|t| t.partitions()).unwrap_or_default();
-        let mut to_load = Vec::new();
-        let mut to_unload = Vec::new();
-        {
-            let mut hosted = self.hosted.lock();
-            for partition in &partitions {
-                let state = partition.replica_state();
-                let current = hosted.get(&partition.index).copied();
-                if state.role == Role::Leader {
-                    if !matches!(current, Some(Hosted::Loading(e) | Hosted::Loaded(e)) if e == state.leader_epoch) {
-                        if current.is_some() {
-                            // Led here again at a newer epoch: another coordinator may have written meanwhile.
-                            to_unload.push(partition.index);
-                        }
-                        hosted.insert(partition.index, Hosted::Loading(state.leader_epoch));
-                        to_load.push((partition.clone(), state.leader_epoch));
-                    }
-                } else if current.is_some() {
-                    hosted.remove(&partition.index);
-                    to_unload.push(partition.index);
-                }
-            }
-            let gone: Vec<i32> = hosted.keys().copied().filter(|i| !partitions.iter().any(|p| p.index == *i)).collect();
-            for index in gone {
-                hosted.remove(&index);
-                to_unload.push(index);
-            }
+        let changes = self.hosted.changes(&self.replicas, &self.cluster);
+        for index in changes.to_unload {
+            self.unload_partition(index, changes.partition_count);
         }
-        for index in to_unload {
-            self.unload_partition(index, topic.as_ref().map(|t| t.partition_count()));
-        }
-        for (partition, epoch) in to_load {
+        for (partition, epoch) in changes.to_load {
             if in_background {
                 let coordinator = self.clone();
                 tokio::task::spawn_blocking(move || coordinator.load_partition(&partition, epoch));
@@ -323,15 +266,13 @@ impl TxnCoordinator {
         let count = loaded.len();
         {
             let mut txns = self.txns.lock();
-            let mut hosted = self.hosted.lock();
-            if hosted.get(&partition.index) != Some(&Hosted::Loading(epoch)) {
+            if !self.hosted.finish_loading(partition.index, epoch) {
                 tracing::info!(partition = partition.index, leader_epoch = epoch, "leadership moved while loading; the loaded state is dropped");
                 return;
             }
             for (id, meta) in loaded {
                 txns.insert(id, TxnEntry { meta, pending: false });
             }
-            hosted.insert(partition.index, Hosted::Loaded(epoch));
         }
         tracing::info!(
             partition = partition.index, leader_epoch = epoch, transactional_ids = count,
@@ -872,61 +813,24 @@ pub fn write_marker(groups: &GroupCoordinator, partition: &Partition, producer_i
 /// log is what its followers will hold): the latest record of each id wins.
 fn replay(partition: &Partition) -> HashMap<String, TxnMetadata> {
     let mut loaded: HashMap<String, TxnMetadata> = HashMap::new();
-    let mut offset = partition.offsets().log_start_offset;
-    loop {
-        let read = partition
-            .read_plan_to(offset, 1 << 20, true, true)
-            .and_then(|(plan, _)| Ok((partition.read_planned(&plan)?, partition.log_end_offset())));
-        let (bytes, log_end) = match read {
-            Ok(read) => read,
-            Err(e) => {
-                tracing::error!(partition = partition.index, offset, error = %e, "reading {TRANSACTION_STATE_TOPIC} failed; later transaction states are missing");
-                break;
-            }
-        };
-        if bytes.is_empty() {
-            break;
-        }
-        let mut next = offset;
-        // By the batch headers, so that a batch the cleaner emptied is stepped over.
-        let mut pos = 0usize;
-        while let Ok(header) = runnel_storage::BatchHeader::parse(&bytes[pos..]) {
-            if header.total_size() == 0 || pos + header.total_size() > bytes.len() {
-                break;
-            }
-            next = next.max(header.next_offset());
-            pos += header.total_size();
-        }
-        let mut buf = bytes.clone();
-        match RecordBatchDecoder::decode_all(&mut buf) {
-            Ok(sets) => {
-                for set in sets {
-                    for record in set.records {
-                        next = next.max(record.offset + 1);
-                        let Some(id) = record.key.and_then(records::decode_key) else { continue };
-                        match record.value {
-                            None => {
-                                loaded.remove(&id);
-                            }
-                            Some(value) => match records::decode_value(value) {
-                                Some(meta) => {
-                                    loaded.insert(id, meta);
-                                }
-                                None => tracing::warn!(transactional_id = %id, offset = record.offset, "skipping an unreadable transaction state record"),
-                            },
-                        }
-                    }
+    let incomplete = crate::coordinator::records::for_each_batch(partition, |_, _, sets| {
+        for record in sets.into_iter().flat_map(|set| set.records) {
+            let Some(id) = record.key.and_then(records::decode_key) else { continue };
+            match record.value {
+                None => {
+                    loaded.remove(&id);
                 }
-            }
-            Err(e) => {
-                tracing::error!(partition = partition.index, offset, error = %e, "a {TRANSACTION_STATE_TOPIC} batch does not decode; later transaction states are missing");
-                break;
+                Some(value) => match records::decode_value(value) {
+                    Some(meta) => {
+                        loaded.insert(id, meta);
+                    }
+                    None => tracing::warn!(transactional_id = %id, offset = record.offset, "skipping an unreadable transaction state record"),
+                },
             }
         }
-        if next <= offset || next >= log_end {
-            break;
-        }
-        offset = next;
+    });
+    if let Some(why) = incomplete {
+        tracing::error!(partition = partition.index, why = %why, "{TRANSACTION_STATE_TOPIC} could only be replayed in part: later transaction states are missing");
     }
     loaded
 }
