@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from runnel_broker import Broker
+from runnel_broker import RUNNEL, Broker
 
 SEGMENT = "00000000000000000000.log"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -295,6 +295,47 @@ def test_flipped_byte_in_consumer_offsets_skips_only_that_commit(make_broker, sh
     commit(broker.bootstrap, group, topic, 444444444)
     broker.restart()
     assert committed(broker.bootstrap, group, topic) == 444444444
+
+
+# ------------------------------------------------- corrupt __transaction_state
+
+def test_flipped_byte_in_transaction_state_skips_only_that_batch(make_broker):
+    """A corrupt `__transaction_state` batch is skipped and quarantined, as in
+    `__consumer_offsets`: the states written after it are still loaded."""
+    broker = make_broker({"transaction.state.log.num.partitions": "1"})
+    topic = "txn-data-" + uuid.uuid4().hex[:6]
+    create_topic(broker.bootstrap, topic)
+    first, second = "first-" + uuid.uuid4().hex[:6], "second-" + uuid.uuid4().hex[:6]
+    for txn_id in (first, second):
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": txn_id, "linger.ms": 5})
+        producer.init_transactions(30)
+        producer.begin_transaction()
+        producer.produce(topic, value=txn_id.encode())
+        producer.commit_transaction(30)
+    assert broker.stop() == 0
+
+    segment = os.path.join(broker.data_dir, "__transaction_state-0", SEGMENT)
+    with open(segment, "rb") as f:
+        data = bytearray(f.read())
+    # The first state ever written: `first`'s InitProducerId (Empty).
+    hits = [(pos, size) for pos, _, size in walk_batches(data) if first.encode() in data[pos:pos + size]]
+    assert len(hits) >= 3, f"expected several state batches of {first}, found {len(hits)}"
+    pos, size = hits[0]
+    data[pos + size - 1] ^= 0x20
+    with open(segment, "wb") as f:
+        f.write(data)
+
+    broker.start()
+    states = {}
+    for txn_id in (first, second):
+        described = subprocess.run([RUNNEL, "--brokers", broker.bootstrap, "txn", "describe", txn_id], capture_output=True, timeout=60)
+        assert described.returncode == 0, described.stderr
+        states[txn_id] = dict(line.split("\t", 1) for line in described.stdout.decode().splitlines())["state"]
+    # Both ids' later states were read past the corrupt batch.
+    assert states == {first: "CompleteCommit", second: "CompleteCommit"}, states
+    assert any("ERROR" in l and "CORRUPT" in l for l in log_lines(broker)), f"no ERROR about the corrupt batch:\n{broker.log()}"
+    partition_dir = os.path.join(broker.data_dir, "__transaction_state-0")
+    assert glob.glob(os.path.join(partition_dir, "*quarantine*")), "the corrupt batch is kept in a quarantine file"
 
 
 # ------------------------------------------------- missing topic metadata
