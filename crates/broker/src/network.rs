@@ -45,6 +45,8 @@ pub struct ConnectionState {
     /// Kafka's principal, `User:ANONYMOUS` until authenticated.
     pub principal: Arc<str>,
     pub sasl: SaslProgress,
+    /// SCRAM: the exchange between the client's first and final message.
+    pub scram: Option<Box<crate::security::scram::ScramExchange>>,
 }
 
 /// Where a connection is in SASL authentication.
@@ -71,7 +73,7 @@ impl SaslProgress {
 impl ConnectionState {
     pub fn new(peer: SocketAddr, listener: Arc<ListenerSecurity>) -> ConnectionState {
         let sasl = if listener.sasl.is_some() { SaslProgress::AwaitingHandshake } else { SaslProgress::NotRequired };
-        ConnectionState { peer, listener, principal: Arc::from(ANONYMOUS), sasl }
+        ConnectionState { peer, listener, principal: Arc::from(ANONYMOUS), sasl, scram: None }
     }
 }
 

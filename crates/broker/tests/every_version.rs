@@ -721,8 +721,32 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             let resp = client.try_request(v, &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0u\0p"))).await?;
             check(resp.error_code == ILLEGAL_SASL_STATE, || format!("sasl authenticate on a plaintext listener: {resp:?}"))
         }
+        ApiKey::AlterUserScramCredentials => {
+            let resp = client.try_request(v, &scram_upsert("every-user", 8192)).await?;
+            let codes: Vec<(String, i16)> = resp.results.iter().map(|r| (r.user.to_string(), r.error_code)).collect();
+            check(codes == vec![("every-user".to_string(), 0)], || format!("SCRAM upsertion: {resp:?}"))
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            client.try_request(0, &scram_upsert("described", 4096)).await?;
+            let req = DescribeUserScramCredentialsRequest::default()
+                .with_users(Some(vec![describe_user_scram_credentials_request::UserName::default().with_name(s("described"))]));
+            let resp = client.try_request(v, &req).await?;
+            let result = resp.results.first().ok_or("no result")?;
+            let infos: Vec<(i8, i32)> = result.credential_infos.iter().map(|c| (c.mechanism, c.iterations)).collect();
+            check(result.error_code == 0 && infos == vec![(2, 4096)], || format!("described SCRAM credentials: {resp:?}"))
+        }
         other => Err(format!("no request builder for {other:?}: add one to this test")),
     }
+}
+
+/// An upsertion of a SCRAM-SHA-512 credential (the salted password is arbitrary bytes here).
+fn scram_upsert(user: &str, iterations: i32) -> AlterUserScramCredentialsRequest {
+    AlterUserScramCredentialsRequest::default().with_upsertions(vec![alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+        .with_name(s(user))
+        .with_mechanism(2)
+        .with_iterations(iterations)
+        .with_salt(Bytes::from_static(b"0123456789abcdef"))
+        .with_salted_password(Bytes::from(vec![7u8; 64]))])
 }
 
 /// Kafka's ILLEGAL_SASL_STATE error code.
@@ -947,6 +971,18 @@ async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Resu
             ApiKey::ListTransactions if v >= 2 => {
                 let req = ListTransactionsRequest::default().with_transactional_id_pattern(Some(s("(unclosed"))).with_duration_filter(-1);
                 refused(Some(client.try_request(v, &req).await?.error_code))
+            }
+            ApiKey::DescribeUserScramCredentials => {
+                let req = DescribeUserScramCredentialsRequest::default()
+                    .with_users(Some(vec![describe_user_scram_credentials_request::UserName::default().with_name(s("nobody"))]));
+                let code = client.try_request(v, &req).await?.results.first().map(|r| r.error_code);
+                // RESOURCE_NOT_FOUND (91).
+                check(code == Some(91), || format!("unknown SCRAM user: {code:?}"))
+            }
+            ApiKey::AlterUserScramCredentials => {
+                let code = client.try_request(v, &scram_upsert("few-iterations", 1)).await?.results.first().map(|r| r.error_code);
+                // UNACCEPTABLE_CREDENTIAL (93).
+                check(code == Some(93), || format!("too few iterations: {code:?}"))
             }
             ApiKey::DescribeLogDirs => {
                 // Unknown topics and partitions are left out, without an error.

@@ -59,7 +59,43 @@ pub enum ControllerRequest {
     /// and configs it has: every partition on `node_id`, led by it, at the leader epoch
     /// its log already holds (`leader_epochs[partition]`), so clients see no change.
     ImportTopic { name: String, topic_id: Uuid, node_id: i32, leader_epochs: Vec<i32>, configs: BTreeMap<String, String> },
+    /// AlterUserScramCredentials (KIP-554). The receiving broker turned each
+    /// upsertion's salted password into StoredKey/ServerKey, so no password-equivalent
+    /// travels further.
+    AlterUserScramCredentials { deletions: Vec<ScramDeletion>, upsertions: Vec<ScramUpsertion> },
 }
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ScramDeletion {
+    pub name: String,
+    /// Kafka's ScramMechanism type: 1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512, anything else unknown.
+    pub mechanism: i8,
+}
+
+#[derive(Serialize, Deserialize, Clone, PartialEq)]
+pub struct ScramUpsertion {
+    pub name: String,
+    pub mechanism: i8,
+    pub iterations: i32,
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for ScramUpsertion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramUpsertion")
+            .field("name", &self.name)
+            .field("mechanism", &self.mechanism)
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Kafka's bounds on SCRAM iterations (ScramMechanism's minimum for SHA-256 and
+/// SHA-512, ScramControlManager's maximum).
+pub const SCRAM_MIN_ITERATIONS: i32 = 4096;
+pub const SCRAM_MAX_ITERATIONS: i32 = 16384;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct CreateTopic {
@@ -113,6 +149,8 @@ pub enum ControllerResponse {
     /// Per partition of an AlterPartitionReassignments: error code (0 = accepted) and message.
     Reassigned { results: Vec<(String, i32, i16, Option<String>)> },
     ProducerIds { first_producer_id: i64, count: i64 },
+    /// Per user of an AlterUserScramCredentials: error code (0 = done) and message.
+    ScramCredentialsAltered { results: Vec<(String, i16, Option<String>)> },
     Done,
 }
 
@@ -304,6 +342,9 @@ impl Controller {
             }
             ControllerRequest::ImportTopic { name, topic_id, node_id, leader_epochs, configs } => {
                 self.import_topic(image, name, *topic_id, *node_id, leader_epochs, configs)
+            }
+            ControllerRequest::AlterUserScramCredentials { deletions, upsertions } => {
+                alter_user_scram_credentials(image, deletions, upsertions)
             }
         }
     }
@@ -935,6 +976,104 @@ fn reassign_partition(
         removing_replicas: Some(removing),
         ..Default::default()
     })))
+}
+
+/// Kafka's ScramControlManager.alterCredentials: a user named twice in one request
+/// (deletion or upsertion) gets DUPLICATE_RESOURCE and none of its changes; each other
+/// user's change is checked alone, and the valid ones are committed together. Answers
+/// list the deletions done, then the upsertions done, then the refusals.
+fn alter_user_scram_credentials(
+    image: &MetadataImage,
+    deletions: &[ScramDeletion],
+    upsertions: &[ScramUpsertion],
+) -> Result<Decision, ControllerError> {
+    const DUPLICATE: &str = "A user credential cannot be altered twice in the same request";
+    let mut errors: Vec<(String, ResponseError, String)> = Vec::new();
+    let refused = |errors: &[(String, ResponseError, String)], name: &str| errors.iter().any(|(n, _, _)| n == name);
+    let mut to_delete: Vec<&ScramDeletion> = Vec::new();
+    let mut to_upsert: Vec<&ScramUpsertion> = Vec::new();
+    for deletion in deletions {
+        if refused(&errors, &deletion.name) {
+            continue;
+        }
+        if let Some(at) = to_delete.iter().position(|d| d.name == deletion.name) {
+            to_delete.remove(at);
+            errors.push((deletion.name.clone(), ResponseError::DuplicateResource, DUPLICATE.into()));
+            continue;
+        }
+        let known = image.scram_credentials.get(&deletion.name).is_some_and(|m| m.contains_key(&deletion.mechanism));
+        match check_scram_name_and_mechanism(&deletion.name, deletion.mechanism) {
+            Err((code, message)) => errors.push((deletion.name.clone(), code, message.into())),
+            Ok(()) if !known => errors.push((
+                deletion.name.clone(),
+                ResponseError::ResourceNotFound,
+                "Attempt to delete a user credential that does not exist".into(),
+            )),
+            Ok(()) => to_delete.push(deletion),
+        }
+    }
+    for upsertion in upsertions {
+        if refused(&errors, &upsertion.name) {
+            continue;
+        }
+        let deleted = to_delete.iter().position(|d| d.name == upsertion.name);
+        let upserted = to_upsert.iter().position(|u| u.name == upsertion.name);
+        if deleted.is_some() || upserted.is_some() {
+            if let Some(at) = deleted {
+                to_delete.remove(at);
+            }
+            if let Some(at) = upserted {
+                to_upsert.remove(at);
+            }
+            errors.push((upsertion.name.clone(), ResponseError::DuplicateResource, DUPLICATE.into()));
+            continue;
+        }
+        let checked = check_scram_name_and_mechanism(&upsertion.name, upsertion.mechanism).and_then(|()| {
+            if upsertion.iterations < SCRAM_MIN_ITERATIONS {
+                Err((ResponseError::UnacceptableCredential, "Too few iterations"))
+            } else if upsertion.iterations > SCRAM_MAX_ITERATIONS {
+                Err((ResponseError::UnacceptableCredential, "Too many iterations"))
+            } else if upsertion.stored_key.is_empty() || upsertion.server_key.is_empty() {
+                // Kafka cannot derive keys from an empty salted password either.
+                Err((ResponseError::UnacceptableCredential, "The salted password must not be empty"))
+            } else {
+                Ok(())
+            }
+        });
+        match checked {
+            Err((code, message)) => errors.push((upsertion.name.clone(), code, message.into())),
+            Ok(()) => to_upsert.push(upsertion),
+        }
+    }
+    let mut pending = Pending::new(image);
+    let mut results = Vec::new();
+    for deletion in to_delete {
+        pending.push(MetadataRecord::RemoveUserScramCredential { name: deletion.name.clone(), mechanism: deletion.mechanism })?;
+        results.push((deletion.name.clone(), 0, None));
+    }
+    for upsertion in to_upsert {
+        pending.push(MetadataRecord::UserScramCredential {
+            name: upsertion.name.clone(),
+            mechanism: upsertion.mechanism,
+            salt: upsertion.salt.clone(),
+            stored_key: upsertion.stored_key.clone(),
+            server_key: upsertion.server_key.clone(),
+            iterations: upsertion.iterations,
+        })?;
+        results.push((upsertion.name.clone(), 0, None));
+    }
+    results.extend(errors.into_iter().map(|(name, code, message)| (name, code.code(), Some(message))));
+    Ok(Decision { records: pending.records, response: ControllerResponse::ScramCredentialsAltered { results } })
+}
+
+fn check_scram_name_and_mechanism(name: &str, mechanism: i8) -> Result<(), (ResponseError, &'static str)> {
+    if name.is_empty() {
+        Err((ResponseError::UnacceptableCredential, "Username must not be empty"))
+    } else if !matches!(mechanism, 1 | 2) {
+        Err((ResponseError::UnsupportedSaslMechanism, "Unknown SCRAM mechanism"))
+    } else {
+        Ok(())
+    }
 }
 
 fn change(topic_id: Uuid, partition: i32, leader: Option<i32>, isr: Option<Vec<i32>>) -> MetadataRecord {

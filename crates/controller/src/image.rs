@@ -71,6 +71,26 @@ pub struct MetadataImage {
     /// The highest broker epoch handed out: epochs never repeat, even after unregistration.
     #[serde(default)]
     pub last_broker_epoch: i64,
+    /// SCRAM credentials: user → mechanism (1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512) → credential.
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<i8, ScramCredential>>,
+}
+
+/// A user's SCRAM credential for one mechanism (RFC 5802): what a server needs to
+/// check a client's proof and prove itself, and nothing that gives the password.
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct ScramCredential {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
+}
+
+impl std::fmt::Debug for ScramCredential {
+    // The keys stay out of logs, as Kafka's ScramCredentialValue hides them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramCredential").field("iterations", &self.iterations).finish_non_exhaustive()
+    }
 }
 
 /// A record that does not fit the image (a bug in the controller that wrote it, or
@@ -259,9 +279,27 @@ impl MetadataImage {
                     self.features.insert(name.clone(), *level);
                 }
             }
-            MetadataRecord::AccessControlEntry(_)
-            | MetadataRecord::UserScramCredential { .. }
-            | MetadataRecord::ClientQuota { .. } => {
+            MetadataRecord::UserScramCredential { name, mechanism, salt, stored_key, server_key, iterations } => {
+                let credential = ScramCredential {
+                    salt: salt.clone(),
+                    stored_key: stored_key.clone(),
+                    server_key: server_key.clone(),
+                    iterations: *iterations,
+                };
+                self.scram_credentials.entry(name.clone()).or_default().insert(*mechanism, credential);
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                let by_mechanism = self
+                    .scram_credentials
+                    .get_mut(name)
+                    .filter(|m| m.contains_key(mechanism))
+                    .ok_or_else(|| ApplyError(format!("removal of unknown SCRAM credential {name} (mechanism {mechanism})")))?;
+                by_mechanism.remove(mechanism);
+                if by_mechanism.is_empty() {
+                    self.scram_credentials.remove(name);
+                }
+            }
+            MetadataRecord::AccessControlEntry(_) | MetadataRecord::ClientQuota { .. } => {
                 // Reserved: authorization and quotas will build their part of the image from these.
             }
         }
@@ -375,6 +413,16 @@ mod tests {
     fn image_round_trips_through_its_snapshot_encoding() {
         let mut image = MetadataImage::default();
         topic_with_partition(&mut image);
+        image
+            .apply(&MetadataRecord::UserScramCredential {
+                name: "alice".into(),
+                mechanism: 2,
+                salt: vec![1, 2],
+                stored_key: vec![3],
+                server_key: vec![4],
+                iterations: 8192,
+            })
+            .unwrap();
         image.apply(&MetadataRecord::ClusterId { cluster_id: "abc".into() }).unwrap();
         image
             .apply(&MetadataRecord::ProducerIds { broker_id: 1, broker_epoch: 1, next_producer_id: 1000 })
@@ -382,5 +430,30 @@ mod tests {
         let bytes = serde_json::to_vec(&image).unwrap();
         let decoded: MetadataImage = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(decoded, image);
+    }
+
+    #[test]
+    fn scram_credentials_are_kept_per_user_and_mechanism_and_removed_one_by_one() {
+        let mut image = MetadataImage::default();
+        let upsert = |mechanism, iterations| MetadataRecord::UserScramCredential {
+            name: "alice".into(),
+            mechanism,
+            salt: vec![1],
+            stored_key: vec![2],
+            server_key: vec![3],
+            iterations,
+        };
+        image.apply(&upsert(1, 4096)).unwrap();
+        image.apply(&upsert(2, 8192)).unwrap();
+        image.apply(&upsert(2, 10000)).unwrap();
+        assert_eq!(image.scram_credentials["alice"][&2].iterations, 10000);
+        assert!(!format!("{:?}", image.scram_credentials).contains("stored_key"));
+        image.apply(&MetadataRecord::RemoveUserScramCredential { name: "alice".into(), mechanism: 1 }).unwrap();
+        assert_eq!(image.scram_credentials["alice"].keys().collect::<Vec<_>>(), vec![&2]);
+        image.apply(&MetadataRecord::RemoveUserScramCredential { name: "alice".into(), mechanism: 2 }).unwrap();
+        assert!(image.scram_credentials.is_empty());
+        let before = image.clone();
+        assert!(image.apply(&MetadataRecord::RemoveUserScramCredential { name: "alice".into(), mechanism: 2 }).is_err());
+        assert_eq!(image, before);
     }
 }

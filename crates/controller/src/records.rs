@@ -40,11 +40,15 @@ pub enum MetadataRecord {
     ProducerIds { broker_id: i32, broker_epoch: i64, next_producer_id: i64 },
     /// A finalized feature level (e.g. `metadata.version`); level 0 removes it.
     FeatureLevel { name: String, level: i16 },
+    /// A SCRAM credential (Kafka's UserScramCredentialRecord): creates or replaces the
+    /// user's credential for one mechanism (1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512).
+    /// Salted and hashed (RFC 5802's StoredKey and ServerKey); the password is never stored.
+    UserScramCredential { name: String, mechanism: i8, salt: Vec<u8>, stored_key: Vec<u8>, server_key: Vec<u8>, iterations: i32 },
+    /// Removes a user's credential for one mechanism (Kafka's RemoveUserScramCredentialRecord).
+    RemoveUserScramCredential { name: String, mechanism: i8 },
     // Reserved for the next steps (decoded and kept in the log, not yet applied by the image):
     /// An ACL binding (Kafka's AccessControlEntryRecord).
     AccessControlEntry(AccessControlEntryRecord),
-    /// A SCRAM credential (Kafka's UserScramCredentialRecord).
-    UserScramCredential { name: String, mechanism: i8, salt: Vec<u8>, stored_key: Vec<u8>, server_key: Vec<u8>, iterations: i32 },
     /// A client quota (Kafka's ClientQuotaRecord): entity (type, name) pairs, key, value or removal.
     ClientQuota { entity: Vec<(String, Option<String>)>, key: String, value: Option<f64> },
 }

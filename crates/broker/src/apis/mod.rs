@@ -27,6 +27,7 @@ pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod consumer_group_describe;
@@ -42,6 +43,7 @@ pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod describe_transactions;
+pub mod describe_user_scram_credentials;
 pub mod end_txn;
 pub mod delete_groups;
 pub mod describe_groups;
@@ -125,6 +127,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     // SASL listeners (issue 13); on others they answer ILLEGAL_SASL_STATE, as Kafka's.
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
+    // SCRAM credentials in the cluster metadata (KIP-554).
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
@@ -360,7 +365,7 @@ pub async fn handle_request(
         }
         ApiKey::SaslAuthenticate => {
             let req: m::SaslAuthenticateRequest = decode_body(&mut body, api_key, version)?;
-            let reply = sasl_authenticate::handle(&ctx, req, connection);
+            let reply = sasl_authenticate::handle(broker, &ctx, req, connection);
             Ok(finish(ctx, reply))
         }
         ApiKey::ApiVersions => dispatch!(m::ApiVersionsRequest, api_versions::handle),
@@ -410,6 +415,10 @@ pub async fn handle_request(
         ApiKey::TxnOffsetCommit => dispatch!(m::TxnOffsetCommitRequest, txn_offset_commit::handle),
         ApiKey::DescribeTransactions => dispatch!(m::DescribeTransactionsRequest, describe_transactions::handle),
         ApiKey::ListTransactions => dispatch!(m::ListTransactionsRequest, list_transactions::handle),
+        ApiKey::DescribeUserScramCredentials => {
+            dispatch!(m::DescribeUserScramCredentialsRequest, describe_user_scram_credentials::handle)
+        }
+        ApiKey::AlterUserScramCredentials => dispatch!(m::AlterUserScramCredentialsRequest, alter_user_scram_credentials::handle),
         other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
     }
 }

@@ -3,6 +3,7 @@
 //! connection is (its principal).
 
 pub mod sasl;
+pub mod scram;
 pub mod tls;
 
 use std::sync::Arc;

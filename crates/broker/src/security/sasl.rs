@@ -1,11 +1,15 @@
 //! SASL authentication (SASL_PLAINTEXT and SASL_SSL listeners): the enabled
 //! mechanisms, the PLAIN users of the listener's JAAS config, and each
-//! connection's progress through SaslHandshake and SaslAuthenticate.
+//! connection's progress through SaslHandshake and SaslAuthenticate. SCRAM's
+//! users are the cluster metadata's (`scram.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use subtle::ConstantTimeEq;
+
 use crate::config::BrokerConfig;
+use crate::security::scram::ScramMechanism;
 
 /// Kafka's messages for a failed authentication (clients show them).
 pub const PLAIN_FAILED: &str = "Authentication failed: Invalid username or password";
@@ -14,12 +18,15 @@ pub const PLAIN_FAILED: &str = "Authentication failed: Invalid username or passw
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {
     Plain,
+    Scram(ScramMechanism),
 }
 
 impl Mechanism {
     pub fn parse(name: &str) -> Option<Mechanism> {
         match name {
             "PLAIN" => Some(Mechanism::Plain),
+            "SCRAM-SHA-256" => Some(Mechanism::Scram(ScramMechanism::Sha256)),
+            "SCRAM-SHA-512" => Some(Mechanism::Scram(ScramMechanism::Sha512)),
             _ => None,
         }
     }
@@ -27,6 +34,7 @@ impl Mechanism {
     pub fn name(self) -> &'static str {
         match self {
             Mechanism::Plain => "PLAIN",
+            Mechanism::Scram(scram) => scram.name(),
         }
     }
 }
@@ -60,7 +68,7 @@ impl SaslSettings {
         let mut mechanisms = Vec::new();
         for name in enabled.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             let mechanism = Mechanism::parse(&name.to_ascii_uppercase()).ok_or_else(|| {
-                format!("listener {listener}: sasl.enabled.mechanisms: {name} is not supported (Runnel serves PLAIN); set sasl.enabled.mechanisms=PLAIN")
+                format!("listener {listener}: sasl.enabled.mechanisms: {name} is not supported (Runnel serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512); set e.g. sasl.enabled.mechanisms=SCRAM-SHA-512")
             })?;
             if !mechanisms.contains(&mechanism) {
                 mechanisms.push(mechanism);
@@ -110,7 +118,7 @@ impl SaslSettings {
         }
         let expected = self.plain_users.get(user).map(String::as_bytes);
         // Unknown users cost the same comparison as known ones.
-        let matches = ring::constant_time::verify_slices_are_equal(expected.unwrap_or(b"\0no such user\0"), password).is_ok();
+        let matches = bool::from(expected.unwrap_or(b"\0no such user\0").ct_eq(password));
         if matches && expected.is_some() {
             Ok(user.to_string())
         } else {
@@ -207,5 +215,19 @@ mod tests {
         // Another listener without the setting: GSSAPI, Kafka's default, is refused by name.
         let err = SaslSettings::new(&c, "SASL_SSL").unwrap_err();
         assert!(err.contains("GSSAPI"), "{err}");
+    }
+
+    #[test]
+    fn scram_needs_no_jaas_users_and_mixes_with_plain() {
+        let mut c = BrokerConfig::default();
+        c.set("listener.name.sasl_plaintext.sasl.enabled.mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512").unwrap();
+        let sasl = SaslSettings::new(&c, "SASL_PLAINTEXT").unwrap();
+        assert_eq!(sasl.mechanism_names(), vec!["SCRAM-SHA-256", "SCRAM-SHA-512"]);
+        c.set("listener.name.sasl_ssl.sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-512").unwrap();
+        c.set("listener.name.sasl_ssl.plain.sasl.jaas.config", JAAS).unwrap();
+        let sasl = SaslSettings::new(&c, "SASL_SSL").unwrap();
+        assert_eq!(sasl.mechanism_names(), vec!["PLAIN", "SCRAM-SHA-512"]);
+        c.set("listener.name.sasl_ssl.sasl.enabled.mechanisms", "SCRAM-SHA-1").unwrap();
+        assert!(SaslSettings::new(&c, "SASL_SSL").unwrap_err().contains("SCRAM-SHA-1"));
     }
 }

@@ -713,3 +713,67 @@ fn an_unclean_election_of_the_adding_replica_completes_the_reassignment() {
     assert_eq!((p.replicas.as_slice(), p.isr.as_slice(), p.leader), (&[1][..], &[1][..], 1));
     assert!(!p.is_reassigning(), "{p:?}");
 }
+
+fn scram_upsertion(name: &str, mechanism: i8, iterations: i32) -> ScramUpsertion {
+    ScramUpsertion { name: name.into(), mechanism, iterations, salt: vec![1; 16], stored_key: vec![2; 32], server_key: vec![3; 32] }
+}
+
+fn scram_results(decision: &Decision) -> Vec<(String, i16, Option<String>)> {
+    match &decision.response {
+        ControllerResponse::ScramCredentialsAltered { results } => results.clone(),
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+#[test]
+fn scram_alterations_follow_kafkas_checks_and_commit_the_valid_ones_together() {
+    let mut controller = Controller::new(ControllerConfig::default());
+    let image = MetadataImage::default();
+    let now = Instant::now();
+    let request = ControllerRequest::AlterUserScramCredentials {
+        deletions: vec![ScramDeletion { name: "ghost".into(), mechanism: 1 }],
+        upsertions: vec![
+            scram_upsertion("alice", 2, 8192),
+            scram_upsertion("twice", 2, 8192),
+            scram_upsertion("twice", 1, 8192),
+            scram_upsertion("few", 1, 4095),
+            scram_upsertion("many", 1, 16385),
+            scram_upsertion("", 1, 8192),
+            scram_upsertion("odd", 3, 8192),
+            scram_upsertion("bob", 1, 4096),
+        ],
+    };
+    let decision = controller.decide(&image, &request, now).unwrap();
+    let code = |name: &str| scram_results(&decision).into_iter().find(|(n, _, _)| n == name).map(|(_, c, m)| (c, m.unwrap_or_default()));
+    assert_eq!(code("alice"), Some((0, String::new())));
+    assert_eq!(code("bob"), Some((0, String::new())));
+    assert_eq!(code("ghost").unwrap().0, ResponseError::ResourceNotFound.code());
+    assert_eq!(code("twice").unwrap().0, ResponseError::DuplicateResource.code());
+    assert_eq!(code("few"), Some((ResponseError::UnacceptableCredential.code(), "Too few iterations".into())));
+    assert_eq!(code("many"), Some((ResponseError::UnacceptableCredential.code(), "Too many iterations".into())));
+    assert_eq!(code(""), Some((ResponseError::UnacceptableCredential.code(), "Username must not be empty".into())));
+    assert_eq!(code("odd").unwrap().0, ResponseError::UnsupportedSaslMechanism.code());
+    assert_eq!(scram_results(&decision).len(), 8, "one answer per user");
+    // Only alice's and bob's credentials are written.
+    let mut applied = image.clone();
+    for record in &decision.records {
+        applied.apply(record).unwrap();
+    }
+    assert_eq!(applied.scram_credentials.keys().collect::<Vec<_>>(), vec!["alice", "bob"]);
+    assert_eq!(applied.scram_credentials["alice"][&2].iterations, 8192);
+
+    // Deleting an existing credential removes it; the other mechanism's is unknown.
+    let delete = ControllerRequest::AlterUserScramCredentials {
+        deletions: vec![ScramDeletion { name: "alice".into(), mechanism: 2 }, ScramDeletion { name: "bob".into(), mechanism: 2 }],
+        upsertions: vec![],
+    };
+    let decision = controller.decide(&applied, &delete, now).unwrap();
+    let results = scram_results(&decision);
+    assert_eq!(results[0], ("alice".to_string(), 0, None));
+    assert_eq!(results[1].1, ResponseError::ResourceNotFound.code());
+    for record in &decision.records {
+        applied.apply(record).unwrap();
+    }
+    assert!(!applied.scram_credentials.contains_key("alice"));
+    assert!(applied.scram_credentials.contains_key("bob"));
+}
