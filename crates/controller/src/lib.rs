@@ -241,12 +241,13 @@ impl Quorum {
         }
         let initialized = raft.is_initialized().await.map_err(|e| QuorumError::Raft(e.to_string()))?;
         if !initialized {
-            // Every voter initializes with the same membership: openraft allows that, and
-            // the first log entry (the membership, at index 0) is the same on all of them.
             let members: BTreeMap<NodeId, BasicNode> =
                 config.voters.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
-            if let Err(e) = raft.initialize(members).await {
-                tracing::info!(error = %e, "metadata quorum: not initialized here (a peer did it first)");
+            let bootstrap = bootstrap_when_no_peer_has_a_log(raft.clone(), config.node_id, members, config.rpc_timeout);
+            if config.voters.len() == 1 {
+                bootstrap.await;
+            } else {
+                tasks.push(tokio::spawn(bootstrap));
             }
         }
         tasks.push(tokio::spawn(active_controller_loop(Arc::downgrade(&shared))));
@@ -512,6 +513,92 @@ impl Shared {
     }
 }
 
+/// What a voter with an empty metadata log learnt from its peers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PeerLog {
+    /// The peer's log holds entries or a snapshot: the quorum exists.
+    Present,
+    Empty,
+    Unreachable,
+}
+
+#[derive(Debug, PartialEq)]
+enum Bootstrap {
+    /// Write the initial membership (every voter of a new cluster does, with the same one).
+    Initialize,
+    /// The quorum exists: wait for its leader to replicate to this node (a snapshot, then entries).
+    Follow,
+    /// Ask again.
+    Wait,
+}
+
+/// A voter whose log is empty bootstraps the quorum only when no peer has a log: a
+/// node whose data directory was wiped must be replicated to, as Kafka re-formats such
+/// a controller rather than letting it start a cluster of its own. A majority of voters
+/// with empty logs (this one included) is a new cluster; with fewer peers reachable it
+/// waits, and after `waited_enough` initializes anyway (the same entry every voter writes,
+/// which a leader that exists replaces).
+fn bootstrap_decision(voters: usize, peers: &[PeerLog], waited_enough: bool) -> Bootstrap {
+    if peers.contains(&PeerLog::Present) {
+        return Bootstrap::Follow;
+    }
+    let empty = 1 + peers.iter().filter(|p| **p == PeerLog::Empty).count();
+    if empty > voters / 2 || waited_enough {
+        Bootstrap::Initialize
+    } else {
+        Bootstrap::Wait
+    }
+}
+
+/// How long a voter with an empty log waits for a majority of the voters to answer before
+/// it bootstraps regardless.
+const BOOTSTRAP_PATIENCE: Duration = Duration::from_secs(15);
+
+async fn bootstrap_when_no_peer_has_a_log(raft: Raft, node_id: NodeId, members: BTreeMap<NodeId, BasicNode>, rpc_timeout: Duration) {
+    let started = Instant::now();
+    let mut connections: BTreeMap<NodeId, PeerConnection> = members
+        .iter()
+        .filter(|(id, _)| **id != node_id)
+        .map(|(id, node)| (*id, PeerConnection::new(node.addr.clone())))
+        .collect();
+    loop {
+        // Replicated to meanwhile (a peer bootstrapped and its leader reached this node).
+        if raft.metrics().borrow().last_log_index.is_some() {
+            return;
+        }
+        let asks = connections.iter_mut().map(|(id, connection)| async move {
+            let answer = match connection.call(&PeerRequest::HasMetadataLog, rpc_timeout.min(Duration::from_millis(500))).await {
+                Ok(PeerResponse::HasMetadataLog(true)) => PeerLog::Present,
+                Ok(PeerResponse::HasMetadataLog(false)) => PeerLog::Empty,
+                _ => PeerLog::Unreachable,
+            };
+            (*id, answer)
+        });
+        let answers: Vec<(NodeId, PeerLog)> = futures::future::join_all(asks).await;
+        let peers: Vec<PeerLog> = answers.iter().map(|(_, a)| *a).collect();
+        match bootstrap_decision(members.len(), &peers, started.elapsed() >= BOOTSTRAP_PATIENCE) {
+            Bootstrap::Follow => {
+                let with_log: Vec<NodeId> = answers.iter().filter(|(_, a)| *a == PeerLog::Present).map(|(id, _)| *id).collect();
+                tracing::warn!(
+                    node_id,
+                    peers_with_a_log = ?with_log,
+                    "metadata quorum: this node's metadata log is empty but the quorum exists \
+                     (a new or wiped data directory); waiting for the active controller to replicate it here"
+                );
+                return;
+            }
+            Bootstrap::Initialize => {
+                tracing::info!(node_id, ?answers, "metadata quorum: bootstrapping (no voter has a metadata log)");
+                if let Err(e) = raft.initialize(members).await {
+                    tracing::info!(error = %e, "metadata quorum: not initialized here (a peer did it first)");
+                }
+                return;
+            }
+            Bootstrap::Wait => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+    }
+}
+
 /// The active controller's timer: becomes active when this node is elected, then
 /// fences brokers whose sessions expire.
 async fn active_controller_loop(shared: std::sync::Weak<Shared>) {
@@ -579,6 +666,24 @@ pub fn uuid_to_kafka_base64(id: uuid::Uuid) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{bootstrap_decision, Bootstrap, PeerLog};
+
+    #[test]
+    fn an_empty_voter_bootstraps_only_when_no_peer_has_a_log() {
+        use PeerLog::*;
+        // A single node, and a new cluster whose voters all answer (or a majority does).
+        assert_eq!(bootstrap_decision(1, &[], false), Bootstrap::Initialize);
+        assert_eq!(bootstrap_decision(3, &[Empty, Empty], false), Bootstrap::Initialize);
+        assert_eq!(bootstrap_decision(3, &[Empty, Unreachable], false), Bootstrap::Initialize);
+        // A wiped node: any peer with a log means the quorum exists.
+        assert_eq!(bootstrap_decision(3, &[Present, Unreachable], false), Bootstrap::Follow);
+        assert_eq!(bootstrap_decision(3, &[Empty, Present], true), Bootstrap::Follow);
+        // Too few voters heard from: wait, then bootstrap anyway.
+        assert_eq!(bootstrap_decision(3, &[Unreachable, Unreachable], false), Bootstrap::Wait);
+        assert_eq!(bootstrap_decision(5, &[Empty, Unreachable, Unreachable, Unreachable], false), Bootstrap::Wait);
+        assert_eq!(bootstrap_decision(3, &[Unreachable, Unreachable], true), Bootstrap::Initialize);
+    }
+
     #[test]
     fn cluster_ids_look_like_kafkas() {
         let id = super::uuid_to_kafka_base64(uuid::Uuid::from_bytes([0; 16]));

@@ -243,3 +243,132 @@ async fn a_single_node_quorum_persists_before_answering_and_restarts_with_its_im
     assert!(watch.borrow().topic_by_name("topic-after-restart").is_some());
     node.shutdown().await;
 }
+
+/// A config whose snapshots and purges come quickly: after a few dozen entries the
+/// leader no longer has the start of the log, so a node that lost its data can only
+/// catch up from a snapshot.
+fn quickly_purging(mut config: QuorumConfig) -> QuorumConfig {
+    config.snapshot_every_entries = 10;
+    config
+}
+
+impl Cluster {
+    async fn start_purging(size: u64) -> Cluster {
+        let mut listeners = BTreeMap::new();
+        for id in 1..=size {
+            listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let voters: BTreeMap<u64, String> =
+            listeners.iter().map(|(id, l)| (*id, l.local_addr().unwrap().to_string())).collect();
+        let dirs: BTreeMap<u64, tempfile::TempDir> = (1..=size).map(|id| (id, tempfile::tempdir().unwrap())).collect();
+        let mut cluster = Cluster { voters, dirs, nodes: BTreeMap::new() };
+        for (id, listener) in listeners {
+            cluster.start_node(id, Some(listener)).await;
+        }
+        cluster
+    }
+
+    async fn start_node(&mut self, id: u64, listener: Option<TcpListener>) {
+        let listener = match listener {
+            Some(listener) => listener,
+            // A crashed node's listener goes with its aborted task, a moment later.
+            None => {
+                let start = Instant::now();
+                loop {
+                    match TcpListener::bind(&self.voters[&id]).await {
+                        Ok(listener) => break listener,
+                        Err(e) if start.elapsed() < WAIT => {
+                            eprintln!("rebinding node {id}'s controller address: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("cannot rebind node {id}'s controller address: {e}"),
+                    }
+                }
+            }
+        };
+        let config = quickly_purging(config(id, &self.voters, self.dirs[&id].path()));
+        let node = Quorum::start_with_listener(config, Some(listener)).await.unwrap();
+        self.nodes.insert(id, node);
+    }
+
+    /// The node's whole data directory removed, as an operator replacing a disk would.
+    fn wipe(&self, id: u64) {
+        let dir = self.dirs[&id].path();
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+    }
+
+    /// Waits until every running node holds the leader's image, and returns it.
+    async fn converged(&self, what: &str) -> Arc<MetadataImage> {
+        let leader = self.leader().await;
+        let leader_watch = self.nodes[&leader].image_watch();
+        let watches: Vec<_> = self.nodes.values().map(|n| n.image_watch()).collect();
+        wait_until(what, WAIT, || {
+            let image = leader_watch.borrow().clone();
+            watches.iter().all(|w| **w.borrow() == *image)
+        })
+        .await;
+        let image = leader_watch.borrow().clone();
+        image
+    }
+}
+
+/// Enough entries that every node snapshots and purges the start of its log.
+async fn fill_past_purge(cluster: &Cluster, prefix: &str, topics: usize) {
+    let leader = cluster.leader().await;
+    for i in 0..topics {
+        create_topic(&cluster.nodes[&leader], &format!("{prefix}-{i}")).await;
+    }
+    let leader_dir = cluster.dirs[&leader].path().join("__cluster_metadata-0");
+    wait_until("the leader to purge its log", WAIT, || leader_dir.join("purged.json").exists()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_follower_catches_up_from_the_leaders_snapshot() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let mut cluster = Cluster::start_purging(3).await;
+    let first_leader = cluster.leader().await;
+    live_broker(&cluster.nodes[&first_leader], 1).await;
+    fill_past_purge(&cluster, "before", 30).await;
+    // A leader change first, so that the term is past 1: a wiped node's own first
+    // election (term 1) then cannot unseat the leader, whose replication state still
+    // says how far the node had got before it lost its data (the soak's case).
+    drop(cluster.nodes.remove(&first_leader));
+    let leader = cluster.leader().await;
+    cluster.start_node(first_leader, None).await;
+    fill_past_purge(&cluster, "between", 20).await;
+    cluster.converged("every node before the wipe").await;
+    assert_eq!(cluster.leader().await, leader);
+    // Crash a follower, remove its data, start it again with the same id and voters.
+    let wiped = *cluster.nodes.keys().find(|id| **id != leader).unwrap();
+    drop(cluster.nodes.remove(&wiped));
+    cluster.wipe(wiped);
+    cluster.start_node(wiped, None).await;
+    let image = cluster.converged("the wiped node to catch up to the leader's image").await;
+    assert_eq!(image.topics.len(), 50, "{:?}", image.topic_ids_by_name.keys().collect::<Vec<_>>());
+    // It keeps following: a record committed after it rejoined reaches it too.
+    let after = create_topic(&cluster.nodes[&cluster.leader().await], "after-the-wipe").await;
+    cluster.all_see("the topic committed after the wipe", |image| image.topic_by_id(&after).is_some()).await;
+    cluster.converged("identical images after the wipe").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_wiped_while_the_whole_quorum_was_down_catches_up() {
+    let mut cluster = Cluster::start_purging(3).await;
+    let leader = cluster.leader().await;
+    live_broker(&cluster.nodes[&leader], 1).await;
+    fill_past_purge(&cluster, "before", 30).await;
+    let before = cluster.converged("every node before the stop").await;
+    for id in [1, 2, 3] {
+        cluster.nodes.remove(&id).unwrap().shutdown().await;
+    }
+    cluster.wipe(2);
+    for id in [1, 2, 3] {
+        cluster.start_node(id, None).await;
+    }
+    let image = cluster.converged("the wiped node to catch up after the restart").await;
+    assert_eq!(image.topics, before.topics);
+    assert_eq!(image.cluster_id, before.cluster_id);
+    let after = create_topic(&cluster.nodes[&cluster.leader().await], "after-the-restart").await;
+    cluster.all_see("the topic committed after the restart", |image| image.topic_by_id(&after).is_some()).await;
+}

@@ -33,6 +33,9 @@ pub enum PeerRequest {
     Submit(ControllerRequest),
     /// DescribeQuorum, answered by the leader (the only node that knows its followers' progress).
     DescribeQuorum,
+    /// Whether the peer's metadata log holds anything: asked by a node with an empty log
+    /// before it bootstraps the quorum (see `Quorum::start`).
+    HasMetadataLog,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,6 +45,7 @@ pub enum PeerResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
     Submit(Result<ControllerResponse, SubmitError>),
     DescribeQuorum(Result<QuorumInfo, SubmitError>),
+    HasMetadataLog(bool),
 }
 
 pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> std::io::Result<()> {
@@ -236,6 +240,8 @@ async fn serve_connection(
             PeerRequest::InstallSnapshot(rpc) => PeerResponse::InstallSnapshot(raft.install_snapshot(rpc).await),
             PeerRequest::Submit(request) => PeerResponse::Submit(submit(request).await),
             PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(describe()),
+            // A log id (an entry, or a snapshot's last one) exists once the quorum was bootstrapped here.
+            PeerRequest::HasMetadataLog => PeerResponse::HasMetadataLog(raft.metrics().borrow().last_log_index.is_some()),
         };
         if let Err(e) = write_frame(&mut stream, &response).await {
             tracing::debug!(%peer, error = %e, "controller connection: write failed");
