@@ -194,3 +194,47 @@ def test_kafka_configs_tool_manages_scram_users(make_listeners_broker, kafka_too
     error = authentication_error(scram_conf(p2, "SCRAM-SHA-512", "alice", "alice-secret"), topic)
     assert error is not None, "the deleted user must not authenticate"
     assert "alice-secret" not in broker.log()
+
+
+def runnel_cli(bootstrap, *args, stdin=None):
+    import subprocess
+    from runnel_broker import RUNNEL
+    return subprocess.run([RUNNEL, "--brokers", bootstrap, *args], input=stdin, capture_output=True, timeout=60)
+
+
+def test_runnel_user_scram_sets_lists_and_deletes_credentials(make_listeners_broker):
+    p1, p2 = free_port(), free_port()
+    broker = make_listeners_broker([("PLAINTEXT", p1), ("SASL_PLAINTEXT", p2)], SCRAM_LISTENERS)
+    plain = f"127.0.0.1:{p1}"
+    made = runnel_cli(plain, "user", "scram", "set", "dave", "--mechanism", "SCRAM-SHA-256", "--iterations", "4096",
+                      "--password-stdin", stdin=b"dave-secret\n")
+    assert made.returncode == 0, made.stderr
+    made = runnel_cli(plain, "user", "scram", "set", "dave", "--password", "dave-secret-512")
+    assert made.returncode == 0, made.stderr
+    listed = runnel_cli(plain, "user", "scram", "list")
+    assert listed.returncode == 0, listed.stderr
+    rows = sorted(line.split("\t") for line in listed.stdout.decode().splitlines()[1:])
+    assert rows == [["dave", "SCRAM-SHA-256", "4096"], ["dave", "SCRAM-SHA-512", "8192"]], rows
+
+    topic = "scram-cli-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": plain})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    # The password read from stdin lost its newline: the client's password authenticates.
+    produce_and_consume(scram_conf(p2, "SCRAM-SHA-256", "dave", "dave-secret"), topic)
+    produce_and_consume(scram_conf(p2, "SCRAM-SHA-512", "dave", "dave-secret-512"), topic + "-512")
+
+    # Kafka's checks come back as errors naming the user.
+    weak = runnel_cli(plain, "user", "scram", "set", "erin", "--iterations", "100", "--password", "x")
+    assert weak.returncode != 0 and b"erin" in weak.stderr and b"iterations" in weak.stderr.lower(), weak.stderr
+
+    deleted = runnel_cli(plain, "user", "scram", "delete", "dave", "--mechanism", "SCRAM-SHA-256")
+    assert deleted.returncode == 0, deleted.stderr
+    error = authentication_error(scram_conf(p2, "SCRAM-SHA-256", "dave", "dave-secret"), topic)
+    assert error is not None, "a deleted credential no longer authenticates"
+    again = runnel_cli(plain, "user", "scram", "delete", "dave", "--mechanism", "SCRAM-SHA-256")
+    assert again.returncode != 0 and b"dave" in again.stderr, again.stderr
+    listed = runnel_cli(plain, "user", "scram", "list", "dave")
+    assert listed.stdout.decode().splitlines()[1:] == ["dave\tSCRAM-SHA-512\t8192"], listed.stdout
+    unknown = runnel_cli(plain, "user", "scram", "list", "nobody")
+    assert unknown.returncode != 0 and b"nobody" in unknown.stderr, unknown.stderr
+    assert "dave-secret" not in broker.log()

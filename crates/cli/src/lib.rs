@@ -1,4 +1,4 @@
-//! Runnel's client commands — `topic`, `produce`, `consume`, `group`, `txn`, `cluster` — in
+//! Runnel's client commands — `topic`, `produce`, `consume`, `group`, `txn`, `cluster`, `partition`, `user` — in
 //! the spirit of kcat and Kafka's own tools. They speak only the Kafka
 //! protocol (librdkafka, plus kafka-protocol frames in `wire` where librdkafka
 //! lacks an API or drops the broker's error message), so they work against
@@ -12,6 +12,7 @@ mod partition;
 mod produce;
 mod topic;
 mod txn;
+mod user;
 mod wire;
 
 use std::time::Duration;
@@ -26,6 +27,7 @@ pub use partition::PartitionCommand;
 pub use produce::ProduceArgs;
 pub use topic::TopicCommand;
 pub use txn::TxnCommand;
+pub use user::UserCommand;
 
 /// How long a command waits for the broker before giving up with an error.
 pub const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +63,9 @@ pub enum ClientCommand {
     /// Move partitions to other brokers and list the moves in progress.
     #[command(subcommand)]
     Partition(PartitionCommand),
+    /// Manage users' SCRAM credentials (SCRAM-SHA-256/512; kept in the cluster metadata).
+    #[command(subcommand)]
+    User(UserCommand),
 }
 
 pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
@@ -72,6 +77,7 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
         ClientCommand::Txn(t) => txn::run(args, t).await,
         ClientCommand::Cluster(c) => cluster::run(args, c).await,
         ClientCommand::Partition(p) => partition::run(args, p).await,
+        ClientCommand::User(u) => user::run(args, u).await,
     }
 }
 
