@@ -479,10 +479,25 @@ async fn follow_image(
 ) {
     let mut previous: Option<Arc<MetadataImage>> = None;
     let mut strays_checked = false;
+    let mut caught_up = false;
     loop {
         let image = committed.borrow_and_update().clone();
         let (Some(cluster), Some(manager)) = (cluster.upgrade(), replicas.upgrade()) else { return };
         let node_id = cluster.node_id;
+        // A restarting node replays its metadata log: the images before its own
+        // current registration are history (in one of them it may still lead a
+        // partition another node has led since, and a coordinator would load it
+        // and answer from an old log). Nothing is applied until the image holds
+        // this start's registration, as Kafka's broker publishes no metadata
+        // before it has caught up with the quorum.
+        caught_up = caught_up || image.brokers.get(&node_id).is_some_and(|b| b.broker_epoch == cluster.broker_epoch());
+        if !caught_up {
+            drop(cluster);
+            if committed.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
         let prev = previous.clone();
         let next = image.clone();
         // Strays are judged only on an image at least as new as everything this
