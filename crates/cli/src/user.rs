@@ -26,6 +26,7 @@ pub enum UserCommand {
 pub enum ScramCommand {
     /// Create or replace a user's credential for one mechanism.
     Set {
+        /// The user name.
         user: String,
         /// SCRAM-SHA-256 or SCRAM-SHA-512.
         #[arg(long, default_value = "SCRAM-SHA-512")]
@@ -42,12 +43,17 @@ pub enum ScramCommand {
     },
     /// Delete a user's credential for one mechanism.
     Delete {
+        /// The user name.
         user: String,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512.
         #[arg(long, default_value = "SCRAM-SHA-512")]
         mechanism: String,
     },
     /// List users with their mechanisms and iterations (all users, or those named).
-    List { users: Vec<String> },
+    List {
+        /// Only these users (default: every user with a credential).
+        users: Vec<String>,
+    },
 }
 
 fn mechanism_code(name: &str) -> Result<(i8, &'static ring::pbkdf2::Algorithm)> {

@@ -35,10 +35,16 @@ struct Cluster {
     voters: BTreeMap<u64, String>,
     dirs: BTreeMap<u64, tempfile::TempDir>,
     nodes: BTreeMap<u64, Quorum>,
+    /// Adjusts every node's config (e.g. `quickly_purging`).
+    tune: fn(QuorumConfig) -> QuorumConfig,
 }
 
 impl Cluster {
     async fn start(size: u64) -> Cluster {
+        Cluster::start_tuned(size, |config| config).await
+    }
+
+    async fn start_tuned(size: u64, tune: fn(QuorumConfig) -> QuorumConfig) -> Cluster {
         let mut listeners = BTreeMap::new();
         for id in 1..=size {
             listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -46,18 +52,16 @@ impl Cluster {
         let voters: BTreeMap<u64, String> =
             listeners.iter().map(|(id, l)| (*id, l.local_addr().unwrap().to_string())).collect();
         let dirs: BTreeMap<u64, tempfile::TempDir> = (1..=size).map(|id| (id, tempfile::tempdir().unwrap())).collect();
-        let mut nodes = BTreeMap::new();
+        let mut cluster = Cluster { voters, dirs, nodes: BTreeMap::new(), tune };
         for (id, listener) in listeners {
-            let node = Quorum::start_with_listener(config(id, &voters, dirs[&id].path()), Some(listener)).await.unwrap();
-            nodes.insert(id, node);
+            cluster.start_node(id, Some(listener)).await;
         }
-        Cluster { voters, dirs, nodes }
+        cluster
     }
 
     async fn restart(&mut self, id: u64) {
         let listener = TcpListener::bind(&self.voters[&id]).await.unwrap();
-        let node = Quorum::start_with_listener(config(id, &self.voters, self.dirs[&id].path()), Some(listener)).await.unwrap();
-        self.nodes.insert(id, node);
+        self.start_node(id, Some(listener)).await;
     }
 
     /// The leader all running nodes agree on.
@@ -253,21 +257,6 @@ fn quickly_purging(mut config: QuorumConfig) -> QuorumConfig {
 }
 
 impl Cluster {
-    async fn start_purging(size: u64) -> Cluster {
-        let mut listeners = BTreeMap::new();
-        for id in 1..=size {
-            listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
-        }
-        let voters: BTreeMap<u64, String> =
-            listeners.iter().map(|(id, l)| (*id, l.local_addr().unwrap().to_string())).collect();
-        let dirs: BTreeMap<u64, tempfile::TempDir> = (1..=size).map(|id| (id, tempfile::tempdir().unwrap())).collect();
-        let mut cluster = Cluster { voters, dirs, nodes: BTreeMap::new() };
-        for (id, listener) in listeners {
-            cluster.start_node(id, Some(listener)).await;
-        }
-        cluster
-    }
-
     async fn start_node(&mut self, id: u64, listener: Option<TcpListener>) {
         let listener = match listener {
             Some(listener) => listener,
@@ -286,7 +275,7 @@ impl Cluster {
                 }
             }
         };
-        let config = quickly_purging(config(id, &self.voters, self.dirs[&id].path()));
+        let config = (self.tune)(config(id, &self.voters, self.dirs[&id].path()));
         let node = Quorum::start_with_listener(config, Some(listener)).await.unwrap();
         self.nodes.insert(id, node);
     }
@@ -326,7 +315,7 @@ async fn fill_past_purge(cluster: &Cluster, prefix: &str, topics: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_follower_catches_up_from_the_leaders_snapshot() {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
-    let mut cluster = Cluster::start_purging(3).await;
+    let mut cluster = Cluster::start_tuned(3, quickly_purging).await;
     let first_leader = cluster.leader().await;
     live_broker(&cluster.nodes[&first_leader], 1).await;
     fill_past_purge(&cluster, "before", 30).await;
@@ -354,7 +343,7 @@ async fn a_wiped_follower_catches_up_from_the_leaders_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_wiped_while_the_whole_quorum_was_down_catches_up() {
-    let mut cluster = Cluster::start_purging(3).await;
+    let mut cluster = Cluster::start_tuned(3, quickly_purging).await;
     let leader = cluster.leader().await;
     live_broker(&cluster.nodes[&leader], 1).await;
     fill_past_purge(&cluster, "before", 30).await;
