@@ -54,7 +54,23 @@ class Run:
                                  + "\n".join(self.workload.output(w) for w in self.workload.producers))
 
     def healthy(self, timeout=180):
+        """The data topic, and the group's __consumer_offsets once it exists, fully
+        replicated: the next fault starts from a healthy cluster, as an operator's
+        next step would (a kill-all leaves one ISR member per partition until the
+        others catch up; wiping that member's disk then would lose the group's
+        commits on any broker)."""
+        started = time.monotonic()
         self.cluster.wait_healthy(self.topic, self.partitions, self.replication, timeout)
+        offsets_partitions = int(self.cluster.settings.get("offsets.topic.num.partitions", 0))
+        if offsets_partitions and self._offsets_topic_exists():
+            left = max(30.0, timeout - (time.monotonic() - started))
+            self.cluster.wait_healthy("__consumer_offsets", offsets_partitions, self.replication, left)
+
+    def _offsets_topic_exists(self):
+        try:
+            return bool(self.cluster.metadata("__consumer_offsets"))
+        except (LookupError, ConnectionError):
+            return False
 
     def progressing(self, timeout=120):
         """The writers get acknowledgements again after the fault (liveness)."""

@@ -324,3 +324,61 @@ def test_producer_ids_are_unique_across_the_brokers(cluster):
         more = producer_ids(node.bootstrap, 1100, retry_for_s=60)
         every += more
     assert len(set(every)) == len(every), "a producer id was issued twice after the controller changed"
+
+
+def test_the_last_in_sync_replica_back_with_a_wiped_disk_is_not_elected(cluster):
+    """kill -9 of every node; nodes 1 and 2 restart and leave the ISR (they may be
+    behind), node 3, down, stays its last member; then node 3 comes back with an
+    empty data directory. Elected, it would make the others truncate to its empty
+    log and every record would be gone. Its new directory id tells the controller
+    its copy is lost: the partition stays offline (Kafka: a replica in a missing
+    directory is offline) until an unclean election picks a replica that kept its
+    log, and every acknowledged record is there."""
+    import shutil
+    from test_cluster_admin import cli
+    wait_for_three_brokers(cluster)
+    admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
+    topic = "wiped"
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[3, 1, 2]],
+                                  config={"min.insync.replicas": "2"})])[topic].result(30)
+    wait_until("a full ISR", lambda: (lambda p: p if p and len(p.isrs) == 3 else None)(partition_metadata(admin, topic)[0]))
+    producer = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all", "linger.ms": 5})
+    values = [f"kept-{i}" for i in range(200)]
+    produce(producer, topic, values)
+    wait_until("every replica's log holds 200 records", lambda: all(log_end_offset(n.data_dir, topic) == 200 for n in cluster))
+
+    for node in cluster:
+        node.kill9()
+    cluster[0].start()
+    cluster[1].start()
+    two = bootstrap(cluster[:2])
+    admin = AdminClient({"bootstrap.servers": two})
+    wait_until("node 3 the last ISR member of a leaderless partition", lambda: (
+        lambda p: p if p and p.leader == -1 and list(p.isrs) == [3] else None)(partition_metadata(admin, topic)[0]), timeout=60)
+
+    shutil.rmtree(cluster[2].data_dir)
+    os.makedirs(cluster[2].data_dir)
+    cluster[2].start(timeout=90)
+    wait_for_three_brokers(cluster)
+    time.sleep(5)  # several heartbeats and images after node 3 was unfenced
+    p = partition_metadata(admin, topic)[0]
+    assert p.leader == -1, f"node {p.leader} leads: the wiped copy was elected ({p.replicas}, ISR {p.isrs})"
+    assert log_end_offset(cluster[0].data_dir, topic) == 200 and log_end_offset(cluster[1].data_dir, topic) == 200
+
+    out = cli(bootstrap(cluster), "topic", "elect-leaders", topic, "-p", "0", "--election", "unclean").stdout
+    assert "elected" in out, out
+    p = wait_until("a leader that kept its log", lambda: (
+        lambda p: p if p and p.leader in (1, 2) else None)(partition_metadata(admin, topic)[0]), timeout=30)
+    consumer = Consumer({"bootstrap.servers": bootstrap(cluster), "group.id": "wiped-check", "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        seen, deadline = [], time.time() + 60
+        while len(seen) < 200 and time.time() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None:
+                seen.append(msg.value().decode())
+    finally:
+        consumer.close()
+    assert seen == values, f"{len(seen)} of 200 acknowledged records read after the unclean election of node {p.leader}"
+    # Node 3 re-replicates from the new leader and rejoins the ISR.
+    wait_until("node 3 back in the ISR with every record", lambda: log_end_offset(cluster[2].data_dir, topic) == 200, timeout=60)

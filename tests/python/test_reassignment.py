@@ -3,6 +3,7 @@ ListPartitionReassignments) on three real `runnel serve` processes, driven by
 Apache Kafka's own kafka-reassign-partitions tool (ReassignPartitionsCommand
 from kafka-tools 4.3.1) and the runnel CLI, while a confluent-kafka producer
 with acks=all writes. Every wait and every load loop is bounded."""
+import glob
 import json
 import os
 import subprocess
@@ -131,6 +132,13 @@ def test_kafka_reassign_tool_moves_leaders_away_while_producing_and_loses_nothin
         missing = set(acked[p]) - set(got)
         assert not missing, f"partition {p}: {len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
         assert len(acked[p]) == (total + 200) // 2
+    # The removed replicas' copies are deleted (Kafka's StopReplica with deletion):
+    # node 1 no longer holds partition 0, node 2 no longer holds partition 1.
+    def record_bytes(node, partition):
+        return sum(os.path.getsize(f) for f in glob.glob(os.path.join(node.data_dir, f"{topic}-{partition}", "*.log")))
+    wait_until("the removed replicas' logs are emptied",
+               lambda: record_bytes(cluster[0], 0) == 0 and record_bytes(cluster[1], 1) == 0, timeout=30)
+    assert record_bytes(cluster[2], 0) > 0 and record_bytes(cluster[0], 1) > 0, "the new replicas hold no records"
     print(f"moved two leaders in {moved_after:.1f} s while producing; {sum(len(a) for a in acked.values())} records acknowledged")
 
 
@@ -195,3 +203,48 @@ def test_cancel_errors_and_the_runnel_cli(cluster, kafka_tools, tmp_path):
     # The records of partition 0 were never touched.
     values, _ = read_all(bootstrap(cluster), topic, [0])
     assert values[0] == [f"v{i}" for i in range(50)]
+
+
+def test_a_replica_added_after_delete_records_starts_at_the_leaders_log_start(cluster):
+    # The new replica's empty log ends at 0, below the leader's log start: the leader
+    # answers OFFSET_OUT_OF_RANGE and the follower restarts its log there (Kafka's
+    # truncateFullyAndStartAt); before that it retried offset 0 forever and the
+    # reassignment never completed.
+    from confluent_kafka import TopicPartition as TP
+    from test_cluster import log_end_offset
+    servers = bootstrap(cluster)
+    admin = AdminClient({"bootstrap.servers": servers})
+    wait_until("three live brokers", lambda: len(admin.list_topics(timeout=5).brokers) == 3)
+    topic = "trimmed"
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[1]])])[topic].result(30)
+    wait_until("the topic", lambda: len(partitions_of(admin, topic)) == 1 or None)
+    producer = Producer({"bootstrap.servers": servers, "acks": "all"})
+    for i in range(100):
+        producer.produce(topic, value=f"v{i:03d}".encode(), partition=0)
+    assert producer.flush(30) == 0
+    result = admin.delete_records([TP(topic, 0, 60)])
+    assert list(result.values())[0].result(30).low_watermark == 60
+
+    out = cli(servers, "partition", "reassign", "-t", topic, "-p", "0", "--replicas", "1,2").stdout
+    assert "reassignment to 1,2 started" in out, out
+    wait_until("broker 2 in sync", lambda: partitions_of(admin, topic).get(0) == (1, [1, 2], [1, 2]) or None, timeout=30)
+    assert cli(servers, "partition", "list-reassignments").stdout.strip() == "no reassignment in progress"
+    assert log_end_offset(cluster[1].data_dir, topic) == 100
+    # Broker 2 alone serves the partition after broker 1 stops: offsets 60..99, nothing below.
+    cluster[0].stop()
+    survivor = bootstrap(cluster)
+    wait_until("broker 2 leads", lambda: partitions_of(AdminClient({"bootstrap.servers": survivor}), topic).get(0, (None,))[0] == 2 or None, timeout=30)
+    consumer = Consumer({"bootstrap.servers": survivor, "group.id": "trimmed-check", "enable.auto.commit": False,
+                         "auto.offset.reset": "error"})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        assert (low, high) == (60, 100)
+        consumer.assign([TopicPartition(topic, 0, 60)])
+        values, deadline = [], time.time() + 30
+        while len(values) < 40 and time.time() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and not msg.error():
+                values.append(msg.value().decode())
+    finally:
+        consumer.close()
+    assert values == [f"v{i:03d}" for i in range(60, 100)]

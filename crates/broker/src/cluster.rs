@@ -64,6 +64,8 @@ pub struct Cluster {
     quorum: Quorum,
     node_id: i32,
     incarnation_id: Uuid,
+    /// The data directory's id, sent with every registration (set by `join`).
+    directory_id: std::sync::OnceLock<Uuid>,
     /// -1 until registered.
     broker_epoch: AtomicI64,
     shutting_down: AtomicBool,
@@ -149,6 +151,7 @@ impl Cluster {
             quorum,
             node_id: config.node_id,
             incarnation_id: Uuid::new_v4(),
+            directory_id: std::sync::OnceLock::new(),
             broker_epoch: AtomicI64::new(-1),
             shutting_down: AtomicBool::new(false),
             applied,
@@ -232,6 +235,8 @@ impl Cluster {
         })
         .await;
         let endpoints = registered_endpoints(config);
+        let directory_id = load_or_create_directory_id(replicas).map_err(StartError::Storage)?;
+        let _ = self.directory_id.set(directory_id);
         self.register(&endpoints, config.broker_rack.clone()).await;
         let mut imported = self.migrate_local_topics(replicas).await?;
         for internal in [crate::coordinator::OFFSETS_TOPIC, crate::txn_coordinator::TRANSACTION_STATE_TOPIC] {
@@ -262,6 +267,7 @@ impl Cluster {
     /// Registers until the controller accepts (a node id still held by a live
     /// earlier incarnation is refused until its session expires).
     async fn register(&self, endpoints: &[BrokerEndpoint], rack: Option<String>) {
+        let directory_id = self.directory_id.get().copied().unwrap_or_else(Uuid::nil);
         let started = Instant::now();
         loop {
             let request = ControllerRequest::RegisterBroker {
@@ -269,6 +275,7 @@ impl Cluster {
                 incarnation_id: self.incarnation_id,
                 endpoints: endpoints.to_vec(),
                 rack: rack.clone(),
+                directory_id,
             };
             match self.quorum.submit(request).await {
                 Ok(ControllerResponse::BrokerRegistered { broker_epoch }) => {
@@ -546,6 +553,19 @@ fn delete_stray_topics(replicas: &Arc<ReplicaManager>, image: &MetadataImage) {
 /// The endpoints this broker registers: every client listener's advertised
 /// address, the inter-broker listener first (other brokers replicate from the
 /// first endpoint).
+/// The data directory's id (Kafka's `directory.id` in `meta.properties`): made
+/// with the directory, so a wiped directory comes back with another one and the
+/// controller knows this node's replicas are empty.
+fn load_or_create_directory_id(replicas: &ReplicaManager) -> Result<Uuid, runnel_storage::StorageError> {
+    const KEY: &str = "directory.id";
+    if let Some(id) = replicas.meta().get_value(KEY)?.and_then(|v| Uuid::parse_str(&v).ok()) {
+        return Ok(id);
+    }
+    let id = Uuid::new_v4();
+    replicas.meta().put_value(KEY, &id.to_string())?;
+    Ok(id)
+}
+
 fn registered_endpoints(config: &BrokerConfig) -> Vec<BrokerEndpoint> {
     let inter_broker = config.inter_broker_listener().map(|c| c.listener.name).unwrap_or_default();
     let protocol_of = |name: &str| {
@@ -680,7 +700,16 @@ fn apply_partition(replicas: &Arc<ReplicaManager>, partition: &Arc<Partition>, s
         }
         return;
     }
-    let leader = if state.replicas.contains(&node_id) { state.leader } else { NO_LEADER };
+    let is_replica = state.replicas.contains(&node_id);
+    if !is_replica && (partition.log_end_offset() > 0 || partition.offsets().log_start_offset > 0) {
+        // No longer a replica (a reassignment moved it away, Kafka's StopReplica with
+        // deletion): the records go, the empty log stays, as every non-replica's does.
+        match partition.truncate_fully_and_start_at(0) {
+            Ok(()) => tracing::info!(topic, partition = index, replicas = ?state.replicas, "no longer a replica: deleted this broker's copy of the log"),
+            Err(e) => tracing::error!(topic, partition = index, error = %e, "deleting the log of a partition this broker no longer replicates failed"),
+        }
+    }
+    let leader = if is_replica { state.leader } else { NO_LEADER };
     let unchanged = local.role == (Role::Follower { leader_id: leader })
         && local.leader_epoch == state.leader_epoch
         && local.partition_epoch == state.partition_epoch;
@@ -760,7 +789,7 @@ impl Cluster {
                 leader_epoch: state.leader_epoch,
                 replicas: state.replicas.clone(),
                 isr: state.isr.clone(),
-                offline: state.replicas.iter().copied().filter(|r| !image.is_unfenced(*r)).collect(),
+                offline: state.replicas.iter().copied().filter(|r| !image.is_unfenced(*r) || state.offline_replicas.contains(r)).collect(),
             },
             None => PartitionView {
                 leader: self.node_id,

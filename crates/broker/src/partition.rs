@@ -529,6 +529,30 @@ impl Partition {
         Ok(end)
     }
 
+    /// Empties the log and restarts it at `offset` (a follower behind its
+    /// leader's log start, or a broker no longer a replica of the partition).
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), ApiError> {
+        let mut producers = self.producers.lock();
+        let mut log = self.log.lock();
+        log.truncate_fully_and_start_at(offset).map_err(|e| ApiError::from(&e))?;
+        *producers = ProducerStates::default();
+        let _ = log.set_transaction_scan_start(None);
+        let end = log.log_end_offset();
+        drop(log);
+        self.open_txns_changed(&producers);
+        self.publish(end, end);
+        Ok(())
+    }
+
+    /// A follower takes its leader's log start offset (never past its own log end).
+    pub fn follow_leader_log_start(&self, leader_log_start: i64) -> Result<(), ApiError> {
+        let mut log = self.log.lock();
+        if leader_log_start > log.log_start_offset() && log.log_start_offset() < log.log_end_offset() {
+            log.delete_records_before(leader_log_start).map_err(|e| ApiError::from(&e))?;
+        }
+        Ok(())
+    }
+
     /// Waits until every ISR member has `last_offset` (the high watermark
     /// passed it), for `acks=all`. Then, as Kafka's DelayedProduce does,
     /// answers NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR has shrunk below

@@ -191,11 +191,14 @@ fn apply(partition: &Partition, fetch_offset: i64, data: &kafka_protocol::messag
     if partition.replica_state().role == Role::Leader {
         return Ok(()); // became leader while the fetch was out
     }
-    if data.error_code != 0 {
-        return Err(format!("leader answered {:?}", ResponseError::try_from_code(data.error_code)));
-    }
     if partition.log_end_offset() != fetch_offset {
         return Ok(()); // the log moved meanwhile (a truncation); the next fetch starts from its end
+    }
+    if data.error_code == ResponseError::OffsetOutOfRange.code() {
+        return out_of_range(partition, fetch_offset, data.log_start_offset, data.high_watermark);
+    }
+    if data.error_code != 0 {
+        return Err(format!("leader answered {:?}", ResponseError::try_from_code(data.error_code)));
     }
     let diverging = &data.diverging_epoch;
     if diverging.epoch != -1 || diverging.end_offset != -1 {
@@ -210,10 +213,54 @@ fn apply(partition: &Partition, fetch_offset: i64, data: &kafka_protocol::messag
     if let Some(records) = &data.records {
         let whole = whole_batches_len(records);
         if whole > 0 {
+            restart_at_a_straddling_first_batch(partition, fetch_offset, &records[..whole])?;
             partition.append_as_follower(&records[..whole]).map_err(|e| e.to_string())?;
         }
     }
     partition.update_follower_high_watermark(data.high_watermark);
+    if data.log_start_offset > 0 {
+        // The leader's DeleteRecords and retention reach the followers this way (Kafka's
+        // maybeIncrementLogStartOffset with the leader's log start).
+        partition.follow_leader_log_start(data.log_start_offset).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The leader no longer holds this follower's fetch position (Kafka's
+/// `handleOutOfRangeError`): behind the leader's log start (retention or
+/// DeleteRecords removed it, or this replica was just added), the log is
+/// emptied and restarts at the leader's log start; past the leader's high
+/// watermark with no diverging epoch to go by, the tail above it goes (what
+/// is below the high watermark is on every in-sync replica).
+fn out_of_range(partition: &Partition, fetch_offset: i64, leader_log_start: i64, leader_high_watermark: i64) -> Result<(), String> {
+    if leader_log_start > fetch_offset {
+        partition.truncate_fully_and_start_at(leader_log_start).map_err(|e| e.to_string())?;
+        tracing::info!(
+            topic = %partition.topic, partition = partition.index, fetch_offset, leader_log_start,
+            "the leader's log starts past this replica's end: emptied the log and restarted it at the leader's log start"
+        );
+        return Ok(());
+    }
+    if leader_high_watermark >= 0 && fetch_offset > leader_high_watermark {
+        let end = partition.truncate_to(leader_high_watermark).map_err(|e| e.to_string())?;
+        tracing::info!(topic = %partition.topic, partition = partition.index, fetch_offset, truncated_to = end, "this replica's log ran past the leader's: truncated to the leader's high watermark");
+        return Ok(());
+    }
+    Err(format!("leader answered OFFSET_OUT_OF_RANGE at {fetch_offset} (its log start {leader_log_start}, high watermark {leader_high_watermark})"))
+}
+
+/// An empty log restarted at the leader's log start may get a first batch
+/// that begins below it (DeleteRecords cut inside that batch): the log
+/// restarts at the batch's base offset so the batch fits, and the log start
+/// comes back up from the leader's answer (Kafka handles its
+/// `UnexpectedAppendOffsetException` the same way).
+fn restart_at_a_straddling_first_batch(partition: &Partition, fetch_offset: i64, records: &[u8]) -> Result<(), String> {
+    let Ok(first) = runnel_storage::BatchHeader::parse(records) else { return Ok(()) };
+    let offsets = partition.offsets();
+    let empty = offsets.log_start_offset == fetch_offset && partition.log_end_offset() == fetch_offset;
+    if first.base_offset < fetch_offset && first.last_offset() >= fetch_offset && empty {
+        partition.truncate_fully_and_start_at(first.base_offset).map_err(|e| e.to_string())?;
+    }
     Ok(())
 }
 

@@ -22,7 +22,15 @@ pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum ControllerRequest {
-    RegisterBroker { node_id: i32, incarnation_id: Uuid, endpoints: Vec<BrokerEndpoint>, rack: Option<String> },
+    RegisterBroker {
+        node_id: i32,
+        incarnation_id: Uuid,
+        endpoints: Vec<BrokerEndpoint>,
+        rack: Option<String>,
+        /// The broker's data directory id (nil: an earlier release, unknown).
+        #[serde(default)]
+        directory_id: Uuid,
+    },
     /// `want_fence`: the broker is not caught up with the metadata yet; `want_shutdown`:
     /// controlled shutdown (move its leaderships away, then fence it).
     BrokerHeartbeat { node_id: i32, broker_epoch: i64, want_fence: bool, want_shutdown: bool },
@@ -261,8 +269,8 @@ impl Controller {
         now: Instant,
     ) -> Result<Decision, ControllerError> {
         match request {
-            ControllerRequest::RegisterBroker { node_id, incarnation_id, endpoints, rack } => {
-                self.register_broker(image, *node_id, *incarnation_id, endpoints, rack, now)
+            ControllerRequest::RegisterBroker { node_id, incarnation_id, endpoints, rack, directory_id } => {
+                self.register_broker(image, *node_id, *incarnation_id, endpoints, rack, *directory_id, now)
             }
             ControllerRequest::BrokerHeartbeat { node_id, broker_epoch, want_fence, want_shutdown } => {
                 self.heartbeat(image, *node_id, *broker_epoch, *want_fence, *want_shutdown, now)
@@ -371,7 +379,7 @@ impl Controller {
         for topic in image.topics.values() {
             for (partition, state) in &topic.partitions {
                 if let Some(&preferred) = state.replicas.first() {
-                    if state.leader != preferred && state.isr.contains(&preferred) && image.is_unfenced(preferred) {
+                    if state.leader != preferred && state.can_lead(image, preferred) {
                         pending.push(change(topic.topic_id, *partition, Some(preferred), None))?;
                     }
                 }
@@ -387,6 +395,7 @@ impl Controller {
         incarnation_id: Uuid,
         endpoints: &[BrokerEndpoint],
         rack: &Option<String>,
+        directory_id: Uuid,
         now: Instant,
     ) -> Result<Decision, ControllerError> {
         if node_id < 0 {
@@ -414,6 +423,11 @@ impl Controller {
             }
         }
         let broker_epoch = image.last_broker_epoch + 1;
+        // A known node with another data directory than it had: its disk was wiped.
+        let lost_its_directory = image
+            .brokers
+            .get(&node_id)
+            .is_some_and(|b| !b.directory_id.is_nil() && !directory_id.is_nil() && b.directory_id != directory_id);
         let mut pending = Pending::new(image);
         // The new incarnation starts fenced: the old one's leaderships move away first.
         pending.push(MetadataRecord::RegisterBroker(BrokerRegistrationRecord {
@@ -423,8 +437,12 @@ impl Controller {
             endpoints: endpoints.to_vec(),
             rack: rack.clone(),
             fenced: true,
+            directory_id,
         }))?;
         self.move_away_from(&mut pending, node_id)?;
+        if lost_its_directory {
+            self.mark_copies_lost(&mut pending, node_id)?;
+        }
         self.last_heartbeat.insert(node_id, now);
         Ok(Decision { records: pending.records, response: ControllerResponse::BrokerRegistered { broker_epoch } })
     }
@@ -513,6 +531,42 @@ impl Controller {
         Ok(())
     }
 
+    /// `node_id` registered with a new data directory: where it is still the last
+    /// ISR member (leaving the ISR would empty it), its copy is marked lost, so it
+    /// is not elected on an empty log that the other replicas would then truncate
+    /// to. With unclean election on, another live replica takes over at once.
+    fn mark_copies_lost(&self, pending: &mut Pending, node_id: i32) -> Result<(), ControllerError> {
+        let mut changes = Vec::new();
+        for topic in pending.image.topics.values() {
+            for (partition, state) in &topic.partitions {
+                if state.isr != [node_id] || state.offline_replicas.contains(&node_id) {
+                    continue;
+                }
+                tracing::warn!(
+                    topic = %topic.name, partition, node_id,
+                    "the last in-sync replica came back with a new data directory: its copy is lost; the partition stays offline until an unclean election"
+                );
+                let mut record = PartitionChangeRecord {
+                    topic_id: topic.topic_id,
+                    partition: *partition,
+                    leader: Some(NO_LEADER),
+                    offline_replicas: Some(vec![node_id]),
+                    ..Default::default()
+                };
+                if let Some(candidate) = self.unclean_candidate(&pending.image, &state.replicas, node_id) {
+                    tracing::warn!(topic = %topic.name, partition, leader = candidate, "unclean leader election");
+                    record.leader = Some(candidate);
+                    record.isr = Some(vec![candidate]);
+                }
+                changes.push(record);
+            }
+        }
+        for record in changes {
+            pending.push(MetadataRecord::PartitionChange(record))?;
+        }
+        Ok(())
+    }
+
     fn unclean_candidate(&self, image: &MetadataImage, replicas: &[i32], excluded: i32) -> Option<i32> {
         if !self.config.unclean_leader_election {
             return None;
@@ -520,18 +574,30 @@ impl Controller {
         replicas.iter().copied().find(|r| *r != excluded && image.is_unfenced(*r))
     }
 
-    /// `node_id` was just unfenced: leaderless partitions whose ISR holds it get it as leader.
+    /// `node_id` was just unfenced: leaderless partitions whose ISR holds it get it as
+    /// leader; with unclean election on, so do those with no ISR member able to lead
+    /// that it replicates (Kafka's unfencing elects uncleanly too).
     fn elect_for_leaderless(&self, pending: &mut Pending, node_id: i32) -> Result<(), ControllerError> {
         let mut changes = Vec::new();
         for topic in pending.image.topics.values() {
             for (partition, state) in &topic.partitions {
-                if state.leader == NO_LEADER && state.isr.contains(&node_id) {
-                    changes.push(change(topic.topic_id, *partition, Some(node_id), None));
+                if state.leader != NO_LEADER {
+                    continue;
+                }
+                if state.can_lead(&pending.image, node_id) {
+                    changes.push((topic.topic_id, *partition, change(topic.topic_id, *partition, Some(node_id), None)));
+                } else if self.config.unclean_leader_election
+                    && state.replicas.contains(&node_id)
+                    && !state.isr.iter().any(|r| state.can_lead(&pending.image, *r))
+                {
+                    tracing::warn!(topic = %topic.name, partition, leader = node_id, "unclean leader election");
+                    changes.push((topic.topic_id, *partition, change(topic.topic_id, *partition, Some(node_id), Some(vec![node_id]))));
                 }
             }
         }
-        for record in changes {
+        for (topic_id, partition, record) in changes {
             pending.push(record)?;
+            pending.complete_reassignment_if_possible(topic_id, partition)?;
         }
         Ok(())
     }
@@ -786,7 +852,7 @@ impl Controller {
                 Some((topic_id, state)) => match election {
                     ElectionType::Preferred => match state.replicas.first() {
                         Some(&preferred) if preferred == state.leader => ResponseError::ElectionNotNeeded.code(),
-                        Some(&preferred) if state.isr.contains(&preferred) && image.is_unfenced(preferred) => {
+                        Some(&preferred) if state.can_lead(image, preferred) => {
                             pending.push(change(topic_id, *partition, Some(preferred), None))?;
                             0
                         }
@@ -796,11 +862,18 @@ impl Controller {
                         if state.leader != NO_LEADER {
                             ResponseError::ElectionNotNeeded.code()
                         } else if let Some(clean) =
-                            state.replicas.iter().copied().find(|r| state.isr.contains(r) && image.is_unfenced(*r))
+                            state.replicas.iter().copied().find(|r| state.can_lead(image, *r))
                         {
                             pending.push(change(topic_id, *partition, Some(clean), None))?;
                             0
-                        } else if let Some(unclean) = state.replicas.iter().copied().find(|r| image.is_unfenced(*r)) {
+                        } else if let Some(unclean) = state
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|r| image.is_unfenced(*r))
+                            // A replica that kept its log first; a lost copy only when no other is live.
+                            .min_by_key(|r| state.offline_replicas.contains(r))
+                        {
                             pending.push(change(topic_id, *partition, Some(unclean), Some(vec![unclean])))?;
                             pending.complete_reassignment_if_possible(topic_id, *partition)?;
                             0
@@ -834,6 +907,7 @@ impl FinalAssignment {
             replicas: Some(self.replicas.clone()),
             adding_replicas: Some(Vec::new()),
             removing_replicas: Some(Vec::new()),
+            offline_replicas: None,
         })
     }
 }

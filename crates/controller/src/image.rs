@@ -21,6 +21,8 @@ pub struct BrokerRegistration {
     pub endpoints: Vec<BrokerEndpoint>,
     pub rack: Option<String>,
     pub fenced: bool,
+    #[serde(default)]
+    pub directory_id: Uuid,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -36,9 +38,21 @@ pub struct PartitionImage {
     pub adding_replicas: Vec<i32>,
     #[serde(default)]
     pub removing_replicas: Vec<i32>,
+    /// The last ISR member came back with a new, empty data directory (a wiped
+    /// disk): it stays in the ISR, which is never empty, but cannot lead, since
+    /// its copy is gone (Kafka: a replica in a directory the broker no longer
+    /// has is offline). Only an unclean election brings the partition back; a
+    /// new ISR without the member clears it.
+    #[serde(default)]
+    pub offline_replicas: Vec<i32>,
 }
 
 impl PartitionImage {
+    /// `replica` may be elected leader cleanly: in the ISR, its copy not lost, unfenced.
+    pub fn can_lead(&self, image: &MetadataImage, replica: i32) -> bool {
+        self.isr.contains(&replica) && !self.offline_replicas.contains(&replica) && image.is_unfenced(replica)
+    }
+
     pub fn is_reassigning(&self) -> bool {
         !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
     }
@@ -143,6 +157,7 @@ impl MetadataImage {
                 endpoints,
                 rack,
                 fenced,
+                directory_id,
             }) => {
                 self.last_broker_epoch = self.last_broker_epoch.max(*broker_epoch);
                 self.brokers.insert(
@@ -154,6 +169,7 @@ impl MetadataImage {
                         endpoints: endpoints.clone(),
                         rack: rack.clone(),
                         fenced: *fenced,
+                        directory_id: *directory_id,
                     },
                 );
             }
@@ -200,6 +216,7 @@ impl MetadataImage {
                         partition_epoch: *partition_epoch,
                         adding_replicas: Vec::new(),
                         removing_replicas: Vec::new(),
+                        offline_replicas: Vec::new(),
                     },
                 );
             }
@@ -211,6 +228,7 @@ impl MetadataImage {
                 replicas,
                 adding_replicas,
                 removing_replicas,
+                offline_replicas,
             }) => {
                 let state = self
                     .topics
@@ -235,6 +253,12 @@ impl MetadataImage {
                 if let Some(removing) = removing_replicas {
                     state.removing_replicas = removing.clone();
                 }
+                if let Some(offline) = offline_replicas {
+                    state.offline_replicas = offline.clone();
+                }
+                // A member that left the ISR is no longer an offline ISR member.
+                let isr = state.isr.clone();
+                state.offline_replicas.retain(|r| isr.contains(r));
                 state.partition_epoch += 1;
             }
             MetadataRecord::RemoveTopic { topic_id } => {
@@ -393,6 +417,7 @@ mod tests {
                 endpoints: vec![],
                 rack: None,
                 fenced: true,
+                directory_id: Uuid::nil(),
             }))
             .unwrap();
         let before = image.clone();

@@ -73,6 +73,11 @@ pub struct BrokerRegistrationRecord {
     pub rack: Option<String>,
     /// Brokers register fenced and are unfenced once caught up with the metadata.
     pub fenced: bool,
+    /// The broker's data directory (made when the directory is, kept in it, as
+    /// Kafka's `directory.id`); nil from releases before it. A new one for a
+    /// registered node means its disk was wiped: its replicas hold nothing.
+    #[serde(default)]
+    pub directory_id: Uuid,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -103,6 +108,10 @@ pub struct PartitionChangeRecord {
     /// A reassignment's replicas leaving once it completes; `Some(vec![])` clears them.
     #[serde(default)]
     pub removing_replicas: Option<Vec<i32>>,
+    /// ISR members whose copy was lost with their data directory (see
+    /// [`crate::image::PartitionImage::offline_replicas`]).
+    #[serde(default)]
+    pub offline_replicas: Option<Vec<i32>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -94,6 +94,7 @@ async fn live_broker(node: &Quorum, broker_id: i32) -> i64 {
                 security_protocol: "PLAINTEXT".into(),
             }],
             rack: None,
+            directory_id: Uuid::nil(),
         })
         .await
         .unwrap();

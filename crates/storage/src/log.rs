@@ -202,8 +202,15 @@ impl Log {
             epochs: LeaderEpochCache::empty(dir),
             aborted: Vec::new(),
         };
-        let end = log.log_end_offset();
-        log.log_start_offset = checkpoint.unwrap_or(first_base).clamp(first_base, end);
+        let mut end = log.log_end_offset();
+        if let Some(start) = checkpoint.filter(|&start| start > end) {
+            // Only an interrupted truncate_fully_and_start_at leaves the start past the end: finish it.
+            tracing::warn!(log = %dir.display(), start, end, "finishing an interrupted full truncation");
+            log.replace_segments_with_empty_one_at(start)?;
+            let _ = std::fs::remove_file(dir.join(crate::leader_epoch::CHECKPOINT_FILE));
+            end = start;
+        }
+        log.log_start_offset = checkpoint.unwrap_or(first_base).clamp(log.segments.keys().next().copied().unwrap_or(first_base), end);
         log.load_leader_epochs()?;
         log.load_transaction_index()?;
         // Whatever survived is made durable once, so durable_offset is truthful from here on.
@@ -749,6 +756,38 @@ impl Log {
             txn_index::rewrite(&self.dir.join(segment::file_name(active, TXN_INDEX)), &kept)?;
         }
         Ok(end)
+    }
+
+    /// Empties the log and makes it start (and end) at `offset` (Kafka's
+    /// `truncateFullyAndStartAt`): a follower whose leader no longer holds
+    /// the follower's fetch position (retention or DeleteRecords moved the
+    /// leader's log start past it), or a broker that stopped being a replica
+    /// of the partition. Crash-safe: the new start offset is written first,
+    /// so [`Log::open`] finishes an interrupted call (a checkpoint beyond the
+    /// log end cannot arise otherwise). The caller rebuilds what it derives
+    /// from the batches.
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        let offset = offset.max(0);
+        self.log_start_offset = offset;
+        self.write_log_start_checkpoint()?;
+        self.replace_segments_with_empty_one_at(offset)?;
+        self.synced_offset = offset;
+        self.epochs = LeaderEpochCache::empty(&self.dir);
+        self.epochs.flush()?;
+        self.aborted.clear();
+        Ok(())
+    }
+
+    /// Deletes every segment, newest first, and creates an empty one at `base`.
+    fn replace_segments_with_empty_one_at(&mut self, base: i64) -> Result<()> {
+        let bases: Vec<i64> = self.segments.keys().rev().copied().collect();
+        for old in bases {
+            if let Some(segment) = self.segments.remove(&old) {
+                segment.delete_files()?;
+            }
+        }
+        self.segments.insert(base, Segment::create(&self.dir, base, now_ms())?);
+        crate::meta::sync_dir(&self.dir)
     }
 
     /// Where the segment at `base` ends: the next segment's base offset, or

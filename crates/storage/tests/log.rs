@@ -458,6 +458,41 @@ fn truncating_at_the_log_end_drops_an_epoch_that_appended_nothing() {
 }
 
 #[test]
+fn truncate_fully_and_start_at_empties_the_log_and_an_interrupted_one_is_finished_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    for i in 0..6 {
+        append_in_epoch(&mut log, 3, i, 2); // 0..18, several segments
+    }
+    assert!(log.segment_count() > 1);
+    log.truncate_fully_and_start_at(40).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count()), (40, 40, 1));
+    assert_eq!(epoch_entries(&log), vec![]);
+    assert!(all_bytes_from(&log, 40).is_empty());
+    // The next append (a follower's, at the leader's offsets) lands at 40.
+    append_in_epoch(&mut log, 2, 100, 5);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (40, 42));
+    drop(log);
+    let log = Log::open(dir.path(), small_segments()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (40, 42));
+    assert_eq!(epoch_entries(&log), vec![(5, 40)]);
+    drop(log);
+
+    // A crash after the new start offset was written but before the old segments
+    // went: the checkpoint lies past the log end, and open finishes the truncation.
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = Log::open(dir.path(), small_segments()).unwrap();
+    for i in 0..6 {
+        append_in_epoch(&mut log, 3, i, 2);
+    }
+    drop(log);
+    std::fs::write(dir.path().join("log-start-offset"), b"40").unwrap();
+    let log = Log::open(dir.path(), small_segments()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset(), log.segment_count()), (40, 40, 1));
+    assert_eq!(epoch_entries(&log), vec![]);
+}
+
+#[test]
 fn append_as_follower_keeps_the_leaders_offsets_and_epochs_byte_for_byte() {
     let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut leader = Log::open(leader_dir.path(), small_segments()).unwrap();

@@ -1,5 +1,7 @@
 //! DeleteRecords (key 21): moves partitions' log start offsets forward
 //! (-1 = up to the high watermark); whole segments below it are deleted.
+//! Only the leader takes it; followers follow the leader's log start from
+//! their fetch answers (see `replica_fetcher`).
 
 use std::sync::Arc;
 
@@ -29,8 +31,13 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteReco
                                 ResponseError::InvalidTopicException,
                                 format!("Cannot delete records of internal topic {}", t.name.0),
                             )),
+                            Some(partition) if !partition.is_leader() => Err(ApiError::new(
+                                ResponseError::NotLeaderOrFollower,
+                                format!("this broker does not lead {}-{}", t.name.0, p.partition_index),
+                            )),
                             Some(partition) => partition.with_log(|log| {
-                                let high_watermark = log.log_end_offset();
+                                // Never past what every in-sync replica has (Kafka: the high watermark).
+                                let high_watermark = partition.high_watermark().min(log.log_end_offset());
                                 let target = if p.offset == -1 { high_watermark } else { p.offset };
                                 if target < 0 || target > high_watermark {
                                     return Err(ApiError::new(ResponseError::OffsetOutOfRange, format!("offset {target} is above the high watermark {high_watermark}")));

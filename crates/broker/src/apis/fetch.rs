@@ -352,6 +352,18 @@ fn read_all(
                     crate::now_ms(),
                 );
                 match checked {
+                    Err(ResponseError::OffsetOutOfRange) => {
+                        // Kafka's follower asks the leader's log start and end with ListOffsets
+                        // next; Runnel's reads them from this answer (only replicas get them).
+                        has_error = true;
+                        let offsets = partition.offsets();
+                        partitions.push(
+                            fenced(ResponseError::OffsetOutOfRange)
+                                .with_high_watermark(offsets.high_watermark)
+                                .with_log_start_offset(offsets.log_start_offset),
+                        );
+                        continue;
+                    }
                     Err(code) => {
                         has_error = true;
                         partitions.push(fenced(code));

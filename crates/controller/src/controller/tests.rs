@@ -8,6 +8,8 @@ struct Cluster {
     image: MetadataImage,
     now: Instant,
     epochs: BTreeMap<i32, i64>,
+    /// Each node's data directory id (a wipe gives it a new one).
+    directories: BTreeMap<i32, Uuid>,
 }
 
 impl Cluster {
@@ -17,6 +19,7 @@ impl Cluster {
             image: MetadataImage::default(),
             now: Instant::now(),
             epochs: BTreeMap::new(),
+            directories: BTreeMap::new(),
         }
     }
 
@@ -33,11 +36,13 @@ impl Cluster {
     }
 
     fn try_register(&mut self, node_id: i32, rack: Option<&str>) -> Result<i64, ControllerError> {
+        let directory_id = *self.directories.entry(node_id).or_insert_with(Uuid::new_v4);
         let response = self.run(ControllerRequest::RegisterBroker {
             node_id,
             incarnation_id: Uuid::new_v4(),
             endpoints: vec![],
             rack: rack.map(String::from),
+            directory_id,
         })?;
         let ControllerResponse::BrokerRegistered { broker_epoch } = response else { panic!("{response:?}") };
         self.epochs.insert(node_id, broker_epoch);
@@ -100,7 +105,7 @@ fn code(result: Result<ControllerResponse, ControllerError>) -> i16 {
 fn registration_epochs_and_duplicate_node_ids() {
     let mut c = Cluster::new(false);
     let incarnation = Uuid::new_v4();
-    let register = |incarnation_id| ControllerRequest::RegisterBroker { node_id: 1, incarnation_id, endpoints: vec![], rack: None };
+    let register = |incarnation_id| ControllerRequest::RegisterBroker { node_id: 1, incarnation_id, endpoints: vec![], rack: None, directory_id: Uuid::nil() };
     assert_eq!(c.run(register(incarnation)).unwrap(), ControllerResponse::BrokerRegistered { broker_epoch: 1 });
     assert!(c.image.brokers[&1].fenced, "a broker registers fenced");
     // A retry of the same incarnation keeps its epoch and writes nothing.
@@ -114,6 +119,66 @@ fn registration_epochs_and_duplicate_node_ids() {
     c.now += SESSION + Duration::from_secs(1);
     assert_eq!(c.run(register(Uuid::new_v4())).unwrap(), ControllerResponse::BrokerRegistered { broker_epoch: 2 });
     assert_eq!(code(c.heartbeat(1, false, false)), ResponseError::StaleBrokerEpoch.code());
+}
+
+fn kill_all_then_restart_1_and_2(c: &mut Cluster) {
+    c.now += SESSION + Duration::from_secs(1);
+    for node in [1, 2] {
+        c.register(node, None);
+    }
+    for record in c.controller.fence_expired(&c.image, c.now).unwrap() {
+        c.image.apply(&record).unwrap();
+    }
+}
+
+#[test]
+fn the_last_isr_member_back_with_a_wiped_directory_is_not_elected() {
+    for unclean in [false, true] {
+        let mut c = Cluster::new(unclean);
+        for node in 1..=3 {
+            c.live_broker(node, None);
+        }
+        let topic_id = c.create("t", 1, 3).unwrap();
+        // Every node is killed; nodes 1 and 2 restart (new incarnations, same disks) and
+        // leave the ISR; node 3 stays down: the last ISR member of a leaderless partition.
+        kill_all_then_restart_1_and_2(&mut c);
+        let p = c.image.partition(&topic_id, 0).unwrap().clone();
+        assert_eq!((p.leader, p.isr.clone()), (NO_LEADER, vec![3]));
+        // Node 3 comes back with an empty disk: a new directory id.
+        c.directories.insert(3, Uuid::new_v4());
+        c.register(3, None);
+        for node in [1, 2] {
+            c.heartbeat(node, false, false).unwrap();
+        }
+        c.heartbeat(3, false, false).unwrap();
+        let p = c.image.partition(&topic_id, 0).unwrap().clone();
+        if unclean {
+            // Another live replica was elected at once: what it has survives.
+            assert!(p.leader == 1 || p.leader == 2, "{p:?}");
+            assert_eq!((p.isr.clone(), p.offline_replicas.clone()), (vec![p.leader], vec![]));
+            continue;
+        }
+        assert_eq!((p.leader, p.isr.clone(), p.offline_replicas.clone()), (NO_LEADER, vec![3], vec![3]), "the empty copy was elected");
+        // Preferred election cannot pick it either; an unclean one picks a replica that kept its log.
+        let elect = |election| ControllerRequest::ElectLeaders { election, partitions: vec![("t".to_string(), 0)] };
+        c.run(elect(ElectionType::Preferred)).unwrap();
+        assert_eq!(c.image.partition(&topic_id, 0).unwrap().leader, NO_LEADER);
+        c.run(elect(ElectionType::Unclean)).unwrap();
+        let p = c.image.partition(&topic_id, 0).unwrap().clone();
+        assert!(p.leader == 1 || p.leader == 2, "{p:?}");
+        assert_eq!((p.isr.clone(), p.offline_replicas.clone()), (vec![p.leader], vec![]));
+    }
+    // The same disk after a restart is not a lost copy: the last ISR member leads again.
+    let mut c = Cluster::new(false);
+    for node in 1..=3 {
+        c.live_broker(node, None);
+    }
+    let topic_id = c.create("t", 1, 3).unwrap();
+    kill_all_then_restart_1_and_2(&mut c);
+    c.register(3, None);
+    c.heartbeat(3, false, false).unwrap();
+    let p = c.image.partition(&topic_id, 0).unwrap().clone();
+    assert_eq!((p.leader, p.offline_replicas.clone()), (3, vec![]));
 }
 
 #[test]
