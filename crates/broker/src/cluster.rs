@@ -550,9 +550,6 @@ fn delete_stray_topics(replicas: &Arc<ReplicaManager>, image: &MetadataImage) {
     }
 }
 
-/// The endpoints this broker registers: every client listener's advertised
-/// address, the inter-broker listener first (other brokers replicate from the
-/// first endpoint).
 /// The data directory's id (Kafka's `directory.id` in `meta.properties`): made
 /// with the directory, so a wiped directory comes back with another one and the
 /// controller knows this node's replicas are empty.
@@ -566,6 +563,9 @@ fn load_or_create_directory_id(replicas: &ReplicaManager) -> Result<Uuid, runnel
     Ok(id)
 }
 
+/// The endpoints this broker registers: every client listener's advertised
+/// address, the inter-broker listener first (other brokers replicate from the
+/// first endpoint).
 fn registered_endpoints(config: &BrokerConfig) -> Vec<BrokerEndpoint> {
     let inter_broker = config.inter_broker_listener().map(|c| c.listener.name).unwrap_or_default();
     let protocol_of = |name: &str| {

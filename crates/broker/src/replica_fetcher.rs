@@ -256,9 +256,12 @@ fn out_of_range(partition: &Partition, fetch_offset: i64, leader_log_start: i64,
 /// `UnexpectedAppendOffsetException` the same way).
 fn restart_at_a_straddling_first_batch(partition: &Partition, fetch_offset: i64, records: &[u8]) -> Result<(), String> {
     let Ok(first) = runnel_storage::BatchHeader::parse(records) else { return Ok(()) };
-    let offsets = partition.offsets();
-    let empty = offsets.log_start_offset == fetch_offset && partition.log_end_offset() == fetch_offset;
-    if first.base_offset < fetch_offset && first.last_offset() >= fetch_offset && empty {
+    // Every other fetch answer starts at the fetch offset: no lock taken for them.
+    if first.base_offset >= fetch_offset || first.last_offset() < fetch_offset {
+        return Ok(());
+    }
+    let empty = partition.offsets().log_start_offset == fetch_offset && partition.log_end_offset() == fetch_offset;
+    if empty {
         partition.truncate_fully_and_start_at(first.base_offset).map_err(|e| e.to_string())?;
     }
     Ok(())

@@ -762,10 +762,12 @@ impl Log {
     /// `truncateFullyAndStartAt`): a follower whose leader no longer holds
     /// the follower's fetch position (retention or DeleteRecords moved the
     /// leader's log start past it), or a broker that stopped being a replica
-    /// of the partition. Crash-safe: the new start offset is written first,
-    /// so [`Log::open`] finishes an interrupted call (a checkpoint beyond the
-    /// log end cannot arise otherwise). The caller rebuilds what it derives
-    /// from the batches.
+    /// of the partition. The new start offset is written first and segments
+    /// go newest first: a crash of a call that moved the start past the end
+    /// is finished by [`Log::open`] (a checkpoint beyond the log end cannot
+    /// arise otherwise); one that did not leaves a shorter log, which the
+    /// caller empties again (the same condition holds after the restart).
+    /// The caller rebuilds what it derives from the batches.
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
         let offset = offset.max(0);
         self.log_start_offset = offset;
