@@ -7,9 +7,10 @@ import glob
 import json
 import os
 import subprocess
+import threading
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from test_cluster import bootstrap, cluster, wait_until  # noqa: F401 (cluster is a fixture)
@@ -140,6 +141,71 @@ def test_kafka_reassign_tool_moves_leaders_away_while_producing_and_loses_nothin
                lambda: record_bytes(cluster[0], 0) == 0 and record_bytes(cluster[1], 1) == 0, timeout=30)
     assert record_bytes(cluster[2], 0) > 0 and record_bytes(cluster[0], 1) > 0, "the new replicas hold no records"
     print(f"moved two leaders in {moved_after:.1f} s while producing; {sum(len(a) for a in acked.values())} records acknowledged")
+
+
+
+def test_leadership_moved_round_the_brokers_again_and_again_under_an_idempotent_producer(cluster):
+    """Each move takes the partition away from its leader, whose copy is then
+    deleted, while an acks=all idempotent producer keeps writing. The old
+    leader once went on taking writes into its emptied log for a moment and
+    acknowledged them by its followers' old progress: the new leader lacked
+    them and the producer failed with OUT_OF_ORDER_SEQUENCE_NUMBER (and the
+    records were lost). About one move in 20 hit it."""
+    servers = bootstrap(cluster)
+    admin = AdminClient({"bootstrap.servers": servers})
+    wait_until("three live brokers", lambda: len(admin.list_topics(timeout=5).brokers) == 3)
+    topic = "round"
+    admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[2, 3]])])[topic].result(30)
+    wait_until("the partition in sync", lambda: partitions_of(admin, topic).get(0, (0, 0, []))[2] == [2, 3] or None)
+
+    producer = Producer({"bootstrap.servers": servers, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    acked, failures, stop = [], [], threading.Event()
+
+    def report(err, msg):
+        (failures if err is not None else acked).append(err if err is not None else int(msg.value()))
+
+    def produce():
+        n = 0
+        while not stop.is_set() and n < 2_000_000:
+            try:
+                producer.produce(topic, value=str(n).encode(), on_delivery=report)
+            except BufferError:
+                producer.poll(0.05)
+                continue
+            except KafkaException as e:
+                failures.append(e)
+                return
+            n += 1
+            producer.poll(0)
+            if n % 20 == 0:
+                time.sleep(0.005)
+    writer = threading.Thread(target=produce)
+    writer.start()
+    moves, deadline = 0, time.time() + 60
+    try:
+        for replicas in [[3, 1], [1, 2], [2, 3]] * 16:
+            if failures or time.time() > deadline:
+                break
+            cli(servers, "partition", "reassign", "-t", topic, "-p", "0", "--replicas", ",".join(map(str, replicas)))
+            wait_until(f"the move to {replicas}", lambda: cli(servers, "partition", "list-reassignments").stdout.strip()
+                       == "no reassignment in progress", timeout=30)
+            moves += 1
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        writer.join(30)
+    remaining = producer.flush(60)
+    assert not failures, f"after {moves} moves: {failures[:3]}"
+    assert remaining == 0, "records still unacknowledged after 60 s"
+    assert moves >= 24, f"only {moves} moves in 60 s"
+
+    values, ends = read_all(servers, topic, [0])
+    got = [int(v) for v in values[0]]
+    assert len(got) == ends[0], f"read {len(got)} of {ends[0]}"
+    assert got == sorted(set(got)), "duplicates or out of order"
+    missing = set(acked) - set(got)
+    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
+    print(f"{moves} moves, {len(acked)} records acknowledged and read back")
 
 
 def test_cancel_errors_and_the_runnel_cli(cluster, kafka_tools, tmp_path):

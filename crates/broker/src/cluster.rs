@@ -40,7 +40,7 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::error::ApiError;
 use crate::partition::{IsrChange, Partition, Role};
-use crate::replica_manager::{AlterPartitionSender, ReplicaManager};
+use crate::replica_manager::{AlterPartitionSender, AlteredPartition, ReplicaManager};
 use crate::StartError;
 
 /// MetaStore key: the data directory's topics are in the metadata log.
@@ -701,14 +701,6 @@ fn apply_partition(replicas: &Arc<ReplicaManager>, partition: &Arc<Partition>, s
         return;
     }
     let is_replica = state.replicas.contains(&node_id);
-    if !is_replica && (partition.log_end_offset() > 0 || partition.offsets().log_start_offset > 0) {
-        // No longer a replica (a reassignment moved it away, Kafka's StopReplica with
-        // deletion): the records go, the empty log stays, as every non-replica's does.
-        match partition.truncate_fully_and_start_at(0) {
-            Ok(()) => tracing::info!(topic, partition = index, replicas = ?state.replicas, "no longer a replica: deleted this broker's copy of the log"),
-            Err(e) => tracing::error!(topic, partition = index, error = %e, "deleting the log of a partition this broker no longer replicates failed"),
-        }
-    }
     let leader = if is_replica { state.leader } else { NO_LEADER };
     let unchanged = local.role == (Role::Follower { leader_id: leader })
         && local.leader_epoch == state.leader_epoch
@@ -716,6 +708,16 @@ fn apply_partition(replicas: &Arc<ReplicaManager>, partition: &Arc<Partition>, s
     if !unchanged {
         partition.become_follower(leader, state.leader_epoch, state.partition_epoch);
         tracing::info!(topic, partition = index, leader, leader_epoch = state.leader_epoch, "became follower");
+    }
+    if !is_replica && (partition.log_end_offset() > 0 || partition.offsets().log_start_offset > 0) {
+        // No longer a replica (a reassignment moved it away, Kafka's StopReplica with
+        // deletion): the records go, the empty log stays, as every non-replica's does.
+        // Only now that it is a follower of nobody: a leader would take writes into the
+        // emptied log and count its followers' old progress as their acknowledgement.
+        match partition.truncate_fully_and_start_at(0, None) {
+            Ok(()) => tracing::info!(topic, partition = index, replicas = ?state.replicas, "no longer a replica: deleted this broker's copy of the log"),
+            Err(e) => tracing::error!(topic, partition = index, error = %e, "deleting the log of a partition this broker no longer replicates failed"),
+        }
     }
     if leader != NO_LEADER && replicas.topic(topic).is_some() {
         crate::replica_fetcher::ensure_fetcher(replicas, leader);
@@ -739,7 +741,7 @@ struct ControllerAlterPartition {
 }
 
 impl AlterPartitionSender for ControllerAlterPartition {
-    fn alter_partition(&self, topic: &str, partition: i32, change: IsrChange) -> BoxFuture<'static, Result<(i32, Vec<i32>), ResponseError>> {
+    fn alter_partition(&self, topic: &str, partition: i32, change: IsrChange) -> BoxFuture<'static, Result<AlteredPartition, ResponseError>> {
         let cluster = self.cluster.upgrade();
         let topic_id = self.replicas.upgrade().and_then(|r| r.topic(topic)).map(|t| t.id);
         Box::pin(async move {
@@ -756,7 +758,7 @@ impl AlterPartitionSender for ControllerAlterPartition {
                 new_isr: change.new_isr,
             });
             match cluster.quorum.submit(request).await {
-                Ok(ControllerResponse::PartitionAltered { partition_epoch, isr, .. }) => Ok((partition_epoch, isr)),
+                Ok(ControllerResponse::PartitionAltered { leader_epoch, partition_epoch, isr, .. }) => Ok(AlteredPartition { leader_epoch, partition_epoch, isr }),
                 Ok(_) => Err(ResponseError::UnknownServerError),
                 Err(SubmitError::Refused(refusal)) => {
                     Err(ResponseError::try_from_code(refusal.code).unwrap_or(ResponseError::UnknownServerError))

@@ -394,6 +394,12 @@ impl Partition {
     ) -> Result<(FollowerFetch, Option<IsrChange>), ResponseError> {
         self.check_current_leader_epoch(current_leader_epoch)?;
         let log = self.log.lock();
+        // Leadership first, as Kafka's localLogWithEpochOrThrow: a replica that just
+        // stopped leading (its log may be emptied) must not answer with its log's offsets.
+        let mut replica = self.replica.lock();
+        if replica.role != Role::Leader {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
         let end = log.log_end_offset();
         if last_fetched_epoch >= 0 {
             let (epoch, end_offset) = log.end_offset_for_epoch(last_fetched_epoch);
@@ -405,10 +411,6 @@ impl Partition {
             return Err(ResponseError::OffsetOutOfRange);
         }
         let epoch_start = log.leader_epochs().latest().map(|e| e.start_offset).unwrap_or(0);
-        let mut replica = self.replica.lock();
-        if replica.role != Role::Leader {
-            return Err(ResponseError::NotLeaderOrFollower);
-        }
         let Some(progress) = replica.followers.get_mut(&replica_id) else {
             return Err(ResponseError::NotLeaderOrFollower);
         };
@@ -464,10 +466,34 @@ impl Partition {
     }
 
     /// On a follower: the leader's high watermark, bounded by this log's end.
-    pub fn update_follower_high_watermark(&self, leader_high_watermark: i64) {
+    pub fn update_follower_high_watermark(&self, leader_high_watermark: i64, fetched_in_epoch: i32) -> Result<(), ApiError> {
+        let log = self.log.lock();
+        self.check_still_following(fetched_in_epoch)?;
         self.leader_high_watermark.store(leader_high_watermark, Ordering::Release);
-        let end = self.log.lock().log_end_offset();
+        let end = log.log_end_offset();
+        drop(log);
         self.publish(end, leader_high_watermark.min(end).max(0));
+        Ok(())
+    }
+
+    /// Called with the log lock held, before a follower applies a fetch answer
+    /// to its log: the answer came from the leader of `fetched_in_epoch`. If
+    /// this replica became leader or took a newer epoch since the fetch went
+    /// out, the answer is stale and must not touch the log (Kafka's fetcher
+    /// drops answers whose epoch is no longer the partition's). The log lock
+    /// makes the check and the change one step against `become_leader`.
+    fn check_still_following(&self, fetched_in_epoch: i32) -> Result<(), ApiError> {
+        let replica = self.replica.lock();
+        match replica.role {
+            Role::Follower { leader_id } if leader_id >= 0 && replica.leader_epoch == fetched_in_epoch => Ok(()),
+            _ => Err(ApiError::new(
+                ResponseError::FencedLeaderEpoch,
+                format!(
+                    "{}-{}: a fetch answer of leader epoch {fetched_in_epoch} arrived after the partition moved on (now {:?} in epoch {})",
+                    self.topic, self.index, replica.role, replica.leader_epoch
+                ),
+            )),
+        }
     }
 
     /// How far this replica's log end is behind what the partition has
@@ -483,9 +509,10 @@ impl Partition {
 
     /// On a follower: appends batches fetched from the leader, with their
     /// offsets and epochs. Idempotent-producer state follows the batches.
-    pub fn append_as_follower(&self, batches: &[u8]) -> Result<AppendInfo, ApiError> {
+    pub fn append_as_follower(&self, batches: &[u8], fetched_in_epoch: i32) -> Result<AppendInfo, ApiError> {
         let mut producers = self.producers.lock();
         let mut log = self.log.lock();
+        self.check_still_following(fetched_in_epoch)?;
         let info = log.append_as_follower(batches).map_err(|e| ApiError::from(&e))?;
         let mut pos = 0;
         let mut transactional = false;
@@ -518,9 +545,10 @@ impl Partition {
     /// On a follower: drops the log from `offset` on (a tail that diverged
     /// from the leader), rebuilds idempotent-producer state from what is
     /// left, and lowers the high watermark if it was past the new end.
-    pub fn truncate_to(&self, offset: i64) -> Result<i64, ApiError> {
+    pub fn truncate_to(&self, offset: i64, fetched_in_epoch: i32) -> Result<i64, ApiError> {
         let mut producers = self.producers.lock();
         let mut log = self.log.lock();
+        self.check_still_following(fetched_in_epoch)?;
         let end = log.truncate_to(offset).map_err(|e| ApiError::from(&e))?;
         *producers = rebuild_producer_states(&mut log, &self.topic, self.index);
         drop(log);
@@ -530,10 +558,20 @@ impl Partition {
     }
 
     /// Empties the log and restarts it at `offset` (a follower behind its
-    /// leader's log start, or a broker no longer a replica of the partition).
-    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), ApiError> {
+    /// leader's log start: `fetched_in_epoch` is the epoch of that fetch; or a
+    /// broker no longer a replica of the partition, already a follower of
+    /// nobody: `None`). Never on a leader: it would take writes into the
+    /// emptied log and count the followers' old progress as acknowledgement.
+    pub fn truncate_fully_and_start_at(&self, offset: i64, fetched_in_epoch: Option<i32>) -> Result<(), ApiError> {
         let mut producers = self.producers.lock();
         let mut log = self.log.lock();
+        match fetched_in_epoch {
+            Some(epoch) => self.check_still_following(epoch)?,
+            None if self.replica.lock().role == Role::Leader => {
+                return Err(ApiError::new(ResponseError::NotLeaderOrFollower, format!("{}-{}: the leader's log is not emptied", self.topic, self.index)));
+            }
+            None => {}
+        }
         log.truncate_fully_and_start_at(offset).map_err(|e| ApiError::from(&e))?;
         *producers = ProducerStates::default();
         let _ = log.set_transaction_scan_start(None);
@@ -545,8 +583,9 @@ impl Partition {
     }
 
     /// A follower takes its leader's log start offset (never past its own log end).
-    pub fn follow_leader_log_start(&self, leader_log_start: i64) -> Result<(), ApiError> {
+    pub fn follow_leader_log_start(&self, leader_log_start: i64, fetched_in_epoch: i32) -> Result<(), ApiError> {
         let mut log = self.log.lock();
+        self.check_still_following(fetched_in_epoch)?;
         if leader_log_start > log.log_start_offset() && log.log_start_offset() < log.log_end_offset() {
             log.delete_records_before(leader_log_start).map_err(|e| ApiError::from(&e))?;
         }

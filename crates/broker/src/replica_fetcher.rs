@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
+
+use crate::error::ApiError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
@@ -83,12 +85,13 @@ impl Fetcher {
 
     async fn fetch_once(&mut self, manager: &Arc<ReplicaManager>, partitions: &[Arc<Partition>]) -> Result<(), String> {
         let mut by_topic: Vec<(Arc<str>, Vec<FetchPartition>)> = Vec::new();
-        let mut index: HashMap<(Arc<str>, i32), (Arc<Partition>, i64)> = HashMap::new();
+        let mut index: HashMap<(Arc<str>, i32), (Arc<Partition>, FetchedAt)> = HashMap::new();
         for partition in partitions {
             let fetch_offset = partition.log_end_offset();
+            let leader_epoch = partition.leader_epoch();
             let request = FetchPartition::default()
                 .with_partition(partition.index)
-                .with_current_leader_epoch(partition.leader_epoch())
+                .with_current_leader_epoch(leader_epoch)
                 .with_fetch_offset(fetch_offset)
                 .with_last_fetched_epoch(partition.latest_log_epoch())
                 .with_log_start_offset(-1)
@@ -97,7 +100,7 @@ impl Fetcher {
                 Some((_, list)) => list.push(request),
                 None => by_topic.push((partition.topic.clone(), vec![request])),
             }
-            index.insert((partition.topic.clone(), partition.index), (partition.clone(), fetch_offset));
+            index.insert((partition.topic.clone(), partition.index), (partition.clone(), FetchedAt { fetch_offset, leader_epoch }));
         }
         let topics = by_topic
             .into_iter()
@@ -119,8 +122,8 @@ impl Fetcher {
         for topic in response.responses {
             let name: Arc<str> = Arc::from(topic.topic.0.as_str());
             for data in topic.partitions {
-                let Some((partition, fetch_offset)) = index.get(&(name.clone(), data.partition_index)) else { continue };
-                if let Err(e) = apply(partition, *fetch_offset, &data) {
+                let Some((partition, fetched_at)) = index.get(&(name.clone(), data.partition_index)) else { continue };
+                if let Err(e) = apply(partition, *fetched_at, &data) {
                     tracing::warn!(topic = %name, partition = data.partition_index, leader = self.leader_id, error = %e, "replica fetch of a partition failed");
                     failed = Some(e);
                 }
@@ -185,43 +188,66 @@ fn followed_partitions(manager: &ReplicaManager, leader_id: i32) -> Vec<Arc<Part
         .collect()
 }
 
+/// Where and in which leader epoch a partition's fetch was sent.
+#[derive(Debug, Clone, Copy)]
+struct FetchedAt {
+    fetch_offset: i64,
+    leader_epoch: i32,
+}
+
 /// Applies one partition's answer: truncation on a diverging epoch,
 /// otherwise the records (whole batches) and the leader's high watermark.
-fn apply(partition: &Partition, fetch_offset: i64, data: &kafka_protocol::messages::fetch_response::PartitionData) -> Result<(), String> {
-    if partition.replica_state().role == Role::Leader {
-        return Ok(()); // became leader while the fetch was out
+/// An answer that became stale while it was out (this replica became leader
+/// or follows a newer epoch) changes nothing: every change to the log checks
+/// the epoch under the log lock, and such a refusal is not a failure.
+fn apply(partition: &Partition, fetched_at: FetchedAt, data: &kafka_protocol::messages::fetch_response::PartitionData) -> Result<(), String> {
+    match apply_unless_stale(partition, fetched_at, data) {
+        Err(e) if e.code() == ResponseError::FencedLeaderEpoch.code() => {
+            tracing::debug!(topic = %partition.topic, partition = partition.index, error = %e, "stale fetch answer dropped");
+            Ok(())
+        }
+        other => other.map_err(|e| e.to_string()),
+    }
+}
+
+fn apply_unless_stale(partition: &Partition, fetched_at: FetchedAt, data: &kafka_protocol::messages::fetch_response::PartitionData) -> Result<(), ApiError> {
+    let FetchedAt { fetch_offset, leader_epoch } = fetched_at;
+    if partition.leader_epoch() != leader_epoch || partition.replica_state().role == Role::Leader {
+        return Ok(()); // became leader, or took a newer epoch, while the fetch was out
     }
     if partition.log_end_offset() != fetch_offset {
         return Ok(()); // the log moved meanwhile (a truncation); the next fetch starts from its end
     }
     if data.error_code == ResponseError::OffsetOutOfRange.code() {
-        return out_of_range(partition, fetch_offset, data.log_start_offset, data.high_watermark);
+        return out_of_range(partition, fetched_at, data.log_start_offset, data.high_watermark);
     }
     if data.error_code != 0 {
-        return Err(format!("leader answered {:?}", ResponseError::try_from_code(data.error_code)));
+        let code = ResponseError::try_from_code(data.error_code).unwrap_or(ResponseError::UnknownServerError);
+        // The leader's code is reported, not acted on: a fenced epoch there is not a stale answer here.
+        return Err(ApiError::new(ResponseError::UnknownServerError, format!("leader answered {code:?}")));
     }
     let diverging = &data.diverging_epoch;
     if diverging.epoch != -1 || diverging.end_offset != -1 {
         let target = truncation_offset(partition, diverging.epoch, diverging.end_offset);
-        let end = partition.truncate_to(target).map_err(|e| e.to_string())?;
+        let end = partition.truncate_to(target, leader_epoch)?;
         tracing::info!(
-            topic = %partition.topic, partition = partition.index, leader_epoch = diverging.epoch,
-            leader_end_offset = diverging.end_offset, truncated_to = end, "truncated a log tail that diverged from the leader"
+            topic = %partition.topic, partition = partition.index, fetch_offset, leader_epoch = diverging.epoch,
+            leader_end_offset = diverging.end_offset, target, truncated_to = end, "truncated a log tail that diverged from the leader"
         );
         return Ok(());
     }
     if let Some(records) = &data.records {
         let whole = whole_batches_len(records);
         if whole > 0 {
-            restart_at_a_straddling_first_batch(partition, fetch_offset, &records[..whole])?;
-            partition.append_as_follower(&records[..whole]).map_err(|e| e.to_string())?;
+            restart_at_a_straddling_first_batch(partition, fetched_at, &records[..whole])?;
+            partition.append_as_follower(&records[..whole], leader_epoch)?;
         }
     }
-    partition.update_follower_high_watermark(data.high_watermark);
+    partition.update_follower_high_watermark(data.high_watermark, leader_epoch)?;
     if data.log_start_offset > 0 {
         // The leader's DeleteRecords and retention reach the followers this way (Kafka's
         // maybeIncrementLogStartOffset with the leader's log start).
-        partition.follow_leader_log_start(data.log_start_offset).map_err(|e| e.to_string())?;
+        partition.follow_leader_log_start(data.log_start_offset, leader_epoch)?;
     }
     Ok(())
 }
@@ -232,9 +258,14 @@ fn apply(partition: &Partition, fetch_offset: i64, data: &kafka_protocol::messag
 /// emptied and restarts at the leader's log start; past the leader's high
 /// watermark with no diverging epoch to go by, the tail above it goes (what
 /// is below the high watermark is on every in-sync replica).
-fn out_of_range(partition: &Partition, fetch_offset: i64, leader_log_start: i64, leader_high_watermark: i64) -> Result<(), String> {
+fn out_of_range(
+    partition: &Partition,
+    FetchedAt { fetch_offset, leader_epoch }: FetchedAt,
+    leader_log_start: i64,
+    leader_high_watermark: i64,
+) -> Result<(), ApiError> {
     if leader_log_start > fetch_offset {
-        partition.truncate_fully_and_start_at(leader_log_start).map_err(|e| e.to_string())?;
+        partition.truncate_fully_and_start_at(leader_log_start, Some(leader_epoch))?;
         tracing::info!(
             topic = %partition.topic, partition = partition.index, fetch_offset, leader_log_start,
             "the leader's log starts past this replica's end: emptied the log and restarted it at the leader's log start"
@@ -242,11 +273,14 @@ fn out_of_range(partition: &Partition, fetch_offset: i64, leader_log_start: i64,
         return Ok(());
     }
     if leader_high_watermark >= 0 && fetch_offset > leader_high_watermark {
-        let end = partition.truncate_to(leader_high_watermark).map_err(|e| e.to_string())?;
+        let end = partition.truncate_to(leader_high_watermark, leader_epoch)?;
         tracing::info!(topic = %partition.topic, partition = partition.index, fetch_offset, truncated_to = end, "this replica's log ran past the leader's: truncated to the leader's high watermark");
         return Ok(());
     }
-    Err(format!("leader answered OFFSET_OUT_OF_RANGE at {fetch_offset} (its log start {leader_log_start}, high watermark {leader_high_watermark})"))
+    Err(ApiError::new(
+        ResponseError::OffsetOutOfRange,
+        format!("leader answered OFFSET_OUT_OF_RANGE at {fetch_offset} (its log start {leader_log_start}, high watermark {leader_high_watermark})"),
+    ))
 }
 
 /// An empty log restarted at the leader's log start may get a first batch
@@ -254,7 +288,7 @@ fn out_of_range(partition: &Partition, fetch_offset: i64, leader_log_start: i64,
 /// restarts at the batch's base offset so the batch fits, and the log start
 /// comes back up from the leader's answer (Kafka handles its
 /// `UnexpectedAppendOffsetException` the same way).
-fn restart_at_a_straddling_first_batch(partition: &Partition, fetch_offset: i64, records: &[u8]) -> Result<(), String> {
+fn restart_at_a_straddling_first_batch(partition: &Partition, FetchedAt { fetch_offset, leader_epoch }: FetchedAt, records: &[u8]) -> Result<(), ApiError> {
     let Ok(first) = runnel_storage::BatchHeader::parse(records) else { return Ok(()) };
     // Every other fetch answer starts at the fetch offset: no lock taken for them.
     if first.base_offset >= fetch_offset || first.last_offset() < fetch_offset {
@@ -262,7 +296,7 @@ fn restart_at_a_straddling_first_batch(partition: &Partition, fetch_offset: i64,
     }
     let empty = partition.offsets().log_start_offset == fetch_offset && partition.log_end_offset() == fetch_offset;
     if empty {
-        partition.truncate_fully_and_start_at(first.base_offset).map_err(|e| e.to_string())?;
+        partition.truncate_fully_and_start_at(first.base_offset, Some(leader_epoch))?;
     }
     Ok(())
 }

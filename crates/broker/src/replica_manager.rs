@@ -33,7 +33,17 @@ pub trait AlterPartitionSender: Send + Sync {
         topic: &str,
         partition: i32,
         change: IsrChange,
-    ) -> futures::future::BoxFuture<'static, Result<(i32, Vec<i32>), ResponseError>>;
+    ) -> futures::future::BoxFuture<'static, Result<AlteredPartition, ResponseError>>;
+}
+
+/// What the controller committed for an AlterPartition: the partition's
+/// leader epoch (a reassignment that completed may have moved leadership),
+/// partition epoch and ISR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlteredPartition {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// A single node: the ISR is always {self}, so there is never a change to send.
@@ -45,7 +55,7 @@ impl AlterPartitionSender for NoController {
         _topic: &str,
         _partition: i32,
         _change: IsrChange,
-    ) -> futures::future::BoxFuture<'static, Result<(i32, Vec<i32>), ResponseError>> {
+    ) -> futures::future::BoxFuture<'static, Result<AlteredPartition, ResponseError>> {
         Box::pin(std::future::ready(Err(ResponseError::NotController)))
     }
 }
@@ -668,7 +678,15 @@ impl ReplicaManager {
         let request = sender.alter_partition(&partition.topic, partition.index, change.clone());
         tokio::spawn(async move {
             match request.await {
-                Ok((partition_epoch, isr)) => {
+                Ok(AlteredPartition { leader_epoch, partition_epoch, isr }) if leader_epoch != partition.leader_epoch() => {
+                    // The change completed a reassignment that moved leadership (Kafka ignores
+                    // such an answer too): the ISR is no longer this leader's to apply, and
+                    // counting it would acknowledge writes by replicas that now follow another
+                    // leader. The metadata update makes this replica a follower.
+                    tracing::info!(topic = %partition.topic, partition = partition.index, leader_epoch, partition_epoch, ?isr, "ISR changed with a new leader epoch; left to the metadata update");
+                    partition.clear_pending_isr_change();
+                }
+                Ok(AlteredPartition { partition_epoch, isr, .. }) => {
                     tracing::info!(topic = %partition.topic, partition = partition.index, partition_epoch, ?isr, "ISR changed");
                     partition.apply_isr(partition_epoch, isr);
                 }

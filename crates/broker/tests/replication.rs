@@ -16,7 +16,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use parking_lot::Mutex;
 use runnel_broker::partition::IsrChange;
-use runnel_broker::replica_manager::AlterPartitionSender;
+use runnel_broker::replica_manager::{AlterPartitionSender, AlteredPartition};
 use runnel_broker::RunningBroker;
 
 const TOPIC: &str = "replicated";
@@ -80,7 +80,7 @@ impl TestController {
 }
 
 impl AlterPartitionSender for TestController {
-    fn alter_partition(&self, topic: &str, partition: i32, change: IsrChange) -> futures::future::BoxFuture<'static, Result<(i32, Vec<i32>), ResponseError>> {
+    fn alter_partition(&self, topic: &str, partition: i32, change: IsrChange) -> futures::future::BoxFuture<'static, Result<AlteredPartition, ResponseError>> {
         let mut state = self.state.lock();
         let answer = match state.get_mut(&(topic.to_string(), partition)) {
             None => Err(ResponseError::UnknownTopicOrPartition),
@@ -90,7 +90,7 @@ impl AlterPartitionSender for TestController {
                 *partition_epoch += 1;
                 *isr = change.new_isr.clone();
                 self.changes.lock().push(change.new_isr.clone());
-                Ok((*partition_epoch, isr.clone()))
+                Ok(AlteredPartition { leader_epoch: change.leader_epoch, partition_epoch: *partition_epoch, isr: isr.clone() })
             }
         };
         Box::pin(std::future::ready(answer))
