@@ -149,7 +149,15 @@ pub enum ElectionType {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum ControllerResponse {
     BrokerRegistered { broker_epoch: i64 },
-    Heartbeat { is_fenced: bool, should_shutdown: bool },
+    /// `metadata_index`: the metadata log index the controller had applied when it
+    /// answered (set by the quorum, not by the decision); a broker whose session
+    /// lapsed acts on its image again only once it has applied that far.
+    Heartbeat {
+        is_fenced: bool,
+        should_shutdown: bool,
+        #[serde(default)]
+        metadata_index: u64,
+    },
     TopicCreated { topic_id: Uuid, num_partitions: i32, replication_factor: i16 },
     PartitionAltered { leader: i32, leader_epoch: i32, partition_epoch: i32, isr: Vec<i32> },
     /// Per partition: error code (0 = elected).
@@ -466,7 +474,7 @@ impl Controller {
             self.move_away_from(&mut pending, node_id)?;
             return Ok(Decision {
                 records: pending.records,
-                response: ControllerResponse::Heartbeat { is_fenced: true, should_shutdown: true },
+                response: ControllerResponse::Heartbeat { is_fenced: true, should_shutdown: true, metadata_index: 0 },
             });
         }
         let is_fenced = match (broker.fenced, want_fence) {
@@ -482,7 +490,7 @@ impl Controller {
             }
             (fenced, _) => fenced,
         };
-        Ok(Decision { records: pending.records, response: ControllerResponse::Heartbeat { is_fenced, should_shutdown: false } })
+        Ok(Decision { records: pending.records, response: ControllerResponse::Heartbeat { is_fenced, should_shutdown: false, metadata_index: 0 } })
     }
 
     /// `node_id` is fenced (or going away): it leaves every ISR it is in (unless it is

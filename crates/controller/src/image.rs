@@ -88,6 +88,9 @@ pub struct MetadataImage {
     /// SCRAM credentials: user → mechanism (1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512) → credential.
     #[serde(default)]
     pub scram_credentials: BTreeMap<String, BTreeMap<i8, ScramCredential>>,
+    /// The index of the last metadata log entry applied to this image (0: none).
+    #[serde(default)]
+    pub applied_log_index: u64,
 }
 
 /// A user's SCRAM credential for one mechanism (RFC 5802): what a server needs to

@@ -384,7 +384,12 @@ impl Shared {
         let image = self.image_rx.borrow().clone();
         let decision = active.controller.decide(&image, &request, Instant::now()).map_err(SubmitError::Refused)?;
         self.commit(decision.records).await?;
-        Ok(decision.response)
+        let mut response = decision.response;
+        if let ControllerResponse::Heartbeat { metadata_index, .. } = &mut response {
+            // Everything committed before this answer is applied here (catch_up, commit).
+            *metadata_index = self.image_rx.borrow().applied_log_index;
+        }
+        Ok(response)
     }
 
     /// Waits until this leader's image holds everything committed (e.g. by an earlier leader).

@@ -384,7 +384,7 @@ fn controlled_shutdown_moves_leadership_then_fences() {
     c.live_broker(2, None);
     let topic_id = c.create("t", 4, 2).unwrap();
     let response = c.heartbeat(1, false, true).unwrap();
-    assert_eq!(response, ControllerResponse::Heartbeat { is_fenced: true, should_shutdown: true });
+    assert_eq!(response, ControllerResponse::Heartbeat { is_fenced: true, should_shutdown: true, metadata_index: 0 });
     for p in c.image.topic_by_id(&topic_id).unwrap().partitions.values() {
         assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
     }

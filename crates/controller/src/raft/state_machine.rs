@@ -141,6 +141,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             }
             responses.push(());
         }
+        if let Some(last) = self.last_applied {
+            Arc::make_mut(&mut self.image).applied_log_index = last.index;
+        }
         self.image_tx.send_replace(self.image.clone());
         Ok(responses)
     }
@@ -167,7 +170,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         persist(&self.dir, meta, &image).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.last_applied = meta.last_log_id;
         self.last_membership = meta.last_membership.clone();
-        self.image = Arc::new(image);
+        self.image = Arc::new(MetadataImage { applied_log_index: meta.last_log_id.map_or(0, |id| id.index), ..image });
         self.image_tx.send_replace(self.image.clone());
         *lock(&self.current_snapshot) = Some(StoredSnapshot { meta: meta.clone(), data });
         Ok(())
