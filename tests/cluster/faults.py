@@ -19,8 +19,8 @@ import workload as workload_mod
 
 # Faults that need more than one node (a new leader must come from elsewhere)
 # or network namespaces; the others make sense on a single node too.
-MULTI_NODE = {"kill-controller", "partition-leader", "wipe-node"}
-NEEDS_NAMESPACES = {"partition-leader"}
+MULTI_NODE = {"kill-controller", "partition-leader", "partition-coordinator", "wipe-node"}
+NEEDS_NAMESPACES = {"partition-leader", "partition-coordinator"}
 
 
 class Run:
@@ -85,14 +85,15 @@ class Run:
         return harness.wait_until(lambda: _positive(self.cluster.leader(self.topic, partition)), 30,
                                   what=f"a leader for partition {partition}")
 
-    def wait_new_leader(self, partition, old, ask=None, timeout=60):
+    def wait_new_leader(self, partition, old, ask=None, timeout=60, topic=None):
         """Waits until the cluster (as the nodes in `ask` see it) names a leader other than `old`."""
         ask = ask or [n for i, n in self.cluster.nodes.items() if i != old]
+        topic = topic or self.topic
         def moved():
-            leaders = {self.cluster.leader(self.topic, partition, node) for node in ask}
+            leaders = {self.cluster.leader(topic, partition, node) for node in ask}
             return len(leaders) == 1 and -1 not in leaders and old not in leaders and leaders.pop()
         return harness.wait_until(moved, timeout, interval=0.2,
-                                  what=f"a new leader for partition {partition} (old: node {old})")
+                                  what=f"a new leader for {topic} partition {partition} (old: node {old})")
 
     def finish(self, group_timeout=180):
         """Stops the writers, waits for the group, reads everything back and checks it.
@@ -182,6 +183,49 @@ def partition_leader(run):
     return f"isolated node {old} (leader of {p}), node {new} took over"
 
 
+def _java_string_hash(s):
+    """Java's String.hashCode (unsigned), which Kafka maps a group to its partition with."""
+    units = s.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(units), 2):
+        h = (31 * h + int.from_bytes(units[i:i + 2], "big")) & 0xFFFFFFFF
+    return h
+
+
+def partition_coordinator(run):
+    """Cuts the consumer group's coordinator (the leader of the group's
+    __consumer_offsets partition) off from the other nodes (clients still reach
+    it): another node must take the group over, and the sampler must never read
+    committed offsets older than it read before. On Runnel the isolated node,
+    its session with the controller lapsed, must also stop answering for the
+    group: FindCoordinator and OffsetFetch sent to it directly get
+    COORDINATOR_NOT_AVAILABLE / NOT_COORDINATOR, not its stale cache."""
+    from kafka.protocol.commit import OffsetFetchRequest
+    from kafka.protocol.find_coordinator import FindCoordinatorRequest
+    group = run.workload.group
+    offsets = harness.wait_until(lambda: run._offsets_topic_exists() and run.cluster.metadata("__consumer_offsets"),
+                                 60, what="the __consumer_offsets topic")
+    p = (_java_string_hash(group) & 0x7FFFFFFF) % len(offsets)
+    old = harness.wait_until(lambda: _positive(run.cluster.leader("__consumer_offsets", p)), 30,
+                             what=f"a leader for __consumer_offsets partition {p}")
+    run.cluster.network.isolate(old)
+    try:
+        new = run.wait_new_leader(p, old, timeout=90, topic="__consumer_offsets")
+        time.sleep(run.session_timeout)  # the members and the sampler go on meanwhile
+        found = run.cluster.ask(old, FindCoordinatorRequest[1](group, 0))
+        fetched = run.cluster.ask(old, OffsetFetchRequest[3](group, [(run.topic, list(range(run.partitions)))]))
+    finally:
+        run.cluster.network.heal(old)
+    run.healthy()
+    partition_errors = {e for _, partitions in fetched.topics for (_, _, _, e) in partitions}
+    refused = fetched.error_code in (15, 16) or (partition_errors and partition_errors <= {15, 16})
+    answers = (f"FindCoordinator: error {found.error_code} coordinator {found.coordinator_id}; "
+               f"OffsetFetch: error {fetched.error_code}, partition errors {sorted(partition_errors)}")
+    if run.cluster.backend.name == "runnel" and not (refused and (found.error_code != 0 or found.coordinator_id != old)):
+        raise AssertionError(f"isolated node {old} still answered for group {group} after its session lapsed: {answers}")
+    return f"isolated node {old} (coordinator, __consumer_offsets-{p}), node {new} took over; the isolated node's {answers}"
+
+
 def pause_leader(run):
     """SIGSTOP of a partition's leader past the session timeout, then SIGCONT:
     the zombie must be fenced (its late answers must not acknowledge anything lost)."""
@@ -233,6 +277,7 @@ FAULTS = {
     "kill-controller": kill_controller,
     "rolling-restart": rolling_restart,
     "partition-leader": partition_leader,
+    "partition-coordinator": partition_coordinator,
     "pause-leader": pause_leader,
     "kill-all": kill_all,
     "wipe-node": wipe_node,

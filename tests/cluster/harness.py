@@ -547,6 +547,29 @@ class Cluster:
     def leader(self, topic, partition, node=None):
         return self.metadata(topic, node)[partition][0]
 
+    def ask(self, node_id, request, timeout=5.0):
+        """Sends one kafka-python protocol request to one node and returns its
+        answer (ConnectionError when it does not answer in time)."""
+        from kafka.conn import BrokerConnection
+        n = self.nodes[node_id]
+        conn = BrokerConnection(n.host, n.port, socket.AF_INET, request_timeout_ms=int(timeout * 1000),
+                                api_version=(2, 1))
+        try:
+            conn.connect_blocking(timeout)
+            if not conn.connected():
+                raise ConnectionError(f"cannot connect to node {node_id}")
+            future = conn.send(request)
+            deadline = time.monotonic() + timeout
+            while not future.is_done and time.monotonic() < deadline:
+                for response, f in conn.recv():
+                    f.success(response)
+                time.sleep(0.01)
+            if not future.is_done or future.failed():
+                raise ConnectionError(f"no answer from node {node_id} to {type(request).__name__}")
+            return future.value
+        finally:
+            conn.close()
+
     def controller(self):
         """The active controller (the metadata quorum's leader), from DescribeQuorum."""
         if self.size == 1:

@@ -73,6 +73,41 @@ pub struct Cluster {
     applied: watch::Sender<Arc<MetadataImage>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     leadership_listeners: Mutex<Vec<Weak<dyn LeadershipListener>>>,
+    session: Mutex<Session>,
+}
+
+/// This broker's session with the controller, as the broker itself can tell it.
+///
+/// The controller fences a broker whose heartbeats stopped for
+/// `broker.session.timeout.ms`, counted from when it received the last one, and
+/// only then gives its leaderships to others. The broker counts from when it
+/// sent its last answered heartbeat, so it knows it may be fenced no later than
+/// the controller fences it. From then on its image may be stale (another broker
+/// may already coordinate its groups), so it stops acting as a coordinator or
+/// accepting produces until it has applied the metadata log as far as the
+/// controller had when it answered a heartbeat again. Without this, a broker cut
+/// off from the others served OffsetFetch from its cache while another broker
+/// coordinated the group: committed offsets read back older than before.
+/// A single node has nobody to lose leadership to and holds no lease.
+struct Session {
+    /// None for a single node: never lapses.
+    timeout: Option<Duration>,
+    /// When the last heartbeat (or registration) that was answered was sent.
+    answered_sent_at: Option<Instant>,
+    /// Set once the session lapsed; cleared when the applied image reaches `catch_up_to`.
+    lapsed: bool,
+    /// The controller's applied metadata index in the first answer after the lapse.
+    catch_up_to: Option<u64>,
+}
+
+impl Session {
+    fn expired(&self, now: Instant) -> bool {
+        match (self.timeout, self.answered_sent_at) {
+            (None, _) => false,
+            (Some(timeout), Some(sent)) => now.saturating_duration_since(sent) >= timeout,
+            (Some(_), None) => true,
+        }
+    }
 }
 
 fn quorum_error(e: impl std::fmt::Display) -> StartError {
@@ -157,6 +192,13 @@ impl Cluster {
             applied,
             tasks: Mutex::new(Vec::new()),
             leadership_listeners: Mutex::new(Vec::new()),
+            session: Mutex::new(Session {
+                timeout: (!config.controller_quorum_voters.is_empty())
+                    .then(|| Duration::from_millis(config.broker_session_timeout_ms)),
+                answered_sent_at: None,
+                lapsed: false,
+                catch_up_to: None,
+            }),
         }))
     }
 
@@ -175,6 +217,57 @@ impl Cluster {
     /// The committed metadata as this broker has applied it.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.applied.borrow().clone()
+    }
+
+    /// Whether this broker may act on its image as a leader and coordinator: its
+    /// session with the controller has not lapsed (see [`Session`]). Checked by
+    /// the coordinators and Produce on every request.
+    pub fn in_session(&self) -> bool {
+        let session = self.session.lock();
+        !session.lapsed && !session.expired(Instant::now())
+    }
+
+    /// A heartbeat or registration sent at `sent_at` was answered; `metadata_index`:
+    /// how far the controller had applied the metadata log then (None: unknown).
+    fn session_answered(&self, sent_at: Instant, metadata_index: Option<u64>) {
+        let mut session = self.session.lock();
+        // Expired at any moment since the last answer means expired now, before this one counts.
+        self.mark_lapsed_if_expired(&mut session);
+        session.answered_sent_at = Some(session.answered_sent_at.map_or(sent_at, |t| t.max(sent_at)));
+        if session.lapsed && session.catch_up_to.is_none() {
+            session.catch_up_to = metadata_index;
+        }
+        drop(session);
+        self.resume_session_if_caught_up();
+    }
+
+    /// Marks the session lapsed if no heartbeat sent within the session timeout was answered.
+    fn check_session_lapse(&self) {
+        self.mark_lapsed_if_expired(&mut self.session.lock());
+    }
+
+    fn mark_lapsed_if_expired(&self, session: &mut Session) {
+        if !session.lapsed && session.answered_sent_at.is_some() && session.expired(Instant::now()) {
+            session.lapsed = true;
+            session.catch_up_to = None;
+            tracing::warn!(
+                node_id = self.node_id,
+                "no heartbeat answered within broker.session.timeout.ms: the controller may have fenced this broker \
+                 and moved its leaderships; it stops coordinating and accepting produces until its metadata has caught up"
+            );
+        }
+    }
+
+    /// Ends a lapse once the applied image holds everything the controller had
+    /// applied when it answered again.
+    fn resume_session_if_caught_up(&self) {
+        let applied = self.applied.borrow().applied_log_index;
+        let mut session = self.session.lock();
+        if session.lapsed && session.catch_up_to.is_some_and(|index| applied >= index) {
+            session.lapsed = false;
+            session.catch_up_to = None;
+            tracing::info!(node_id = self.node_id, metadata_index = applied, "metadata caught up after the session lapse; acting on it again");
+        }
     }
 
     /// The active controller if known, else -1 (what Metadata and DescribeCluster report).
@@ -277,9 +370,12 @@ impl Cluster {
                 rack: rack.clone(),
                 directory_id,
             };
+            let sent_at = Instant::now();
             match self.quorum.submit(request).await {
                 Ok(ControllerResponse::BrokerRegistered { broker_epoch }) => {
                     self.broker_epoch.store(broker_epoch, Ordering::Release);
+                    // The controller's index is unknown here: a lapsed session waits for a heartbeat's.
+                    self.session_answered(sent_at, None);
                     tracing::info!(node_id = self.node_id, broker_epoch, incarnation_id = %self.incarnation_id, "registered with the controller");
                     return;
                 }
@@ -451,8 +547,13 @@ async fn heartbeat_loop(cluster: Weak<Cluster>, interval: Duration, endpoints: V
             want_fence: !caught_up,
             want_shutdown: false,
         };
+        cluster.check_session_lapse();
+        let sent_at = Instant::now();
         match cluster.quorum.submit(request).await {
-            Ok(_) => {
+            Ok(answer) => {
+                if let ControllerResponse::Heartbeat { metadata_index, .. } = answer {
+                    cluster.session_answered(sent_at, Some(metadata_index));
+                }
                 first = !caught_up;
                 if let Some(since) = failing_since.take() {
                     tracing::info!(failed_for_ms = since.elapsed().as_millis() as u64, "heartbeats answered again");
@@ -526,6 +627,7 @@ async fn follow_image(
             tracing::error!(error = %e, "applying the cluster metadata failed");
         }
         cluster.applied.send_replace(image.clone());
+        cluster.resume_session_if_caught_up();
         cluster.notify_leadership_listeners();
         previous = Some(image);
         drop(cluster);

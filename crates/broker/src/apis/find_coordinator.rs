@@ -30,6 +30,10 @@ const SHARE_KEY_TYPE: i8 = 2;
 /// on the listener the client came in on.
 fn coordinator_of(broker: &Broker, listener: &str, internal_topic: &str, key: &str) -> Result<(i32, StrBytes, i32), (ResponseError, Option<&'static str>)> {
     let not_available = (ResponseError::CoordinatorNotAvailable, None);
+    if !broker.cluster.in_session() {
+        // Cut off from the controller: another broker may lead the partition by now.
+        return Err((ResponseError::CoordinatorNotAvailable, Some("this broker's session with the controller lapsed; its metadata may be stale")));
+    }
     let image = broker.cluster.image();
     let topic = image.topic_by_name(internal_topic).ok_or(not_available)?;
     // Both coordinators map a key alike (Java's String.hashCode modulo the partition count).

@@ -170,6 +170,9 @@ fn handle_checked(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReques
     let acks = req.acks;
     let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
     let now = crate::now_ms();
+    // Cut off from the controller, this broker may have lost its leaderships
+    // already: what it appended now would be truncated when it rejoins.
+    let in_session = broker.cluster.in_session();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut pending = Vec::new();
     for (topic_index, topic_data) in req.topic_data.into_iter().enumerate() {
@@ -187,7 +190,7 @@ fn handle_checked(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReques
             } else if let Some(refusal) = refusals.remove(&(topic_index, partition_index)) {
                 Err(refusal.into())
             } else {
-                append_partition(topic.as_deref(), ctx.version, data.index, data.records, acks, now)
+                append_partition(topic.as_deref(), ctx.version, data.index, data.records, acks, now, in_session)
             };
             match outcome {
                 Ok((partition, info)) => {
@@ -354,6 +357,7 @@ fn append_partition(
     records: Option<Bytes>,
     acks: i16,
     now_ms: i64,
+    in_session: bool,
 ) -> Result<(Arc<Partition>, runnel_storage::AppendInfo), Refusal> {
     let unknown = || {
         if version >= 13 && topic.is_none() {
@@ -371,6 +375,13 @@ fn append_partition(
     let partition = topic.partition(partition).ok_or_else(unknown)?;
     if !partition.is_leader() {
         return Err(ApiError::new(ResponseError::NotLeaderOrFollower, format!("this broker is not the leader of {}-{partition_index}", topic.name)).into());
+    }
+    if !in_session {
+        return Err(ApiError::new(
+            ResponseError::NotLeaderOrFollower,
+            format!("this broker's session with the controller lapsed; it may no longer lead {}-{partition_index}", topic.name),
+        )
+        .into());
     }
     if acks == -1 {
         let min_isr = partition.min_insync_replicas();

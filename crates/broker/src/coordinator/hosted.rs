@@ -65,7 +65,12 @@ impl HostedPartitions {
     /// The coordinator epoch of `key`'s partition if it is led and loaded here:
     /// NOT_COORDINATOR when another broker leads it (or there is no topic),
     /// COORDINATOR_LOAD_IN_PROGRESS while it is being loaded.
+    /// NOT_COORDINATOR too while the broker's session with the controller has
+    /// lapsed (another broker may coordinate the key by now).
     pub fn coordinator_epoch(&self, replicas: &ReplicaManager, cluster: &Cluster, key: &str) -> Result<i32, ResponseError> {
+        if !cluster.in_session() {
+            return Err(ResponseError::NotCoordinator);
+        }
         let topic = self.listed_topic(replicas, cluster).ok_or(ResponseError::NotCoordinator)?;
         let index = partition_for(key, topic.partition_count());
         let partition = topic.partition(index).ok_or(ResponseError::NotCoordinator)?;
