@@ -55,17 +55,33 @@ class Broker:
         return cmd
 
     def start(self, timeout=30.0):
+        served_before = self._serving_lines()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env)
         log.close()
         if not wait_for_port(self.port, timeout, self.proc):
             raise RuntimeError(f"broker did not start on {self.bootstrap}:\n{self.log()}")
+        # The port is bound before the logs are loaded; a single node says when it
+        # serves. (A cluster node waits for its peers, which may not be started yet.)
+        if "controller.quorum.voters" not in self.settings:
+            deadline = time.time() + timeout
+            while self._serving_lines() <= served_before:
+                if not self.alive() or time.time() > deadline:
+                    raise RuntimeError(f"broker on {self.bootstrap} did not start serving:\n{self.log()}")
+                time.sleep(0.02)
         return self
+
+    def _serving_lines(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().count(b"runnel: serving Kafka clients on")
+        except OSError:
+            return 0
 
     def log(self):
         try:
             with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-8000:]
+                return f.read().decode("utf-8", "replace")[-200_000:]
         except OSError:
             return "(no log)"
 

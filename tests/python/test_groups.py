@@ -199,7 +199,8 @@ def test_offsets_topic_is_compacted_and_replays_the_same_state(make_broker):
     topic: after many commits of the same keys the superseded records are
     gone, and a restart still sees every group's latest offsets (and not a
     deleted group's)."""
-    broker = make_broker({"log.cleaner.backoff.ms": "100"})
+    # One __consumer_offsets partition: every group's commits in the partition read below.
+    broker = make_broker({"log.cleaner.backoff.ms": "100", "offsets.topic.num.partitions": "1"})
     topic = "compact-" + uuid.uuid4().hex[:6]
     create_topic(broker.bootstrap, topic, 2)
     produce_n(broker.bootstrap, topic, 10, 2)

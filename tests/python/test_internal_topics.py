@@ -28,8 +28,9 @@ def test_a_local_consumer_offsets_of_an_earlier_release_keeps_its_commits(make_b
     """Releases before the replicated __consumer_offsets kept it out of the cluster
     metadata. Such a data directory (here: its cluster metadata log and migration
     marks removed, as a release before the metadata quorum left it) imports its
-    1-partition topic with its id on start, so the commits stay, even when the
-    broker now asks for 50 partitions; it then lists as a topic of the cluster."""
+    1-partition topic (their default) with its id on start, so the commits stay,
+    even though the broker now asks for Kafka's 50 partitions; it then lists as a
+    topic of the cluster."""
     import json
     import os
     import shutil
@@ -38,7 +39,7 @@ def test_a_local_consumer_offsets_of_an_earlier_release_keeps_its_commits(make_b
     from confluent_kafka.admin import NewTopic
 
     data_dir = str(tmp_path / "data")
-    broker = make_broker(data_dir=data_dir)
+    broker = make_broker({"offsets.topic.num.partitions": "1"}, data_dir=data_dir)
     admin = AdminClient({"bootstrap.servers": broker.bootstrap})
     admin.create_topics([NewTopic("upgraded-topic", num_partitions=2, replication_factor=1)])["upgraded-topic"].result(15)
     committed = [TopicPartition("upgraded-topic", 0, 7), TopicPartition("upgraded-topic", 1, 11)]
@@ -59,7 +60,7 @@ def test_a_local_consumer_offsets_of_an_earlier_release_keeps_its_commits(make_b
     with open(values_path, "w") as f:
         json.dump(values, f)
 
-    upgraded = make_broker({"offsets.topic.num.partitions": "50"}, data_dir=data_dir)
+    upgraded = make_broker(data_dir=data_dir)
     for group in groups:
         consumer = Consumer({"bootstrap.servers": upgraded.bootstrap, "group.id": group})
         try:

@@ -89,7 +89,7 @@ pub struct BrokerConfig {
     pub group_min_session_timeout_ms: i32,
     pub group_max_session_timeout_ms: i32,
     /// `offsets.topic.num.partitions`: partitions of `__consumer_offsets`
-    /// (Kafka's default is 50, spread over a cluster; one node needs 1).
+    /// (Kafka's default, 50: the groups' coordinators spread over a cluster).
     pub offsets_topic_num_partitions: i32,
     /// `offsets.topic.replication.factor` (Kafka default 3): replicas of each
     /// `__consumer_offsets` partition, capped at the number of quorum voters
@@ -182,7 +182,7 @@ impl Default for BrokerConfig {
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
-            offsets_topic_num_partitions: 1,
+            offsets_topic_num_partitions: 50,
             offsets_topic_replication_factor: 3,
             offsets_retention_minutes: 10_080,
             offsets_retention_check_interval_ms: 600_000,
@@ -582,7 +582,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("num.partitions", "1", "Partitions of auto-created topics and of CreateTopics requests that ask for the default."),
     def("offsets.retention.check.interval.ms", "600000", "How often expired committed offsets are removed."),
     def("offsets.retention.minutes", "10080", "How long committed offsets are kept, by Kafka's rules (see README)."),
-    def("offsets.topic.num.partitions", "1", "Partitions of `__consumer_offsets` (Kafka's default of 50 is for a cluster), fixed when the topic is first created."),
+    def("offsets.topic.num.partitions", "50", "Partitions of `__consumer_offsets` (group coordinators spread over the brokers by group id hash), fixed when the topic is first created."),
     def("offsets.topic.replication.factor", "3", "Replicas of each `__consumer_offsets` partition, capped at the number of nodes in `controller.quorum.voters` (1 for a single node); created at start on a single node, at the first FindCoordinator in a cluster (COORDINATOR_NOT_AVAILABLE until that many brokers are registered)."),
     def("process.roles", "broker,controller", "This node's roles. Only combined nodes (`broker,controller`) are supported yet: every node is a broker and a voter of the metadata quorum."),
     def("replica.lag.time.max.ms", "30000", "A follower that has not caught up with the leader's log end for this long leaves the ISR (through the controller)."),

@@ -189,6 +189,12 @@ impl GroupCoordinator {
                 topic_id
             }
             Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+                // Created meanwhile (another broker's first FindCoordinator, or the
+                // creation once enough brokers are live): it may not be applied here yet.
+                let applied = |image: &runnel_controller::MetadataImage| image.topic_by_name(OFFSETS_TOPIC).is_some();
+                if !self.cluster.wait_for_image(crate::cluster::APPLY_WAIT, applied).await {
+                    return Err(ResponseError::CoordinatorNotAvailable);
+                }
                 let image = self.cluster.image();
                 image.topic_by_name(OFFSETS_TOPIC).map(|t| t.topic_id).ok_or(ResponseError::CoordinatorNotAvailable)?
             }
@@ -254,7 +260,11 @@ impl GroupCoordinator {
         }
         pending.retain(|_, commits| !commits.is_empty());
         let unloaded = before - groups.len() - consumer_groups.len();
-        tracing::info!(partition = index, groups = unloaded, "unloaded the groups of a {OFFSETS_TOPIC} partition no longer led here");
+        if unloaded > 0 {
+            tracing::info!(partition = index, groups = unloaded, "unloaded the groups of a {OFFSETS_TOPIC} partition no longer led here");
+        } else {
+            tracing::debug!(partition = index, "unloaded an empty {OFFSETS_TOPIC} partition no longer led here");
+        }
     }
 
     /// Replays one offsets partition led here at `epoch` and makes its groups and
@@ -320,10 +330,15 @@ impl GroupCoordinator {
         for (producer_id, commits) in pending {
             pending_txn_offsets.entry(producer_id).or_default().extend(commits);
         }
-        tracing::info!(
-            partition = partition.index, leader_epoch = epoch, offsets = offsets_loaded, groups = groups_loaded,
-            took_ms = started.elapsed().as_millis() as u64, "loaded the groups of a {OFFSETS_TOPIC} partition led here"
-        );
+        // Most of the 50 partitions hold nothing: those are not worth a line each.
+        if offsets_loaded == 0 && groups_loaded == 0 {
+            tracing::debug!(partition = partition.index, leader_epoch = epoch, "loaded an empty {OFFSETS_TOPIC} partition led here");
+        } else {
+            tracing::info!(
+                partition = partition.index, leader_epoch = epoch, offsets = offsets_loaded, groups = groups_loaded,
+                took_ms = started.elapsed().as_millis() as u64, "loaded the groups of a {OFFSETS_TOPIC} partition led here"
+            );
+        }
     }
 
     /// The clock: session expiry, rebalance deadlines, and persisting what they changed.

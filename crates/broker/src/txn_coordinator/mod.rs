@@ -174,6 +174,12 @@ impl TxnCoordinator {
                 topic_id
             }
             Err(e) if e.code == ResponseError::TopicAlreadyExists => {
+                // Created meanwhile (another broker's first FindCoordinator, or the
+                // creation once enough brokers are live): it may not be applied here yet.
+                let applied = |image: &runnel_controller::MetadataImage| image.topic_by_name(TRANSACTION_STATE_TOPIC).is_some();
+                if !self.cluster.wait_for_image(crate::cluster::APPLY_WAIT, applied).await {
+                    return Err(ResponseError::CoordinatorNotAvailable);
+                }
                 let image = self.cluster.image();
                 image.topic_by_name(TRANSACTION_STATE_TOPIC).map(|t| t.topic_id).ok_or(ResponseError::CoordinatorNotAvailable)?
             }
