@@ -16,6 +16,7 @@ pub mod dynamic_config;
 pub mod error;
 pub mod fetch_session;
 pub mod frame;
+pub mod inter_broker;
 pub mod log_cleaner;
 pub mod network;
 pub mod partition;
