@@ -602,7 +602,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("transaction.state.log.min.isr", "2", "`min.insync.replicas` of `__transaction_state`, capped at its replication factor (1 on a single node)."),
     def("transaction.state.log.num.partitions", "50", "Partitions of `__transaction_state`, fixed when the topic is first created (at the first transactional producer)."),
     def("transaction.state.log.replication.factor", "3", "Replicas of each `__transaction_state` partition, capped at the number of nodes in `controller.quorum.voters` (1 for a single node); created at the first FindCoordinator or InitProducerId for a transactional id (COORDINATOR_NOT_AVAILABLE until that many brokers are registered)."),
-    def("transaction.version", "2", "The finalized `transaction.version` feature ApiVersions advertises (KIP-890): 2 = transactions v2 (an epoch bump at every commit/abort, partitions added by the produce itself), 0 or 1 = v1 only (1 also writes `__transaction_state` values in the flexible v1 form). Kafka sets it cluster-wide with `kafka-features`. A multi-node Runnel cluster offers v1 only for now (a v2 produce would have to reach a coordinator on another node)."),
+    def("transaction.version", "2", "The finalized `transaction.version` feature ApiVersions advertises (KIP-890): 2 = transactions v2 (an epoch bump at every commit/abort, partitions added by the produce itself), 0 or 1 = v1 only (1 also writes `__transaction_state` values in the flexible v1 form). Kafka sets it cluster-wide with `kafka-features`."),
     def("unclean.leader.election.enable", "false", "Whether a partition whose ISR has no live member may get a leader from outside the ISR (losing the records only the ISR had)."),
 ];
 

@@ -7,6 +7,7 @@
 //! `runnel-storage` crate (logs, segments, indexes). This crate never
 //! touches file formats; the storage crate never touches the network.
 
+pub mod add_partitions_to_txn_manager;
 pub mod alloc_guard;
 pub mod apis;
 pub mod cluster;
@@ -16,6 +17,7 @@ pub mod dynamic_config;
 pub mod error;
 pub mod fetch_session;
 pub mod frame;
+pub mod inter_broker;
 pub mod log_cleaner;
 pub mod network;
 pub mod partition;
@@ -54,6 +56,9 @@ pub struct Broker {
     pub producer_ids: Arc<producer_state::ProducerIdManager>,
     pub groups: Arc<coordinator::GroupCoordinator>,
     pub txns: Arc<txn_coordinator::TxnCoordinator>,
+    /// Checks a transactional produce's new partitions with a transaction
+    /// coordinator on another broker (KIP-890).
+    pub add_partitions_to_txn: Arc<add_partitions_to_txn_manager::AddPartitionsToTxnManager>,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: fetch_session::FetchSessionCache,
 }
@@ -153,14 +158,6 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
             "listening; clients are told to connect to the advertised address"
         );
     }
-    let mut config = config;
-    if config.controller_quorum_voters.len() > 1 && config.transaction_version >= 2 {
-        // A v2 produce adds its partition to the transaction in-process; with the
-        // coordinator on another node it would have to go over the network
-        // (Kafka's AddPartitionsToTxnManager), which is not built yet.
-        tracing::warn!("transaction.version 2 is not offered by a multi-node cluster yet: clients speak transactions v1");
-        config.transaction_version = 0;
-    }
     let config = Arc::new(config);
     let replicas = {
         let config = config.clone();
@@ -201,7 +198,8 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         .map_err(|e| StartError::Coordinator(e.to_string()))?
     };
     let fetch_sessions = fetch_session::FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots);
-    let broker = Arc::new(Broker { config, cluster_id, replicas, cluster, producer_ids, groups, txns, fetch_sessions });
+    let add_partitions_to_txn = add_partitions_to_txn_manager::AddPartitionsToTxnManager::new(&replicas, config.node_id);
+    let broker = Arc::new(Broker { config, cluster_id, replicas, cluster, producer_ids, groups, txns, add_partitions_to_txn, fetch_sessions });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let servers: Vec<_> = bound
         .into_iter()

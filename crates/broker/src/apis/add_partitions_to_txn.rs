@@ -84,17 +84,18 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: AddPartitio
             .await;
             return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
         }
-        let mut results = Vec::with_capacity(req.transactions.len());
-        for txn in req.transactions {
-            let partitions = flatten(&txn.topics);
-            let topic_results =
-                add_one(&broker, version, &txn.transactional_id.0, txn.producer_id.0, txn.producer_epoch, txn.verify_only, partitions).await;
-            results.push(
-                AddPartitionsToTxnResult::default()
-                    .with_transactional_id(TransactionalId(txn.transactional_id.0.clone()))
-                    .with_topic_results(topic_results),
-            );
-        }
+        // A partition leader batches the transactions of many producers: they are
+        // independent, so one waiting for its state write does not hold up the others.
+        let results = futures::future::join_all(req.transactions.into_iter().map(|txn| {
+            let broker = &broker;
+            async move {
+                let partitions = flatten(&txn.topics);
+                let topic_results =
+                    add_one(broker, version, &txn.transactional_id.0, txn.producer_id.0, txn.producer_epoch, txn.verify_only, partitions).await;
+                AddPartitionsToTxnResult::default().with_transactional_id(TransactionalId(txn.transactional_id.0.clone())).with_topic_results(topic_results)
+            }
+        }))
+        .await;
         AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
     }))
 }

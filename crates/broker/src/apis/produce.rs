@@ -14,7 +14,9 @@
 //! the transaction coordinator first (KIP-890): from v12 (transactions v2)
 //! the partition joins the transaction then and there; before v12 it must
 //! have been added already (`transaction.partition.verification.enable`),
-//! else INVALID_TXN_STATE (TRANSACTION_ABORTABLE from v11).
+//! else INVALID_TXN_STATE (TRANSACTION_ABORTABLE from v11). A coordinator on
+//! this broker is asked in-process, one on another broker by AddPartitionsToTxn
+//! v5 (add) or v4 (verify only) through [`crate::add_partitions_to_txn_manager`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 use runnel_storage::batch::{validate_batches, BatchHeader};
 
 use super::{Reply, RequestContext};
+use crate::add_partitions_to_txn_manager::TxnCheck;
 use crate::error::ApiError;
 use crate::partition::{DurabilityError, Partition};
 use crate::replica_manager::Topic;
@@ -127,19 +130,8 @@ async fn check_transaction_starts(broker: &Broker, version: i16, transactional_i
         return refusals;
     }
     let partitions: Vec<(String, i32)> = starts.iter().map(|s| (s.topic.clone(), s.partition)).collect();
-    let errors: Vec<Option<ResponseError>> = if broker.txns.check_coordinator(transactional_id).is_err() {
-        // The coordinator is another node: KIP-890 part 1's check would ask it over
-        // the network (not built yet), so this produce goes unchecked, as before it.
-        vec![None; starts.len()]
-    } else if adds_partitions(broker, version) {
-        let added = broker.txns.add_partitions(transactional_id, producer_id, producer_epoch, &partitions, 2).await;
-        vec![added.err(); starts.len()]
-    } else {
-        match broker.txns.verify_partitions(transactional_id, producer_id, producer_epoch, &partitions) {
-            Ok(errors) => errors,
-            Err(e) => vec![Some(e); starts.len()],
-        }
-    };
+    let check = TxnCheck { transactional_id: transactional_id.to_string(), producer_id, producer_epoch, partitions };
+    let errors = crate::add_partitions_to_txn_manager::add_or_verify(broker, adds_partitions(broker, version), check).await;
     for (start, error) in starts.iter().zip(errors) {
         let Some(error) = error else { continue };
         let refusal = match error {
@@ -151,10 +143,12 @@ async fn check_transaction_starts(broker: &Broker, version: i16, transactional_i
             ResponseError::TransactionAbortable => ApiError::new(ResponseError::TransactionAbortable, "Partition was not added to the transaction"),
             // Retriable for the coordinator, but not every client retries these on a
             // produce: NOT_ENOUGH_REPLICAS makes them retry without a metadata refresh.
+            // NETWORK_EXCEPTION: the coordinator on another broker could not be reached in time.
             ResponseError::ConcurrentTransactions
             | ResponseError::CoordinatorLoadInProgress
             | ResponseError::CoordinatorNotAvailable
-            | ResponseError::NotCoordinator => ApiError::new(
+            | ResponseError::NotCoordinator
+            | ResponseError::NetworkException => ApiError::new(
                 ResponseError::NotEnoughReplicas,
                 format!("Unable to verify the partition has been added to the transaction. Underlying error: {error:?}"),
             ),

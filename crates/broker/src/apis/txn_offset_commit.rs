@@ -4,7 +4,7 @@
 //! become visible only when its COMMIT marker follows (KIP-98, KIP-447).
 //! v5 comes from a transactions v2 client, which sends no AddOffsetsToTxn:
 //! the group's `__consumer_offsets` partition joins the transaction here
-//! (KIP-890).
+//! (KIP-890), through the transaction coordinator on this or another broker.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitRespon
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use super::{Reply, RequestContext};
+use crate::add_partitions_to_txn_manager::{add_or_verify, TxnCheck};
 use crate::coordinator::offsets::{CommittedOffset, OffsetKey};
 use crate::coordinator::{OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
 use crate::Broker;
@@ -82,6 +83,17 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: TxnOffsetCo
 /// transaction (what AddOffsetsToTxn does for a v1 client).
 async fn add_offsets_partition(broker: &Broker, req: &TxnOffsetCommitRequest, group_id: &str) -> Result<(), ResponseError> {
     let index = broker.groups.offsets_partition_index(group_id).ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let partitions = [(OFFSETS_TOPIC.to_string(), index)];
-    broker.txns.add_partitions(&req.transactional_id.0, req.producer_id.0, req.producer_epoch, &partitions, 2).await
+    let check = TxnCheck {
+        transactional_id: req.transactional_id.0.to_string(),
+        producer_id: req.producer_id.0,
+        producer_epoch: req.producer_epoch,
+        partitions: vec![(OFFSETS_TOPIC.to_string(), index)],
+    };
+    match add_or_verify(broker, true, check).await.into_iter().next().flatten() {
+        None => Ok(()),
+        // A transaction coordinator on another broker not reached: Kafka answers
+        // COORDINATOR_LOAD_IN_PROGRESS, which clients retry without a lookup.
+        Some(ResponseError::NetworkException) => Err(ResponseError::CoordinatorLoadInProgress),
+        Some(e) => Err(e),
+    }
 }

@@ -5,21 +5,17 @@
 //! Either way a marker counts as written only once the partition's in-sync
 //! replicas have it and its leader fsynced it (Kafka writes markers with acks=all).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
-use kafka_protocol::messages::{ApiKey, ProducerId, RequestHeader, ResponseHeader, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use parking_lot::Mutex;
+use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
+use kafka_protocol::protocol::StrBytes;
 use runnel_storage::ControlType;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::coordinator::GroupCoordinator;
+use crate::inter_broker::InterBrokerClient;
 use crate::partition::Partition;
 use crate::replica_manager::ReplicaManager;
 
@@ -29,7 +25,6 @@ const WRITE_TXN_MARKERS_VERSION: i16 = 1;
 pub const MARKER_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A WriteTxnMarkers answer not received within this long drops the connection.
 const REQUEST_TIMEOUT: Duration = MARKER_WRITE_TIMEOUT.saturating_add(Duration::from_secs(5));
-const RESPONSE_MAX_BYTES: i32 = 16 << 20;
 
 /// Writes one marker into a partition led here, as Kafka's WriteTxnMarkers
 /// does with acks=all: NOT_ENOUGH_REPLICAS before the append if the ISR is
@@ -63,17 +58,15 @@ pub struct MarkerBatch {
     pub partitions: Vec<(String, i32)>,
 }
 
-/// Sends WriteTxnMarkers to other brokers over connections kept per broker
-/// (an idle pool: concurrent transactions do not wait for each other).
+/// Sends WriteTxnMarkers to other brokers over the inter-broker client's
+/// pooled connections (concurrent transactions do not wait for each other).
 pub struct MarkerSender {
-    replicas: std::sync::Weak<ReplicaManager>,
-    node_id: i32,
-    idle: Mutex<HashMap<i32, Vec<TcpStream>>>,
+    client: InterBrokerClient,
 }
 
 impl MarkerSender {
     pub fn new(replicas: &Arc<ReplicaManager>, node_id: i32) -> MarkerSender {
-        MarkerSender { replicas: Arc::downgrade(replicas), node_id, idle: Mutex::new(HashMap::new()) }
+        MarkerSender { client: InterBrokerClient::new(replicas, format!("runnel-txn-coordinator-{node_id}")) }
     }
 
     /// Asks broker `leader` to write `batch`'s markers; per partition, the error
@@ -96,25 +89,7 @@ impl MarkerSender {
             .with_transaction_result(batch.commit)
             .with_coordinator_epoch(batch.coordinator_epoch)
             .with_topics(topics)]);
-        let pooled = self.idle.lock().get_mut(&leader).and_then(Vec::pop);
-        let mut stream = match pooled {
-            Some(stream) => stream,
-            None => {
-                let replicas = self.replicas.upgrade().ok_or("shutting down")?;
-                let address = replicas.broker_address(leader).ok_or_else(|| format!("no address known for broker {leader}"))?;
-                let stream = tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(address))
-                    .await
-                    .map_err(|_| format!("connecting to broker {leader} at {address} timed out"))?
-                    .map_err(|e| format!("connect to broker {leader} at {address}: {e}"))?;
-                let _ = stream.set_nodelay(true);
-                stream
-            }
-        };
-        let response = tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(&mut stream, &request))
-            .await
-            .map_err(|_| format!("broker {leader} did not answer WriteTxnMarkers in time"))??;
-        // Only a connection that answered in order goes back to the pool.
-        self.idle.lock().entry(leader).or_default().push(stream);
+        let response = self.client.call(leader, WRITE_TXN_MARKERS_VERSION, &request, REQUEST_TIMEOUT).await?;
         let mut out = Vec::new();
         for marker in response.markers {
             for topic in marker.topics {
@@ -124,41 +99,5 @@ impl MarkerSender {
             }
         }
         Ok(out)
-    }
-
-    async fn exchange(&self, stream: &mut TcpStream, request: &WriteTxnMarkersRequest) -> Result<WriteTxnMarkersResponse, String> {
-        const CORRELATION_ID: i32 = 1;
-        let version = WRITE_TXN_MARKERS_VERSION;
-        let header = RequestHeader::default()
-            .with_request_api_key(ApiKey::WriteTxnMarkers as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(CORRELATION_ID)
-            .with_client_id(Some(StrBytes::from_string(format!("runnel-txn-coordinator-{}", self.node_id))));
-        let mut body = BytesMut::new();
-        header.encode(&mut body, WriteTxnMarkersRequest::header_version(version)).map_err(|e| format!("encode header: {e}"))?;
-        request.encode(&mut body, version).map_err(|e| format!("encode WriteTxnMarkers: {e}"))?;
-        let mut frame = BytesMut::with_capacity(body.len() + 4);
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        stream.write_all(&frame).await.map_err(|e| format!("send: {e}"))?;
-        let mut len = [0u8; 4];
-        stream.read_exact(&mut len).await.map_err(|e| format!("read: {e}"))?;
-        let len = i32::from_be_bytes(len);
-        if !(0..=RESPONSE_MAX_BYTES).contains(&len) {
-            return Err(format!("answer of {len} bytes"));
-        }
-        let mut buf = vec![0u8; len as usize];
-        stream.read_exact(&mut buf).await.map_err(|e| format!("read: {e}"))?;
-        let mut answer = Bytes::from(buf);
-        let response_header =
-            ResponseHeader::decode(&mut answer, WriteTxnMarkersResponse::header_version(version)).map_err(|e| format!("decode header: {e}"))?;
-        if response_header.correlation_id != CORRELATION_ID {
-            return Err(format!("answer for correlation id {}", response_header.correlation_id));
-        }
-        let response = WriteTxnMarkersResponse::decode(&mut answer, version).map_err(|e| format!("decode WriteTxnMarkers answer: {e}"))?;
-        if answer.has_remaining() {
-            return Err(format!("{} bytes after the WriteTxnMarkers answer", answer.remaining()));
-        }
-        Ok(response)
     }
 }
