@@ -515,33 +515,18 @@ class Cluster:
     def metadata(self, topic, node=None, timeout=5.0):
         """Partition metadata as one node (by default any live one) sees it:
         {partition: (leader, replicas, isr)}; leader -1 when there is none."""
-        from kafka.conn import BrokerConnection
         from kafka.protocol.metadata import MetadataRequest
         candidates = [node] if node is not None else [n for n in self.nodes.values() if n.alive() and not n.paused]
         last_error = None
         for n in candidates:
-            conn = BrokerConnection(n.host, n.port, socket.AF_INET, request_timeout_ms=int(timeout * 1000),
-                                    api_version=(2, 1))
             try:
-                conn.connect_blocking(timeout)
-                if not conn.connected():
-                    raise ConnectionError(f"cannot connect to node {n.id}")
-                future = conn.send(MetadataRequest[1](topics=[topic]))
-                deadline = time.monotonic() + timeout
-                while not future.is_done and time.monotonic() < deadline:
-                    for response, f in conn.recv():
-                        f.success(response)
-                    time.sleep(0.01)
-                if not future.is_done or future.failed():
-                    raise ConnectionError(f"no metadata answer from node {n.id}")
-                topics = [t for t in future.value.topics if t[1] == topic]
+                response = self._ask(n, MetadataRequest[1](topics=[topic]), timeout)
+                topics = [t for t in response.topics if t[1] == topic]
                 if not topics or topics[0][0] != 0:
                     raise LookupError(f"node {n.id}: topic {topic} error {topics[0][0] if topics else 'missing'}")
                 return {p[1]: (p[2], list(p[3]), list(p[4])) for p in topics[0][3]}
             except Exception as e:
                 last_error = e
-            finally:
-                conn.close()
         raise ConnectionError(f"no node answered Metadata: {last_error}")
 
     def leader(self, topic, partition, node=None):
@@ -550,14 +535,17 @@ class Cluster:
     def ask(self, node_id, request, timeout=5.0):
         """Sends one kafka-python protocol request to one node and returns its
         answer (ConnectionError when it does not answer in time)."""
+        return self._ask(self.nodes[node_id], request, timeout)
+
+    @staticmethod
+    def _ask(n, request, timeout):
         from kafka.conn import BrokerConnection
-        n = self.nodes[node_id]
         conn = BrokerConnection(n.host, n.port, socket.AF_INET, request_timeout_ms=int(timeout * 1000),
                                 api_version=(2, 1))
         try:
             conn.connect_blocking(timeout)
             if not conn.connected():
-                raise ConnectionError(f"cannot connect to node {node_id}")
+                raise ConnectionError(f"cannot connect to node {n.id}")
             future = conn.send(request)
             deadline = time.monotonic() + timeout
             while not future.is_done and time.monotonic() < deadline:
@@ -565,7 +553,7 @@ class Cluster:
                     f.success(response)
                 time.sleep(0.01)
             if not future.is_done or future.failed():
-                raise ConnectionError(f"no answer from node {node_id} to {type(request).__name__}")
+                raise ConnectionError(f"no answer from node {n.id} to {type(request).__name__}")
             return future.value
         finally:
             conn.close()
