@@ -231,6 +231,10 @@ def test_a_partition_leader_checks_produces_with_a_coordinator_on_another_node(c
     topic = "checked-elsewhere"
     create_topic(admin, topic, num_partitions=1, replica_assignment=[[leader_id] + [n for n in (1, 2, 3) if n != leader_id]])
     assert admin.list_topics(topic, timeout=5).topics[topic].partitions[0].leader == leader_id
+    # The coordinators check the topic in their own metadata: every node must have applied it.
+    wait_until(f"every node to know {topic}", lambda: all(
+        (lambda md: topic in md.topics and md.topics[topic].error is None)(
+            AdminClient({"bootstrap.servers": n.bootstrap}).list_topics(topic, timeout=5)) for n in cluster))
     leader = cluster[leader_id - 1]
 
     coordinator = cluster[v1_coordinator - 1]
