@@ -157,6 +157,48 @@ def test_three_nodes_replicate_fail_over_and_rejoin(cluster):
     producer.flush(5)
 
 
+def test_a_killed_broker_is_fenced_before_its_session_expires():
+    """A broker process that dies closes its liveness link to the active
+    controller at once (the kernel closes its sockets), so the controller fences
+    it at once instead of after broker.session.timeout.ms (Kafka
+    waits the session timeout): with a 60 s session, a killed leader's partition
+    has a new leader within seconds; the killed node rejoins afterwards."""
+    voters = ",".join(f"{i + 1}@127.0.0.1:{free_port()}" for i in range(3))
+    slow_session = dict(FAST_CLUSTER, **{"broker.session.timeout.ms": "60000", "controller.quorum.voters": voters})
+    nodes = [Broker(dict(slow_session, **{"node.id": str(i + 1)})) for i in range(3)]
+    try:
+        for node in nodes:
+            node.start()
+        wait_for_three_brokers(nodes)
+        admin = AdminClient({"bootstrap.servers": bootstrap(nodes)})
+        controller_id = admin.describe_cluster().result(15).controller.id
+        victim = next(i for i in (1, 2, 3) if i != controller_id)
+        others = [i for i in (1, 2, 3) if i != victim]
+        topic = "link-loss"
+        admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[victim] + others])])[topic].result(30)
+        wait_until("the victim leading with three replicas in the ISR", lambda: (
+            lambda p: p if p and p.leader == victim and len(p.isrs) == 3 else None)(partition_metadata(admin, topic)[0]))
+
+        nodes[victim - 1].kill9()
+        killed_at = time.time()
+        survivors = [n for n in nodes if n.alive()]
+        survivor_admin = AdminClient({"bootstrap.servers": bootstrap(survivors)})
+        new_p = wait_until("a new leader, long before the 60 s session expires", lambda: (
+            lambda p: p if p and p.leader in others else None)(partition_metadata(survivor_admin, topic)[0]), timeout=20)
+        print(f"new leader {new_p.leader} {time.time() - killed_at:.1f} s after kill -9 (session 60 s)")
+        assert victim not in new_p.isrs
+        controller_log = nodes[controller_id - 1].log()
+        assert "liveness link closed and no heartbeat followed" in controller_log
+
+        # The restarted node registers again, opens a new link and rejoins the ISR.
+        nodes[victim - 1].start()
+        wait_until("the restarted node back in the ISR", lambda: (
+            lambda p: p if p and sorted(p.isrs) == [1, 2, 3] else None)(partition_metadata(admin, topic)[0]), timeout=60)
+    finally:
+        for node in nodes:
+            node.cleanup()
+
+
 def test_replication_factor_above_the_live_brokers_is_refused(cluster):
     admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
     wait_until("three live brokers", lambda: len(admin.list_topics(timeout=5).brokers) == 3)

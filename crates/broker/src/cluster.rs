@@ -74,7 +74,19 @@ pub struct Cluster {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     leadership_listeners: Mutex<Vec<Weak<dyn LeadershipListener>>>,
     session: Mutex<Session>,
+    /// Brokers this node saw fenced, by node id: their broker epoch and when.
+    /// Metadata keeps listing them for `FENCED_BROKER_LISTED_FOR` (see `live_brokers`).
+    recently_fenced: Mutex<std::collections::HashMap<i32, (i64, Instant)>>,
 }
+
+/// How long Metadata keeps listing a broker after it was fenced. Kafka drops it
+/// at once; librdkafka then decommissions that broker's handle in the same
+/// answer that moves its partitions to their new leader, and the decommission
+/// hands them back to its internal broker, so the producer finds the new
+/// leader only on its next 1 s re-query. Listed a little longer, the handle
+/// goes in a later answer, after the partitions left it: a killed leader's
+/// partitions are produced to about one second sooner.
+const FENCED_BROKER_LISTED_FOR: Duration = Duration::from_secs(3);
 
 /// This broker's session with the controller, as the broker itself can tell it.
 ///
@@ -178,6 +190,10 @@ impl Cluster {
                 .auto_leader_rebalance_enable
                 .then(|| Duration::from_secs(config.leader_imbalance_check_interval_seconds)),
             colocated_broker: Some(config.node_id),
+            // A held link closes without its release only when the broker's process
+            // died (or the network reset it: then the live broker is unfenced at its
+            // next heartbeat, as after a lapsed session): fence at once.
+            link_loss_grace: Duration::ZERO,
         };
         quorum_config.bootstrap_cluster_id = Some(bootstrap_cluster_id.to_string());
         let quorum = Quorum::start_with_listener(quorum_config, listener).await.map_err(quorum_error)?;
@@ -199,6 +215,7 @@ impl Cluster {
                 lapsed: false,
                 catch_up_to: None,
             }),
+            recently_fenced: Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -347,6 +364,10 @@ impl Cluster {
             config.broker_rack.clone(),
         ));
         self.tasks.lock().extend([follower, heartbeats]);
+        if !config.controller_quorum_voters.is_empty() {
+            let link = tokio::spawn(liveness_link_loop(Arc::downgrade(self)));
+            self.tasks.lock().push(link);
+        }
         let node_id = self.node_id;
         let this = self.clone();
         wait_logging("the controller to unfence this broker", move || {
@@ -577,6 +598,49 @@ async fn heartbeat_loop(cluster: Weak<Cluster>, interval: Duration, endpoints: V
     }
 }
 
+/// Keeps this broker's liveness link to the active controller open (multi-node
+/// only), so that the controller learns at once when this process dies (the
+/// kernel closes the link) instead of after `broker.session.timeout.ms`. Opened
+/// again with each new registration (broker epoch) and each new controller.
+async fn liveness_link_loop(cluster: Weak<Cluster>) {
+    loop {
+        let Some(this) = cluster.upgrade() else {
+            return;
+        };
+        if this.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        let epoch = this.broker_epoch();
+        let for_until = Arc::downgrade(&this);
+        let epoch_changed_or_stopping = async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                match for_until.upgrade() {
+                    Some(c)
+                        if c.broker_epoch() == epoch
+                            && !c.shutting_down.load(Ordering::Acquire) => {}
+                    _ => return,
+                }
+            }
+        };
+        if epoch < 0 {
+            drop(this);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        // Holds the cluster while the link is up: `stop` aborts this task first.
+        let held = this
+            .quorum
+            .hold_liveness_link(this.node_id, epoch, epoch_changed_or_stopping)
+            .await;
+        drop(this);
+        if let Err(e) = held {
+            tracing::debug!(error = %e, "liveness link to the controller");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
 /// Applies every committed image to the replica manager, then publishes it as applied.
 /// `imported`: topic ids this start wrote into the metadata log (see [`delete_stray_topics`]).
 async fn follow_image(
@@ -626,6 +690,7 @@ async fn follow_image(
         if let Err(e) = applied {
             tracing::error!(error = %e, "applying the cluster metadata failed");
         }
+        cluster.note_fenced_brokers(previous.as_deref(), &image);
         cluster.applied.send_replace(image.clone());
         cluster.resume_session_if_caught_up();
         cluster.notify_leadership_listeners();
@@ -915,13 +980,43 @@ impl Cluster {
         }
     }
 
-    /// Live brokers (registered, not fenced) with their endpoint on `listener`
-    /// and rack; a broker without that listener is left out, as Kafka does.
+    /// Live brokers (registered, not fenced, or fenced in the last
+    /// `FENCED_BROKER_LISTED_FOR` with the same registration) with their endpoint
+    /// on `listener` and rack: Metadata's broker list. A broker without that
+    /// listener is left out, as Kafka does.
     pub fn live_brokers(&self, listener: &str) -> Vec<(i32, String, i32, Option<String>)> {
+        let recently_fenced = self.recently_fenced.lock();
+        let now = Instant::now();
         self.image()
-            .unfenced_brokers()
+            .brokers
+            .values()
+            .filter(|b| {
+                !b.fenced
+                    || recently_fenced.get(&b.node_id).is_some_and(|(epoch, at)| {
+                        *epoch == b.broker_epoch
+                            && now.saturating_duration_since(*at) < FENCED_BROKER_LISTED_FOR
+                    })
+            })
             .filter_map(|b| endpoint_on(&b.endpoints, listener).map(|e| (b.node_id, e.host.clone(), i32::from(e.port), b.rack.clone())))
             .collect()
+    }
+
+    /// Notes the brokers `next` fences that `previous` had unfenced (see `live_brokers`).
+    fn note_fenced_brokers(&self, previous: Option<&MetadataImage>, next: &MetadataImage) {
+        let mut recently_fenced = self.recently_fenced.lock();
+        let now = Instant::now();
+        recently_fenced
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < FENCED_BROKER_LISTED_FOR);
+        let Some(previous) = previous else { return };
+        for broker in next.brokers.values().filter(|b| b.fenced) {
+            let was_unfenced = previous
+                .brokers
+                .get(&broker.node_id)
+                .is_some_and(|b| !b.fenced && b.broker_epoch == broker.broker_epoch);
+            if was_unfenced {
+                recently_fenced.insert(broker.node_id, (broker.broker_epoch, now));
+            }
+        }
     }
 
     /// Waits until the applied image and the replica manager hold `topic_id`.

@@ -204,6 +204,10 @@ pub struct ControllerConfig {
     /// (it held the same data directory lock), so it need not wait for the old
     /// session to expire — a single node restarted after kill -9 serves at once.
     pub colocated_broker: Option<i32>,
+    /// How long a broker whose liveness link to this controller closed without a
+    /// release has to heartbeat before it is fenced (the broker uses zero: only a
+    /// dead process, or a network reset, closes a link that way).
+    pub link_loss_grace: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -213,6 +217,7 @@ impl Default for ControllerConfig {
             unclean_leader_election: false,
             leader_rebalance_interval: Some(Duration::from_secs(300)),
             colocated_broker: None,
+            link_loss_grace: Duration::from_millis(2000),
         }
     }
 }
@@ -253,11 +258,14 @@ impl Pending {
 pub struct Controller {
     config: ControllerConfig,
     last_heartbeat: HashMap<i32, Instant>,
+    /// Brokers whose liveness link closed without a release: fenced at this
+    /// deadline unless a heartbeat comes first (see `liveness_link_lost`).
+    link_lost_deadline: HashMap<i32, Instant>,
 }
 
 impl Controller {
     pub fn new(config: ControllerConfig) -> Self {
-        Controller { config, last_heartbeat: HashMap::new() }
+        Controller { config, last_heartbeat: HashMap::new(), link_lost_deadline: HashMap::new() }
     }
 
     pub fn config(&self) -> &ControllerConfig {
@@ -268,6 +276,36 @@ impl Controller {
     /// full session from now (liveness is not replicated, as in Kafka).
     pub fn on_become_active(&mut self, image: &MetadataImage, now: Instant) {
         self.last_heartbeat = image.brokers.keys().map(|id| (*id, now)).collect();
+        self.link_lost_deadline.clear();
+    }
+
+    /// The liveness link of broker `node_id` (incarnation `broker_epoch`) to this
+    /// active controller closed without being released: its process most likely
+    /// died (the kernel closes a dead process's sockets at once), so it is fenced
+    /// `link_loss_grace` from now unless it heartbeats first. A link lost to a
+    /// network partition does not close; the session timeout covers that. Kafka
+    /// waits for the session timeout in both cases.
+    /// Returns the grace when a fence is now due at its end (None: nothing to do).
+    pub fn liveness_link_lost(
+        &mut self,
+        image: &MetadataImage,
+        node_id: i32,
+        broker_epoch: i64,
+        now: Instant,
+    ) -> Option<Duration> {
+        let broker = image.brokers.get(&node_id)?;
+        if broker.broker_epoch != broker_epoch || broker.fenced {
+            return None;
+        }
+        let deadline = now + self.config.link_loss_grace;
+        let entry = self.link_lost_deadline.entry(node_id).or_insert(deadline);
+        *entry = (*entry).min(deadline);
+        tracing::info!(
+            node_id,
+            grace_ms = self.config.link_loss_grace.as_millis() as u64,
+            "broker's liveness link closed: fencing it unless it heartbeats within the grace"
+        );
+        Some(self.config.link_loss_grace)
     }
 
     pub fn decide(
@@ -295,6 +333,7 @@ impl Controller {
                 pending
                     .push(MetadataRecord::UnregisterBroker { node_id: *node_id, broker_epoch: broker.broker_epoch })?;
                 self.last_heartbeat.remove(node_id);
+                self.link_lost_deadline.remove(node_id);
                 Ok(Decision { records: pending.records, response: ControllerResponse::Done })
             }
             ControllerRequest::CreateTopic(create) => self.create_topic(image, create),
@@ -371,8 +410,15 @@ impl Controller {
         let mut pending = Pending::new(image);
         for broker in image.unfenced_brokers() {
             let last = *self.last_heartbeat.entry(broker.node_id).or_insert(now);
-            if now.saturating_duration_since(last) > self.config.broker_session_timeout {
-                tracing::warn!(node_id = broker.node_id, "broker session expired: fencing it");
+            let session_expired = now.saturating_duration_since(last) > self.config.broker_session_timeout;
+            let link_lost = self.link_lost_deadline.get(&broker.node_id).is_some_and(|deadline| now >= *deadline);
+            if session_expired || link_lost {
+                if session_expired {
+                    tracing::warn!(node_id = broker.node_id, "broker session expired: fencing it");
+                } else {
+                    tracing::warn!(node_id = broker.node_id, "broker's liveness link closed and no heartbeat followed: fencing it");
+                }
+                self.link_lost_deadline.remove(&broker.node_id);
                 pending.push(MetadataRecord::FenceBroker { node_id: broker.node_id, broker_epoch: broker.broker_epoch })?;
                 self.move_away_from(&mut pending, broker.node_id)?;
             }
@@ -452,6 +498,7 @@ impl Controller {
             self.mark_copies_lost(&mut pending, node_id)?;
         }
         self.last_heartbeat.insert(node_id, now);
+        self.link_lost_deadline.remove(&node_id);
         Ok(Decision { records: pending.records, response: ControllerResponse::BrokerRegistered { broker_epoch } })
     }
 
@@ -466,6 +513,7 @@ impl Controller {
     ) -> Result<Decision, ControllerError> {
         let broker = check_broker_epoch(image, node_id, broker_epoch)?;
         self.last_heartbeat.insert(node_id, now);
+        self.link_lost_deadline.remove(&node_id);
         let mut pending = Pending::new(image);
         if want_shutdown {
             if !broker.fenced {

@@ -237,7 +237,14 @@ impl Quorum {
                 Some(shared) => shared.leader_quorum_info(),
                 None => Err(SubmitError::Unavailable("shutting down".into())),
             });
-            tasks.push(tokio::spawn(raft::network::serve(listener, raft.clone(), handler, describe)));
+            let for_liveness = Arc::downgrade(&shared);
+            let liveness_lost: raft::network::LivenessLostHandler = Arc::new(move |node_id, broker_epoch| {
+                if let Some(shared) = for_liveness.upgrade() {
+                    tokio::spawn(async move { shared.liveness_link_lost(node_id, broker_epoch).await });
+                }
+            });
+            let handlers = raft::network::Handlers { submit: handler, describe, liveness_lost };
+            tasks.push(tokio::spawn(raft::network::serve(listener, raft.clone(), handlers)));
         }
         let initialized = raft.is_initialized().await.map_err(|e| QuorumError::Raft(e.to_string()))?;
         if !initialized {
@@ -294,6 +301,76 @@ impl Quorum {
         shared
             .on_the_leader(|| async { shared.leader_quorum_info() }, |leader| shared.forward_describe_quorum(leader))
             .await
+    }
+
+    /// Holds broker `node_id`'s liveness link (incarnation `broker_epoch`) to the
+    /// active controller until the leader changes, `until` completes (then the link
+    /// is released), or the link breaks (an error; the caller retries). A broker in
+    /// the active controller's own process needs no link: it returns when the
+    /// leader changes or `until` completes.
+    pub async fn hold_liveness_link(
+        &self,
+        node_id: i32,
+        broker_epoch: i64,
+        until: impl std::future::Future<Output = ()>,
+    ) -> Result<(), SubmitError> {
+        let shared = &self.shared;
+        let mut metrics = shared.raft.metrics();
+        let Some(leader) = metrics.borrow().current_leader else {
+            return Err(SubmitError::Unavailable("no leader elected".into()));
+        };
+        let leader_changed = async move {
+            while metrics.changed().await.is_ok() {
+                if metrics.borrow().current_leader != Some(leader) {
+                    return;
+                }
+            }
+        };
+        tokio::pin!(until, leader_changed);
+        if leader == shared.node_id {
+            tokio::select! {
+                _ = &mut until => {}
+                _ = &mut leader_changed => {}
+            }
+            return Ok(());
+        }
+        let addr = shared.voters.get(&leader).ok_or_else(|| {
+            SubmitError::Unavailable(format!("leader {leader} is not a known voter"))
+        })?;
+        let mut stream = tokio::time::timeout(shared.rpc_timeout, async {
+            let mut stream = tokio::net::TcpStream::connect(addr).await?;
+            let _ = stream.set_nodelay(true);
+            raft::network::write_frame(
+                &mut stream,
+                &PeerRequest::HoldLivenessLink {
+                    node_id,
+                    broker_epoch,
+                },
+            )
+            .await?;
+            match raft::network::read_frame::<PeerResponse>(&mut stream).await? {
+                PeerResponse::LivenessLinkHeld => Ok(stream),
+                _ => Err(std::io::Error::other(
+                    "unexpected answer to HoldLivenessLink",
+                )),
+            }
+        })
+        .await
+        .map_err(|_| SubmitError::Unavailable(format!("no answer from the controller at {addr}")))?
+        .map_err(|e| {
+            SubmitError::Unavailable(format!("liveness link to the controller at {addr}: {e}"))
+        })?;
+        let mut byte = [0u8; 1];
+        tokio::select! {
+            _ = &mut until => {}
+            _ = &mut leader_changed => {}
+            // The controller never writes on a held link: any read result means it ended.
+            _ = tokio::io::AsyncReadExt::read(&mut stream, &mut byte) => {
+                return Err(SubmitError::Unavailable(format!("liveness link to the controller at {addr} closed")));
+            }
+        }
+        let _ = raft::network::write_frame(&mut stream, &PeerRequest::ReleaseLivenessLink).await;
+        Ok(())
     }
 
     /// Stops this node: Raft first, then the listener and its connections.
@@ -390,6 +467,41 @@ impl Shared {
             *metadata_index = self.image_rx.borrow().applied_log_index;
         }
         Ok(response)
+    }
+
+    /// A broker's liveness link to this node closed without a release: when this node
+    /// is the active controller, that broker must heartbeat soon or be fenced.
+    async fn liveness_link_lost(&self, node_id: i32, broker_epoch: i64) {
+        if self.raft.metrics().borrow().state != ServerState::Leader {
+            return;
+        }
+        let mut active = self.controller.lock().await;
+        let term = self.raft.metrics().borrow().current_term;
+        if active.active_term != Some(term) {
+            return; // not active yet: becoming active gives every broker a fresh session anyway
+        }
+        let image = self.image_rx.borrow().clone();
+        let grace =
+            active
+                .controller
+                .liveness_link_lost(&image, node_id, broker_epoch, Instant::now());
+        drop(active);
+        // Fence at the deadline itself rather than at the timer's next tick: every
+        // millisecond here is a millisecond producers wait for the new leader.
+        let Some(grace) = grace else { return };
+        tokio::time::sleep(grace).await;
+        let mut active = self.controller.lock().await;
+        if active.active_term != Some(self.raft.metrics().borrow().current_term) {
+            return;
+        }
+        let image = self.image_rx.borrow().clone();
+        let fenced = match active.controller.fence_expired(&image, Instant::now()) {
+            Ok(records) => self.commit(records).await,
+            Err(refusal) => Err(SubmitError::Refused(refusal)),
+        };
+        if let Err(e) = fenced {
+            tracing::warn!(node_id, error = %e, "fencing a broker whose liveness link closed failed; the timer retries");
+        }
     }
 
     /// Waits until this leader's image holds everything committed (e.g. by an earlier leader).

@@ -2,6 +2,7 @@ use super::*;
 use proptest::prelude::*;
 
 const SESSION: Duration = Duration::from_millis(9000);
+const LINK_LOSS_GRACE: Duration = Duration::from_millis(2000);
 
 struct Cluster {
     controller: Controller,
@@ -15,7 +16,7 @@ struct Cluster {
 impl Cluster {
     fn new(unclean: bool) -> Self {
         Cluster {
-            controller: Controller::new(ControllerConfig { broker_session_timeout: SESSION, unclean_leader_election: unclean, leader_rebalance_interval: None, colocated_broker: None }),
+            controller: Controller::new(ControllerConfig { broker_session_timeout: SESSION, unclean_leader_election: unclean, leader_rebalance_interval: None, colocated_broker: None, link_loss_grace: LINK_LOSS_GRACE }),
             image: MetadataImage::default(),
             now: Instant::now(),
             epochs: BTreeMap::new(),
@@ -841,4 +842,57 @@ fn scram_alterations_follow_kafkas_checks_and_commit_the_valid_ones_together() {
     }
     assert!(!applied.scram_credentials.contains_key("alice"));
     assert!(applied.scram_credentials.contains_key("bob"));
+}
+
+#[test]
+fn a_lost_liveness_link_fences_after_the_grace_unless_a_heartbeat_comes() {
+    let mut c = Cluster::new(false);
+    for id in 1..=3 {
+        c.live_broker(id, None);
+    }
+    let topic = c.create("t", 1, 3).unwrap();
+    let leader = c.image.partition(&topic, 0).unwrap().leader;
+    let fence_due = |c: &mut Cluster| {
+        let records = c.controller.fence_expired(&c.image, c.now).unwrap();
+        for record in &records {
+            c.image.apply(record).unwrap();
+        }
+        !records.is_empty()
+    };
+
+    // A link lost by an older incarnation, or by an unknown node, changes nothing.
+    let epoch = c.epochs[&leader];
+    c.controller
+        .liveness_link_lost(&c.image.clone(), leader, epoch - 1, c.now);
+    c.controller
+        .liveness_link_lost(&c.image.clone(), 42, 1, c.now);
+    c.now += LINK_LOSS_GRACE * 2;
+    for id in 1..=3 {
+        c.heartbeat(id, false, false).unwrap();
+    }
+    assert!(!fence_due(&mut c));
+
+    // A heartbeat within the grace (a live broker that reconnected) cancels it.
+    c.controller
+        .liveness_link_lost(&c.image.clone(), leader, epoch, c.now);
+    c.now += LINK_LOSS_GRACE / 2;
+    c.heartbeat(leader, false, false).unwrap();
+    c.now += LINK_LOSS_GRACE;
+    assert!(
+        !fence_due(&mut c),
+        "a broker that heartbeat after its link closed was fenced"
+    );
+
+    // No heartbeat within the grace: fenced long before its session expires, its leadership moved.
+    c.controller
+        .liveness_link_lost(&c.image.clone(), leader, epoch, c.now);
+    c.now += LINK_LOSS_GRACE / 2;
+    assert!(!fence_due(&mut c), "fenced before the grace ended");
+    c.now += LINK_LOSS_GRACE;
+    assert!(LINK_LOSS_GRACE * 2 < SESSION);
+    assert!(fence_due(&mut c));
+    assert!(c.image.brokers[&leader].fenced);
+    let state = c.image.partition(&topic, 0).unwrap();
+    assert_ne!(state.leader, leader);
+    assert!(!state.isr.contains(&leader));
 }

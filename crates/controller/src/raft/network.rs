@@ -36,6 +36,15 @@ pub enum PeerRequest {
     /// Whether the peer's metadata log holds anything: asked by a node with an empty log
     /// before it bootstraps the quorum (see `Quorum::start`).
     HasMetadataLog,
+    /// Opens a broker's liveness link to the active controller: answered once, then
+    /// held open. The broker sends `ReleaseLivenessLink` before closing it on
+    /// purpose; a link that closes without it lost its broker (see
+    /// `Controller::liveness_link_lost`).
+    HoldLivenessLink {
+        node_id: i32,
+        broker_epoch: i64,
+    },
+    ReleaseLivenessLink,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -46,6 +55,7 @@ pub enum PeerResponse {
     Submit(Result<ControllerResponse, SubmitError>),
     DescribeQuorum(Result<QuorumInfo, SubmitError>),
     HasMetadataLog(bool),
+    LivenessLinkHeld,
 }
 
 pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> std::io::Result<()> {
@@ -198,14 +208,25 @@ pub type DescribeQuorumHandler = Arc<dyn Fn() -> Result<QuorumInfo, SubmitError>
 
 /// Accepts peer connections until the task is aborted; aborting it also ends every
 /// connection (they live in its JoinSet), so a stopped node stops answering at once.
-pub async fn serve(listener: TcpListener, raft: Raft, submit: SubmitHandler, describe: DescribeQuorumHandler) {
+/// Called when a broker's liveness link (node id, broker epoch) closes without a release.
+pub type LivenessLostHandler = Arc<dyn Fn(i32, i64) + Send + Sync>;
+
+/// The handlers of the requests that are not Raft's own.
+#[derive(Clone)]
+pub struct Handlers {
+    pub submit: SubmitHandler,
+    pub describe: DescribeQuorumHandler,
+    pub liveness_lost: LivenessLostHandler,
+}
+
+pub async fn serve(listener: TcpListener, raft: Raft, handlers: Handlers) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(stream, raft.clone(), submit.clone(), describe.clone(), peer));
+                    connections.spawn(serve_connection(stream, raft.clone(), handlers.clone(), peer));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "controller listener: accept failed");
@@ -220,8 +241,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, submit: SubmitHandler, des
 async fn serve_connection(
     mut stream: TcpStream,
     raft: Raft,
-    submit: SubmitHandler,
-    describe: DescribeQuorumHandler,
+    handlers: Handlers,
     peer: std::net::SocketAddr,
 ) {
     loop {
@@ -238,10 +258,26 @@ async fn serve_connection(
             PeerRequest::AppendEntries(rpc) => PeerResponse::AppendEntries(raft.append_entries(rpc).await),
             PeerRequest::Vote(rpc) => PeerResponse::Vote(raft.vote(rpc).await),
             PeerRequest::InstallSnapshot(rpc) => PeerResponse::InstallSnapshot(raft.install_snapshot(rpc).await),
-            PeerRequest::Submit(request) => PeerResponse::Submit(submit(request).await),
-            PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(describe()),
+            PeerRequest::Submit(request) => PeerResponse::Submit((handlers.submit)(request).await),
+            PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum((handlers.describe)()),
             // A log id (an entry, or a snapshot's last one) exists once the quorum was bootstrapped here.
             PeerRequest::HasMetadataLog => PeerResponse::HasMetadataLog(raft.metrics().borrow().last_log_index.is_some()),
+            PeerRequest::HoldLivenessLink { node_id, broker_epoch } => {
+                if write_frame(&mut stream, &PeerResponse::LivenessLinkHeld).await.is_err() {
+                    return;
+                }
+                // Nothing more comes on a held link but its release; an end without one
+                // (EOF, reset, an undecodable frame) means the broker is gone.
+                match read_frame::<PeerRequest>(&mut stream).await {
+                    Ok(PeerRequest::ReleaseLivenessLink) => {}
+                    Ok(_) | Err(_) => {
+                        tracing::debug!(%peer, node_id, broker_epoch, "broker liveness link closed without a release");
+                        (handlers.liveness_lost)(node_id, broker_epoch);
+                    }
+                }
+                return;
+            }
+            PeerRequest::ReleaseLivenessLink => return,
         };
         if let Err(e) = write_frame(&mut stream, &response).await {
             tracing::debug!(%peer, error = %e, "controller connection: write failed");
