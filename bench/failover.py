@@ -124,7 +124,7 @@ def runnel_milestones(cluster, victim, topic, partition, kill_time, first_ack):
     the kill to the controller fencing the victim, and to a surviving node
     taking the partition's leadership (the rest is the client finding it)."""
     fenced = led = None
-    fence_line = re.compile(rf"broker session expired: fencing it node_id={victim}\b")
+    fence_line = re.compile(rf"(broker session expired|liveness link closed and no heartbeat followed): fencing it node_id={victim}\b")
     leader_line = re.compile(rf'became leader topic="{re.escape(topic)}" partition={partition} ')
     for node in cluster.nodes.values():
         if node.id == victim:
