@@ -224,6 +224,7 @@ pub async fn run(args: &ClientArgs, cmd: AclCommand) -> Result<()> {
                 .with_resource_name_filter(named.as_ref().map(|(_, n)| text(n)))
                 .with_pattern_type_filter(pattern_type(resource_args.resource_pattern_type.as_deref(), ANY)?)
                 .with_principal_filter(principal.as_deref().map(text))
+                .with_host_filter(None)
                 .with_operation(ANY)
                 .with_permission_type(ANY);
             let (response, _) = connection.send(&request).await.context("listing ACLs")?;
@@ -254,6 +255,7 @@ pub async fn run(args: &ClientArgs, cmd: AclCommand) -> Result<()> {
                 .with_resource_name_filter(named.as_ref().map(|(_, n)| text(n)))
                 .with_pattern_type_filter(pattern_type(resource_args.resource_pattern_type.as_deref(), ANY)?)
                 .with_principal_filter(principal.as_deref().map(text))
+                .with_host_filter(None)
                 .with_operation(operation.as_deref().map(operation_code).transpose()?.unwrap_or(ANY))
                 .with_permission_type(ANY);
             let (response, _) = connection.send(&DeleteAclsRequest::default().with_filters(vec![filter])).await.context("deleting ACLs")?;
