@@ -22,7 +22,7 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runnel_broker import free_port  # noqa: E402
-from test_cluster_admin import kafka_tools  # noqa: E402,F401
+from test_cluster_admin import cli, kafka_tools  # noqa: E402,F401
 from test_security import ListenersBroker, plain_conf  # noqa: E402
 
 STANDARD_AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
@@ -105,7 +105,7 @@ def consume_one(conf, topic, group, timeout=20):
 
 
 def test_admin_creates_describes_and_deletes_acls_others_may_not(secured):
-    _, port = secured
+    broker, port = secured
     conf = users(port)
     admin = AdminClient(conf["admin"])
     name = "described-" + uuid.uuid4().hex[:6]
@@ -152,6 +152,10 @@ def test_admin_creates_describes_and_deletes_acls_others_may_not(secured):
             alice_kafka_python.describe_acls(every_acl)
     finally:
         alice_kafka_python.close()
+
+    # On this broker PLAINTEXT clients (User:ANONYMOUS) are no super users: runnel acl is refused.
+    refused_cli = cli(broker.bootstrap, "acl", "list", check=False)
+    assert refused_cli.returncode != 0 and "ClusterAuthorizationFailed" in refused_cli.stderr, refused_cli.stderr
 
     deleted = admin.delete_acls([everything_on_name])[everything_on_name].result(30)
     assert sorted(deleted) == sorted(bindings[:2])
@@ -270,7 +274,10 @@ def test_an_acl_created_on_one_node_is_enforced_by_another():
         topic = "spread-" + uuid.uuid4().hex[:8]
         admin.create_topics([NewTopic(topic, 1, 3)])[topic].result(30)
         assert produce_error(alice_conf, topic, timeout=4) == KafkaError.TOPIC_AUTHORIZATION_FAILED
-        create_acls(admin, [topic_acl(topic, "User:alice", AclOperation.WRITE)])
+        # runnel acl speaks PLAINTEXT: User:ANONYMOUS, a super user on this cluster.
+        cli(f"127.0.0.1:{ports[0][0]}", "acl", "create", "--allow-principal", "User:alice", "--operation", "write", "--topic", topic)
+        listed = cli(f"127.0.0.1:{ports[1][0]}", "acl", "list", "--topic", topic).stdout
+        assert f"topic\t{topic}\tliteral\tUser:alice\t*\twrite\tallow" in listed, listed
         # Replicated to node 3 through the metadata log; acks=all needs the replica fetches (ANONYMOUS) to work.
         deadline = time.time() + 30
         while produce_error(alice_conf, topic) is not None:
