@@ -204,6 +204,28 @@ def test_prefixed_acls_and_deny_overrides_allow(secured):
     assert produce_error(conf["alice"], allowed, timeout=4) == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
+def test_transactional_and_idempotent_producers_need_acls(secured):
+    _, port = secured
+    conf = users(port)
+    admin = AdminClient(conf["admin"])
+    topic = new_topic(admin, "txn-")
+    txn_id = "tx-" + uuid.uuid4().hex[:8]
+    create_acls(admin, [topic_acl(topic, "User:bob", AclOperation.WRITE)])
+    # WRITE on some topic lets bob's idempotent producer get a producer id.
+    assert produce_error(dict(conf["bob"], **{"enable.idempotence": True}), topic) is None
+    refused = Producer(dict(conf["bob"], **{"transactional.id": txn_id}))
+    with pytest.raises(Exception) as denied:
+        refused.init_transactions(15)
+    assert "TRANSACTIONAL_ID_AUTHORIZATION_FAILED" in str(denied.value) or "Transactional Id authorization failed" in str(denied.value)
+    create_acls(admin, [AclBinding(ResourceType.TRANSACTIONAL_ID, txn_id, ResourcePatternType.LITERAL, "User:bob", "*",
+                                   AclOperation.WRITE, AclPermissionType.ALLOW)])
+    producer = Producer(dict(conf["bob"], **{"transactional.id": txn_id}))
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, b"in-a-transaction")
+    producer.commit_transaction(30)
+
+
 def test_metadata_hides_topics_the_caller_may_not_describe(secured):
     _, port = secured
     conf = users(port)
