@@ -3,6 +3,7 @@ real clients over TCP on loopback: PLAIN users on SASL_PLAINTEXT, `super.users`
 = User:admin; admin manages ACLs with confluent-kafka's AdminClient and with
 Kafka's own kafka-acls tool (AclCommand); alice is refused (TOPIC/GROUP
 _AUTHORIZATION_FAILED) until ACLs allow her; PREFIXED patterns; DENY wins;
+transactional producers need WRITE on their transactional id;
 Metadata hides what she may not describe; the ACLs are in the cluster metadata,
 so they survive a restart and an ACL created on one node of three is enforced
 by another (whose brokers replicate as User:ANONYMOUS, a super user there).
