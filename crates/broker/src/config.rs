@@ -139,6 +139,13 @@ pub struct BrokerConfig {
     pub log_cleaner: LogCleanerConfig,
     /// Defaults for every topic's log (`log.*` broker configs).
     pub log_defaults: LogConfig,
+    /// `authorizer.class.name`: empty (no authorizer: every request is allowed) or
+    /// Kafka's StandardAuthorizer (or its older AclAuthorizer name), which checks the cluster's ACLs.
+    pub authorizer_class_name: String,
+    /// `super.users`: principals (`User:admin`) the authorizer always allows.
+    pub super_users: Vec<String>,
+    /// `allow.everyone.if.no.acl.found` (Kafka default false): a resource without any ACL is open to all.
+    pub allow_everyone_if_no_acl_found: bool,
     /// Every key=value given explicitly, for DescribeConfigs.
     pub explicit: BTreeMap<String, String>,
     /// Listener security settings (`ssl.*`, `sasl.*`, `listener.name.<name>.…`), kept
@@ -204,6 +211,9 @@ impl Default for BrokerConfig {
             max_incremental_fetch_session_cache_slots: 1_000,
             log_cleaner: LogCleanerConfig::default(),
             log_defaults,
+            authorizer_class_name: String::new(),
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             explicit: BTreeMap::new(),
             security: BTreeMap::new(),
         }
@@ -521,8 +531,14 @@ const fn def(name: &'static str, default: &'static str, doc: &'static str) -> Br
 
 /// Every broker config Runnel applies, in name order. A unit test checks each
 /// default against `BrokerConfig::default()` and that `set` knows every name.
+/// The `authorizer.class.name` values that turn on the ACL authorizer.
+pub const AUTHORIZER_CLASS_NAMES: &[&str] =
+    &["org.apache.kafka.metadata.authorizer.StandardAuthorizer", "kafka.security.authorizer.AclAuthorizer"];
+
 pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("advertised.listeners", "(listeners)", "NAME://HOST:PORT clients are told to connect to, one per client listener, by name. Defaults to `listeners`; a listener on every interface (`PLAINTEXT://:9092`, `0.0.0.0`, `::`) is advertised with this machine's hostname, and the broker refuses to start if that hostname does not resolve."),
+    def("allow.everyone.if.no.acl.found", "false", "With an authorizer: a resource that no ACL names (literally, by prefix or by `*`) is open to every principal. Off (Kafka's default): only `super.users` may use it."),
+    def("authorizer.class.name", "", "`org.apache.kafka.metadata.authorizer.StandardAuthorizer` (or the older `kafka.security.authorizer.AclAuthorizer`) turns on Kafka's ACL authorization: every request is checked against the ACLs in the cluster metadata (managed with CreateAcls/DeleteAcls: `kafka-acls.sh`, `runnel acl`), replicated to every node. Empty: no authorizer, everything is allowed and the ACL APIs answer SECURITY_DISABLED. The nodes of a cluster talk to each other as clients do (replica fetches, transaction markers): their principal must be allowed, e.g. `User:ANONYMOUS` in `super.users` on PLAINTEXT inter-broker listeners. Set the same on every node."),
     def("auto.create.topics.enable", "true", "Create a topic when a client first asks for it in a Metadata request (a warning is logged each time)."),
     def("auto.leader.rebalance.enable", "true", "The active controller moves each partition's leadership back to its preferred replica (the first one) when that replica is in the ISR and alive, every `leader.imbalance.check.interval.seconds`."),
     def("broker.heartbeat.interval.ms", "2000", "How often a broker heartbeats to the active controller."),
@@ -596,6 +612,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("ssl.truststore.certificates", "", "TLS listeners: CA certificates in PEM, inline, that client certificates are verified against."),
     def("ssl.truststore.location", "", "TLS listeners: a PEM file of CA certificates that client certificates are verified against (needed when `ssl.client.auth` is `required` or `requested`)."),
     def("ssl.truststore.type", "JKS", "TLS listeners: the trust store format; Runnel reads `PEM` only."),
+    def("super.users", "", "With an authorizer: principals allowed everything whatever the ACLs say, `;`-separated (`User:admin;User:ANONYMOUS`). Unauthenticated PLAINTEXT connections, other brokers' included, are `User:ANONYMOUS`."),
     def("transaction.abort.timed.out.transaction.cleanup.interval.ms", "10000", "How often transactions past their `transaction.timeout.ms` are aborted."),
     def("transaction.max.timeout.ms", "900000", "Largest `transaction.timeout.ms` a producer may ask for (INVALID_TRANSACTION_TIMEOUT beyond)."),
     def("transaction.partition.verification.enable", "true", "Whether a transactions v1 producer's first batch to a partition is checked against its transaction (KIP-890 part 1: INVALID_TXN_STATE, or TRANSACTION_ABORTABLE from Produce v11, when the partition was not added)."),
@@ -838,6 +855,20 @@ impl BrokerConfig {
             }
             "max.incremental.fetch.session.cache.slots" => self.max_incremental_fetch_session_cache_slots = parse_num(name, v)?,
             "connection.failed.authentication.delay.ms" => self.connection_failed_authentication_delay_ms = parse_num(name, v)?,
+            "authorizer.class.name" => {
+                if !v.is_empty() && !AUTHORIZER_CLASS_NAMES.contains(&v) {
+                    return Err(invalid(name, v, "the authorizer Runnel has is Kafka's StandardAuthorizer (org.apache.kafka.metadata.authorizer.StandardAuthorizer)"));
+                }
+                self.authorizer_class_name = v.to_string();
+            }
+            "super.users" => {
+                let users: Vec<String> = v.split(';').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+                if let Some(bad) = users.iter().find(|u| !u.split_once(':').is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty())) {
+                    return Err(invalid(name, v, format!("{bad:?} is not a principal of the form Type:name (e.g. User:admin)")));
+                }
+                self.super_users = users;
+            }
+            "allow.everyone.if.no.acl.found" => self.allow_everyone_if_no_acl_found = parse_bool(name, v)?,
             "log.segment.bytes" => self.log_defaults.segment_bytes = parse_num(name, v)?,
             "log.roll.ms" => self.log_defaults.segment_ms = parse_num(name, v)?,
             "log.roll.hours" => self.log_defaults.segment_ms = parse_num::<i64>(name, v)? * 3_600_000,
@@ -1035,6 +1066,8 @@ impl BrokerConfig {
         };
         let known: Vec<(&str, String)> = vec![
             ("advertised.listeners", self.advertised_listeners_value()),
+            ("allow.everyone.if.no.acl.found", self.allow_everyone_if_no_acl_found.to_string()),
+            ("authorizer.class.name", self.authorizer_class_name.clone()),
             ("auto.create.topics.enable", self.auto_create_topics.to_string()),
             ("auto.leader.rebalance.enable", self.auto_leader_rebalance_enable.to_string()),
             ("broker.heartbeat.interval.ms", self.broker_heartbeat_interval_ms.to_string()),
@@ -1095,6 +1128,7 @@ impl BrokerConfig {
             ("process.roles", self.process_roles.join(",")),
             ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
+            ("super.users", self.super_users.join(";")),
             (
                 "transaction.abort.timed.out.transaction.cleanup.interval.ms",
                 self.transaction_abort_timed_out_cleanup_interval_ms.to_string(),

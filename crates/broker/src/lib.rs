@@ -61,6 +61,8 @@ pub struct Broker {
     pub add_partitions_to_txn: Arc<add_partitions_to_txn_manager::AddPartitionsToTxnManager>,
     /// Incremental fetch sessions (KIP-227).
     pub fetch_sessions: fetch_session::FetchSessionCache,
+    /// ACL authorization (`authorizer.class.name`); allows everything when none is configured.
+    pub authorizer: Arc<security::authorizer::Authorizer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,7 +201,19 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
     };
     let fetch_sessions = fetch_session::FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots);
     let add_partitions_to_txn = add_partitions_to_txn_manager::AddPartitionsToTxnManager::new(&replicas, config.node_id);
-    let broker = Arc::new(Broker { config, cluster_id, replicas, cluster, producer_ids, groups, txns, add_partitions_to_txn, fetch_sessions });
+    let authorizer = Arc::new(security::authorizer::Authorizer::from_config(&config));
+    let broker = Arc::new(Broker {
+        config,
+        cluster_id,
+        replicas,
+        cluster,
+        producer_ids,
+        groups,
+        txns,
+        add_partitions_to_txn,
+        fetch_sessions,
+        authorizer,
+    });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let servers: Vec<_> = bound
         .into_iter()

@@ -735,9 +735,68 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             let infos: Vec<(i8, i32)> = result.credential_infos.iter().map(|c| (c.mechanism, c.iterations)).collect();
             check(result.error_code == 0 && infos == vec![(2, 4096)], || format!("described SCRAM credentials: {resp:?}"))
         }
+        ApiKey::CreateAcls => {
+            let resp = client.try_request(v, &create_acl(&format!("created-v{v}"), "User:alice")).await?;
+            let codes: Vec<i16> = resp.results.iter().map(|r| r.error_code).collect();
+            check(codes == vec![0], || format!("ACL creation: {resp:?}"))
+        }
+        ApiKey::DescribeAcls => {
+            let name = format!("described-v{v}");
+            let created = client.try_request(1, &create_acl(&name, "User:alice")).await?;
+            check(created.results.iter().all(|r| r.error_code == 0), || format!("ACL creation: {created:?}"))?;
+            let resp = client.try_request(v, &describe_acls(Some(name.as_str()), 2)).await?;
+            let found: Vec<(String, usize)> = resp.resources.iter().map(|r| (r.resource_name.to_string(), r.acls.len())).collect();
+            check(resp.error_code == 0 && found == vec![(name.clone(), 1)], || format!("described ACLs: {resp:?}"))
+        }
+        ApiKey::DeleteAcls => {
+            let name = format!("deleted-v{v}");
+            client.try_request(1, &create_acl(&name, "User:alice")).await?;
+            let resp = client.try_request(v, &delete_acls(&name, 2)).await?;
+            let matched: Vec<(i16, usize)> = resp.filter_results.iter().map(|r| (r.error_code, r.matching_acls.len())).collect();
+            check(matched == vec![(0, 1)], || format!("ACL deletion: {resp:?}"))
+        }
         other => Err(format!("no request builder for {other:?}: add one to this test")),
     }
 }
+
+/// CreateAcls of one binding: ALLOW `principal` READ on the topic `name` from any host.
+fn create_acl(name: &str, principal: &str) -> CreateAclsRequest {
+    CreateAclsRequest::default().with_creations(vec![create_acls_request::AclCreation::default()
+        .with_resource_type(2)
+        .with_resource_name(s(name))
+        .with_resource_pattern_type(3)
+        .with_principal(s(principal))
+        .with_host(s("*"))
+        .with_operation(3)
+        .with_permission_type(3)])
+}
+
+/// DescribeAcls of the topic bindings named `name` (None: every name); resource type 0 is UNKNOWN (invalid).
+fn describe_acls(name: Option<&str>, resource_type: i8) -> DescribeAclsRequest {
+    DescribeAclsRequest::default()
+        .with_resource_type_filter(resource_type)
+        .with_resource_name_filter(name.map(s))
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_pattern_type_filter(1)
+        .with_operation(1)
+        .with_permission_type(1)
+}
+
+/// DeleteAcls of every binding on the topic `name`.
+fn delete_acls(name: &str, resource_type: i8) -> DeleteAclsRequest {
+    DeleteAclsRequest::default().with_filters(vec![delete_acls_request::DeleteAclsFilter::default()
+        .with_resource_type_filter(resource_type)
+        .with_resource_name_filter(Some(s(name)))
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_pattern_type_filter(1)
+        .with_operation(1)
+        .with_permission_type(1)])
+}
+
+/// Kafka's INVALID_REQUEST error code.
+const INVALID_REQUEST: i16 = 42;
 
 /// An upsertion of a SCRAM-SHA-512 credential (the salted password is arbitrary bytes here).
 fn scram_upsert(user: &str, iterations: i32) -> AlterUserScramCredentialsRequest {
@@ -984,6 +1043,19 @@ async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Resu
                 // UNACCEPTABLE_CREDENTIAL (93).
                 check(code == Some(93), || format!("too few iterations: {code:?}"))
             }
+            ApiKey::CreateAcls => {
+                // A principal without its type is refused.
+                let code = client.try_request(v, &create_acl("no-type", "alice")).await?.results.first().map(|r| r.error_code);
+                check(code == Some(INVALID_REQUEST), || format!("ACL for a principal without a type: {code:?}"))
+            }
+            ApiKey::DescribeAcls => {
+                let resp = client.try_request(v, &describe_acls(None, 0)).await?;
+                check(resp.error_code == INVALID_REQUEST, || format!("describe with an UNKNOWN resource type: {resp:?}"))
+            }
+            ApiKey::DeleteAcls => {
+                let code = client.try_request(v, &delete_acls("any", 0)).await?.filter_results.first().map(|r| r.error_code);
+                check(code == Some(INVALID_REQUEST), || format!("delete with an UNKNOWN resource type: {code:?}"))
+            }
             ApiKey::DescribeLogDirs => {
                 // Unknown topics and partitions are left out, without an error.
                 let req = DescribeLogDirsRequest::default().with_topics(Some(vec![
@@ -1031,7 +1103,13 @@ async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Resu
 #[tokio::test]
 async fn every_api_answers_at_every_version_it_accepts() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let broker = common::start_broker(dir.path(), &[("group.initial.rebalance.delay.ms", "0")]).await;
+    // With the authorizer on, as a super user: every API passes its checks and the ACL APIs work.
+    let settings = [
+        ("group.initial.rebalance.delay.ms", "0"),
+        ("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"),
+        ("super.users", "User:ANONYMOUS"),
+    ];
+    let broker = common::start_broker(dir.path(), &settings).await;
     let mut client = Client::connect(broker.local_addr).await;
     let fixture = setup(&mut client).await.expect("setup");
     let mut failures = Vec::new();

@@ -1,9 +1,10 @@
-//! Runnel's client commands — `topic`, `produce`, `consume`, `group`, `txn`, `cluster`, `partition`, `user` — in
+//! Runnel's client commands — `topic`, `produce`, `consume`, `group`, `txn`, `cluster`, `partition`, `user`, `acl` — in
 //! the spirit of kcat and Kafka's own tools. They speak only the Kafka
 //! protocol (librdkafka, plus kafka-protocol frames in `wire` where librdkafka
 //! lacks an API or drops the broker's error message), so they work against
 //! any Kafka-compatible broker.
 
+mod acl;
 mod cluster;
 mod codec;
 mod consume;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rdkafka::config::ClientConfig;
 
+pub use acl::AclCommand;
 pub use cluster::ClusterCommand;
 pub use consume::ConsumeArgs;
 pub use group::GroupCommand;
@@ -66,6 +68,9 @@ pub enum ClientCommand {
     /// Manage users' SCRAM credentials (SCRAM-SHA-256/512; kept in the cluster metadata).
     #[command(subcommand)]
     User(UserCommand),
+    /// Create, list and delete ACLs (kept in the cluster metadata; brokers enforce them with an authorizer configured).
+    #[command(subcommand)]
+    Acl(AclCommand),
 }
 
 pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
@@ -78,6 +83,7 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
         ClientCommand::Cluster(c) => cluster::run(args, c).await,
         ClientCommand::Partition(p) => partition::run(args, p).await,
         ClientCommand::User(u) => user::run(args, u).await,
+        ClientCommand::Acl(a) => acl::run(args, a).await,
     }
 }
 

@@ -11,6 +11,7 @@ use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::acl::{validate_new_binding, AclBinding, AclBindingFilter, MAX_RECORDS_PER_USER_OP};
 use crate::image::MetadataImage;
 use crate::records::{
     BrokerEndpoint, BrokerRegistrationRecord, ConfigResource, MetadataRecord, PartitionChangeRecord, PartitionRecord,
@@ -71,6 +72,18 @@ pub enum ControllerRequest {
     /// upsertion's salted password into StoredKey/ServerKey, so no password-equivalent
     /// travels further.
     AlterUserScramCredentials { deletions: Vec<ScramDeletion>, upsertions: Vec<ScramUpsertion> },
+    /// CreateAcls: each binding is checked and written unless an equal one exists.
+    CreateAcls { bindings: Vec<AclBinding> },
+    /// DeleteAcls: every binding a filter matches is removed.
+    DeleteAcls { filters: Vec<AclBindingFilter> },
+}
+
+/// What one DeleteAcls filter did: an error, or the bindings it removed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AclDeletion {
+    pub error_code: i16,
+    pub error_message: Option<String>,
+    pub deleted: Vec<AclBinding>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -167,6 +180,10 @@ pub enum ControllerResponse {
     ProducerIds { first_producer_id: i64, count: i64 },
     /// Per user of an AlterUserScramCredentials: error code (0 = done) and message.
     ScramCredentialsAltered { results: Vec<(String, i16, Option<String>)> },
+    /// Per binding of a CreateAcls, in order: error code (0 = created or already there) and message.
+    AclsCreated { results: Vec<(i16, Option<String>)> },
+    /// Per filter of a DeleteAcls, in order.
+    AclsDeleted { results: Vec<AclDeletion> },
     Done,
 }
 
@@ -401,6 +418,8 @@ impl Controller {
             ControllerRequest::AlterUserScramCredentials { deletions, upsertions } => {
                 alter_user_scram_credentials(image, deletions, upsertions)
             }
+            ControllerRequest::CreateAcls { bindings } => create_acls(image, bindings),
+            ControllerRequest::DeleteAcls { filters } => delete_acls(image, filters),
         }
     }
 
@@ -1194,6 +1213,72 @@ fn alter_user_scram_credentials(
     }
     results.extend(errors.into_iter().map(|(name, code, message)| (name, code.code(), Some(message))));
     Ok(Decision { records: pending.records, response: ControllerResponse::ScramCredentialsAltered { results } })
+}
+
+/// Kafka's `AclControlManager.createAcls`: an invalid binding gets INVALID_REQUEST,
+/// one equal to an existing binding succeeds without a new record.
+fn create_acls(image: &MetadataImage, bindings: &[AclBinding]) -> Result<Decision, ControllerError> {
+    if bindings.len() > MAX_RECORDS_PER_USER_OP {
+        return Err(ControllerError::new(
+            ResponseError::PolicyViolation,
+            format!("Cannot create more than {MAX_RECORDS_PER_USER_OP} ACLs in a single request"),
+        ));
+    }
+    let mut existing: BTreeSet<AclBinding> = image.acls.values().map(AclBinding::from_record).collect();
+    let mut pending = Pending::new(image);
+    let mut results = Vec::with_capacity(bindings.len());
+    for binding in bindings {
+        if let Err(message) = validate_new_binding(binding) {
+            results.push((ResponseError::InvalidRequest.code(), Some(message)));
+            continue;
+        }
+        if existing.insert(binding.clone()) {
+            let mut id = Uuid::new_v4();
+            while pending.image.acls.contains_key(&id) {
+                id = Uuid::new_v4();
+            }
+            pending.push(MetadataRecord::AccessControlEntry(binding.to_record(id)))?;
+        }
+        results.push((0, None));
+    }
+    Ok(Decision { records: pending.records, response: ControllerResponse::AclsCreated { results } })
+}
+
+/// Kafka's `AclControlManager.deleteAcls`: per filter, the bindings it matches
+/// (a binding matched by an earlier filter is not listed again).
+fn delete_acls(image: &MetadataImage, filters: &[AclBindingFilter]) -> Result<Decision, ControllerError> {
+    let mut pending = Pending::new(image);
+    let mut results = Vec::with_capacity(filters.len());
+    for filter in filters {
+        if let Some(element) = filter.unknown_element() {
+            results.push(AclDeletion {
+                error_code: ResponseError::InvalidRequest.code(),
+                error_message: Some(format!("Unknown {element} in the filter.")),
+                deleted: Vec::new(),
+            });
+            continue;
+        }
+        let matching: Vec<(Uuid, AclBinding)> = pending
+            .image
+            .acls
+            .iter()
+            .map(|(id, record)| (*id, AclBinding::from_record(record)))
+            .filter(|(_, binding)| filter.matches(binding))
+            .collect();
+        if pending.records.len() + matching.len() > MAX_RECORDS_PER_USER_OP {
+            return Err(ControllerError::new(
+                ResponseError::PolicyViolation,
+                format!("Cannot delete more than {MAX_RECORDS_PER_USER_OP} ACLs in a single request"),
+            ));
+        }
+        let mut deleted = Vec::with_capacity(matching.len());
+        for (id, binding) in matching {
+            pending.push(MetadataRecord::RemoveAccessControlEntry { id })?;
+            deleted.push(binding);
+        }
+        results.push(AclDeletion { error_code: 0, error_message: None, deleted });
+    }
+    Ok(Decision { records: pending.records, response: ControllerResponse::AclsDeleted { results } })
 }
 
 fn check_scram_name_and_mechanism(name: &str, mechanism: i8) -> Result<(), (ResponseError, &'static str)> {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::records::{
-    BrokerEndpoint, BrokerRegistrationRecord, ConfigResource, MetadataRecord, PartitionChangeRecord, PartitionRecord,
+    AccessControlEntryRecord, BrokerEndpoint, BrokerRegistrationRecord, ConfigResource, MetadataRecord, PartitionChangeRecord, PartitionRecord,
     NO_LEADER,
 };
 
@@ -88,6 +88,9 @@ pub struct MetadataImage {
     /// SCRAM credentials: user → mechanism (1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512) → credential.
     #[serde(default)]
     pub scram_credentials: BTreeMap<String, BTreeMap<i8, ScramCredential>>,
+    /// ACL bindings (Kafka's AccessControlEntryRecord) by id.
+    #[serde(default)]
+    pub acls: BTreeMap<Uuid, AccessControlEntryRecord>,
     /// The index of the last metadata log entry applied to this image (0: none).
     #[serde(default)]
     pub applied_log_index: u64,
@@ -326,8 +329,19 @@ impl MetadataImage {
                     self.scram_credentials.remove(name);
                 }
             }
-            MetadataRecord::AccessControlEntry(_) | MetadataRecord::ClientQuota { .. } => {
-                // Reserved: authorization and quotas will build their part of the image from these.
+            MetadataRecord::AccessControlEntry(entry) => {
+                if self.acls.contains_key(&entry.id) {
+                    return Err(ApplyError(format!("ACL id {} is already in use", entry.id)));
+                }
+                self.acls.insert(entry.id, entry.clone());
+            }
+            MetadataRecord::RemoveAccessControlEntry { id } => {
+                if self.acls.remove(id).is_none() {
+                    return Err(ApplyError(format!("removal of unknown ACL {id}")));
+                }
+            }
+            MetadataRecord::ClientQuota { .. } => {
+                // Reserved: quotas will build their part of the image from these.
             }
         }
         Ok(())

@@ -9,6 +9,7 @@
 //! controller) `submit` decides and commits, on other nodes it forwards to the leader.
 //! Brokers follow `image_watch()`, which only ever shows committed state.
 
+pub mod acl;
 pub mod controller;
 pub mod image;
 pub mod raft;

@@ -46,9 +46,11 @@ pub enum MetadataRecord {
     UserScramCredential { name: String, mechanism: i8, salt: Vec<u8>, stored_key: Vec<u8>, server_key: Vec<u8>, iterations: i32 },
     /// Removes a user's credential for one mechanism (Kafka's RemoveUserScramCredentialRecord).
     RemoveUserScramCredential { name: String, mechanism: i8 },
-    // Reserved for the next steps (decoded and kept in the log, not yet applied by the image):
-    /// An ACL binding (Kafka's AccessControlEntryRecord).
+    /// An ACL binding (Kafka's AccessControlEntryRecord), kept in the image under its id.
     AccessControlEntry(AccessControlEntryRecord),
+    /// Removes the ACL binding with this id (Kafka's RemoveAccessControlEntryRecord).
+    RemoveAccessControlEntry { id: Uuid },
+    // Reserved for the next steps (decoded and kept in the log, not yet applied by the image):
     /// A client quota (Kafka's ClientQuotaRecord): entity (type, name) pairs, key, value or removal.
     ClientQuota { entity: Vec<(String, Option<String>)>, key: String, value: Option<f64> },
 }

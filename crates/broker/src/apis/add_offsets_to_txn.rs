@@ -7,11 +7,21 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::coordinator::OFFSETS_TOPIC;
 use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: AddOffsetsToTxnRequest) -> Reply<AddOffsetsToTxnResponse> {
+    // Kafka: WRITE on the transactional id, READ on the group.
+    let authz = Authz::new(broker, ctx);
+    if !authz.transactional_id(operation::WRITE, &req.transactional_id.0) {
+        return Reply::Now(AddOffsetsToTxnResponse::default().with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()));
+    }
+    if !authz.group(operation::READ, &req.group_id.0) {
+        return Reply::Now(AddOffsetsToTxnResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code()));
+    }
     let broker = broker.clone();
     let version = ctx.version;
     Reply::Later(Box::pin(async move {

@@ -13,7 +13,9 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, TopicName, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
 /// The answer for one transaction: an error per partition.
@@ -67,8 +69,28 @@ async fn add_one(broker: &Broker, version: i16, transactional_id: &str, producer
 }
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: AddPartitionsToTxnRequest) -> Reply<AddPartitionsToTxnResponse> {
-    let broker = broker.clone();
     let version = ctx.version;
+    let authz = Authz::new(broker, ctx);
+    // Kafka: v4+ come from brokers and need CLUSTER_ACTION; a client (v0-3)
+    // needs WRITE on its transactional id and on each topic.
+    if version >= 4 && !authz.cluster(operation::CLUSTER_ACTION) {
+        return Reply::Now(AddPartitionsToTxnResponse::default().with_error_code(ResponseError::ClusterAuthorizationFailed.code()));
+    }
+    if version < 4 {
+        let partitions = flatten(&req.v3_and_below_topics);
+        let refusal = if !authz.transactional_id(operation::WRITE, &req.v3_and_below_transactional_id.0) {
+            Some(topic_results(&partitions, |_| Some(ResponseError::TransactionalIdAuthorizationFailed)))
+        } else {
+            let denied: Vec<bool> = partitions.iter().map(|(topic, _)| !authz.topic(operation::WRITE, topic)).collect();
+            denied.iter().any(|d| *d).then(|| {
+                topic_results(&partitions, |i| Some(if denied[i] { ResponseError::TopicAuthorizationFailed } else { ResponseError::OperationNotAttempted }))
+            })
+        };
+        if let Some(results) = refusal {
+            return Reply::Now(AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results));
+        }
+    }
+    let broker = broker.clone();
     Reply::Later(Box::pin(async move {
         if version < 4 {
             let partitions = flatten(&req.v3_and_below_topics);

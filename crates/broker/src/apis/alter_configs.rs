@@ -12,7 +12,9 @@ use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::dynamic_config::BrokerScope;
 use crate::error::ApiError;
 use crate::Broker;
@@ -76,9 +78,10 @@ fn alter_resource(broker: &Broker, resource_type: i8, name: &str, configs: BTree
     }
 }
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: AlterConfigsRequest) -> Reply<AlterConfigsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: AlterConfigsRequest) -> Reply<AlterConfigsResponse> {
     let broker = broker.clone();
     let validate_only = req.validate_only;
+    let authz = Authz::new(&broker, ctx);
     let responses = tokio::task::spawn_blocking(move || {
         let checks = preprocess(req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str(), r.configs.iter().map(|c| c.name.as_str()).collect())));
         req.resources
@@ -87,6 +90,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: AlterConfi
             .map(|(r, check)| {
                 let outcome = match check {
                     Some(e) => Err(e),
+                    None if authz.config_resource(operation::ALTER_CONFIGS, r.resource_type, r.resource_name.as_str()).is_err() => {
+                        authz.config_resource(operation::ALTER_CONFIGS, r.resource_type, r.resource_name.as_str())
+                    }
                     None => {
                         let nulls: Vec<&str> = r.configs.iter().filter(|c| c.value.is_none()).map(|c| c.name.as_str()).collect();
                         null_values_error(&nulls).and_then(|()| {

@@ -23,7 +23,9 @@ use kafka_protocol::error::ResponseError;
 use runnel_controller::controller::Reassignment;
 use runnel_controller::{ControllerRequest, ControllerResponse};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::cluster::APPLY_WAIT;
 use crate::error::ApiError;
 use crate::Broker;
@@ -33,6 +35,9 @@ pub async fn handle(
     ctx: &RequestContext,
     req: AlterPartitionReassignmentsRequest,
 ) -> Reply<AlterPartitionReassignmentsResponse> {
+    if !Authz::new(broker, ctx).cluster(operation::ALTER) {
+        return Reply::Now(error_response(ctx.version, &req, &ApiError::bare(ResponseError::ClusterAuthorizationFailed)));
+    }
     let broker = broker.clone();
     let version = ctx.version;
     Reply::Later(Box::pin(async move { reassign(&broker, version, req).await }))

@@ -15,16 +15,33 @@ use kafka_protocol::protocol::StrBytes;
 use runnel_controller::controller::{ScramDeletion, ScramUpsertion};
 use runnel_controller::{ControllerRequest, ControllerResponse};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::cluster::APPLY_WAIT;
 use crate::security::scram::ScramMechanism;
 use crate::Broker;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: AlterUserScramCredentialsRequest,
 ) -> Reply<AlterUserScramCredentialsResponse> {
+    if !Authz::new(broker, ctx).cluster(operation::ALTER) {
+        // Kafka: every user named gets CLUSTER_AUTHORIZATION_FAILED.
+        let code = kafka_protocol::error::ResponseError::ClusterAuthorizationFailed.code();
+        let mut users: Vec<&str> = Vec::new();
+        for user in req.deletions.iter().map(|d| d.name.as_str()).chain(req.upsertions.iter().map(|u| u.name.as_str())) {
+            if !users.contains(&user) {
+                users.push(user);
+            }
+        }
+        let results = users
+            .into_iter()
+            .map(|user| AlterUserScramCredentialsResult::default().with_user(StrBytes::from_string(user.to_string())).with_error_code(code))
+            .collect();
+        return Reply::Now(AlterUserScramCredentialsResponse::default().with_results(results));
+    }
     let deletions: Vec<ScramDeletion> =
         req.deletions.iter().map(|d| ScramDeletion { name: d.name.to_string(), mechanism: d.mechanism }).collect();
     let upsertions: Vec<ScramUpsertion> = req

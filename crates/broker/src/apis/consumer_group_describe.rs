@@ -8,7 +8,10 @@ use kafka_protocol::messages::consumer_group_describe_response::{Assignment, Des
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{authorized_operations, Reply, RequestContext};
+use runnel_controller::acl::operation;
+use crate::security::authorizer::{GROUP, GROUP_OPERATIONS};
+
+use super::{Authz, authorized_operations, Reply, RequestContext};
 use crate::coordinator::assignor;
 use crate::coordinator::consumer_group::ConsumerMember;
 use crate::Broker;
@@ -36,13 +39,22 @@ fn owned_partitions(member: &ConsumerMember) -> assignor::Assignment {
     owned
 }
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ConsumerGroupDescribeRequest) -> Reply<ConsumerGroupDescribeResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ConsumerGroupDescribeRequest) -> Reply<ConsumerGroupDescribeResponse> {
     let include_operations = req.include_authorized_operations;
+    let authz = Authz::new(broker, ctx);
     let groups = req
         .group_ids
         .into_iter()
         .map(|group_id| {
-            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(authorized_operations::if_requested(include_operations, authorized_operations::GROUP));
+            if !authz.group(operation::DESCRIBE, &group_id.0) {
+                return DescribedGroup::default().with_group_id(group_id).with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
+            let operations = if include_operations {
+                authz.operations(GROUP, &group_id.0, GROUP_OPERATIONS, authorized_operations::GROUP)
+            } else {
+                authorized_operations::OMITTED
+            };
+            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(operations);
             if let Err(e) = broker.groups.check_coordinator(&group_id.0) {
                 return described.with_error_code(e.code());
             }

@@ -10,7 +10,9 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, To
 use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::coordinator::assignor;
 use crate::coordinator::consumer_group::Heartbeat;
 use crate::Broker;
@@ -27,6 +29,17 @@ fn error(code: ResponseError, message: impl Into<String>) -> Reply<ConsumerGroup
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest) -> Reply<ConsumerGroupHeartbeatResponse> {
     if req.group_id.0.is_empty() {
         return error(ResponseError::InvalidRequest, "GroupId can't be empty.");
+    }
+    // Kafka: READ on the group, DESCRIBE on every subscribed topic named.
+    let authz = Authz::new(broker, ctx);
+    if !authz.group(operation::READ, &req.group_id.0) {
+        return error(ResponseError::GroupAuthorizationFailed, "The group is not authorized.");
+    }
+    if let Some(names) = &req.subscribed_topic_names {
+        let denied: Vec<&str> = names.iter().map(|n| n.0.as_str()).filter(|n| !authz.topic(operation::DESCRIBE, n)).collect();
+        if !denied.is_empty() {
+            return error(ResponseError::TopicAuthorizationFailed, format!("Topics not authorized: {}", denied.join(", ")));
+        }
     }
     if req.instance_id.as_ref().is_some_and(|i| i.is_empty()) {
         return error(ResponseError::InvalidRequest, "InstanceId can't be empty.");

@@ -9,12 +9,15 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::error::ApiError;
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: CreatePartitionsRequest) -> Reply<CreatePartitionsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreatePartitionsRequest) -> Reply<CreatePartitionsResponse> {
     let broker = broker.clone();
+    let authz = Authz::new(&broker, ctx);
     let validate_only = req.validate_only;
     let mut occurrences: HashMap<StrBytes, usize> = HashMap::new();
     for t in &req.topics {
@@ -29,6 +32,8 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: CreatePart
             .map(|t| {
                 let outcome = if occurrences[&t.name.0] > 1 {
                     Err(ApiError::new(ResponseError::InvalidRequest, "Duplicate topic name."))
+                } else if !authz.topic(operation::ALTER, &t.name.0) {
+                    Err(ApiError::new(ResponseError::TopicAuthorizationFailed, "Authorization failed."))
                 } else {
                     let assignments =
                         t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());

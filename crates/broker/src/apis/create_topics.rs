@@ -15,7 +15,9 @@ use kafka_protocol::protocol::StrBytes;
 use runnel_storage::LogConfig;
 
 use super::describe_configs::topic_configs;
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use runnel_controller::controller::{place_replicas, CreateTopic};
 use runnel_controller::{ControllerRequest, ControllerResponse};
 
@@ -32,6 +34,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
     // A name given twice gets one INVALID_REQUEST result, as in Kafka.
     let mut answered_duplicates = std::collections::HashSet::new();
     let mut results = Vec::new();
+    let authz = Authz::new(broker, ctx);
+    let may_create_any = authz.cluster(operation::CREATE);
     for t in req.topics {
         let duplicate = seen.get(&t.name.0).copied().unwrap_or(0) > 1;
         if duplicate && !answered_duplicates.insert(t.name.0.clone()) {
@@ -44,6 +48,9 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
             .with_topic_config_error_code(0);
         let outcome = if duplicate {
             Err(ApiError::new(ResponseError::InvalidRequest, "Duplicate topic name."))
+        } else if !may_create_any && !authz.topic(operation::CREATE, &t.name.0) {
+            // Kafka: CREATE on the cluster or on the topic.
+            Err(ApiError::new(ResponseError::TopicAuthorizationFailed, "Authorization failed."))
         } else {
             create_one(broker, &t, req.validate_only).await
         };

@@ -5,14 +5,22 @@ use std::sync::Arc;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteGroupsRequest) -> Reply<DeleteGroupsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteGroupsRequest) -> Reply<DeleteGroupsResponse> {
     let broker = broker.clone();
+    let authz = Authz::new(&broker, ctx);
     Reply::Later(Box::pin(async move {
         let mut results = Vec::with_capacity(req.groups_names.len());
         for group in req.groups_names {
+            if !authz.group(operation::DELETE, &group.0) {
+                let code = kafka_protocol::error::ResponseError::GroupAuthorizationFailed.code();
+                results.push(DeletableGroupResult::default().with_group_id(group).with_error_code(code));
+                continue;
+            }
             let code = match broker.groups.delete_group(&group.0).await {
                 Ok(()) => 0,
                 Err(e) => e.code(),

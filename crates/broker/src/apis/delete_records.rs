@@ -9,23 +9,28 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::error::ApiError;
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DeleteRecordsRequest) -> Reply<DeleteRecordsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteRecordsRequest) -> Reply<DeleteRecordsResponse> {
     let broker = broker.clone();
+    let authz = Authz::new(&broker, ctx);
     let topics = tokio::task::spawn_blocking(move || {
         req.topics
             .into_iter()
             .map(|t| {
                 let topic = broker.replicas.topic(&t.name.0);
+                let deletable = authz.topic(operation::DELETE, &t.name.0);
                 let partitions = t
                     .partitions
                     .into_iter()
                     .map(|p| {
                         let result = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
                         let outcome = match topic.as_ref().and_then(|t| t.partition(p.partition_index)) {
+                            _ if !deletable => Err(ApiError::bare(ResponseError::TopicAuthorizationFailed)),
                             None => Err(ApiError::bare(ResponseError::UnknownTopicOrPartition)),
                             Some(_) if topic.as_ref().is_some_and(|t| t.internal) => Err(ApiError::new(
                                 ResponseError::InvalidTopicException,

@@ -9,7 +9,9 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::error::ApiError;
 use crate::Broker;
 
@@ -20,6 +22,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
         req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect()
     };
     let broker = broker.clone();
+    let authz = Authz::new(&broker, ctx);
     let results = tokio::task::spawn_blocking(move || {
         targets
             .into_iter()
@@ -31,7 +34,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
                 let result = DeletableTopicResult::default().with_name(name.clone()).with_topic_id(id);
                 let outcome = match topic {
                     None if name.is_none() => Err(ApiError::new(ResponseError::UnknownTopicId, "This server does not host this topic ID.")),
+                    // Kafka checks DELETE before looking a named topic up: no hint it exists.
+                    _ if name.as_ref().is_some_and(|n| !authz.topic(operation::DELETE, &n.0)) => {
+                        Err(ApiError::new(ResponseError::TopicAuthorizationFailed, "Authorization failed."))
+                    }
                     None => Err(ApiError::new(ResponseError::UnknownTopicOrPartition, "This server does not host this topic-partition.")),
+                    Some(t) if !authz.topic(operation::DELETE, &t.name) => {
+                        Err(ApiError::new(ResponseError::TopicAuthorizationFailed, "Authorization failed."))
+                    }
                     Some(t) if t.internal => Err(ApiError::new(ResponseError::TopicAuthorizationFailed, format!("Internal topic {} cannot be deleted", t.name))),
                     Some(t) => crate::cluster::delete_topic_blocking(&broker, &t).map(|_| t),
                 };

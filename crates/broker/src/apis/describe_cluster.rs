@@ -8,7 +8,10 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{authorized_operations, Reply, RequestContext};
+use runnel_controller::acl::CLUSTER_NAME;
+
+use super::{Authz, authorized_operations, Reply, RequestContext};
+use crate::security::authorizer::{CLUSTER, CLUSTER_OPERATIONS};
 use crate::Broker;
 
 /// DescribeCluster endpoint types (KIP-919): a broker answers for brokers only.
@@ -69,9 +72,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeClu
             .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
             .with_controller_id(controller_id)
             .with_brokers(brokers)
-            .with_cluster_authorized_operations(authorized_operations::if_requested(
-                req.include_cluster_authorized_operations,
-                authorized_operations::CLUSTER,
-            )),
+            // As Kafka, DescribeCluster itself needs no ACL; the bitfield tells what the caller may do.
+            .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+                Authz::new(broker, ctx).operations(CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS, authorized_operations::CLUSTER)
+            } else {
+                authorized_operations::OMITTED
+            }),
     )
 }

@@ -10,7 +10,9 @@ use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 use runnel_storage::config::{topic_config_defs, ConfigKind};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::config::{is_supported_broker_config, BROKER_CONFIGS};
 use crate::dynamic_config::{broker_config_synonyms, group_config_default, is_dynamic_broker_config, DynamicConfigSet, GROUP_CONFIGS};
 use crate::replica_manager::validate_topic_name;
@@ -338,8 +340,9 @@ pub fn group_configs(broker: &Broker, group_id: &str, keys: Option<&[StrBytes]>,
         .collect()
 }
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeConfigsRequest) -> Reply<DescribeConfigsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeConfigsRequest) -> Reply<DescribeConfigsResponse> {
     let (synonyms, documentation) = (req.include_synonyms, req.include_documentation);
+    let authz = Authz::new(broker, ctx);
     let results = req
         .resources
         .into_iter()
@@ -352,6 +355,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeCo
             let keys = r.configuration_keys.as_deref().filter(|keys| !keys.is_empty());
             let error = |code: ResponseError, msg: String| result.clone().with_error_code(code.code()).with_error_message(Some(StrBytes::from_string(msg)));
             let name = r.resource_name.as_str();
+            if let Err(refusal) = authz.config_resource(operation::DESCRIBE_CONFIGS, r.resource_type, name) {
+                return result.clone().with_error_code(refusal.code()).with_error_message(None);
+            }
             match r.resource_type {
                 RESOURCE_TOPIC => match (validate_topic_name(name), broker.replicas.topic(name)) {
                     (Err(e), _) => error(ResponseError::InvalidTopicException, e.message.unwrap_or_default()),

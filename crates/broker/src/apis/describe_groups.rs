@@ -8,17 +8,32 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{authorized_operations, Reply, RequestContext};
+use runnel_controller::acl::operation;
+use crate::security::authorizer::{GROUP, GROUP_OPERATIONS};
+
+use super::{Authz, authorized_operations, Reply, RequestContext};
 use crate::coordinator::group::GroupState;
 use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeGroupsRequest) -> Reply<DescribeGroupsResponse> {
     let include_operations = req.include_authorized_operations;
+    let authz = Authz::new(broker, ctx);
     let groups = req
         .groups
         .into_iter()
         .map(|group_id| {
-            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(authorized_operations::if_requested(include_operations, authorized_operations::GROUP));
+            if !authz.group(operation::DESCRIBE, &group_id.0) {
+                return DescribedGroup::default()
+                    .with_group_id(group_id)
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                    .with_group_state(StrBytes::from_static_str(""));
+            }
+            let operations = if include_operations {
+                authz.operations(GROUP, &group_id.0, GROUP_OPERATIONS, authorized_operations::GROUP)
+            } else {
+                authorized_operations::OMITTED
+            };
+            let described = DescribedGroup::default().with_group_id(group_id.clone()).with_authorized_operations(operations);
             if let Err(e) = broker.groups.check_coordinator(&group_id.0) {
                 return described.with_error_code(e.code()).with_group_state(StrBytes::from_static_str(""));
             }

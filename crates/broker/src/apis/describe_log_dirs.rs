@@ -20,10 +20,21 @@ use kafka_protocol::messages::describe_log_dirs_response::{DescribeLogDirsPartit
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeLogDirsRequest) -> Reply<DescribeLogDirsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeLogDirsRequest) -> Reply<DescribeLogDirsResponse> {
+    if !Authz::new(broker, ctx).cluster(operation::DESCRIBE) {
+        // Kafka: no directories, and the error where the version has a field for it (v3+).
+        let response = DescribeLogDirsResponse::default();
+        if ctx.version < 3 {
+            return Reply::Now(response);
+        }
+        let code = kafka_protocol::error::ResponseError::ClusterAuthorizationFailed.code();
+        return Reply::Now(response.with_error_code(code));
+    }
     // None: every partition; otherwise topic -> requested partitions.
     let wanted: Option<HashMap<String, BTreeSet<i32>>> = req.topics.map(|topics| {
         let mut wanted: HashMap<String, BTreeSet<i32>> = HashMap::new();

@@ -10,21 +10,27 @@ use kafka_protocol::messages::describe_producers_response::{PartitionResponse, P
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeProducersRequest) -> Reply<DescribeProducersResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeProducersRequest) -> Reply<DescribeProducersResponse> {
+    // Kafka: READ on each topic.
+    let authz = Authz::new(broker, ctx);
     let topics = req
         .topics
         .into_iter()
         .map(|topic| {
             let found = broker.replicas.topic(&topic.name.0);
+            let readable = authz.topic(operation::READ, &topic.name.0);
             let partitions = topic
                 .partition_indexes
                 .iter()
                 .map(|&index| {
                     let response = PartitionResponse::default().with_partition_index(index);
                     match found.as_ref().and_then(|t| t.partition(index)) {
+                        _ if !readable => response.with_error_code(ResponseError::TopicAuthorizationFailed.code()),
                         // Kafka explains an unknown topic, not an unknown partition of a known one.
                         None if found.is_none() => response
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())

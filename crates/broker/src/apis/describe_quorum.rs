@@ -13,7 +13,9 @@ use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumRe
 use kafka_protocol::protocol::StrBytes;
 use runnel_controller::{QuorumInfo, SubmitError};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
 /// The metadata log's topic-partition, as Kafka names it.
@@ -26,6 +28,19 @@ const DEFAULT_CONTROLLER_LISTENER: &str = "CONTROLLER";
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeQuorumRequest) -> Reply<DescribeQuorumResponse> {
     // Kafka answers only a request for exactly __cluster_metadata-0; anything
     // else gets UNKNOWN_TOPIC_OR_PARTITION on every partition it named.
+    // Kafka: DESCRIBE on the cluster, refused on every partition named.
+    if !Authz::new(broker, ctx).cluster(operation::DESCRIBE) {
+        let topics = req
+            .topics
+            .iter()
+            .map(|t| {
+                TopicData::default().with_topic_name(t.topic_name.clone()).with_partitions(
+                    t.partitions.iter().map(|p| partition_error(p.partition_index, ResponseError::ClusterAuthorizationFailed, None)).collect(),
+                )
+            })
+            .collect();
+        return Reply::Now(DescribeQuorumResponse::default().with_topics(topics));
+    }
     let valid = req.topics.len() == 1
         && req.topics[0].topic_name.0.as_str() == METADATA_TOPIC
         && req.topics[0].partitions.len() == 1

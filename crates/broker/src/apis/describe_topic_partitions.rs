@@ -20,7 +20,10 @@ use kafka_protocol::messages::describe_topic_partitions_response::{
 use kafka_protocol::messages::{BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{authorized_operations, Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, authorized_operations, Reply, RequestContext};
+use crate::security::authorizer::{TOPIC, TOPIC_OPERATIONS};
 use crate::replica_manager::{validate_topic_name, Topic};
 use crate::Broker;
 
@@ -28,18 +31,26 @@ use crate::Broker;
 /// one answer carries, whatever the client asks.
 const MAX_PARTITIONS_PER_RESPONSE: i32 = 2000;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeTopicPartitionsRequest) -> Reply<DescribeTopicPartitionsResponse> {
-    Reply::Now(describe(broker, req))
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeTopicPartitionsRequest) -> Reply<DescribeTopicPartitionsResponse> {
+    Reply::Now(describe(broker, &Authz::new(broker, ctx), req))
 }
 
-fn describe(broker: &Broker, req: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
+/// Kafka: topics the caller may not DESCRIBE are left out of a full listing
+/// and answered TOPIC_AUTHORIZATION_FAILED when named.
+fn describe(broker: &Broker, authz: &Authz, req: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
     let list_all = req.topics.is_empty();
     let cursor = req.cursor.as_ref().map(|c| (c.topic_name.0.to_string(), c.partition_index));
     let cursor_topic = cursor.as_ref().map(|(name, _)| name.as_str()).unwrap_or("");
     // Names are compared as Kafka's Java strings are; both orders agree on
     // the ASCII that topic names may contain.
     let names: BTreeSet<String> = if list_all {
-        broker.replicas.topics().iter().map(|t| t.name.to_string()).filter(|n| n.as_str() >= cursor_topic).collect()
+        broker
+            .replicas
+            .topics()
+            .iter()
+            .map(|t| t.name.to_string())
+            .filter(|n| n.as_str() >= cursor_topic && authz.topic(operation::DESCRIBE, n))
+            .collect()
     } else {
         req.topics.iter().map(|t| t.name.0.to_string()).filter(|n| n.as_str() >= cursor_topic).collect()
     };
@@ -59,6 +70,16 @@ fn describe(broker: &Broker, req: DescribeTopicPartitionsRequest) -> DescribeTop
             // Every partition of the previous topic fit: resume at this one.
             response.next_cursor = Some(Cursor::default().with_topic_name(topic_name(&name)).with_partition_index(0));
             break;
+        }
+        if !list_all && !authz.topic(operation::DESCRIBE, &name) {
+            response.topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_name(Some(topic_name(&name)))
+                    .with_is_internal(is_internal_name(&name))
+                    .with_topic_authorized_operations(authorized_operations::OMITTED),
+            );
+            continue;
         }
         let Some(topic) = broker.replicas.topic(&name) else {
             if !list_all {
@@ -85,7 +106,7 @@ fn describe(broker: &Broker, req: DescribeTopicPartitionsRequest) -> DescribeTop
                 .with_topic_id(topic.id)
                 .with_is_internal(topic.internal)
                 .with_partitions(described)
-                .with_topic_authorized_operations(authorized_operations::TOPIC),
+                .with_topic_authorized_operations(authz.operations(TOPIC, &name, TOPIC_OPERATIONS, authorized_operations::TOPIC)),
         );
         if let Some(next) = next_partition {
             response.next_cursor = Some(Cursor::default().with_topic_name(topic_name(&name)).with_partition_index(next));

@@ -7,10 +7,14 @@ use kafka_protocol::messages::describe_transactions_response::{TopicData, Transa
 use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeTransactionsRequest) -> Reply<DescribeTransactionsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeTransactionsRequest) -> Reply<DescribeTransactionsResponse> {
+    // Kafka: DESCRIBE on each transactional id.
+    let authz = Authz::new(broker, ctx);
     let states = req
         .transactional_ids
         .into_iter()
@@ -18,6 +22,10 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: DescribeTr
             let state = TransactionState::default().with_transactional_id(id.clone());
             if id.0.is_empty() {
                 return state.with_error_code(ResponseError::InvalidRequest.code()).with_transaction_state(StrBytes::from_static_str(""));
+            }
+            if !authz.transactional_id(operation::DESCRIBE, &id.0) {
+                let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+                return state.with_error_code(code).with_transaction_state(StrBytes::from_static_str(""));
             }
             if let Err(e) = broker.txns.check_coordinator(&id.0) {
                 return state.with_error_code(e.code()).with_transaction_state(StrBytes::from_static_str(""));

@@ -11,14 +11,20 @@ use kafka_protocol::messages::describe_user_scram_credentials_response::{Credent
 use kafka_protocol::messages::{DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: DescribeUserScramCredentialsRequest,
 ) -> Reply<DescribeUserScramCredentialsResponse> {
+    if !Authz::new(broker, ctx).cluster(operation::DESCRIBE) {
+        let code = ResponseError::ClusterAuthorizationFailed.code();
+        return Reply::Now(DescribeUserScramCredentialsResponse::default().with_error_code(code));
+    }
     let image = broker.cluster.image();
     // (user, named more than once), in the request's order.
     let mut users: Vec<(String, bool)> = Vec::new();

@@ -22,7 +22,9 @@ use runnel_controller::controller::ElectionType;
 use runnel_controller::records::NO_LEADER;
 use runnel_controller::{ControllerRequest, ControllerResponse};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::cluster::APPLY_WAIT;
 use crate::error::ApiError;
 use crate::Broker;
@@ -33,10 +35,12 @@ const UNCLEAN: i8 = 1;
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ElectLeadersRequest) -> Reply<ElectLeadersResponse> {
     let broker = broker.clone();
     let version = ctx.version;
-    Reply::Later(Box::pin(async move { elect(&broker, version, req).await }))
+    let cluster_alter = Authz::new(&broker, ctx).cluster(operation::ALTER);
+    Reply::Later(Box::pin(async move { elect(&broker, version, req, cluster_alter).await }))
 }
 
-async fn elect(broker: &Broker, version: i16, req: ElectLeadersRequest) -> ElectLeadersResponse {
+/// `cluster_alter`: the caller may ALTER the cluster (Kafka refuses every partition otherwise).
+async fn elect(broker: &Broker, version: i16, req: ElectLeadersRequest, cluster_alter: bool) -> ElectLeadersResponse {
     let every_partition = req.topic_partitions.is_none();
     // (topic, partition) in request order; for "every partition", the topics
     // of the cluster metadata (internal topics kept by one broker are not in it).
@@ -51,6 +55,10 @@ async fn elect(broker: &Broker, version: i16, req: ElectLeadersRequest) -> Elect
         Some(topics) => topics.iter().map(|t| t.topic.0.to_string()).collect(),
         None => broker.cluster.image().topics.values().map(|t| t.name.clone()).collect(),
     };
+    if !cluster_alter {
+        let error = ApiError::bare(ResponseError::ClusterAuthorizationFailed);
+        return error_response(version, &topic_order, &requested, &error);
+    }
     let election = match (version, req.election_type) {
         (0, _) | (_, PREFERRED) => ElectionType::Preferred,
         (_, UNCLEAN) => ElectionType::Unclean,

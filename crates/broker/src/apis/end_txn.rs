@@ -8,10 +8,16 @@ use std::sync::Arc;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: EndTxnRequest) -> Reply<EndTxnResponse> {
+    if !Authz::new(broker, ctx).transactional_id(operation::WRITE, &req.transactional_id.0) {
+        let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return Reply::Now(EndTxnResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1).with_error_code(code));
+    }
     let broker = broker.clone();
     let version = ctx.version;
     Reply::Later(Box::pin(async move {

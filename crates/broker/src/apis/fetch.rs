@@ -38,7 +38,9 @@ use runnel_storage::{ReadPlan, StorageError};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::fetch_session::{
     FetchPosition, FetchSessionCache, PartitionView, SessionPartition, TopicKey, FINAL_EPOCH, INITIAL_EPOCH, INVALID_SESSION_ID,
 };
@@ -177,7 +179,12 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
         SessionMode::Incremental(_) => SessionMode::Incremental(req.session_id),
         other => other,
     };
-    let topics = targets(broker, by_id, partitions, &epochs);
+    // Kafka: a follower's fetch needs CLUSTER_ACTION, a consumer's READ on each topic.
+    let authz = Authz::new(broker, ctx);
+    let from_follower = fetcher.replica_id >= 0;
+    let cluster_action = !from_follower || authz.cluster(operation::CLUSTER_ACTION);
+    let readable = |topic: &str| cluster_action && (from_follower || authz.topic(operation::READ, topic));
+    let topics = targets(broker, by_id, partitions, &epochs, &readable);
     let max_bytes = if ctx.version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -220,6 +227,7 @@ fn targets(
     by_id: bool,
     partitions: Vec<(SessionPartition, FetchPosition)>,
     epochs: &std::collections::HashMap<SessionPartition, FetchEpochs>,
+    readable: &dyn Fn(&str) -> bool,
 ) -> Vec<TopicTarget> {
     let mut topics: Vec<TopicTarget> = Vec::new();
     for ((key, partition_index), position) in partitions {
@@ -238,6 +246,9 @@ fn targets(
         let Some(target) = topics.last_mut() else { continue };
         let missing = if by_id { ResponseError::UnknownTopicId } else { ResponseError::UnknownTopicOrPartition };
         let partition = match &target.topic {
+            None if by_id => Err(missing),
+            // Kafka checks a named topic before looking it up: no hint it exists.
+            _ if !readable(target.name.0.as_str()) => Err(ResponseError::TopicAuthorizationFailed),
             None => Err(missing),
             Some(topic) => topic.partition(partition_index).ok_or(ResponseError::UnknownTopicOrPartition),
         };

@@ -14,7 +14,9 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::coordinator::{partition_for, OFFSETS_TOPIC};
 use crate::txn_coordinator::TRANSACTION_STATE_TOPIC;
 use crate::Broker;
@@ -56,10 +58,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FindCoordin
     let broker = broker.clone();
     let version = ctx.version;
     let listener = ctx.listener.clone();
-    Reply::Later(Box::pin(async move { answer(&broker, version, &listener, req).await }))
+    let authz = Authz::new(&broker, ctx);
+    Reply::Later(Box::pin(async move { answer(&broker, &authz, version, &listener, req).await }))
 }
 
-async fn answer(broker: &Arc<Broker>, version: i16, listener: &str, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+async fn answer(broker: &Arc<Broker>, authz: &Authz, version: i16, listener: &str, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     if req.key_type == GROUP_KEY_TYPE && broker.cluster.image().topic_by_name(OFFSETS_TOPIC).is_none() {
         // The first FindCoordinator for a group creates the topic; errors are answered per key below.
         let _ = broker.groups.ensure_topic().await;
@@ -71,6 +74,11 @@ async fn answer(broker: &Arc<Broker>, version: i16, listener: &str, req: FindCoo
     // partition like any other): the id is checked by the group APIs.
     let answer = |key: &str| -> Result<(i32, StrBytes, i32), (ResponseError, Option<&'static str>)> {
         match req.key_type {
+            // Kafka: DESCRIBE on the group or transactional id.
+            GROUP_KEY_TYPE if !authz.group(operation::DESCRIBE, key) => Err((ResponseError::GroupAuthorizationFailed, None)),
+            TRANSACTION_KEY_TYPE if !authz.transactional_id(operation::DESCRIBE, key) => {
+                Err((ResponseError::TransactionalIdAuthorizationFailed, None))
+            }
             GROUP_KEY_TYPE => coordinator_of(broker, listener, OFFSETS_TOPIC, key),
             TRANSACTION_KEY_TYPE => coordinator_of(broker, listener, TRANSACTION_STATE_TOPIC, key),
             SHARE_KEY_TYPE => Err((ResponseError::InvalidRequest, None)),

@@ -14,7 +14,9 @@ use runnel_storage::config::{topic_config_defs, ConfigKind};
 
 use super::alter_configs::{broker_scope, null_values_error, preprocess};
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_GROUP, RESOURCE_TOPIC};
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::error::ApiError;
 use crate::Broker;
 
@@ -113,9 +115,10 @@ fn alter_resource(broker: &Broker, r: &AlterConfigsResource, validate_only: bool
     }
 }
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -> Reply<IncrementalAlterConfigsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -> Reply<IncrementalAlterConfigsResponse> {
     let broker = broker.clone();
     let validate_only = req.validate_only;
+    let authz = Authz::new(&broker, ctx);
     let responses = tokio::task::spawn_blocking(move || {
         let checks = preprocess(req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str(), r.configs.iter().map(|c| c.name.as_str()).collect())));
         req.resources
@@ -124,6 +127,9 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: Incrementa
             .map(|(r, check)| {
                 let outcome = match check {
                     Some(e) => Err(e),
+                    None if authz.config_resource(operation::ALTER_CONFIGS, r.resource_type, r.resource_name.as_str()).is_err() => {
+                        authz.config_resource(operation::ALTER_CONFIGS, r.resource_type, r.resource_name.as_str())
+                    }
                     None => alter_resource(&broker, r, validate_only),
                 };
                 // Kafka answers error_message null on success.

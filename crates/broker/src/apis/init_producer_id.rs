@@ -8,7 +8,9 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::{operation, resource_type};
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
 /// How long a request waits for a producer-id block from the controller before it
@@ -29,6 +31,18 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: InitProduce
         .with_producer_epoch(-1)
         .with_ongoing_txn_producer_id(ProducerId(-1))
         .with_ongoing_txn_producer_epoch(-1);
+    // Kafka: WRITE on the transactional id; an idempotent producer needs
+    // IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+    let authz = Authz::new(broker, ctx);
+    match &req.transactional_id {
+        Some(id) if !authz.transactional_id(operation::WRITE, id) => {
+            return Reply::Now(response.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()));
+        }
+        None if !authz.cluster(operation::IDEMPOTENT_WRITE) && !authz.any(operation::WRITE, resource_type::TOPIC) => {
+            return Reply::Now(response.with_error_code(ResponseError::ClusterAuthorizationFailed.code()));
+        }
+        _ => {}
+    }
     if let Some(transactional_id) = req.transactional_id {
         let broker = broker.clone();
         let version = ctx.version;

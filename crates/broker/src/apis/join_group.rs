@@ -7,7 +7,9 @@ use std::time::Duration;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::coordinator::group::{JoinOutcome, JoinRequest, JoinResult};
 use crate::coordinator::join_response;
 use crate::Broker;
@@ -15,6 +17,9 @@ use crate::Broker;
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: JoinGroupRequest) -> Reply<JoinGroupResponse> {
     let member_id = req.member_id.to_string();
     let error = |code| Reply::Now(join_response(JoinOutcome::error(code, member_id.clone())));
+    if !Authz::new(broker, ctx).group(operation::READ, &req.group_id.0) {
+        return error(ResponseError::GroupAuthorizationFailed);
+    }
     if req.group_id.0.is_empty() {
         return error(ResponseError::InvalidGroupId);
     }

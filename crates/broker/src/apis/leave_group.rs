@@ -3,13 +3,19 @@
 
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: LeaveGroupRequest) -> Reply<LeaveGroupResponse> {
+    if !Authz::new(broker, ctx).group(operation::READ, &req.group_id.0) {
+        return Reply::Now(LeaveGroupResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code()));
+    }
     if let Err(e) = broker.groups.check_coordinator(&req.group_id.0) {
         return Reply::Now(LeaveGroupResponse::default().with_error_code(e.code()));
     }

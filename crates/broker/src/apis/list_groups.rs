@@ -6,14 +6,20 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListGroupsRequest) -> Reply<ListGroupsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListGroupsRequest) -> Reply<ListGroupsResponse> {
+    // Kafka: DESCRIBE on the cluster lists every group, else only those the caller may DESCRIBE.
+    let authz = Authz::new(broker, ctx);
+    let every_group = authz.cluster(operation::DESCRIBE);
     let groups = broker
         .groups
         .list()
         .into_iter()
+        .filter(|g| every_group || authz.group(operation::DESCRIBE, &g.id))
         .filter(|g| req.states_filter.is_empty() || req.states_filter.iter().any(|s| s.eq_ignore_ascii_case(g.state)))
         .filter(|g| req.types_filter.is_empty() || req.types_filter.iter().any(|t| t.eq_ignore_ascii_case(g.group_type)))
         .map(|g| {

@@ -10,7 +10,9 @@ use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionRespon
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::error::ApiError;
 use crate::partition::Partition;
 use crate::Broker;
@@ -35,11 +37,13 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
         }
     }
     let mut answered_duplicates = HashSet::new();
+    let authz = Authz::new(broker, ctx);
     let topics = req
         .topics
         .into_iter()
         .map(|topic| {
             let found = broker.replicas.topic(&topic.name.0);
+            let described = authz.topic(operation::DESCRIBE, &topic.name.0);
             let partitions = topic
                 .partitions
                 .into_iter()
@@ -52,6 +56,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListOffsets
                     let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
                     let partition = found.as_ref().and_then(|t| t.partition(p.partition_index));
                     let result = match partition {
+                        _ if !described => Err(ApiError::bare(ResponseError::TopicAuthorizationFailed)),
                         _ if duplicate => Err(ApiError::bare(ResponseError::InvalidRequest)),
                         None => Err(ApiError::bare(ResponseError::UnknownTopicOrPartition)),
                         Some(partition) => lookup(&partition, p.timestamp, read_committed),

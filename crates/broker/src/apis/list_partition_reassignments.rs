@@ -11,14 +11,20 @@ use kafka_protocol::messages::{BrokerId, ListPartitionReassignmentsRequest, List
 use kafka_protocol::protocol::StrBytes;
 use runnel_controller::image::{PartitionImage, TopicImage};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
 pub async fn handle(
     broker: &Arc<Broker>,
-    _ctx: &RequestContext,
+    ctx: &RequestContext,
     req: ListPartitionReassignmentsRequest,
 ) -> Reply<ListPartitionReassignmentsResponse> {
+    if !Authz::new(broker, ctx).cluster(operation::DESCRIBE) {
+        let code = kafka_protocol::error::ResponseError::ClusterAuthorizationFailed.code();
+        return Reply::Now(ListPartitionReassignmentsResponse::default().with_error_code(code));
+    }
     let image = broker.cluster.image();
     let ongoing = |topic: &TopicImage, partitions: &mut dyn Iterator<Item = (i32, &PartitionImage)>| {
         let partitions: Vec<OngoingPartitionReassignment> = partitions

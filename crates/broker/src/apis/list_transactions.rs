@@ -9,11 +9,15 @@ use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::txn_coordinator::TxnState;
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListTransactionsRequest) -> Reply<ListTransactionsResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ListTransactionsRequest) -> Reply<ListTransactionsResponse> {
+    // Kafka: only the transactional ids the caller may DESCRIBE are listed.
+    let authz = Authz::new(broker, ctx);
     let mut states = Vec::new();
     let mut unknown = Vec::new();
     for name in &req.state_filters {
@@ -43,6 +47,7 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: ListTransa
     let transactions = listed
         .into_iter()
         .filter(|t| pattern.as_ref().is_none_or(|re| re.is_match(&t.transactional_id)))
+        .filter(|t| authz.transactional_id(operation::DESCRIBE, &t.transactional_id))
         .map(|t| {
             TransactionState::default()
                 .with_transactional_id(TransactionalId(StrBytes::from_string(t.transactional_id)))

@@ -14,7 +14,10 @@ use kafka_protocol::protocol::StrBytes;
 use runnel_controller::controller::CreateTopic;
 use runnel_controller::{ControllerRequest, ControllerResponse};
 
-use super::{authorized_operations, Reply, RequestContext};
+use runnel_controller::acl::{operation, CLUSTER_NAME};
+
+use super::{authorized_operations, Authz, Reply, RequestContext};
+use crate::security::authorizer::{CLUSTER, CLUSTER_OPERATIONS, TOPIC, TOPIC_OPERATIONS};
 use crate::replica_manager::{validate_topic_name, Topic};
 use crate::Broker;
 
@@ -25,7 +28,25 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
     let (brokers, controller_id) = brokers_and_controller(broker, &ctx.listener);
     // Before v4 a client could not opt out of auto-creation.
     let client_allows_create = ctx.version < 4 || req.allow_auto_topic_creation;
-    let listed = || broker.replicas.topics().into_iter().filter(|t| broker.cluster.is_listed(t)).map(|t| describe_topic(broker, &t)).collect();
+    // Kafka: topics the caller may not DESCRIBE are left out of a full listing
+    // and answered TOPIC_AUTHORIZATION_FAILED when named.
+    let authz = Authz::new(broker, ctx);
+    let listed = || {
+        broker
+            .replicas
+            .topics()
+            .into_iter()
+            .filter(|t| broker.cluster.is_listed(t) && authz.topic(operation::DESCRIBE, &t.name))
+            .map(|t| describe_topic(broker, &t))
+            .collect()
+    };
+    let denied = |name: Option<TopicName>, topic_id: uuid::Uuid| {
+        MetadataResponseTopic::default()
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            .with_name(name)
+            .with_topic_id(topic_id)
+            .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
+    };
     let topics: Vec<MetadataResponseTopic> = match req.topics {
         None => listed(),
         // v0: an empty list means all topics.
@@ -40,8 +61,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
                 None => seen_ids.insert(wanted.topic_id),
             }) {
                 answers.push(match wanted.name {
-                    Some(name) => topic_by_name(broker, &name.0, client_allows_create).await,
+                    Some(name) if !authz.topic(operation::DESCRIBE, &name.0) => denied(Some(name), uuid::Uuid::nil()),
+                    Some(name) => {
+                        // Auto-creation needs CREATE on the cluster or on the topic.
+                        let may_create = authz.cluster(operation::CREATE) || authz.topic(operation::CREATE, &name.0);
+                        topic_by_name(broker, &name.0, client_allows_create, may_create).await
+                    }
                     None => match broker.replicas.topic_by_id(&wanted.topic_id).filter(|t| broker.cluster.is_listed(t)) {
+                        Some(topic) if !authz.topic(operation::DESCRIBE, &topic.name) => denied(None, wanted.topic_id),
                         Some(topic) => describe_topic(broker, &topic),
                         None => MetadataResponseTopic::default()
                             .with_error_code(ResponseError::UnknownTopicId.code())
@@ -57,7 +84,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
     let topics = topics
         .into_iter()
         .map(|t| {
-            let ops = authorized_operations::if_requested(req.include_topic_authorized_operations && t.error_code == 0, authorized_operations::TOPIC);
+            let requested = req.include_topic_authorized_operations && t.error_code == 0;
+            let ops = match &t.name {
+                Some(name) if requested => authz.operations(TOPIC, &name.0, TOPIC_OPERATIONS, authorized_operations::TOPIC),
+                _ => authorized_operations::if_requested(requested, authorized_operations::TOPIC),
+            };
             t.with_topic_authorized_operations(ops)
         })
         .collect();
@@ -67,10 +98,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
             .with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())))
             .with_controller_id(controller_id)
             .with_topics(topics)
-            .with_cluster_authorized_operations(authorized_operations::if_requested(
-                req.include_cluster_authorized_operations,
-                authorized_operations::CLUSTER,
-            )),
+            .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+                authz.operations(CLUSTER, CLUSTER_NAME, CLUSTER_OPERATIONS, authorized_operations::CLUSTER)
+            } else {
+                authorized_operations::OMITTED
+            }),
     )
 }
 
@@ -108,7 +140,7 @@ pub fn own_address(broker: &Broker, listener: &str) -> (String, i32) {
     }
 }
 
-async fn topic_by_name(broker: &Arc<Broker>, name: &StrBytes, client_allows_create: bool) -> MetadataResponseTopic {
+async fn topic_by_name(broker: &Arc<Broker>, name: &StrBytes, client_allows_create: bool, may_create: bool) -> MetadataResponseTopic {
     if let Some(topic) = broker.replicas.topic(name).filter(|t| broker.cluster.is_listed(t)) {
         return describe_topic(broker, &topic);
     }
@@ -123,6 +155,9 @@ async fn topic_by_name(broker: &Arc<Broker>, name: &StrBytes, client_allows_crea
     }
     if !(client_allows_create && broker.config.auto_create_topics) || name.starts_with("__") {
         return error(ResponseError::UnknownTopicOrPartition);
+    }
+    if !may_create {
+        return error(ResponseError::TopicAuthorizationFailed);
     }
     tracing::warn!(topic = %name, partitions = broker.config.num_partitions,
         "auto-creating topic on first use (auto.create.topics.enable=true); create topics explicitly in production");

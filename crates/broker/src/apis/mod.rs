@@ -19,7 +19,10 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use runnel_storage::ReadPlan;
 
+use runnel_controller::acl;
+
 use crate::frame::{ResponseFrame, SplicingBuf};
+use crate::security::authorizer::{Authorizer, Requester};
 use crate::network::{ConnectionError, ConnectionState};
 use crate::Broker;
 
@@ -32,10 +35,13 @@ pub mod api_versions;
 pub mod create_partitions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod elect_leaders;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
@@ -72,8 +78,8 @@ pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
 /// Authorized-operations bitfields (KIP-430), answered when a client asks
-/// for them. Runnel has no authorizer, so, like Kafka without one, every
-/// operation a resource type supports is allowed.
+/// for them without an authorizer configured: like Kafka without one, every
+/// operation a resource type supports is allowed (with one, [`Authz::operations`]).
 pub mod authorized_operations {
     // Kafka's AclOperation codes.
     const READ: u8 = 3;
@@ -130,6 +136,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     // SCRAM credentials in the cluster metadata (KIP-554).
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
@@ -221,6 +230,89 @@ pub struct RequestContext {
 impl RequestContext {
     pub fn client_id(&self) -> &str {
         self.header.client_id.as_deref().unwrap_or("")
+    }
+}
+
+/// One request's authorization checks (Kafka's `AuthHelper`): the requester and,
+/// with an authorizer configured, the ACLs of the image as the request found it.
+/// Cheap to clone into a handler's future.
+#[derive(Clone)]
+pub struct Authz {
+    authorizer: Arc<Authorizer>,
+    image: Option<Arc<runnel_controller::MetadataImage>>,
+    principal: Arc<str>,
+    host: std::net::IpAddr,
+}
+
+impl Authz {
+    pub fn new(broker: &Broker, ctx: &RequestContext) -> Self {
+        let image = broker.authorizer.enabled().then(|| broker.cluster.image());
+        Authz { authorizer: broker.authorizer.clone(), image, principal: ctx.principal.clone(), host: ctx.peer.ip() }
+    }
+
+    fn requester(&self) -> Requester<'_> {
+        Requester { principal: &self.principal, host: self.host }
+    }
+
+    /// Whether an authorizer is configured.
+    pub fn enabled(&self) -> bool {
+        self.image.is_some()
+    }
+
+    pub fn allows(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        match &self.image {
+            None => true,
+            Some(image) => self.authorizer.authorize(image, self.requester(), operation, resource_type, name),
+        }
+    }
+
+    pub fn topic(&self, operation: i8, topic: &str) -> bool {
+        self.allows(operation, acl::resource_type::TOPIC, topic)
+    }
+
+    pub fn group(&self, operation: i8, group: &str) -> bool {
+        self.allows(operation, acl::resource_type::GROUP, group)
+    }
+
+    pub fn cluster(&self, operation: i8) -> bool {
+        self.allows(operation, acl::resource_type::CLUSTER, acl::CLUSTER_NAME)
+    }
+
+    pub fn transactional_id(&self, operation: i8, id: &str) -> bool {
+        self.allows(operation, acl::resource_type::TRANSACTIONAL_ID, id)
+    }
+
+    /// Whether `operation` is allowed on at least one resource of the type.
+    pub fn any(&self, operation: i8, resource_type: i8) -> bool {
+        match &self.image {
+            None => true,
+            Some(image) => self.authorizer.authorize_any(image, self.requester(), operation, resource_type),
+        }
+    }
+
+    /// DescribeConfigs / AlterConfigs / IncrementalAlterConfigs: `operation` on
+    /// the config resource (a topic, a group, the cluster for broker configs),
+    /// refused with that resource's AUTHORIZATION_FAILED code, as Kafka does.
+    pub fn config_resource(&self, operation: i8, resource_type: i8, name: &str) -> Result<(), crate::error::ApiError> {
+        use kafka_protocol::error::ResponseError;
+        let (allowed, refusal) = match resource_type {
+            describe_configs::RESOURCE_TOPIC => (self.topic(operation, name), ResponseError::TopicAuthorizationFailed),
+            describe_configs::RESOURCE_GROUP => (self.group(operation, name), ResponseError::GroupAuthorizationFailed),
+            _ => (self.cluster(operation), ResponseError::ClusterAuthorizationFailed),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(crate::error::ApiError::bare(refusal))
+        }
+    }
+
+    /// KIP-430 bitfield: `unrestricted` without an authorizer, else what the ACLs allow of `supported`.
+    pub fn operations(&self, resource_type: i8, name: &str, supported: &[i8], unrestricted: i32) -> i32 {
+        match &self.image {
+            None => unrestricted,
+            Some(image) => self.authorizer.authorized_operations(image, self.requester(), resource_type, name, supported),
+        }
     }
 }
 
@@ -394,6 +486,9 @@ pub async fn handle_request(
         ApiKey::DescribeConfigs => dispatch!(m::DescribeConfigsRequest, describe_configs::handle),
         ApiKey::AlterConfigs => dispatch!(m::AlterConfigsRequest, alter_configs::handle),
         ApiKey::IncrementalAlterConfigs => dispatch!(m::IncrementalAlterConfigsRequest, incremental_alter_configs::handle),
+        ApiKey::DescribeAcls => dispatch!(m::DescribeAclsRequest, describe_acls::handle),
+        ApiKey::CreateAcls => dispatch!(m::CreateAclsRequest, create_acls::handle),
+        ApiKey::DeleteAcls => dispatch!(m::DeleteAclsRequest, delete_acls::handle),
         ApiKey::DescribeCluster => dispatch!(m::DescribeClusterRequest, describe_cluster::handle),
         ApiKey::DescribeTopicPartitions => dispatch!(m::DescribeTopicPartitionsRequest, describe_topic_partitions::handle),
         ApiKey::OffsetForLeaderEpoch => dispatch!(m::OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle),

@@ -14,15 +14,32 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::coordinator::offsets::{CommittedOffset, OffsetKey};
 use crate::Broker;
 
 type Found = (i32, Option<CommittedOffset>, Option<ResponseError>);
 
 /// (topic, [(partition, committed, error)]) for one group and an optional topic filter.
-fn lookup(broker: &Broker, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Vec<(String, Vec<Found>)> {
+/// Kafka: topics the caller may not DESCRIBE are left out of an all-topics
+/// answer, and answered TOPIC_AUTHORIZATION_FAILED when named.
+fn lookup(broker: &Broker, authz: &Authz, group: &str, wanted: Option<Vec<(String, Vec<i32>)>>, require_stable: bool) -> Vec<(String, Vec<Found>)> {
+    let all_topics = wanted.is_none();
     let mut found = lookup_committed(broker, group, wanted);
+    if all_topics {
+        found.retain(|(topic, _)| authz.topic(operation::DESCRIBE, topic));
+    } else {
+        for (topic, partitions) in &mut found {
+            if !authz.topic(operation::DESCRIBE, topic) {
+                for (_, committed, error) in partitions.iter_mut() {
+                    *committed = None;
+                    *error = Some(ResponseError::TopicAuthorizationFailed);
+                }
+            }
+        }
+    }
     if require_stable {
         for (topic, partitions) in &mut found {
             for (partition, committed, error) in partitions.iter_mut() {
@@ -73,11 +90,15 @@ fn fields(c: &Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
 }
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetchRequest) -> Reply<OffsetFetchResponse> {
+    let authz = Authz::new(broker, ctx);
     if ctx.version >= 8 {
         let groups = req
             .groups
             .into_iter()
             .map(|g| {
+                if !authz.group(operation::DESCRIBE, &g.group_id.0) {
+                    return OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(ResponseError::GroupAuthorizationFailed.code());
+                }
                 if let Err(e) = broker.groups.check_coordinator(&g.group_id.0) {
                     return OffsetFetchResponseGroup::default().with_group_id(g.group_id).with_error_code(e.code());
                 }
@@ -90,7 +111,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
                 let wanted = g
                     .topics
                     .map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-                let topics = lookup(broker, &g.group_id.0, wanted, req.require_stable)
+                let topics = lookup(broker, &authz, &g.group_id.0, wanted, req.require_stable)
                     .into_iter()
                     .map(|(topic, parts)| {
                         OffsetFetchResponseTopics::default()
@@ -116,11 +137,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetFetch
             .collect();
         return Reply::Now(OffsetFetchResponse::default().with_groups(groups));
     }
+    if !authz.group(operation::DESCRIBE, &req.group_id.0) {
+        return Reply::Now(coordinator_error(ctx.version, req, ResponseError::GroupAuthorizationFailed));
+    }
     if let Err(e) = broker.groups.check_coordinator(&req.group_id.0) {
         return Reply::Now(coordinator_error(ctx.version, req, e));
     }
     let wanted = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
-    let topics = lookup(broker, &req.group_id.0, wanted, ctx.version >= 7 && req.require_stable)
+    let topics = lookup(broker, &authz, &req.group_id.0, wanted, ctx.version >= 7 && req.require_stable)
         .into_iter()
         .map(|(topic, parts)| {
             OffsetFetchResponseTopic::default().with_name(TopicName(StrBytes::from_string(topic))).with_partitions(

@@ -16,24 +16,40 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
 /// Kafka's `DEBUGGING_REPLICA_ID`: a tool that may read any replica.
 const DEBUGGING_REPLICA_ID: i32 = -2;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> Reply<OffsetForLeaderEpochResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> Reply<OffsetForLeaderEpochResponse> {
     let require_leader = req.replica_id.0 != DEBUGGING_REPLICA_ID;
+    // Kafka: a follower needs CLUSTER_ACTION (refused on every partition), a consumer DESCRIBE on each topic.
+    let authz = Authz::new(broker, ctx);
+    let from_follower = req.replica_id.0 >= 0;
+    let cluster_denied = from_follower && !authz.cluster(operation::CLUSTER_ACTION);
     let topics = req
         .topics
         .into_iter()
         .map(|topic| {
             let found = broker.replicas.topic(&topic.topic.0);
+            let denied = if cluster_denied {
+                Some(ResponseError::ClusterAuthorizationFailed)
+            } else if !from_follower && !authz.topic(operation::DESCRIBE, &topic.topic.0) {
+                Some(ResponseError::TopicAuthorizationFailed)
+            } else {
+                None
+            };
             let partitions = topic
                 .partitions
                 .into_iter()
                 .map(|p| {
                     let answer = EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
+                    if let Some(error) = denied {
+                        return answer.with_error_code(error.code());
+                    }
                     let Some(partition) = found.as_ref().and_then(|t| t.partition(p.partition)) else {
                         return answer.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };

@@ -30,7 +30,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use runnel_storage::batch::{validate_batches, BatchHeader};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::add_partitions_to_txn_manager::TxnCheck;
 use crate::error::ApiError;
 use crate::partition::{DurabilityError, Partition};
@@ -55,27 +57,63 @@ fn adds_partitions(broker: &Broker, version: i16) -> bool {
 type Slot = (usize, usize);
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceRequest) -> Reply<ProduceResponse> {
+    let denied = authorization_refusals(broker, ctx, &req);
     let adds = adds_partitions(broker, ctx.version);
     let verify = adds || broker.config.transaction_partition_verification_enable;
     // acks=0 has no answer to carry a refusal (and transactional producers use acks=all).
     if req.acks == 0 || req.transactional_id.is_none() || !verify {
-        return handle_checked(broker, ctx, req, HashMap::new());
+        return handle_checked(broker, ctx, req, denied);
     }
-    let starts = transaction_starts(broker, ctx.version, &req);
+    let starts: Vec<TransactionStart> = transaction_starts(broker, ctx.version, &req).into_iter().filter(|s| !denied.contains_key(&s.slot)).collect();
     if starts.is_empty() {
-        return handle_checked(broker, ctx, req, HashMap::new());
+        return handle_checked(broker, ctx, req, denied);
     }
     let broker = broker.clone();
     let ctx = ctx.clone();
     Reply::Later(Box::pin(async move {
         let transactional_id = req.transactional_id.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
-        let refusals = check_transaction_starts(&broker, ctx.version, &transactional_id, starts).await;
+        let mut refusals = check_transaction_starts(&broker, ctx.version, &transactional_id, starts).await;
+        refusals.extend(denied);
         match handle_checked(&broker, &ctx, req, refusals) {
             Reply::Now(response) => response,
             Reply::Later(response) => response.await,
             Reply::Nothing => ProduceResponse::default(),
         }
     }))
+}
+
+/// Kafka's produce authorization: WRITE on the transactional id (every
+/// partition refused without it), then WRITE on each topic.
+fn authorization_refusals(broker: &Broker, ctx: &RequestContext, req: &ProduceRequest) -> HashMap<Slot, ApiError> {
+    let authz = Authz::new(broker, ctx);
+    let mut refusals = HashMap::new();
+    if !authz.enabled() {
+        return refusals;
+    }
+    let transactional_id_denied = req.transactional_id.as_ref().is_some_and(|id| !authz.transactional_id(operation::WRITE, id));
+    for (topic_index, topic_data) in req.topic_data.iter().enumerate() {
+        let refusal = if transactional_id_denied {
+            ApiError::bare(ResponseError::TransactionalIdAuthorizationFailed)
+        } else {
+            let name = if ctx.version >= 13 {
+                // An unknown id is answered UNKNOWN_TOPIC_ID by the append.
+                match broker.replicas.topic_by_id(&topic_data.topic_id) {
+                    Some(topic) => topic.name.to_string(),
+                    None => continue,
+                }
+            } else {
+                topic_data.name.0.to_string()
+            };
+            if authz.topic(operation::WRITE, &name) {
+                continue;
+            }
+            ApiError::bare(ResponseError::TopicAuthorizationFailed)
+        };
+        for partition_index in 0..topic_data.partition_data.len() {
+            refusals.insert((topic_index, partition_index), refusal.clone());
+        }
+    }
+    refusals
 }
 
 /// A transactional batch on a partition where its producer has no open

@@ -7,7 +7,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::coordinator::group::{SyncOutcome, SyncResult};
 use crate::Broker;
 
@@ -19,7 +21,15 @@ fn response(outcome: SyncOutcome) -> SyncGroupResponse {
         .with_assignment(outcome.assignment)
 }
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: SyncGroupRequest) -> Reply<SyncGroupResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: SyncGroupRequest) -> Reply<SyncGroupResponse> {
+    if !Authz::new(broker, ctx).group(operation::READ, &req.group_id.0) {
+        return Reply::Now(response(SyncOutcome {
+            error: Some(ResponseError::GroupAuthorizationFailed),
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Default::default(),
+        }));
+    }
     let assignments = req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
     let expected = (req.protocol_type.clone(), req.protocol_name.clone());
     let check = move |outcome: SyncOutcome| {

@@ -12,7 +12,9 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::add_partitions_to_txn_manager::{add_or_verify, TxnCheck};
 use crate::coordinator::offsets::{CommittedOffset, OffsetKey};
 use crate::coordinator::{OFFSETS_TOPIC, OFFSET_METADATA_MAX_BYTES};
@@ -21,6 +23,15 @@ use crate::Broker;
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: TxnOffsetCommitRequest) -> Reply<TxnOffsetCommitResponse> {
     let broker = broker.clone();
     let version = ctx.version;
+    // Kafka: WRITE on the transactional id, READ on the group, READ on each topic.
+    let authz = Authz::new(&broker, ctx);
+    let denied = if !authz.transactional_id(operation::WRITE, &req.transactional_id.0) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !authz.group(operation::READ, &req.group_id.0) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
     Reply::Later(Box::pin(async move {
         let group_id = req.group_id.0.to_string();
         // v3+ (KIP-447) name the member: a stale generation is refused as in OffsetCommit.
@@ -30,6 +41,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: TxnOffsetCo
             broker.groups.check_coordinator(&group_id).err()
         };
         let group_error = match group_error {
+            _ if denied.is_some() => denied,
             None if version >= 5 && broker.config.transaction_version >= 2 => add_offsets_partition(&broker, &req, &group_id).await.err(),
             other => other,
         };
@@ -38,11 +50,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: TxnOffsetCo
         let mut commits = Vec::new();
         for topic in &req.topics {
             let exists = broker.replicas.topic(&topic.name.0).is_some();
+            let readable = authz.topic(operation::READ, &topic.name.0);
             let mut topic_errors = Vec::with_capacity(topic.partitions.len());
             for p in &topic.partitions {
                 let metadata = p.committed_metadata.as_deref().unwrap_or("");
                 let error = if let Some(e) = group_error {
                     Some(e)
+                } else if !readable {
+                    Some(ResponseError::TopicAuthorizationFailed)
                 } else if !exists {
                     Some(ResponseError::UnknownTopicOrPartition)
                 } else if metadata.len() > OFFSET_METADATA_MAX_BYTES {

@@ -12,10 +12,14 @@ use kafka_protocol::messages::write_txn_markers_response::{
 use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 use runnel_storage::ControlType;
 
-use super::{Reply, RequestContext};
+use runnel_controller::acl::operation;
+
+use super::{Authz, Reply, RequestContext};
 use crate::Broker;
 
-pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: WriteTxnMarkersRequest) -> Reply<WriteTxnMarkersResponse> {
+pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: WriteTxnMarkersRequest) -> Reply<WriteTxnMarkersResponse> {
+    // Kafka: only brokers (CLUSTER_ACTION) write markers.
+    let cluster_action = Authz::new(broker, ctx).cluster(operation::CLUSTER_ACTION);
     let broker = broker.clone();
     Reply::Later(Box::pin(async move {
         let mut markers = Vec::with_capacity(req.markers.len());
@@ -27,6 +31,7 @@ pub async fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: WriteTxnMa
                 let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
                 for &index in &topic.partition_indexes {
                     let result = match found.as_ref().and_then(|t| t.partition(index)) {
+                        _ if !cluster_action => Err(ResponseError::ClusterAuthorizationFailed),
                         None => Err(ResponseError::UnknownTopicOrPartition),
                         Some(partition) => {
                             crate::txn_coordinator::markers::write_marker_replicated(

@@ -2,6 +2,7 @@
 //! security protocol; TLS and SASL settings as they are added) and who a
 //! connection is (its principal).
 
+pub mod authorizer;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -895,4 +895,65 @@ fn a_lost_liveness_link_fences_after_the_grace_unless_a_heartbeat_comes() {
     let state = c.image.partition(&topic, 0).unwrap();
     assert_ne!(state.leader, leader);
     assert!(!state.isr.contains(&leader));
+
+fn acl(resource_type: i8, name: &str, pattern_type: i8, principal: &str, operation: i8, permission_type: i8) -> AclBinding {
+    AclBinding {
+        resource_type,
+        resource_name: name.into(),
+        pattern_type,
+        principal: principal.into(),
+        host: "*".into(),
+        operation,
+        permission_type,
+    }
+}
+
+#[test]
+fn acls_are_validated_deduplicated_applied_and_deleted_by_filter() {
+    use crate::acl::{operation, pattern_type, permission, resource_type};
+    let mut controller = Controller::new(ControllerConfig::default());
+    let now = Instant::now();
+    let mut image = MetadataImage::default();
+    let read = acl(resource_type::TOPIC, "orders", pattern_type::LITERAL, "User:alice", operation::READ, permission::ALLOW);
+    let prefixed = acl(resource_type::TOPIC, "ord", pattern_type::PREFIXED, "User:bob", operation::WRITE, permission::DENY);
+    let bad_principal = acl(resource_type::TOPIC, "orders", pattern_type::LITERAL, "alice", operation::READ, permission::ALLOW);
+    let match_pattern = acl(resource_type::TOPIC, "orders", pattern_type::MATCH, "User:alice", operation::READ, permission::ALLOW);
+    let create = ControllerRequest::CreateAcls { bindings: vec![read.clone(), prefixed.clone(), bad_principal, match_pattern, read.clone()] };
+    let decision = controller.decide(&image, &create, now).unwrap();
+    let ControllerResponse::AclsCreated { results } = &decision.response else { panic!("unexpected {:?}", decision.response) };
+    let codes: Vec<i16> = results.iter().map(|(code, _)| *code).collect();
+    let invalid = ResponseError::InvalidRequest.code();
+    assert_eq!(codes, vec![0, 0, invalid, invalid, 0]);
+    assert_eq!(decision.records.len(), 2, "the repeated binding is written once");
+    for record in &decision.records {
+        image.apply(record).unwrap();
+    }
+    assert_eq!(image.acls.len(), 2);
+    // Creating an existing binding again writes nothing.
+    let again = controller.decide(&image, &ControllerRequest::CreateAcls { bindings: vec![read.clone()] }, now).unwrap();
+    assert!(again.records.is_empty());
+
+    // A filter that matches both; an invalid one; one that then matches nothing left.
+    let every_topic = AclBindingFilter {
+        resource_type: resource_type::TOPIC,
+        resource_name: None,
+        pattern_type: pattern_type::ANY,
+        principal: None,
+        host: None,
+        operation: operation::ANY,
+        permission_type: permission::ANY,
+    };
+    let unknown = AclBindingFilter { resource_type: resource_type::UNKNOWN, ..every_topic.clone() };
+    let delete = ControllerRequest::DeleteAcls { filters: vec![every_topic.clone(), unknown, every_topic] };
+    let decision = controller.decide(&image, &delete, now).unwrap();
+    let ControllerResponse::AclsDeleted { results } = &decision.response else { panic!("unexpected {:?}", decision.response) };
+    assert_eq!(results[0].error_code, 0);
+    assert_eq!(results[0].deleted.len(), 2);
+    assert!(results[0].deleted.contains(&prefixed));
+    assert_eq!(results[1].error_code, invalid);
+    assert!(results[2].deleted.is_empty());
+    for record in &decision.records {
+        image.apply(record).unwrap();
+    }
+    assert!(image.acls.is_empty());
 }
