@@ -895,6 +895,7 @@ fn a_lost_liveness_link_fences_after_the_grace_unless_a_heartbeat_comes() {
     let state = c.image.partition(&topic, 0).unwrap();
     assert_ne!(state.leader, leader);
     assert!(!state.isr.contains(&leader));
+}
 
 fn acl(resource_type: i8, name: &str, pattern_type: i8, principal: &str, operation: i8, permission_type: i8) -> AclBinding {
     AclBinding {
