@@ -982,9 +982,9 @@ impl Cluster {
 
     /// Live brokers (registered, not fenced, or fenced in the last
     /// `FENCED_BROKER_LISTED_FOR` with the same registration) with their endpoint
-    /// on `listener` and rack: Metadata's broker list. A broker without that
-    /// listener is left out, as Kafka does.
-    pub fn live_brokers(&self, listener: &str) -> Vec<(i32, String, i32, Option<String>)> {
+    /// on `listener` and rack: Metadata's broker list (the fenced ones only with
+    /// `with_recently_fenced`). A broker without that listener is left out, as Kafka does.
+    pub fn live_brokers(&self, listener: &str, with_recently_fenced: bool) -> Vec<(i32, String, i32, Option<String>)> {
         let recently_fenced = self.recently_fenced.lock();
         let now = Instant::now();
         self.image()
@@ -992,7 +992,7 @@ impl Cluster {
             .values()
             .filter(|b| {
                 !b.fenced
-                    || recently_fenced.get(&b.node_id).is_some_and(|(epoch, at)| {
+                    || with_recently_fenced && recently_fenced.get(&b.node_id).is_some_and(|(epoch, at)| {
                         *epoch == b.broker_epoch
                             && now.saturating_duration_since(*at) < FENCED_BROKER_LISTED_FOR
                     })

@@ -38,7 +38,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DescribeClu
                 .with_cluster_authorized_operations(authorized_operations::OMITTED),
         );
     }
-    let (live, controller_id) = super::metadata::brokers_and_controller(broker, &ctx.listener);
+    let (live, controller_id) = super::metadata::brokers_and_controller(broker, &ctx.listener, false);
     let mut brokers: Vec<DescribeClusterBroker> = live
         .into_iter()
         .map(|b| {

@@ -25,7 +25,7 @@ use crate::Broker;
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = authorized_operations::OMITTED;
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataRequest) -> Reply<MetadataResponse> {
-    let (brokers, controller_id) = brokers_and_controller(broker, &ctx.listener);
+    let (brokers, controller_id) = brokers_and_controller(broker, &ctx.listener, true);
     // Before v4 a client could not opt out of auto-creation.
     let client_allows_create = ctx.version < 4 || req.allow_auto_topic_creation;
     // Kafka: topics the caller may not DESCRIBE are left out of a full listing
@@ -109,9 +109,11 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: MetadataReq
 /// The live brokers with their addresses on `listener` (the one the client
 /// connected to, as Kafka answers), and the controller id clients are told:
 /// the active controller when it is a live broker (combined nodes), else a
-/// live broker, as Kafka's KRaft brokers report.
-pub fn brokers_and_controller(broker: &Broker, listener: &str) -> (Vec<MetadataResponseBroker>, BrokerId) {
-    let mut live = broker.cluster.live_brokers(listener);
+/// live broker, as Kafka's KRaft brokers report. `with_recently_fenced`:
+/// Metadata's list, which keeps a just-fenced broker a little longer (see
+/// `Cluster::live_brokers`); DescribeCluster reports fencing as it is.
+pub fn brokers_and_controller(broker: &Broker, listener: &str, with_recently_fenced: bool) -> (Vec<MetadataResponseBroker>, BrokerId) {
+    let mut live = broker.cluster.live_brokers(listener, with_recently_fenced);
     if live.is_empty() {
         // Not unfenced yet (only during start-up): this broker alone.
         let (host, port) = own_address(broker, listener);
