@@ -133,6 +133,8 @@ pub struct BrokerConfig {
     /// `connection.failed.authentication.delay.ms` (Kafka default 100): a failed SASL
     /// authentication is answered (and its connection closed) this much later.
     pub connection_failed_authentication_delay_ms: u64,
+    /// Connection limits (Kafka's `ConnectionQuotas`), see [`ConnectionLimitsConfig`].
+    pub connection_limits: ConnectionLimitsConfig,
     /// `max.incremental.fetch.session.cache.slots` (Kafka default 1000): fetch sessions kept (KIP-227).
     pub max_incremental_fetch_session_cache_slots: usize,
     /// `log.cleaner.*`: the log cleaner (compaction) of every compacted topic.
@@ -208,6 +210,7 @@ impl Default for BrokerConfig {
             group_consumer_max_heartbeat_interval_ms: 15_000,
             group_consumer_migration_policy: Default::default(),
             connection_failed_authentication_delay_ms: 100,
+            connection_limits: ConnectionLimitsConfig::default(),
             max_incremental_fetch_session_cache_slots: 1_000,
             log_cleaner: LogCleanerConfig::default(),
             log_defaults,
@@ -218,6 +221,64 @@ impl Default for BrokerConfig {
             security: BTreeMap::new(),
         }
     }
+}
+
+/// Kafka's connection limits: how many connections, from where, how fast, and
+/// how long one may sit idle. Unset limits are Kafka's `Int.MaxValue`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionLimitsConfig {
+    /// `connections.max.idle.ms` (600000): a connection that completes no request and
+    /// has no answer to send for this long is closed (-1: never).
+    pub connections_max_idle_ms: i64,
+    /// `max.connections`: client connections across all listeners; at the limit a
+    /// listener stops accepting until one closes (the inter-broker listener is exempt
+    /// when there are others).
+    pub max_connections: usize,
+    /// `listener.name.<name>.max.connections`, by lower-case listener name.
+    pub listener_max_connections: BTreeMap<String, usize>,
+    /// `max.connections.per.ip`: more from one address are closed at once.
+    pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides`: `host-or-ip:count,...`.
+    pub max_connections_per_ip_overrides: BTreeMap<String, usize>,
+    /// `max.connection.creation.rate` (KIP-612): new connections per second across
+    /// all listeners; above it the listeners accept more slowly.
+    pub max_connection_creation_rate: u32,
+    /// `listener.name.<name>.max.connection.creation.rate`, by lower-case listener name.
+    pub listener_max_connection_creation_rate: BTreeMap<String, u32>,
+}
+
+/// Kafka's `Int.MaxValue`: the default of every connection limit (no limit).
+pub const UNLIMITED_CONNECTIONS: usize = i32::MAX as usize;
+
+impl Default for ConnectionLimitsConfig {
+    fn default() -> Self {
+        ConnectionLimitsConfig {
+            connections_max_idle_ms: 600_000,
+            max_connections: UNLIMITED_CONNECTIONS,
+            listener_max_connections: BTreeMap::new(),
+            max_connections_per_ip: UNLIMITED_CONNECTIONS,
+            max_connections_per_ip_overrides: BTreeMap::new(),
+            max_connection_creation_rate: i32::MAX as u32,
+            listener_max_connection_creation_rate: BTreeMap::new(),
+        }
+    }
+}
+
+/// `max.connections.per.ip.overrides`: `host:count` pairs, comma-separated.
+fn parse_per_ip_overrides(name: &str, v: &str) -> Result<BTreeMap<String, usize>, BrokerConfigError> {
+    let mut overrides = BTreeMap::new();
+    for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((host, count)) = entry.rsplit_once(':') else {
+            return Err(invalid(name, v, format!("`{entry}` is not HOST:COUNT")));
+        };
+        let count: usize = count.trim().parse().map_err(|_| invalid(name, v, format!("`{entry}`: the count is not a number")))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(invalid(name, v, format!("`{entry}` names no host")));
+        }
+        overrides.insert(host.to_string(), count);
+    }
+    Ok(overrides)
 }
 
 /// The broker-wide cleaner settings, with Kafka's names and defaults.
@@ -254,6 +315,21 @@ fn invalid(name: &str, value: &str, reason: impl Into<String>) -> BrokerConfigEr
 
 fn parse_num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, BrokerConfigError> {
     value.trim().parse::<T>().map_err(|_| invalid(name, value, "not a valid number"))
+}
+
+/// A connection count limit: 0 to Kafka's `Int.MaxValue`.
+fn parse_connection_count(name: &str, value: &str) -> Result<usize, BrokerConfigError> {
+    let n: i64 = parse_num(name, value)?;
+    if !(0..=i32::MAX as i64).contains(&n) {
+        return Err(invalid(name, value, "must be between 0 and 2147483647"));
+    }
+    Ok(n as usize)
+}
+
+/// `listener.name.<name>.<key>` → the lower-case listener name.
+fn listener_limit(name: &str, key: &str) -> Option<String> {
+    let listener = name.strip_prefix("listener.name.")?.strip_suffix(key)?.strip_suffix('.')?;
+    (!listener.is_empty() && !listener.contains('.')).then(|| listener.to_ascii_lowercase())
 }
 
 fn parse_positive(name: &str, value: &str) -> Result<u64, BrokerConfigError> {
@@ -546,6 +622,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("broker.rack", "", "This broker's rack: replicas of a partition are placed on different racks where possible; reported in Metadata."),
     def("broker.session.timeout.ms", "9000", "A broker whose heartbeats stop for this long is fenced by the active controller: its leaderships move to other ISR members and it leaves every ISR."),
     def("connection.failed.authentication.delay.ms", "100", "A failed SASL authentication is answered this long after it failed, then its connection is closed (slows password guessing)."),
+    def("connections.max.idle.ms", "600000", "A client connection that completes no request and has no answer pending for this long is closed (-1: never). A client trickling the bytes of a request (slow loris) does not reset it."),
     def("controller.listener.names", "", "Names of the listeners that carry the metadata quorum's Raft traffic (e.g. `CONTROLLER` in `listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093`); not for clients. A quorum of one (no `controller.quorum.voters`) uses none."),
     def("controller.quorum.bootstrap.servers", "", "KIP-853 dynamic quorums: not supported yet (the broker refuses to start with it alone); give `controller.quorum.voters`."),
     def("controller.quorum.election.timeout.ms", "800", "A voter that hears nothing from the metadata quorum's leader for a random time between this and twice this starts an election (Kafka's default is 1000; Runnel's leader heartbeats every eighth of it, at most every 100 ms). A quorum of one elects itself at once."),
@@ -591,6 +668,10 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("log.roll.hours", "168", "Default `segment.ms` of topics, in hours (overridden by `log.roll.ms`)."),
     def("log.roll.ms", "604800000", "Default `segment.ms` of topics."),
     def("log.segment.bytes", "1073741824", "Default `segment.bytes` of topics."),
+    def("max.connection.creation.rate", "2147483647", "New client connections per second the broker accepts across its listeners (KIP-612); faster ones wait in the accept queue. `listener.name.<name>.max.connection.creation.rate` limits one listener."),
+    def("max.connections", "2147483647", "Client connections across all listeners; at the limit a listener accepts no more until one closes (the inter-broker listener is exempt when there are others). `listener.name.<name>.max.connections` limits one listener."),
+    def("max.connections.per.ip", "2147483647", "Connections from one address; more are closed at once (0 is allowed only with overrides: only the addresses they name may connect)."),
+    def("max.connections.per.ip.overrides", "", "Per-address exceptions to `max.connections.per.ip`: `HOST-OR-IP:COUNT,...` (host names are resolved at start)."),
     def("max.incremental.fetch.session.cache.slots", "1000", "Incremental fetch sessions (KIP-227) the broker keeps; when full, a new session replaces one unused for two minutes or a smaller one, else the client fetches without a session."),
     def("message.max.bytes", "1048588", "Largest record batch a topic accepts unless its `max.message.bytes` says otherwise."),
     def("min.insync.replicas", "1", "Default `min.insync.replicas` of topics."),
@@ -855,6 +936,29 @@ impl BrokerConfig {
             }
             "max.incremental.fetch.session.cache.slots" => self.max_incremental_fetch_session_cache_slots = parse_num(name, v)?,
             "connection.failed.authentication.delay.ms" => self.connection_failed_authentication_delay_ms = parse_num(name, v)?,
+            "connections.max.idle.ms" => {
+                let ms: i64 = parse_num(name, v)?;
+                if ms == 0 || ms < -1 {
+                    return Err(invalid(name, v, "must be positive, or -1 for no idle limit"));
+                }
+                self.connection_limits.connections_max_idle_ms = ms;
+            }
+            "max.connections" => self.connection_limits.max_connections = parse_connection_count(name, v)?,
+            "max.connections.per.ip" => self.connection_limits.max_connections_per_ip = parse_connection_count(name, v)?,
+            "max.connections.per.ip.overrides" => {
+                self.connection_limits.max_connections_per_ip_overrides = parse_per_ip_overrides(name, v)?
+            }
+            "max.connection.creation.rate" => self.connection_limits.max_connection_creation_rate = parse_num(name, v)?,
+            _ if listener_limit(name, "max.connections").is_some() => {
+                let listener = listener_limit(name, "max.connections").unwrap_or_default();
+                let n = parse_connection_count(name, v)?;
+                self.connection_limits.listener_max_connections.insert(listener, n);
+            }
+            _ if listener_limit(name, "max.connection.creation.rate").is_some() => {
+                let listener = listener_limit(name, "max.connection.creation.rate").unwrap_or_default();
+                let n: u32 = parse_num(name, v)?;
+                self.connection_limits.listener_max_connection_creation_rate.insert(listener, n);
+            }
             "authorizer.class.name" => {
                 if !v.is_empty() && !AUTHORIZER_CLASS_NAMES.contains(&v) {
                     return Err(invalid(name, v, "the authorizer Runnel has is Kafka's StandardAuthorizer (org.apache.kafka.metadata.authorizer.StandardAuthorizer)"));
@@ -1086,6 +1190,14 @@ impl BrokerConfig {
             ("group.max.session.timeout.ms", self.group_max_session_timeout_ms.to_string()),
             ("group.min.session.timeout.ms", self.group_min_session_timeout_ms.to_string()),
             ("connection.failed.authentication.delay.ms", self.connection_failed_authentication_delay_ms.to_string()),
+            ("connections.max.idle.ms", self.connection_limits.connections_max_idle_ms.to_string()),
+            ("max.connection.creation.rate", self.connection_limits.max_connection_creation_rate.to_string()),
+            ("max.connections", self.connection_limits.max_connections.to_string()),
+            ("max.connections.per.ip", self.connection_limits.max_connections_per_ip.to_string()),
+            (
+                "max.connections.per.ip.overrides",
+                self.connection_limits.max_connections_per_ip_overrides.iter().map(|(h, n)| format!("{h}:{n}")).collect::<Vec<_>>().join(","),
+            ),
             ("controller.listener.names", self.controller_listener_names.join(",")),
             ("controller.quorum.bootstrap.servers", self.controller_quorum_bootstrap_servers.join(",")),
             ("controller.quorum.election.timeout.ms", self.controller_quorum_election_timeout_ms.to_string()),

@@ -12,6 +12,7 @@ pub mod alloc_guard;
 pub mod apis;
 pub mod cluster;
 pub mod config;
+pub mod connection_quotas;
 pub mod coordinator;
 pub mod dynamic_config;
 pub mod error;
@@ -63,6 +64,8 @@ pub struct Broker {
     pub fetch_sessions: fetch_session::FetchSessionCache,
     /// ACL authorization (`authorizer.class.name`); allows everything when none is configured.
     pub authorizer: Arc<security::authorizer::Authorizer>,
+    /// Connection limits (`max.connections`, `max.connections.per.ip`, ...).
+    pub connection_quotas: Arc<connection_quotas::ConnectionQuotas>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,11 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         .collect::<Result<Vec<_>, String>>()
         .map_err(StartError::Security)?;
     let inter_broker = config.inter_broker_listener()?;
+    let connection_quotas = Arc::new(connection_quotas::ConnectionQuotas::new(
+        &config.connection_limits,
+        Some(&inter_broker.listener.name),
+        clients.len(),
+    )?);
     if inter_broker.protocol != config::SecurityProtocol::Plaintext && config.controller_quorum_voters.len() > 1 {
         return Err(StartError::Security(format!(
             "inter.broker.listener.name={}: replication between brokers speaks plain TCP yet; name a PLAINTEXT listener",
@@ -213,6 +221,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         add_partitions_to_txn,
         fetch_sessions,
         authorizer,
+        connection_quotas,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let servers: Vec<_> = bound

@@ -84,18 +84,43 @@ pub async fn serve(
     security: Arc<ListenerSecurity>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let quotas = broker.connection_quotas.clone();
+    let listener_name = security.name.to_ascii_lowercase();
     loop {
+        // At `max.connections` the listener stops accepting (Kafka's acceptor waits
+        // for a slot): new connections wait in the kernel's accept queue.
+        tokio::select! {
+            _ = quotas.wait_for_slot(&listener_name) => {}
+            _ = shutdown.changed() => return,
+        }
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let permit = match quotas.admit(&listener_name, peer.ip()) {
+                        Ok(permit) => permit,
+                        Err(refused) => {
+                            tracing::info!(%peer, listener = %security.name, "rejected connection: {refused} (max.connections.per.ip)");
+                            drop(stream);
+                            continue;
+                        }
+                    };
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let connection = ConnectionState::new(peer, security.clone());
                     tokio::spawn(async move {
+                        let _permit = permit;
                         if let Err(e) = handle_connection(broker, stream, connection).await {
                             tracing::debug!(%peer, error = %e, "connection closed");
                         }
                     });
+                    // Above `max.connection.creation.rate` the next accept waits (KIP-612).
+                    let pause = quotas.record_creation(&listener_name);
+                    if !pause.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(pause) => {}
+                            _ = shutdown.changed() => return,
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(listener = %security.name, error = %e, "accept failed");
@@ -169,18 +194,33 @@ async fn run_connection(
 ) -> Result<(), ConnectionError> {
     let peer = connection.peer;
     let (tx, rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT_PER_CONNECTION);
-    let writer_task = tokio::spawn(write_responses(rx, writer, peer));
+    let activity = Arc::new(Activity::new());
+    let writer_task = tokio::spawn(write_responses(rx, writer, peer, activity.clone()));
     let max = broker.config.socket_request_max_bytes;
+    let max_idle = u64::try_from(broker.config.connection_limits.connections_max_idle_ms).ok().map(std::time::Duration::from_millis);
     let result = async {
         loop {
-            // The writer stops early only when it closes the connection; stop reading then too.
-            let read = tokio::select! {
-                read = read_frame(&mut reader, max) => read?,
-                _ = tx.closed() => return Ok(()),
+            let frame_read = read_frame(&mut reader, max);
+            tokio::pin!(frame_read);
+            let read = loop {
+                tokio::select! {
+                    read = &mut frame_read => break read?,
+                    // The writer stops early only when it closes the connection; stop reading then too.
+                    _ = tx.closed() => return Ok(()),
+                    _ = activity.idle_deadline(max_idle) => {
+                        if activity.is_idle(max_idle) {
+                            tracing::info!(%peer, listener = %connection.listener.name, "closing a connection idle for connections.max.idle.ms");
+                            return Ok(());
+                        }
+                    }
+                }
             };
             let Some(frame) = read else { return Ok(()) };
+            // Only a whole request is activity: a client trickling bytes (slow loris) stays idle.
+            activity.touch();
             match handle_request(&broker, frame, &mut connection).await {
                 Ok(Some(pending)) => {
+                    activity.begin_request();
                     if tx.send(pending).await.is_err() {
                         return Ok(());
                     }
@@ -211,7 +251,7 @@ async fn run_connection(
 /// cannot be encoded closes the connection: skipping it would give the next
 /// answer to the wrong request (clients match answers by order and
 /// correlation id), and leaving it out would hang its client.
-async fn write_responses(mut rx: mpsc::Receiver<PendingResponse>, mut writer: ConnectionWriter, peer: SocketAddr) {
+async fn write_responses(mut rx: mpsc::Receiver<PendingResponse>, mut writer: ConnectionWriter, peer: SocketAddr, activity: Arc<Activity>) {
     while let Some(pending) = rx.recv().await {
         let frame = match pending.await {
             Ok(frame) => frame,
@@ -225,6 +265,7 @@ async fn write_responses(mut rx: mpsc::Receiver<PendingResponse>, mut writer: Co
             tracing::debug!(%peer, error = %e, "writing a response failed");
             return;
         }
+        activity.end_request();
     }
     let _ = match &mut writer {
         ConnectionWriter::Plain(w) => w.shutdown().await,
@@ -336,6 +377,51 @@ async fn send_file(stream: &TcpStream, plan: &ReadPlan) -> std::io::Result<()> {
     Ok(())
 }
 
+/// When a connection last did something (completed a request or sent an
+/// answer) and how many answers it owes: `connections.max.idle.ms` closes a
+/// connection that owes none and did nothing for that long.
+struct Activity {
+    since: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+    owed: std::sync::atomic::AtomicUsize,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity { since: std::time::Instant::now(), last_ms: Default::default(), owed: Default::default() }
+    }
+
+    fn touch(&self) {
+        self.last_ms.store(self.since.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn begin_request(&self) {
+        self.owed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn end_request(&self) {
+        self.owed.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.touch();
+    }
+
+    fn idle_for(&self) -> std::time::Duration {
+        let last = std::time::Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last)
+    }
+
+    fn is_idle(&self, max_idle: Option<std::time::Duration>) -> bool {
+        max_idle.is_some_and(|max| self.owed.load(std::sync::atomic::Ordering::Relaxed) == 0 && self.idle_for() >= max)
+    }
+
+    /// Resolves when the connection could next be idle past `max_idle` (never without a limit).
+    async fn idle_deadline(&self, max_idle: Option<std::time::Duration>) {
+        let Some(max) = max_idle else { return std::future::pending().await };
+        // Owing an answer (a long-polling fetch, an acks=all produce) is not idle: look again later.
+        let wait = if self.owed.load(std::sync::atomic::Ordering::Relaxed) > 0 { max } else { max.saturating_sub(self.idle_for()) };
+        tokio::time::sleep(wait.max(std::time::Duration::from_millis(10))).await
+    }
+}
+
 /// Reads one size-prefixed frame. None on a clean end of stream between frames.
 async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin), max: usize) -> Result<Option<Bytes>, ConnectionError> {
     let mut len_buf = [0u8; 4];
@@ -393,7 +479,7 @@ mod tests {
         let (server, peer) = listener.accept().await.expect("accept");
         let (_server_reader, server_writer) = server.into_split();
         let (tx, rx) = mpsc::channel::<PendingResponse>(8);
-        let writer = tokio::spawn(write_responses(rx, ConnectionWriter::Plain(server_writer), peer));
+        let writer = tokio::spawn(write_responses(rx, ConnectionWriter::Plain(server_writer), peer, Arc::new(Activity::new())));
         tx.send(ready(Ok(frame(b"first")))).await.expect("queued");
         let failure = UnencodableResponse { api: ApiKey::ListOffsets, version: 2, correlation_id: 2, reason: "test".into() };
         tx.send(ready(Err(failure))).await.expect("queued");
