@@ -22,6 +22,7 @@ pub mod log_cleaner;
 pub mod network;
 pub mod partition;
 pub mod producer_state;
+pub mod quota;
 pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod security;
@@ -63,6 +64,8 @@ pub struct Broker {
     pub fetch_sessions: fetch_session::FetchSessionCache,
     /// ACL authorization (`authorizer.class.name`); allows everything when none is configured.
     pub authorizer: Arc<security::authorizer::Authorizer>,
+    /// Client quota enforcement: each client's byte rates against its quotas.
+    pub quotas: quota::ClientQuotaManager,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +202,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         .await
         .map_err(|e| StartError::Coordinator(e.to_string()))?
     };
+    let quotas = quota::ClientQuotaManager::new(config.quota_window_num, std::time::Duration::from_secs(config.quota_window_size_seconds));
     let fetch_sessions = fetch_session::FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots);
     let add_partitions_to_txn = add_partitions_to_txn_manager::AddPartitionsToTxnManager::new(&replicas, config.node_id);
     let authorizer = Arc::new(security::authorizer::Authorizer::from_config(&config));
@@ -212,6 +216,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         txns,
         add_partitions_to_txn,
         fetch_sessions,
+        quotas,
         authorizer,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
