@@ -465,39 +465,42 @@ fn throttled<T: Throttled>(
         }
         throttle
     };
-    let finish_answer = move |mut answer: T, throttle: std::time::Duration, gate: &crate::quota::ThrottleGate| {
+    let finish_answer = move |mut answer: T, throttle: std::time::Duration, gate: &crate::quota::ThrottleGate, muted: bool| {
         let ms = throttle.as_millis().min(i32::MAX as u128) as i32;
         let field = answer.throttle_time_ms();
         *field = (*field).max(ms);
-        if kip219 && ms > 0 {
+        if kip219 && ms > 0 && !muted {
             gate.mute_for(throttle);
         }
         answer
     };
-    match reply {
-        Reply::Nothing => {
-            let throttle = apply(None);
-            if !throttle.is_zero() {
-                gate.mute_for(throttle);
-            }
-            Reply::Nothing
+    // A produce's bytes are known now: recorded and the connection muted before
+    // the next request is read, as Kafka (which reads one request at a time) does.
+    let early = request_bytes.map(|_| apply(None));
+    if let Some(throttle) = early.filter(|t| !t.is_zero()) {
+        if kip219 || matches!(reply, Reply::Nothing) {
+            gate.mute_for(throttle);
         }
+    }
+    let muted = early.is_some();
+    match reply {
+        Reply::Nothing => Reply::Nothing,
         Reply::Now(mut answer) if kip219 => {
-            let throttle = apply(Some(&mut answer));
-            Reply::Now(finish_answer(answer, throttle, &gate))
+            let throttle = early.unwrap_or_else(|| apply(Some(&mut answer)));
+            Reply::Now(finish_answer(answer, throttle, &gate, muted))
         }
         Reply::Now(mut answer) => Reply::Later(Box::pin(async move {
-            let throttle = apply(Some(&mut answer));
+            let throttle = early.unwrap_or_else(|| apply(Some(&mut answer)));
             tokio::time::sleep(throttle).await;
-            finish_answer(answer, throttle, &gate)
+            finish_answer(answer, throttle, &gate, muted)
         })),
         Reply::Later(fut) => Reply::Later(Box::pin(async move {
             let mut answer = fut.await;
-            let throttle = apply(Some(&mut answer));
+            let throttle = early.unwrap_or_else(|| apply(Some(&mut answer)));
             if !kip219 {
                 tokio::time::sleep(throttle).await;
             }
-            finish_answer(answer, throttle, &gate)
+            finish_answer(answer, throttle, &gate, muted)
         })),
     }
 }
