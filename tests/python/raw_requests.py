@@ -302,3 +302,42 @@ def describe_transaction(bootstrap, transactional_id):
         return out
 
     return r.compact_array(state)[0]
+
+
+def alter_client_quotas(bootstrap, entries, validate_only=False, version=1):
+    """AlterClientQuotas v1: `entries` = [([(entity_type, name or None)], [(key, value or None to remove)])].
+    Returns [(error_code, error_message, [(entity_type, name)])] as answered."""
+    def entry(w, e):
+        entity, ops = e
+        w.compact_array(entity, lambda w, p: w.compact_string(p[0]).compact_string(p[1]).tags())
+        w.compact_array(ops, lambda w, op: _float64(w.compact_string(op[0]), op[1] or 0.0).int8(1 if op[1] is None else 0).tags())
+        w.tags()
+    body = Writer().compact_array(entries, entry).int8(1 if validate_only else 0).tags()
+    r = flexible_request(bootstrap, 49, version, body)
+    r.int32()  # throttle
+    return r.compact_array(
+        lambda r: (r.int16(), r.compact_string(), r.compact_array(lambda r: (r.compact_string(), r.compact_string(), r.tags())[:2]), r.tags())[:3]
+    )
+
+
+def describe_client_quotas(bootstrap, components, strict=False, version=1):
+    """DescribeClientQuotas v1: `components` = [(entity_type, match_type, match)] (0 exact, 1 default, 2 any).
+    Returns (error_code, error_message, {((type, name), ...): {key: value}} or None)."""
+    body = Writer().compact_array(components, lambda w, c: w.compact_string(c[0]).int8(c[1]).compact_string(c[2]).tags())
+    body.int8(1 if strict else 0).tags()
+    r = flexible_request(bootstrap, 48, version, body)
+    r.int32()  # throttle
+    error, message = r.int16(), r.compact_string()
+    entries = r.compact_array(
+        lambda r: (
+            tuple(sorted(r.compact_array(lambda r: (r.compact_string(), r.compact_string(), r.tags())[:2]))),
+            dict(r.compact_array(lambda r: (r.compact_string(), r._take(">d"), r.tags())[:2])),
+            r.tags(),
+        )[:2]
+    )
+    return error, message, (None if entries is None else dict(entries))
+
+
+def _float64(w, v):
+    w.buf += struct.pack(">d", v)
+    return w

@@ -81,6 +81,10 @@ pub struct BrokerConfig {
     pub message_max_bytes: usize,
     /// `socket.request.max.bytes` (Kafka default 104857600): largest request frame.
     pub socket_request_max_bytes: usize,
+    /// `quota.window.num` (Kafka default 11): samples of a client's byte rate.
+    pub quota_window_num: usize,
+    /// `quota.window.size.seconds` (Kafka default 1): the length of each sample.
+    pub quota_window_size_seconds: u64,
     /// `log.retention.check.interval.ms` (Kafka default 300000).
     pub retention_check_interval_ms: u64,
     /// `group.initial.rebalance.delay.ms` (Kafka default 3000).
@@ -187,6 +191,8 @@ impl Default for BrokerConfig {
             default_replication_factor: 1,
             message_max_bytes: 1_048_588,
             socket_request_max_bytes: 104_857_600,
+            quota_window_num: 11,
+            quota_window_size_seconds: 1,
             retention_check_interval_ms: 300_000,
             group_initial_rebalance_delay_ms: 3_000,
             group_min_session_timeout_ms: 6_000,
@@ -682,6 +688,8 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("offsets.topic.num.partitions", "50", "Partitions of `__consumer_offsets` (group coordinators spread over the brokers by group id hash), fixed when the topic is first created."),
     def("offsets.topic.replication.factor", "3", "Replicas of each `__consumer_offsets` partition, capped at the number of nodes in `controller.quorum.voters` (1 for a single node); created at start on a single node, at the first FindCoordinator in a cluster (COORDINATOR_NOT_AVAILABLE until that many brokers are registered)."),
     def("process.roles", "broker,controller", "This node's roles. Only combined nodes (`broker,controller`) are supported yet: every node is a broker and a voter of the metadata quorum."),
+    def("quota.window.num", "11", "Samples kept of each client's produce and fetch byte rates (client quotas, KIP-13): the rate is measured over this many windows of `quota.window.size.seconds`."),
+    def("quota.window.size.seconds", "1", "The length of each client-quota sample. A client over its `producer_byte_rate` / `consumer_byte_rate` (AlterClientQuotas: `kafka-configs.sh --entity-type users|clients`, `runnel quota set`) is throttled: `throttle_time_ms` in its answer and no further request read from its connection for that long."),
     def("replica.lag.time.max.ms", "30000", "A follower that has not caught up with the leader's log end for this long leaves the ISR (through the controller)."),
     def("sasl.enabled.mechanisms", "GSSAPI", "SASL listeners (SASL_PLAINTEXT, SASL_SSL): the mechanisms clients may use. Runnel serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 (set them: Kafka's default GSSAPI is refused at start). Per listener: `listener.name.<name>.sasl.enabled.mechanisms`. PLAIN's users come from `listener.name.<name>.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";` (one `user_<name>` option per user; never logged or reported by DescribeConfigs). SCRAM's users are the cluster metadata's, managed with AlterUserScramCredentials (`kafka-configs.sh --alter --add-config 'SCRAM-SHA-512=[iterations=8192,password=…]' --entity-type users --entity-name alice`))."),
     def("socket.request.max.bytes", "104857600", "Largest request frame the broker reads; a larger one closes the connection."),
@@ -862,6 +870,20 @@ impl BrokerConfig {
                 self.log_defaults.max_message_bytes = n;
             }
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse_num(name, v)?,
+            "quota.window.num" => {
+                let n: usize = parse_num(name, v)?;
+                if n < 1 {
+                    return Err(BrokerConfigError::Invalid { name: name.to_string(), value: v.to_string(), reason: "must be at least 1".into() });
+                }
+                self.quota_window_num = n;
+            }
+            "quota.window.size.seconds" => {
+                let n: u64 = parse_num(name, v)?;
+                if n < 1 {
+                    return Err(BrokerConfigError::Invalid { name: name.to_string(), value: v.to_string(), reason: "must be at least 1".into() });
+                }
+                self.quota_window_size_seconds = n;
+            }
             "log.retention.check.interval.ms" => self.retention_check_interval_ms = parse_num(name, v)?,
             "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse_num(name, v)?,
             "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(name, v)?,
@@ -1238,6 +1260,8 @@ impl BrokerConfig {
             ("offsets.topic.num.partitions", self.offsets_topic_num_partitions.to_string()),
             ("offsets.topic.replication.factor", self.offsets_topic_replication_factor.to_string()),
             ("process.roles", self.process_roles.join(",")),
+            ("quota.window.num", self.quota_window_num.to_string()),
+            ("quota.window.size.seconds", self.quota_window_size_seconds.to_string()),
             ("replica.lag.time.max.ms", self.replica_lag_time_max_ms.to_string()),
             ("socket.request.max.bytes", self.socket_request_max_bytes.to_string()),
             ("super.users", self.super_users.join(";")),

@@ -23,6 +23,7 @@ pub mod log_cleaner;
 pub mod network;
 pub mod partition;
 pub mod producer_state;
+pub mod quota;
 pub mod replica_fetcher;
 pub mod replica_manager;
 pub mod security;
@@ -66,6 +67,8 @@ pub struct Broker {
     pub authorizer: Arc<security::authorizer::Authorizer>,
     /// Connection limits (`max.connections`, `max.connections.per.ip`, ...).
     pub connection_quotas: Arc<connection_quotas::ConnectionQuotas>,
+    /// Client quota enforcement: each client's byte rates against its quotas.
+    pub quotas: quota::ClientQuotaManager,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +210,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         .await
         .map_err(|e| StartError::Coordinator(e.to_string()))?
     };
+    let quotas = quota::ClientQuotaManager::new(config.quota_window_num, std::time::Duration::from_secs(config.quota_window_size_seconds));
     let fetch_sessions = fetch_session::FetchSessionCache::new(config.max_incremental_fetch_session_cache_slots);
     let add_partitions_to_txn = add_partitions_to_txn_manager::AddPartitionsToTxnManager::new(&replicas, config.node_id);
     let authorizer = Arc::new(security::authorizer::Authorizer::from_config(&config));
@@ -220,6 +224,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         txns,
         add_partitions_to_txn,
         fetch_sessions,
+        quotas,
         authorizer,
         connection_quotas,
     });

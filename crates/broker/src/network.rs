@@ -47,6 +47,8 @@ pub struct ConnectionState {
     pub sasl: SaslProgress,
     /// SCRAM: the exchange between the client's first and final message.
     pub scram: Option<Box<crate::security::scram::ScramExchange>>,
+    /// Muted while its client is throttled by a quota (no request is read).
+    pub throttle: crate::quota::SharedGate,
 }
 
 /// Where a connection is in SASL authentication.
@@ -73,7 +75,7 @@ impl SaslProgress {
 impl ConnectionState {
     pub fn new(peer: SocketAddr, listener: Arc<ListenerSecurity>) -> ConnectionState {
         let sasl = if listener.sasl.is_some() { SaslProgress::AwaitingHandshake } else { SaslProgress::NotRequired };
-        ConnectionState { peer, listener, principal: Arc::from(ANONYMOUS), sasl, scram: None }
+        ConnectionState { peer, listener, principal: Arc::from(ANONYMOUS), sasl, scram: None, throttle: Default::default() }
     }
 }
 
@@ -218,6 +220,13 @@ async fn run_connection(
             let Some(frame) = read else { return Ok(()) };
             // Only a whole request is activity: a client trickling bytes (slow loris) stays idle.
             activity.touch();
+            if let Some(until) = connection.throttle.muted_until() {
+                // A client over its quota (KIP-219): its next request waits out the throttle.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until.into()) => {}
+                    _ = tx.closed() => return Ok(()),
+                }
+            }
             match handle_request(&broker, frame, &mut connection).await {
                 Ok(Some(pending)) => {
                     activity.begin_request();

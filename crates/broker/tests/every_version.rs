@@ -755,6 +755,33 @@ async fn exercise(client: &mut Client, f: &Fixture, api: ApiKey, v: i16) -> Resu
             let matched: Vec<(i16, usize)> = resp.filter_results.iter().map(|r| (r.error_code, r.matching_acls.len())).collect();
             check(matched == vec![(0, 1)], || format!("ACL deletion: {resp:?}"))
         }
+        ApiKey::AlterClientQuotas => {
+            let client_id = format!("altered-v{v}");
+            let resp = client.try_request(v, &alter_quota("client-id", Some(&client_id), "producer_byte_rate", Some(1024.0))).await?;
+            let codes: Vec<i16> = resp.entries.iter().map(|e| e.error_code).collect();
+            check(codes == vec![0], || format!("quota alteration: {resp:?}"))?;
+            let described = client.try_request(1, &describe_quota("client-id", Some(&client_id))).await?;
+            let values: Vec<(String, f64)> =
+                described.entries.iter().flatten().flat_map(|e| e.values.iter().map(|v| (v.key.to_string(), v.value))).collect();
+            check(values == vec![("producer_byte_rate".to_string(), 1024.0)], || format!("the altered quota: {described:?}"))
+        }
+        ApiKey::DescribeClientQuotas => {
+            let user = format!("described-v{v}");
+            let altered = client.try_request(1, &alter_quota("user", Some(&user), "consumer_byte_rate", Some(2048.0))).await?;
+            check(altered.entries.iter().all(|e| e.error_code == 0), || format!("quota alteration: {altered:?}"))?;
+            let resp = client.try_request(v, &describe_quota("user", Some(&user))).await?;
+            let found: Vec<(Vec<(String, Option<String>)>, Vec<(String, f64)>)> = resp
+                .entries
+                .iter()
+                .flatten()
+                .map(|e| {
+                    let entity = e.entity.iter().map(|x| (x.entity_type.to_string(), x.entity_name.as_ref().map(|n| n.to_string()))).collect();
+                    (entity, e.values.iter().map(|v| (v.key.to_string(), v.value)).collect())
+                })
+                .collect();
+            let want = vec![(vec![("user".to_string(), Some(user.clone()))], vec![("consumer_byte_rate".to_string(), 2048.0)])];
+            check(resp.error_code == 0 && found == want, || format!("described quotas: {resp:?}"))
+        }
         other => Err(format!("no request builder for {other:?}: add one to this test")),
     }
 }
@@ -793,6 +820,24 @@ fn delete_acls(name: &str, resource_type: i8) -> DeleteAclsRequest {
         .with_pattern_type_filter(1)
         .with_operation(1)
         .with_permission_type(1)])
+}
+
+/// AlterClientQuotas of one key of one single-type entity (`value` None removes the key).
+fn alter_quota(entity_type: &str, name: Option<&str>, key: &str, value: Option<f64>) -> AlterClientQuotasRequest {
+    AlterClientQuotasRequest::default().with_entries(vec![alter_client_quotas_request::EntryData::default()
+        .with_entity(vec![alter_client_quotas_request::EntityData::default().with_entity_type(s(entity_type)).with_entity_name(name.map(s))])
+        .with_ops(vec![alter_client_quotas_request::OpData::default()
+            .with_key(s(key))
+            .with_value(value.unwrap_or(0.0))
+            .with_remove(value.is_none())])])
+}
+
+/// DescribeClientQuotas of exactly the entity `entity_type` = `name` (None: the default entity), strict.
+fn describe_quota(entity_type: &str, name: Option<&str>) -> DescribeClientQuotasRequest {
+    DescribeClientQuotasRequest::default().with_strict(true).with_components(vec![describe_client_quotas_request::ComponentData::default()
+        .with_entity_type(s(entity_type))
+        .with_match_type(if name.is_some() { 0 } else { 1 })
+        .with_match(name.map(s))])
 }
 
 /// Kafka's INVALID_REQUEST error code.
@@ -1055,6 +1100,22 @@ async fn exercise_error(client: &mut Client, api: ApiKey, v: i16) -> Option<Resu
             ApiKey::DeleteAcls => {
                 let code = client.try_request(v, &delete_acls("any", 0)).await?.filter_results.first().map(|r| r.error_code);
                 check(code == Some(INVALID_REQUEST), || format!("delete with an UNKNOWN resource type: {code:?}"))
+            }
+            ApiKey::AlterClientQuotas => {
+                let resp = client.try_request(v, &alter_quota("user", Some("u"), "no_such_key", Some(1.0))).await?;
+                let answers: Vec<(i16, Option<String>)> =
+                    resp.entries.iter().map(|e| (e.error_code, e.error_message.as_ref().map(|m| m.to_string()))).collect();
+                let want = vec![(INVALID_REQUEST, Some("Invalid configuration key no_such_key".to_string()))];
+                check(answers == want, || format!("an unknown quota key: {resp:?}"))
+            }
+            ApiKey::DescribeClientQuotas => {
+                // EXACT without a name.
+                let req = describe_quota("user", None).with_components(vec![describe_client_quotas_request::ComponentData::default()
+                    .with_entity_type(s("user"))
+                    .with_match_type(0)
+                    .with_match(None)]);
+                let resp = client.try_request(v, &req).await?;
+                check(resp.error_code == INVALID_REQUEST && resp.entries.is_none(), || format!("EXACT without a name: {resp:?}"))
             }
             ApiKey::DescribeLogDirs => {
                 // Unknown topics and partitions are left out, without an error.

@@ -1,4 +1,4 @@
-//! Runnel's client commands — `topic`, `produce`, `consume`, `group`, `txn`, `cluster`, `partition`, `user`, `acl` — in
+//! Runnel's client commands — `topic`, `produce`, `consume`, `group`, `txn`, `cluster`, `partition`, `user`, `acl`, `quota` — in
 //! the spirit of kcat and Kafka's own tools. They speak only the Kafka
 //! protocol (librdkafka, plus kafka-protocol frames in `wire` where librdkafka
 //! lacks an API or drops the broker's error message), so they work against
@@ -11,6 +11,7 @@ mod consume;
 mod group;
 mod partition;
 mod produce;
+mod quota;
 mod topic;
 mod txn;
 mod user;
@@ -27,6 +28,7 @@ pub use consume::ConsumeArgs;
 pub use group::GroupCommand;
 pub use partition::PartitionCommand;
 pub use produce::ProduceArgs;
+pub use quota::QuotaCommand;
 pub use topic::TopicCommand;
 pub use txn::TxnCommand;
 pub use user::UserCommand;
@@ -71,6 +73,9 @@ pub enum ClientCommand {
     /// Create, list and delete ACLs (kept in the cluster metadata; brokers enforce them with an authorizer configured).
     #[command(subcommand)]
     Acl(AclCommand),
+    /// Set, list and delete client quotas (byte rates per user / client id; kept in the cluster metadata, enforced by throttling).
+    #[command(subcommand)]
+    Quota(QuotaCommand),
 }
 
 pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
@@ -84,6 +89,7 @@ pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
         ClientCommand::Partition(p) => partition::run(args, p).await,
         ClientCommand::User(u) => user::run(args, u).await,
         ClientCommand::Acl(a) => acl::run(args, a).await,
+        ClientCommand::Quota(q) => quota::run(args, q).await,
     }
 }
 

@@ -76,6 +76,8 @@ pub enum ControllerRequest {
     CreateAcls { bindings: Vec<AclBinding> },
     /// DeleteAcls: every binding a filter matches is removed.
     DeleteAcls { filters: Vec<AclBindingFilter> },
+    /// AlterClientQuotas (KIP-546): each entity's key changes; `validate_only` writes nothing.
+    AlterClientQuotas { alterations: Vec<crate::quota::QuotaAlteration>, validate_only: bool },
 }
 
 /// What one DeleteAcls filter did: an error, or the bindings it removed.
@@ -184,6 +186,8 @@ pub enum ControllerResponse {
     AclsCreated { results: Vec<(i16, Option<String>)> },
     /// Per filter of a DeleteAcls, in order.
     AclsDeleted { results: Vec<AclDeletion> },
+    /// Per entry of an AlterClientQuotas, in order: error code (0 = done) and message.
+    ClientQuotasAltered { results: Vec<(i16, Option<String>)> },
     Done,
 }
 
@@ -420,6 +424,9 @@ impl Controller {
             }
             ControllerRequest::CreateAcls { bindings } => create_acls(image, bindings),
             ControllerRequest::DeleteAcls { filters } => delete_acls(image, filters),
+            ControllerRequest::AlterClientQuotas { alterations, validate_only } => {
+                alter_client_quotas(image, alterations, *validate_only)
+            }
         }
     }
 
@@ -1242,6 +1249,23 @@ fn create_acls(image: &MetadataImage, bindings: &[AclBinding]) -> Result<Decisio
         results.push((0, None));
     }
     Ok(Decision { records: pending.records, response: ControllerResponse::AclsCreated { results } })
+}
+
+/// Kafka's `ClientQuotaControlManager.alterClientQuotas`: each entry is checked
+/// alone (an invalid one changes nothing, the others are written together).
+fn alter_client_quotas(
+    image: &MetadataImage,
+    alterations: &[crate::quota::QuotaAlteration],
+    validate_only: bool,
+) -> Result<Decision, ControllerError> {
+    let (results, changes) = crate::quota::alter(&image.client_quotas, alterations);
+    let mut pending = Pending::new(image);
+    if !validate_only {
+        for (entity, key, value) in changes {
+            pending.push(MetadataRecord::ClientQuota { entity, key, value })?;
+        }
+    }
+    Ok(Decision { records: pending.records, response: ControllerResponse::ClientQuotasAltered { results } })
 }
 
 /// Kafka's `AclControlManager.deleteAcls`: per filter, the bindings it matches

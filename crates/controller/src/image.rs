@@ -91,6 +91,9 @@ pub struct MetadataImage {
     /// ACL bindings (Kafka's AccessControlEntryRecord) by id.
     #[serde(default)]
     pub acls: BTreeMap<Uuid, AccessControlEntryRecord>,
+    /// Client quotas (Kafka's ClientQuotaRecord): entity → key → value.
+    #[serde(default, with = "crate::quota::serde_quotas")]
+    pub client_quotas: crate::quota::ClientQuotas,
     /// The index of the last metadata log entry applied to this image (0: none).
     #[serde(default)]
     pub applied_log_index: u64,
@@ -340,8 +343,22 @@ impl MetadataImage {
                     return Err(ApplyError(format!("removal of unknown ACL {id}")));
                 }
             }
-            MetadataRecord::ClientQuota { .. } => {
-                // Reserved: quotas will build their part of the image from these.
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                let entity = crate::quota::validate_entity(entity).map_err(|(_, message)| ApplyError(format!("client quota: {message}")))?;
+                match value {
+                    Some(value) if value.is_nan() => return Err(ApplyError(format!("client quota {key} is NaN"))),
+                    Some(value) => {
+                        self.client_quotas.entry(entity).or_default().insert(key.clone(), crate::quota::QuotaValue(*value));
+                    }
+                    None => {
+                        if let Some(keys) = self.client_quotas.get_mut(&entity) {
+                            keys.remove(key);
+                            if keys.is_empty() {
+                                self.client_quotas.remove(&entity);
+                            }
+                        }
+                    }
+                }
             }
         }
         Ok(())

@@ -12,6 +12,7 @@
 pub mod acl;
 pub mod controller;
 pub mod image;
+pub mod quota;
 pub mod raft;
 pub mod records;
 

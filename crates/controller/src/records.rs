@@ -50,8 +50,9 @@ pub enum MetadataRecord {
     AccessControlEntry(AccessControlEntryRecord),
     /// Removes the ACL binding with this id (Kafka's RemoveAccessControlEntryRecord).
     RemoveAccessControlEntry { id: Uuid },
-    // Reserved for the next steps (decoded and kept in the log, not yet applied by the image):
-    /// A client quota (Kafka's ClientQuotaRecord): entity (type, name) pairs, key, value or removal.
+    /// A client quota (Kafka's ClientQuotaRecord): entity (type, name) pairs (a `None`
+    /// name is the type's default), key, value (`None` removes the key). The image keeps
+    /// them in `client_quotas`.
     ClientQuota { entity: Vec<(String, Option<String>)>, key: String, value: Option<f64> },
 }
 

@@ -186,6 +186,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: FetchReques
     let readable = |topic: &str| cluster_action && (from_follower || authz.topic(operation::READ, topic));
     let topics = targets(broker, by_id, partitions, &epochs, &readable);
     let max_bytes = if ctx.version >= 3 { req.max_bytes.max(0) as usize } else { usize::MAX };
+    // A consumer with a quota gets at most what the quota allows over its window (Kafka's getMaxValueInQuotaWindow).
+    let max_bytes = match from_follower {
+        true => max_bytes,
+        false => {
+            let image = broker.cluster.image();
+            let bound = broker.quotas.max_value_in_window(crate::quota::QuotaKind::Fetch, &image.client_quotas, &ctx.principal, ctx.client_id());
+            bound.map_or(max_bytes, |bound| max_bytes.min(bound))
+        }
+    };
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let read_committed = req.isolation_level == READ_COMMITTED;

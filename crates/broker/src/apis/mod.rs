@@ -22,12 +22,14 @@ use runnel_storage::ReadPlan;
 use runnel_controller::acl;
 
 use crate::frame::{ResponseFrame, SplicingBuf};
+use crate::quota::QuotaKind;
 use crate::security::authorizer::{Authorizer, Requester};
 use crate::network::{ConnectionError, ConnectionState};
 use crate::Broker;
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
@@ -42,6 +44,7 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod elect_leaders;
 pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
@@ -139,6 +142,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    // Client quotas in the cluster metadata (KIP-546), enforced by throttling (`quota.rs`).
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::FindCoordinator, 0, 6),
     (ApiKey::JoinGroup, 0, 9),
@@ -225,6 +231,8 @@ pub struct RequestContext {
     pub listener: Arc<str>,
     /// Who sent it (Kafka's principal, `User:ANONYMOUS` unless authenticated).
     pub principal: Arc<str>,
+    /// The connection's mute, for a client throttled by a quota.
+    pub throttle: crate::quota::SharedGate,
 }
 
 impl RequestContext {
@@ -368,6 +376,135 @@ impl IntoFrame for fetch::FetchReply {
     }
 }
 
+/// An answer that carries `throttle_time_ms` (client quotas).
+pub trait Throttled: Send + 'static {
+    fn throttle_time_ms(&mut self) -> &mut i32;
+    /// The bytes a fetch answer carries (None for produce: the request's are counted).
+    fn quota_bytes(&self) -> usize {
+        0
+    }
+
+    /// Replaces a throttled answer by an empty one (fetch, as Kafka's
+    /// `getThrottledResponse`; the client reads the records again after the
+    /// throttle). False when the answer is kept (produce: the records are appended).
+    fn withhold(&mut self, _broker: &Broker, _session_epoch: i32) -> bool {
+        false
+    }
+}
+
+impl Throttled for kafka_protocol::messages::ProduceResponse {
+    fn throttle_time_ms(&mut self) -> &mut i32 {
+        &mut self.throttle_time_ms
+    }
+}
+
+impl Throttled for fetch::FetchReply {
+    fn throttle_time_ms(&mut self) -> &mut i32 {
+        &mut self.response.throttle_time_ms
+    }
+
+    fn quota_bytes(&self) -> usize {
+        self.response.responses.iter().flat_map(|t| t.partitions.iter()).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum()
+    }
+
+    fn withhold(&mut self, broker: &Broker, session_epoch: i32) -> bool {
+        if self.response.error_code != 0 {
+            return false;
+        }
+        let session_id = match session_epoch {
+            // A session opened by this fetch is not kept (Kafka creates none for a throttled answer).
+            0 => {
+                if self.response.session_id != crate::fetch_session::INVALID_SESSION_ID {
+                    broker.fetch_sessions.remove(self.response.session_id);
+                }
+                crate::fetch_session::INVALID_SESSION_ID
+            }
+            _ => self.response.session_id,
+        };
+        self.response = kafka_protocol::messages::FetchResponse::default().with_session_id(session_id);
+        self.regions.clear();
+        true
+    }
+}
+
+/// Records the client's bytes against its quota (`request_bytes`, else the
+/// answer's) and throttles it as Kafka does: `throttle_time_ms` in the answer,
+/// and the connection muted for that long (KIP-219: Produce v6+, Fetch v8+) or,
+/// for older versions, the answer sent that much later. acks=0 (no answer) mutes.
+/// A throttled fetch is answered empty and its bytes are not counted (as Kafka).
+fn throttled<T: Throttled>(
+    broker: &Arc<Broker>,
+    ctx: &RequestContext,
+    kind: QuotaKind,
+    request_bytes: Option<usize>,
+    reply: Reply<T>,
+    session_epoch: i32,
+) -> Reply<T> {
+    let image = broker.cluster.image();
+    if image.client_quotas.is_empty() {
+        return reply;
+    }
+    let kip219 = match kind {
+        QuotaKind::Produce => ctx.version >= 6,
+        QuotaKind::Fetch => ctx.version >= 8,
+    };
+    let broker = broker.clone();
+    let (principal, client_id, gate) = (ctx.principal.clone(), ctx.client_id().to_string(), ctx.throttle.clone());
+    let apply = move |answer: Option<&mut T>| {
+        let bytes = request_bytes.unwrap_or_else(|| answer.as_ref().map_or(0, |a| a.quota_bytes()));
+        let image = broker.cluster.image();
+        let now = std::time::Instant::now();
+        let throttle = broker.quotas.record(kind, &image.client_quotas, &principal, &client_id, bytes, now);
+        if !throttle.is_zero() {
+            tracing::debug!(?kind, client = %client_id, %principal, throttle_ms = throttle.as_millis() as u64, "client over its quota: throttled");
+            if let Some(answer) = answer {
+                if answer.withhold(&broker, session_epoch) {
+                    broker.quotas.unrecord(kind, &image.client_quotas, &principal, &client_id, bytes, now);
+                }
+            }
+        }
+        throttle
+    };
+    let finish_answer = move |mut answer: T, throttle: std::time::Duration, gate: &crate::quota::ThrottleGate, muted: bool| {
+        let ms = throttle.as_millis().min(i32::MAX as u128) as i32;
+        let field = answer.throttle_time_ms();
+        *field = (*field).max(ms);
+        if kip219 && ms > 0 && !muted {
+            gate.mute_for(throttle);
+        }
+        answer
+    };
+    // A produce's bytes are known now: recorded and the connection muted before
+    // the next request is read, as Kafka (which reads one request at a time) does.
+    let early = request_bytes.map(|_| apply(None));
+    if let Some(throttle) = early.filter(|t| !t.is_zero()) {
+        if kip219 || matches!(reply, Reply::Nothing) {
+            gate.mute_for(throttle);
+        }
+    }
+    let muted = early.is_some();
+    match reply {
+        Reply::Nothing => Reply::Nothing,
+        Reply::Now(mut answer) if kip219 => {
+            let throttle = early.unwrap_or_else(|| apply(Some(&mut answer)));
+            Reply::Now(finish_answer(answer, throttle, &gate, muted))
+        }
+        Reply::Now(mut answer) => Reply::Later(Box::pin(async move {
+            let throttle = early.unwrap_or_else(|| apply(Some(&mut answer)));
+            tokio::time::sleep(throttle).await;
+            finish_answer(answer, throttle, &gate, muted)
+        })),
+        Reply::Later(fut) => Reply::Later(Box::pin(async move {
+            let mut answer = fut.await;
+            let throttle = early.unwrap_or_else(|| apply(Some(&mut answer)));
+            if !kip219 {
+                tokio::time::sleep(throttle).await;
+            }
+            finish_answer(answer, throttle, &gate, muted)
+        })),
+    }
+}
+
 /// Decodes a request body; a malformed body or a decoder panic is a bad request.
 fn decode_body<T: Decodable>(body: &mut Bytes, api_key: ApiKey, version: i16) -> Result<T, ConnectionError> {
     match std::panic::catch_unwind(AssertUnwindSafe(|| T::decode(body, version))) {
@@ -431,6 +568,7 @@ pub async fn handle_request(
         peer,
         listener: connection.listener.name.clone(),
         principal: connection.principal.clone(),
+        throttle: connection.throttle.clone(),
     };
     tracing::trace!(api = ?api_key, version, correlation_id, client = ctx.client_id(), "request");
     if !connection.sasl.allows_requests() && !matches!(api_key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
@@ -462,8 +600,20 @@ pub async fn handle_request(
         }
         ApiKey::ApiVersions => dispatch!(m::ApiVersionsRequest, api_versions::handle),
         ApiKey::Metadata => dispatch!(m::MetadataRequest, metadata::handle),
-        ApiKey::Produce => dispatch!(m::ProduceRequest, produce::handle),
-        ApiKey::Fetch => dispatch!(m::FetchRequest, fetch::handle),
+        ApiKey::Produce => {
+            let req: m::ProduceRequest = decode_body(&mut body, api_key, version)?;
+            let bytes = req.topic_data.iter().flat_map(|t| t.partition_data.iter()).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
+            let reply = produce::handle(broker, &ctx, req).await;
+            Ok(finish(ctx.clone(), throttled(broker, &ctx, QuotaKind::Produce, Some(bytes), reply, -1)))
+        }
+        ApiKey::Fetch => {
+            let req: m::FetchRequest = decode_body(&mut body, api_key, version)?;
+            let from_consumer = req.replica_id.0 < 0 && req.replica_state.replica_id.0 < 0;
+            let session_epoch = if version >= 7 { req.session_epoch } else { -1 };
+            let reply = fetch::handle(broker, &ctx, req).await;
+            let reply = if from_consumer { throttled(broker, &ctx, QuotaKind::Fetch, None, reply, session_epoch) } else { reply };
+            Ok(finish(ctx, reply))
+        }
         ApiKey::ListOffsets => dispatch!(m::ListOffsetsRequest, list_offsets::handle),
         ApiKey::InitProducerId => dispatch!(m::InitProducerIdRequest, init_producer_id::handle),
         ApiKey::FindCoordinator => dispatch!(m::FindCoordinatorRequest, find_coordinator::handle),
@@ -489,6 +639,8 @@ pub async fn handle_request(
         ApiKey::DescribeAcls => dispatch!(m::DescribeAclsRequest, describe_acls::handle),
         ApiKey::CreateAcls => dispatch!(m::CreateAclsRequest, create_acls::handle),
         ApiKey::DeleteAcls => dispatch!(m::DeleteAclsRequest, delete_acls::handle),
+        ApiKey::DescribeClientQuotas => dispatch!(m::DescribeClientQuotasRequest, describe_client_quotas::handle),
+        ApiKey::AlterClientQuotas => dispatch!(m::AlterClientQuotasRequest, alter_client_quotas::handle),
         ApiKey::DescribeCluster => dispatch!(m::DescribeClusterRequest, describe_cluster::handle),
         ApiKey::DescribeTopicPartitions => dispatch!(m::DescribeTopicPartitionsRequest, describe_topic_partitions::handle),
         ApiKey::OffsetForLeaderEpoch => dispatch!(m::OffsetForLeaderEpochRequest, offset_for_leader_epoch::handle),

@@ -1,0 +1,302 @@
+//! Client quota enforcement (KIP-13 / KIP-55 / KIP-219; Kafka's `ClientQuotaManager`):
+//! each client's produce and fetch byte rates, measured over `quota.window.num`
+//! samples of `quota.window.size.seconds`, against the `producer_byte_rate` /
+//! `consumer_byte_rate` the applied cluster image gives it (the quotas are set with
+//! AlterClientQuotas, `runnel_controller::quota`, which also holds Kafka's
+//! (user, client-id) precedence). A client over its quota is throttled, never
+//! refused: its answer carries `throttle_time_ms` = (rate − quota) / quota × the
+//! measured window, as Kafka computes it, and the connection reads no further
+//! request for that long (KIP-219: Produce v6+ and Fetch v8+; older versions get
+//! the answer itself that much later). Every appended record stays appended.
+//!
+//! A throttled fetch is answered empty (its bytes not counted) and the consumer
+//! reads the same records again after the throttle, as with Kafka; a consumer's
+//! fetch carries at most its quota over `samples − 1` windows.
+//! Differences from Kafka: produce counts the record bytes of the request (Kafka
+//! the whole request); an incremental fetch session answered empty while
+//! throttled may skip telling the client of a high-watermark change that came
+//! with no records. `request_percentage` and
+//! `controller_mutation_rate` are stored and described but not enforced yet.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runnel_controller::quota::{self, ClientQuotas};
+
+/// The rates a client quota limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QuotaKind {
+    Produce,
+    Fetch,
+}
+
+impl QuotaKind {
+    pub fn key(self) -> &'static str {
+        match self {
+            QuotaKind::Produce => quota::PRODUCER_BYTE_RATE,
+            QuotaKind::Fetch => quota::CONSUMER_BYTE_RATE,
+        }
+    }
+}
+
+/// Kafka's `Rate` over a `SampledStat`: up to `samples` windows, each opened by
+/// the first value recorded after the previous one's `window` elapsed.
+#[derive(Debug)]
+struct SampledRate {
+    /// (window start, total recorded in it), oldest first.
+    windows: VecDeque<(Instant, f64)>,
+    last_recorded: Instant,
+}
+
+impl SampledRate {
+    fn new(now: Instant) -> Self {
+        SampledRate { windows: VecDeque::new(), last_recorded: now }
+    }
+
+    fn purge(&mut self, now: Instant, samples: usize, window: Duration) {
+        let span = window * samples as u32;
+        while self.windows.front().is_some_and(|(start, _)| now.saturating_duration_since(*start) >= span) {
+            self.windows.pop_front();
+        }
+    }
+
+    fn record(&mut self, value: f64, now: Instant, samples: usize, window: Duration) {
+        self.purge(now, samples, window);
+        self.last_recorded = now;
+        match self.windows.back_mut() {
+            Some((start, total)) if now.saturating_duration_since(*start) < window => *total += value,
+            _ => {
+                self.windows.push_back((now, value));
+                while self.windows.len() > samples {
+                    self.windows.pop_front();
+                }
+            }
+        }
+    }
+
+    /// The time the rate is measured over (Kafka's `Rate.windowSize`): since the
+    /// oldest window's start, but at least `samples − 1` whole windows, so that a
+    /// new client is not judged on its first burst alone.
+    fn elapsed(&self, now: Instant, samples: usize, window: Duration) -> Duration {
+        let mut elapsed = self.windows.front().map(|(start, _)| now.saturating_duration_since(*start)).unwrap_or_default();
+        let full = (elapsed.as_nanos() / window.as_nanos().max(1)) as usize;
+        let min_full = samples.saturating_sub(1);
+        if full < min_full {
+            elapsed += window * (min_full - full) as u32;
+        }
+        elapsed
+    }
+
+    /// Per second.
+    fn measure(&mut self, now: Instant, samples: usize, window: Duration) -> f64 {
+        self.purge(now, samples, window);
+        let total: f64 = self.windows.iter().map(|(_, v)| v).sum();
+        let elapsed = self.elapsed(now, samples, window).as_secs_f64();
+        if elapsed <= 0.0 {
+            0.0
+        } else {
+            total / elapsed
+        }
+    }
+}
+
+/// How long a client measured at `rate` against `quota` is throttled: Kafka's
+/// `QuotaUtils.throttleTime`, (rate − quota) / quota × the measured window.
+pub fn throttle_time(rate: f64, quota: f64, window: Duration) -> Duration {
+    if quota <= 0.0 || rate <= quota {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(((rate - quota) / quota * window.as_secs_f64()).min(i32::MAX as f64 / 1000.0))
+}
+
+/// Sensors idle this long are dropped (Kafka's quota sensors expire after an hour).
+const SENSOR_EXPIRY: Duration = Duration::from_secs(3600);
+
+/// Every client's measured rates (Kafka's `ClientQuotaManager`, one per quota type).
+pub struct ClientQuotaManager {
+    samples: usize,
+    window: Duration,
+    /// (kind, user tag, client-id tag) → rate. A tag is empty when the quota that
+    /// applies does not name that entity type: a `user=alice` quota is shared by
+    /// all of alice's clients, a `client-id=<default>` one is each client id's own.
+    sensors: Mutex<HashMap<(QuotaKind, String, String), SampledRate>>,
+    records: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for ClientQuotaManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientQuotaManager").field("samples", &self.samples).field("window", &self.window).finish_non_exhaustive()
+    }
+}
+
+/// The quota user of a principal: `User:alice` → `alice` (`ANONYMOUS` unauthenticated, as Kafka).
+pub fn quota_user(principal: &str) -> &str {
+    principal.strip_prefix("User:").unwrap_or(principal)
+}
+
+/// (kind, user tag, client-id tag): the tags of the entity types the quota that applies names.
+fn sensor_key(kind: QuotaKind, entity: &quota::QuotaEntity, user: &str, client_id: &str) -> (QuotaKind, String, String) {
+    let names = |entity_type: &str| entity.iter().any(|(t, _)| t == entity_type);
+    (
+        kind,
+        if names(quota::USER) { user.to_string() } else { String::new() },
+        if names(quota::CLIENT_ID) { client_id.to_string() } else { String::new() },
+    )
+}
+
+impl ClientQuotaManager {
+    pub fn new(samples: usize, window: Duration) -> Self {
+        ClientQuotaManager {
+            samples: samples.max(1),
+            window: window.max(Duration::from_millis(1)),
+            sensors: Mutex::new(HashMap::new()),
+            records: Default::default(),
+        }
+    }
+
+    /// Records `bytes` for the client and returns how long it is to be throttled
+    /// (zero without a quota or within it).
+    pub fn record(&self, kind: QuotaKind, quotas: &ClientQuotas, principal: &str, client_id: &str, bytes: usize, now: Instant) -> Duration {
+        let user = quota_user(principal);
+        let Some((entity, limit)) = quota::resolve(quotas, Some(user), client_id, kind.key()) else {
+            return Duration::ZERO;
+        };
+        let key = sensor_key(kind, &entity, user, client_id);
+        let mut sensors = self.sensors.lock().unwrap_or_else(|e| e.into_inner());
+        if self.records.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 4096 == 0 {
+            sensors.retain(|_, rate| now.saturating_duration_since(rate.last_recorded) < SENSOR_EXPIRY);
+        }
+        let rate = sensors.entry(key).or_insert_with(|| SampledRate::new(now));
+        rate.record(bytes as f64, now, self.samples, self.window);
+        let measured = rate.measure(now, self.samples, self.window);
+        throttle_time(measured, limit, rate.elapsed(now, self.samples, self.window))
+    }
+
+    /// Takes back bytes recorded for an answer that was not sent (Kafka's `unrecordQuotaSensor`).
+    pub fn unrecord(&self, kind: QuotaKind, quotas: &ClientQuotas, principal: &str, client_id: &str, bytes: usize, now: Instant) {
+        let user = quota_user(principal);
+        let Some((entity, _)) = quota::resolve(quotas, Some(user), client_id, kind.key()) else { return };
+        let key = sensor_key(kind, &entity, user, client_id);
+        if let Some(rate) = self.sensors.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key) {
+            rate.record(-(bytes as f64), now, self.samples, self.window);
+        }
+    }
+
+    /// The most bytes one answer may carry for the client (Kafka's
+    /// `getMaxValueInQuotaWindow`: the quota over `samples − 1` windows); `None` without a quota.
+    pub fn max_value_in_window(&self, kind: QuotaKind, quotas: &ClientQuotas, principal: &str, client_id: &str) -> Option<usize> {
+        let (_, limit) = quota::resolve(quotas, Some(quota_user(principal)), client_id, kind.key())?;
+        let windows = self.samples.saturating_sub(1).max(1) as f64;
+        Some((limit * windows * self.window.as_secs_f64()).clamp(1.0, i32::MAX as f64) as usize)
+    }
+}
+
+/// A connection's mute (Kafka's channel muting on throttle): no request is read
+/// from it before `until`.
+#[derive(Debug, Default)]
+pub struct ThrottleGate {
+    until: Mutex<Option<Instant>>,
+}
+
+impl ThrottleGate {
+    pub fn mute_for(&self, duration: Duration) {
+        let until = Instant::now() + duration;
+        let mut current = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        if current.is_none_or(|c| c < until) {
+            *current = Some(until);
+        }
+    }
+
+    /// When the connection may be read again, if it is muted now.
+    pub fn muted_until(&self) -> Option<Instant> {
+        let mut current = self.until.lock().unwrap_or_else(|e| e.into_inner());
+        match *current {
+            Some(until) if until > Instant::now() => Some(until),
+            _ => {
+                *current = None;
+                None
+            }
+        }
+    }
+}
+
+/// Shared by the reader and the request handlers of one connection.
+pub type SharedGate = Arc<ThrottleGate>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runnel_controller::quota::QuotaValue;
+
+    fn quotas(entity: &[(&str, Option<&str>)], key: &str, value: f64) -> ClientQuotas {
+        let mut q = ClientQuotas::new();
+        let entity = entity.iter().map(|(t, n)| (t.to_string(), n.map(str::to_string))).collect();
+        q.entry(entity).or_default().insert(key.to_string(), QuotaValue(value));
+        q
+    }
+
+    #[test]
+    fn rate_counts_at_least_the_full_window() {
+        let start = Instant::now();
+        let w = Duration::from_secs(1);
+        let mut rate = SampledRate::new(start);
+        rate.record(1000.0, start, 11, w);
+        // A first burst is spread over the 10 whole windows a new client is judged on.
+        assert!((rate.measure(start, 11, w) - 100.0).abs() < 1e-6);
+        // 20 s on, steady 100/s for 11 windows: measured over the 11 windows, not the 10 minimum.
+        let mut rate = SampledRate::new(start);
+        for s in 0..20u64 {
+            rate.record(100.0, start + Duration::from_secs(s), 11, w);
+        }
+        let now = start + Duration::from_millis(19_500);
+        let measured = rate.measure(now, 11, w);
+        assert!((measured - 1100.0 / 10.5).abs() < 1e-6, "{measured}");
+        // Old windows are forgotten.
+        assert_eq!(rate.measure(start + Duration::from_secs(60), 11, w), 0.0);
+    }
+
+    #[test]
+    fn throttle_is_kafkas_formula() {
+        assert_eq!(throttle_time(100.0, 100.0, Duration::from_secs(10)), Duration::ZERO);
+        assert_eq!(throttle_time(150.0, 100.0, Duration::from_secs(10)), Duration::from_secs(5));
+        assert_eq!(throttle_time(300.0, 100.0, Duration::from_secs(11)), Duration::from_secs(22));
+    }
+
+    #[test]
+    fn a_client_over_its_quota_is_throttled_and_others_are_not() {
+        let manager = ClientQuotaManager::new(11, Duration::from_secs(1));
+        let q = quotas(&[("client-id", Some("slow"))], quota::PRODUCER_BYTE_RATE, 1000.0);
+        let now = Instant::now();
+        // 10 windows' worth at once is within the quota; more is throttled.
+        assert_eq!(manager.record(QuotaKind::Produce, &q, "User:ANONYMOUS", "slow", 10_000, now), Duration::ZERO);
+        let throttle = manager.record(QuotaKind::Produce, &q, "User:ANONYMOUS", "slow", 5_000, now);
+        assert_eq!(throttle, Duration::from_secs(5), "(1500 − 1000) / 1000 × 10 s");
+        assert_eq!(manager.record(QuotaKind::Produce, &q, "User:ANONYMOUS", "fast", 1 << 30, now), Duration::ZERO);
+        assert_eq!(manager.record(QuotaKind::Fetch, &q, "User:ANONYMOUS", "slow", 1 << 30, now), Duration::ZERO);
+        assert_eq!(manager.max_value_in_window(QuotaKind::Produce, &q, "User:ANONYMOUS", "slow"), Some(10_000));
+        assert_eq!(manager.max_value_in_window(QuotaKind::Fetch, &q, "User:ANONYMOUS", "slow"), None);
+    }
+
+    #[test]
+    fn a_default_client_quota_is_each_clients_own_and_a_user_quota_is_shared() {
+        let manager = ClientQuotaManager::new(11, Duration::from_secs(1));
+        let now = Instant::now();
+        let q = quotas(&[("client-id", None)], quota::CONSUMER_BYTE_RATE, 1000.0);
+        assert_eq!(manager.record(QuotaKind::Fetch, &q, "User:ANONYMOUS", "a", 10_000, now), Duration::ZERO);
+        assert_eq!(manager.record(QuotaKind::Fetch, &q, "User:ANONYMOUS", "b", 10_000, now), Duration::ZERO);
+        let q = quotas(&[("user", Some("alice"))], quota::CONSUMER_BYTE_RATE, 1000.0);
+        assert_eq!(manager.record(QuotaKind::Fetch, &q, "User:alice", "a", 10_000, now), Duration::ZERO);
+        assert!(manager.record(QuotaKind::Fetch, &q, "User:alice", "b", 10_000, now) > Duration::ZERO);
+    }
+
+    #[test]
+    fn a_gate_mutes_until_its_latest_deadline() {
+        let gate = ThrottleGate::default();
+        assert!(gate.muted_until().is_none());
+        gate.mute_for(Duration::from_secs(5));
+        let until = gate.muted_until().expect("muted");
+        gate.mute_for(Duration::from_millis(1));
+        assert_eq!(gate.muted_until(), Some(until), "a shorter throttle does not shorten the mute");
+    }
+}

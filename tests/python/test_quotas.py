@@ -1,0 +1,246 @@
+"""Client quotas (issue 13, KIP-546 / KIP-13 / KIP-219) with real clients over TCP:
+quotas set and described with Kafka's own kafka-configs (ConfigCommand), with
+`runnel quota` and with raw AlterClientQuotas / DescribeClientQuotas requests
+(Kafka 4.3's answers to invalid ones, measured against it, are the expected
+ones here); a confluent-kafka producer and consumer over their byte rate are
+throttled (slower, `throttle_time_ms` reported in librdkafka's statistics)
+while every record is delivered and read; the quotas are in the cluster
+metadata, so they survive a restart.
+
+Every broker listens on 127.0.0.1 only; every wait is bounded.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from raw_requests import alter_client_quotas, describe_client_quotas  # noqa: E402
+from test_cluster_admin import KAFKA_LIBS, cli, kafka_tools  # noqa: E402,F401
+
+# A quota over which a client is throttled within a few seconds: 10 windows' worth
+# (200 KB) pass at once, the rest at 20 KB/s.
+RATE = 20_000
+RECORD = 1_000
+
+
+def kafka_configs(bootstrap, *args):
+    java = shutil.which("java") or "java"
+    proc = subprocess.run([java, "-Xmx256m", "-Dlog4j2.configurationFile=" + os.devnull, "-cp", os.path.join(KAFKA_LIBS, "*"),
+                           "kafka.admin.ConfigCommand", "--bootstrap-server", bootstrap, *args],
+                          capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, f"kafka-configs {args}:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+def create_topic(bootstrap, topic):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+
+
+def described(bootstrap, components=(), strict=False):
+    error, message, entries = describe_client_quotas(bootstrap, list(components), strict)
+    assert error == 0, (error, message)
+    return entries
+
+
+def test_kafka_configs_tool_sets_describes_and_deletes_quotas(make_broker, kafka_tools):
+    broker = make_broker()
+    b = broker.bootstrap
+    kafka_configs(b, "--alter", "--add-config", "producer_byte_rate=1048576,consumer_byte_rate=2097152",
+                  "--entity-type", "clients", "--entity-name", "app-1")
+    kafka_configs(b, "--alter", "--add-config", "request_percentage=12.5", "--entity-type", "users", "--entity-name", "alice",
+                  "--entity-type", "clients", "--entity-default")
+    kafka_configs(b, "--alter", "--add-config", "connection_creation_rate=7", "--entity-type", "ips", "--entity-name", "10.1.2.3")
+    out = kafka_configs(b, "--describe", "--entity-type", "clients", "--entity-name", "app-1")
+    assert "producer_byte_rate=1048576.0" in out and "consumer_byte_rate=2097152.0" in out, out
+    out = kafka_configs(b, "--describe", "--entity-type", "users", "--entity-name", "alice", "--entity-type", "clients", "--entity-default")
+    assert "request_percentage=12.5" in out, out
+    assert described(b) == {
+        (("client-id", "app-1"),): {"producer_byte_rate": 1048576.0, "consumer_byte_rate": 2097152.0},
+        (("client-id", None), ("user", "alice")): {"request_percentage": 12.5},
+        (("ip", "10.1.2.3"),): {"connection_creation_rate": 7.0},
+    }
+    kafka_configs(b, "--alter", "--delete-config", "producer_byte_rate", "--entity-type", "clients", "--entity-name", "app-1")
+    assert described(b, [("client-id", 0, "app-1")]) == {(("client-id", "app-1"),): {"consumer_byte_rate": 2097152.0}}
+
+
+def test_runnel_quota_cli_and_describe_filters(make_broker):
+    b = make_broker().bootstrap
+    cli(b, "quota", "set", "--user", "bob", "producer_byte_rate=4096")
+    cli(b, "quota", "set", "--user", "bob", "--client-id", "etl", "consumer_byte_rate=8192", "controller_mutation_rate=2.5")
+    cli(b, "quota", "set", "--client-default", "producer_byte_rate=1000000")
+    checked = cli(b, "quota", "set", "--client-id", "dry", "producer_byte_rate=5", "--validate-only")
+    assert "valid" in checked.stdout
+    listed = cli(b, "quota", "list").stdout.splitlines()
+    assert listed == [
+        "entity\tkey\tvalue",
+        "client-id=<default>\tproducer_byte_rate\t1000000",
+        "client-id=etl, user=bob\tconsumer_byte_rate\t8192",
+        "client-id=etl, user=bob\tcontroller_mutation_rate\t2.5",
+        "user=bob\tproducer_byte_rate\t4096",
+    ], listed
+    # Filters as Kafka's: exact, default, any; strict leaves out entities with other types.
+    assert set(described(b, [("user", 0, "bob")])) == {(("user", "bob"),), (("client-id", "etl"), ("user", "bob"))}
+    assert set(described(b, [("user", 0, "bob")], strict=True)) == {(("user", "bob"),)}
+    assert set(described(b, [("client-id", 1, None)])) == {(("client-id", None),)}
+    assert set(described(b, [("client-id", 2, None)])) == {(("client-id", None),), (("client-id", "etl"), ("user", "bob"))}
+    assert described(b, [], strict=True) == {}
+    cli(b, "quota", "delete", "--user", "bob", "--client-id", "etl", "consumer_byte_rate", "controller_mutation_rate")
+    assert set(described(b)) == {(("client-id", None),), (("user", "bob"),)}
+    refused = cli(b, "quota", "set", "--ip", "10.0.0.1", "producer_byte_rate=5", check=False)
+    assert refused.returncode != 0 and "Invalid configuration key producer_byte_rate" in refused.stderr, refused.stderr
+
+
+def test_invalid_alterations_and_filters_are_refused_as_kafka_refuses_them(broker):
+    b = broker.bootstrap
+    cases = [
+        ([("user", "u1")], [("no_such_key", 1.0)], "Invalid configuration key no_such_key"),
+        ([("user", "u1")], [("producer_byte_rate", 10.5)], "producer_byte_rate cannot be a fractional value."),
+        ([("user", "u1")], [("producer_byte_rate", -5.0)], "Quota producer_byte_rate must be greater than 0"),
+        ([("user", "u1")], [("producer_byte_rate", 1e30)], "Proposed value for producer_byte_rate is too large for a LONG."),
+        ([("ip", "1.2.3.4")], [("producer_byte_rate", 5.0)], "Invalid configuration key producer_byte_rate"),
+        ([("ip", "1.2.3.4"), ("user", "x")], [("connection_creation_rate", 5.0)],
+         "Invalid quota entity combination, IP entity shouldnot be combined with User or ClientId"),
+        ([("group", "g")], [("producer_byte_rate", 5.0)], "Unhandled client quota entity type: group"),
+        ([("user", "")], [("producer_byte_rate", 5.0)], "Empty user not supported"),
+        ([], [("producer_byte_rate", 5.0)], "Invalid empty client quota entity"),
+        ([("user", "u1")], [("producer_byte_rate", 5.0), ("producer_byte_rate", 6.0)],
+         "Ignoring duplicate entity ClientQuotaEntity(entries={user=u1})"),
+    ]
+    for entity, ops, message in cases:
+        for validate_only in (True, False):
+            answer = alter_client_quotas(b, [(entity, ops)], validate_only)
+            assert [(code, text) for code, text, _ in answer] == [(42, message)], (entity, ops, answer)
+    # An invalid entry changes nothing; the valid one beside it is written.
+    answer = alter_client_quotas(b, [([("user", "u2")], [("bogus", 1.0), ("producer_byte_rate", 7.0)]),
+                                     ([("user", "u3")], [("producer_byte_rate", 9.0)])])
+    assert [code for code, _, _ in answer] == [42, 0], answer
+    assert described(b, [("user", 0, "u2")]) == {}
+    assert described(b, [("user", 0, "u3")]) == {(("user", "u3"),): {"producer_byte_rate": 9.0}}
+    # validate_only writes nothing.
+    assert alter_client_quotas(b, [([("user", "u4")], [("producer_byte_rate", 9.0)])], validate_only=True)[0][0] == 0
+    assert described(b, [("user", 0, "u4")]) == {}
+    for components, code, message in [
+        ([("user", 0, None)], 42, "Request specified MATCH_TYPE_EXACT, but set match string to null."),
+        ([("user", 1, "x")], 42, "Request specified MATCH_TYPE_DEFAULT, but also specified a match string."),
+        ([("group", 2, None)], 35, "Unsupported entity type group"),
+        ([("user", 5, None)], 42, "Unknown match type 5"),
+        ([("ip", 2, None), ("user", 2, None)], 42, "Invalid entity filter component combination. IP filter component "
+                                                   "should not be used with user or clientId filter component."),
+        ([("user", 2, None), ("user", 2, None)], 42, "Entity type user cannot appear more than once in the filter."),
+    ]:
+        assert describe_client_quotas(b, components) == (code, message, None), components
+
+
+def throttle_stats():
+    """A librdkafka stats_cb and the largest broker throttle (ms) it saw."""
+    seen = {"max": 0}
+
+    def on_stats(raw):
+        for broker in json.loads(raw).get("brokers", {}).values():
+            seen["max"] = max(seen["max"], broker.get("throttle", {}).get("max", 0))
+    return seen, on_stats
+
+
+def produce(bootstrap, topic, client_id, count, extra=None):
+    """`count` records of RECORD bytes, 16 KB requests; (elapsed s, max throttle ms, delivery errors)."""
+    seen, on_stats = throttle_stats()
+    errors = []
+    conf = {"bootstrap.servers": bootstrap, "client.id": client_id, "batch.size": 16384, "linger.ms": 5,
+            "statistics.interval.ms": 200, "stats_cb": on_stats}
+    conf.update(extra or {})
+    producer = Producer(conf)
+    start = time.time()
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, value=b"%06d" % i + b"x" * (RECORD - 6),
+                                 on_delivery=lambda err, msg: err and errors.append(err))
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    assert producer.flush(120) == 0, "records left undelivered after 120 s"
+    elapsed = time.time() - start
+    producer.poll(0.5)  # one more statistics interval
+    return elapsed, seen["max"], errors
+
+
+def consume_all(bootstrap, topic, client_id, count, timeout=120):
+    """Reads `count` records from the start; (elapsed s, max throttle ms, the records' sequence numbers)."""
+    seen, on_stats = throttle_stats()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "client.id": client_id, "group.id": "q-" + uuid.uuid4().hex[:8],
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "statistics.interval.ms": 200, "stats_cb": on_stats})
+    consumer.subscribe([topic])
+    numbers = []
+    start = time.time()
+    deadline = start + timeout
+    try:
+        while len(numbers) < count and time.time() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            numbers.append(int(msg.value()[:6]))
+        elapsed = time.time() - start
+        consumer.poll(0.5)
+    finally:
+        consumer.close()
+    return elapsed, seen["max"], numbers
+
+
+def test_producer_and_consumer_over_their_byte_rate_are_throttled_and_lose_nothing(make_broker):
+    broker = make_broker()
+    b = broker.bootstrap
+    topic = "quota-" + uuid.uuid4().hex[:8]
+    create_topic(b, topic)
+    count = 400  # 400 KB: 200 KB at once, then 200 KB at 20 KB/s, about 10 s
+    cli(b, "quota", "set", "--client-id", "slow-producer", f"producer_byte_rate={RATE}")
+    cli(b, "quota", "set", "--client-id", "slow-consumer", f"consumer_byte_rate={RATE}")
+
+    fast_elapsed, fast_throttle, errors = produce(b, topic, "fast-producer", count)
+    assert errors == [] and fast_throttle == 0, (errors, fast_throttle)
+    slow_elapsed, slow_throttle, errors = produce(b, topic, "slow-producer", count)
+    assert errors == [], errors
+    print(f"produce {count * RECORD} B: unthrottled {fast_elapsed:.2f} s, at {RATE} B/s {slow_elapsed:.2f} s, "
+          f"max throttle {slow_throttle} ms")
+    assert slow_throttle > 0, "librdkafka saw no throttle_time_ms"
+    # (400 KB − the 200 KB a new client may send at once) at 20 KB/s: 10 s; generous bounds.
+    assert 5 < slow_elapsed < 60, slow_elapsed
+    assert fast_elapsed < 5, fast_elapsed
+
+    total = 2 * count
+    fast_elapsed, fast_throttle, numbers = consume_all(b, topic, "fast-consumer", total)
+    assert sorted(numbers) == sorted(list(range(count)) * 2) and fast_throttle == 0, (len(numbers), fast_throttle)
+    slow_elapsed, slow_throttle, numbers = consume_all(b, topic, "slow-consumer", total, timeout=150)
+    print(f"consume {total * RECORD} B: unthrottled {fast_elapsed:.2f} s, at {RATE} B/s {slow_elapsed:.2f} s, "
+          f"max throttle {slow_throttle} ms")
+    assert sorted(numbers) == sorted(list(range(count)) * 2), f"{len(numbers)} of {total} records read"
+    assert slow_throttle > 0, "librdkafka saw no throttle_time_ms"
+    # 800 KB at 20 KB/s with 200 KB at once: tens of seconds; at least well above the unthrottled read.
+    assert slow_elapsed > 10 and slow_elapsed > 5 * fast_elapsed, (slow_elapsed, fast_elapsed)
+
+
+def test_quotas_survive_a_restart_and_apply_after_it(make_broker):
+    broker = make_broker()
+    b = broker.bootstrap
+    cli(b, "quota", "set", "--user", "ANONYMOUS", f"producer_byte_rate={RATE}")
+    cli(b, "quota", "set", "--user-default", "--client-default", "consumer_byte_rate=123456")
+    before = described(b)
+    broker.restart()
+    assert described(broker.bootstrap) == before == {
+        (("user", "ANONYMOUS"),): {"producer_byte_rate": float(RATE)},
+        (("client-id", None), ("user", None)): {"consumer_byte_rate": 123456.0},
+    }
+    # The user quota applies to every client of User:ANONYMOUS (plaintext), shared.
+    topic = "quota-restart-" + uuid.uuid4().hex[:8]
+    create_topic(broker.bootstrap, topic)
+    elapsed, throttle, errors = produce(broker.bootstrap, topic, "any-client", 400)
+    assert errors == [] and throttle > 0 and elapsed > 5, (elapsed, throttle, errors)
