@@ -59,7 +59,7 @@ for target in "${targets[@]}"; do
   set -e
   execs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' || echo "?")
   rate=$(grep -Eo 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -Eo '[0-9]+$' || echo "?")
-  cov=$(grep -Eo '#[0-9]+ *DONE *cov: [0-9]+' "$log" | grep -Eo '[0-9]+$' || echo "?")
+  cov=$(grep -Eo 'DONE[[:space:]]+cov: [0-9]+' "$log" | grep -Eo '[0-9]+$' || echo "?")
   if [ "$status" -ne 0 ]; then
     tail -n 60 "$log" >&2
     failed+=("$target")
