@@ -42,6 +42,12 @@ step "Rust unit, property and wire tests"
 cargo test --release --workspace --locked 2>&1 | tee "$logs/cargo.log"
 rust_passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$logs/cargo.log" | awk '{s += $4} END {print s + 0}')
 
+step "fuzzing: every cargo-fuzz target in fuzz/ for 20 s (scripts/fuzz.sh)"
+# Builds the targets with nightly (cargo-fuzz is installed into target/cargo-fuzz
+# if missing) and runs each from its committed seeds; a crash or a missing
+# toolchain fails CI. The longer runs are in README.md ("Fuzzing").
+scripts/fuzz.sh 20
+
 step "black-box tests with real Kafka clients"
 set +e
 "$venv/bin/python" -m pytest tests/python -q -ra --timeout=180 -p no:cacheprovider 2>&1 | tee "$logs/pytest.log"

@@ -432,7 +432,7 @@ impl Activity {
 }
 
 /// Reads one size-prefixed frame. None on a clean end of stream between frames.
-async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin), max: usize) -> Result<Option<Bytes>, ConnectionError> {
+pub async fn read_frame(reader: &mut (impl AsyncReadExt + Unpin), max: usize) -> Result<Option<Bytes>, ConnectionError> {
     let mut len_buf = [0u8; 4];
     match reader.read_exact(&mut len_buf).await {
         Ok(_) => {}

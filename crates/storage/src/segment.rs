@@ -137,10 +137,15 @@ impl Segment {
                 }
             };
             let size = header.total_size() as u64;
+            // Compared as i32: a negative length must not pass as a huge usize (fuzz: segment_recovery).
             let bad_shape = header.magic != 2
-                || (header.batch_length as usize) < BATCH_HEADER_LEN - crate::batch::LOG_OVERHEAD
+                || header.batch_length < (BATCH_HEADER_LEN - crate::batch::LOG_OVERHEAD) as i32
                 || pos + size > file_size
                 || header.base_offset < base_offset
+                // The batch's offsets must ascend and fit an i64: a negative delta once made the
+                // log end fall below the segment's base, and `Log::open` panicked (fuzz: segment_recovery).
+                || header.last_offset_delta < 0
+                || header.base_offset.checked_add(header.last_offset_delta as i64 + 1).is_none()
                 // Compaction leaves gaps between batches, never overlaps.
                 || expected_offset.is_some_and(|e| header.base_offset < e);
             if bad_shape {

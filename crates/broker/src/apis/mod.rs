@@ -525,15 +525,17 @@ fn finish<T: IntoFrame>(ctx: RequestContext, reply: Reply<T>) -> Option<PendingR
     }
 }
 
-/// Handles one request frame. Returns the pending response to queue on the
-/// connection (None when no response is due), or an error that closes the
-/// connection.
-pub async fn handle_request(
-    broker: &Arc<Broker>,
-    frame: Bytes,
-    connection: &mut ConnectionState,
-) -> Result<Option<PendingResponse>, ConnectionError> {
-    let peer = connection.peer;
+/// A request frame's fixed prefix and header, checked against [`SUPPORTED_APIS`].
+pub enum ParsedFrame {
+    /// ApiVersions at a version this broker does not know: answered in the v0 format (KIP-511).
+    UnsupportedApiVersions { correlation_id: i32 },
+    /// A supported API and version; `body` is what follows the header.
+    Request { header: RequestHeader, api_key: ApiKey, version: i16, body: Bytes },
+}
+
+/// Parses a request frame's API key, version and header (the first step of
+/// [`handle_request`]). An error closes the connection.
+pub fn parse_frame(frame: Bytes) -> Result<ParsedFrame, ConnectionError> {
     if frame.len() < 8 {
         return Err(ConnectionError::BadRequest(format!("{}-byte frame is shorter than a request header", frame.len())));
     }
@@ -547,11 +549,7 @@ pub async fn handle_request(
     let in_range = matches!(accepted, Some((min, max)) if (min..=max).contains(&version));
     if !in_range {
         if api_key == ApiKey::ApiVersions {
-            // KIP-511: answer in the v0 format so the client can retry with a version we know.
-            let resp = api_versions::unsupported_version_response();
-            let frame = encode_frame(correlation_id, 0, &resp, 0, Vec::new())
-                .map_err(|e| ConnectionError::BadRequest(format!("the ApiVersions v0 error answer cannot be encoded: {e:#}")))?;
-            return Ok(Some(Box::pin(std::future::ready(Ok(frame)))));
+            return Ok(ParsedFrame::UnsupportedApiVersions { correlation_id });
         }
         return Err(ConnectionError::BadRequest(format!("{api_key:?} v{version} is not supported")));
     }
@@ -561,6 +559,100 @@ pub async fn handle_request(
         Ok(Ok(h)) => h,
         _ => return Err(ConnectionError::BadRequest(format!("malformed {api_key:?} request header"))),
     };
+    Ok(ParsedFrame::Request { header, api_key, version, body })
+}
+
+/// Parses a frame and decodes its body as [`handle_request`] does, without
+/// handling it: what the `request` fuzz target (`fuzz/`) drives. Ok(None) for
+/// the unsupported-ApiVersions case, Ok(Some(api key)) for a decoded request.
+pub fn decode_frame(frame: Bytes) -> Result<Option<ApiKey>, ConnectionError> {
+    let (api_key, version, mut body) = match parse_frame(frame)? {
+        ParsedFrame::UnsupportedApiVersions { .. } => return Ok(None),
+        ParsedFrame::Request { api_key, version, body, .. } => (api_key, version, body),
+    };
+    use kafka_protocol::messages as m;
+    macro_rules! decode {
+        ($($key:ident => $req:ty,)*) => {
+            match api_key {
+                $(ApiKey::$key => decode_body::<$req>(&mut body, api_key, version).map(|_| Some(api_key)),)*
+                other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no decoder"))),
+            }
+        };
+    }
+    decode! {
+        SaslHandshake => m::SaslHandshakeRequest,
+        SaslAuthenticate => m::SaslAuthenticateRequest,
+        ApiVersions => m::ApiVersionsRequest,
+        Metadata => m::MetadataRequest,
+        Produce => m::ProduceRequest,
+        Fetch => m::FetchRequest,
+        ListOffsets => m::ListOffsetsRequest,
+        InitProducerId => m::InitProducerIdRequest,
+        FindCoordinator => m::FindCoordinatorRequest,
+        JoinGroup => m::JoinGroupRequest,
+        SyncGroup => m::SyncGroupRequest,
+        Heartbeat => m::HeartbeatRequest,
+        LeaveGroup => m::LeaveGroupRequest,
+        OffsetCommit => m::OffsetCommitRequest,
+        OffsetFetch => m::OffsetFetchRequest,
+        ListGroups => m::ListGroupsRequest,
+        DescribeGroups => m::DescribeGroupsRequest,
+        DeleteGroups => m::DeleteGroupsRequest,
+        OffsetDelete => m::OffsetDeleteRequest,
+        ConsumerGroupHeartbeat => m::ConsumerGroupHeartbeatRequest,
+        ConsumerGroupDescribe => m::ConsumerGroupDescribeRequest,
+        CreateTopics => m::CreateTopicsRequest,
+        DeleteTopics => m::DeleteTopicsRequest,
+        CreatePartitions => m::CreatePartitionsRequest,
+        DeleteRecords => m::DeleteRecordsRequest,
+        DescribeConfigs => m::DescribeConfigsRequest,
+        AlterConfigs => m::AlterConfigsRequest,
+        IncrementalAlterConfigs => m::IncrementalAlterConfigsRequest,
+        DescribeAcls => m::DescribeAclsRequest,
+        CreateAcls => m::CreateAclsRequest,
+        DeleteAcls => m::DeleteAclsRequest,
+        DescribeCluster => m::DescribeClusterRequest,
+        DescribeTopicPartitions => m::DescribeTopicPartitionsRequest,
+        OffsetForLeaderEpoch => m::OffsetForLeaderEpochRequest,
+        ListConfigResources => m::ListConfigResourcesRequest,
+        DescribeProducers => m::DescribeProducersRequest,
+        DescribeLogDirs => m::DescribeLogDirsRequest,
+        DescribeQuorum => m::DescribeQuorumRequest,
+        ElectLeaders => m::ElectLeadersRequest,
+        AlterPartitionReassignments => m::AlterPartitionReassignmentsRequest,
+        ListPartitionReassignments => m::ListPartitionReassignmentsRequest,
+        AddPartitionsToTxn => m::AddPartitionsToTxnRequest,
+        AddOffsetsToTxn => m::AddOffsetsToTxnRequest,
+        EndTxn => m::EndTxnRequest,
+        WriteTxnMarkers => m::WriteTxnMarkersRequest,
+        TxnOffsetCommit => m::TxnOffsetCommitRequest,
+        DescribeTransactions => m::DescribeTransactionsRequest,
+        ListTransactions => m::ListTransactionsRequest,
+        DescribeUserScramCredentials => m::DescribeUserScramCredentialsRequest,
+        AlterUserScramCredentials => m::AlterUserScramCredentialsRequest,
+    }
+}
+
+/// Handles one request frame. Returns the pending response to queue on the
+/// connection (None when no response is due), or an error that closes the
+/// connection.
+pub async fn handle_request(
+    broker: &Arc<Broker>,
+    frame: Bytes,
+    connection: &mut ConnectionState,
+) -> Result<Option<PendingResponse>, ConnectionError> {
+    let peer = connection.peer;
+    let (header, api_key, version, mut body) = match parse_frame(frame)? {
+        ParsedFrame::UnsupportedApiVersions { correlation_id } => {
+            // KIP-511: answer in the v0 format so the client can retry with a version we know.
+            let resp = api_versions::unsupported_version_response();
+            let frame = encode_frame(correlation_id, 0, &resp, 0, Vec::new())
+                .map_err(|e| ConnectionError::BadRequest(format!("the ApiVersions v0 error answer cannot be encoded: {e:#}")))?;
+            return Ok(Some(Box::pin(std::future::ready(Ok(frame)))));
+        }
+        ParsedFrame::Request { header, api_key, version, body } => (header, api_key, version, body),
+    };
+    let correlation_id = header.correlation_id;
     let ctx = RequestContext {
         header,
         api_key,
@@ -667,5 +759,41 @@ pub async fn handle_request(
         }
         ApiKey::AlterUserScramCredentials => dispatch!(m::AlterUserScramCredentialsRequest, alter_user_scram_credentials::handle),
         other => Err(ConnectionError::BadRequest(format!("{other:?} is advertised but has no handler"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    /// A frame of `api_key` at `version` holding just its request header, then `body`.
+    fn frame(api_key: ApiKey, version: i16, body: &[u8]) -> Bytes {
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(kafka_protocol::protocol::StrBytes::from_static_str("fuzz")));
+        let mut buf = BytesMut::new();
+        header.encode(&mut buf, api_key.request_header_version(version)).expect("header encodes");
+        buf.extend_from_slice(body);
+        buf.freeze()
+    }
+
+    /// `decode_frame` (the `request` fuzz target) decodes every API and version dispatch accepts.
+    #[test]
+    fn every_supported_version_has_a_decoder() {
+        for &(api_key, _, _) in SUPPORTED_APIS {
+            let (min, max) = accepted_range(api_key).expect("supported");
+            for version in min..=max {
+                match decode_frame(frame(api_key, version, &[])) {
+                    Ok(_) => {}
+                    Err(ConnectionError::BadRequest(e)) => assert!(!e.contains("no decoder"), "{e}"),
+                    Err(e) => panic!("{api_key:?} v{version}: {e}"),
+                }
+            }
+        }
+        assert!(matches!(decode_frame(frame(ApiKey::ApiVersions, 99, &[])), Ok(None)));
+        assert!(decode_frame(Bytes::from_static(&[0, 0, 0])).is_err());
     }
 }
