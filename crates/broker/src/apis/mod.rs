@@ -630,6 +630,8 @@ pub fn decode_frame(frame: Bytes) -> Result<Option<ApiKey>, ConnectionError> {
         ListTransactions => m::ListTransactionsRequest,
         DescribeUserScramCredentials => m::DescribeUserScramCredentialsRequest,
         AlterUserScramCredentials => m::AlterUserScramCredentialsRequest,
+        DescribeClientQuotas => m::DescribeClientQuotasRequest,
+        AlterClientQuotas => m::AlterClientQuotasRequest,
     }
 }
 
