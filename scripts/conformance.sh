@@ -39,7 +39,12 @@ run_pass() {
   done
   rm -rf "$work/runnel-data"
   # Both brokers without the 3 s initial rebalance delay, so group cases are quick.
-  kafka=$(scripts/kafka.sh start --name conformance --set group.initial.rebalance.delay.ms=0 "${kafka_sets[@]}")
+  # run_pass is called under `||`, where set -e does not apply: check by hand.
+  if ! kafka=$(scripts/kafka.sh start --name conformance --set group.initial.rebalance.delay.ms=0 "${kafka_sets[@]}") \
+    || [ -z "$kafka" ]; then
+    echo "conformance: Apache Kafka did not start (target/kafka/conformance)" >&2
+    return 1
+  fi
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   target/release/runnel serve --listen "127.0.0.1:$port" --data-dir "$work/runnel-data" \
     --set group.initial.rebalance.delay.ms=0 "${runnel_sets[@]}" >"$work/runnel.log" 2>&1 &

@@ -175,7 +175,16 @@ share.coordinator.state.topic.min.isr=$min_isr
 EOF
     if [ ${#settings[@]} -gt 0 ]; then printf '%s\n' "${settings[@]}" >>"$dir/node-$i/server.properties"; fi
   done
-  cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+  # A Kafka cluster id is a URL-safe base64 UUID; one in 64 begins with "-",
+  # which kafka-storage's argument parser takes for an option (Kafka's own
+  # Uuid.randomUuid never makes such ids), so draw again until it does not.
+  cluster_id=$(python3 -c '
+import base64, uuid
+while True:
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not cluster_id.startswith("-"):
+        print(cluster_id)
+        break')
   for i in $(seq 1 "$nodes"); do
     java_args "-Xmx256m" "$kafka_dir/log4j2.properties"
     java "${jvm[@]}" kafka.tools.StorageTool format \

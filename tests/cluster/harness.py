@@ -354,7 +354,12 @@ class RunnelBackend:
 
 def _kafka_cluster_id():
     import base64
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # One id in 64 would begin with "-", which kafka-storage's parser takes for
+    # an option (Kafka's Uuid.randomUuid never makes one): draw again.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 BACKENDS = {"kafka": KafkaBackend, "runnel": RunnelBackend}

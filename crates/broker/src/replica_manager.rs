@@ -410,7 +410,7 @@ impl ReplicaManager {
         if validate_only {
             return Ok(None);
         }
-        self.create_local_topic(name, Uuid::new_v4(), partitions, configs, log_config, |_| {}).map(Some)
+        self.create_local_topic(name, runnel_controller::random_kafka_uuid(), partitions, configs, log_config, |_| {}).map(Some)
     }
 
     /// Creates a topic the committed cluster metadata holds, with its id, partition

@@ -716,7 +716,7 @@ impl Controller {
                 place_replicas(image, 0, create.num_partitions, create.replication_factor)?
             }
         };
-        let topic_id = Uuid::new_v4();
+        let topic_id = crate::random_kafka_uuid();
         let mut pending = Pending::new(image);
         pending.push(MetadataRecord::Topic { name: create.name.clone(), topic_id })?;
         for (partition, replicas) in assignments.iter().enumerate() {

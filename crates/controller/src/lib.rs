@@ -758,7 +758,22 @@ async fn active_controller_loop(shared: std::sync::Weak<Shared>) {
 
 /// Kafka's cluster id format: a random UUID, URL-safe base64 without padding (22 characters).
 pub fn new_cluster_id() -> String {
-    uuid_to_kafka_base64(uuid::Uuid::new_v4())
+    uuid_to_kafka_base64(random_kafka_uuid())
+}
+
+/// A random UUID as Kafka's `Uuid.randomUuid` makes them, for cluster and
+/// topic ids: never nil, and never one whose base64 form begins with "-",
+/// which command-line tools (`kafka-storage format -t`, `kafka-topics
+/// --topic-id`) would take for an option.
+pub fn random_kafka_uuid() -> uuid::Uuid {
+    loop {
+        let id = uuid::Uuid::new_v4();
+        // The first base64 character is the top six bits of the first byte;
+        // "-" is index 62 of the URL-safe alphabet.
+        if !id.is_nil() && id.as_bytes()[0] >> 2 != 62 {
+            return id;
+        }
+    }
 }
 
 /// Kafka prints UUIDs (cluster ids, topic ids in its tools) as 22 characters of
@@ -810,5 +825,17 @@ mod tests {
         let id = super::uuid_to_kafka_base64(uuid::Uuid::from_bytes([0xff; 16]));
         assert_eq!(id, "_____________________w");
         assert_eq!(super::new_cluster_id().len(), 22);
+    }
+
+    #[test]
+    fn random_ids_never_begin_with_a_dash() {
+        // 0xf8 is the first byte whose top six bits are 62 ("-").
+        let dash = super::uuid_to_kafka_base64(uuid::Uuid::from_bytes([0xf8; 16]));
+        assert!(dash.starts_with('-'), "{dash}");
+        // One id in 64 would begin with "-": 4000 draws miss none by chance.
+        for _ in 0..4000 {
+            let id = super::uuid_to_kafka_base64(super::random_kafka_uuid());
+            assert!(!id.starts_with('-'), "{id}");
+        }
     }
 }

@@ -157,7 +157,7 @@ async fn create_one(
                 ApiError::new(ResponseError::try_from_code(e.code).unwrap_or(ResponseError::InvalidReplicationFactor), e.message)
             })?;
         }
-        return Ok((partitions, replication, configs, uuid::Uuid::new_v4()));
+        return Ok((partitions, replication, configs, runnel_controller::random_kafka_uuid()));
     }
     let create = CreateTopic {
         name,
