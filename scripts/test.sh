@@ -36,7 +36,10 @@ fi
 [ -d tests/js/node_modules/kafkajs ] || npm ci --prefix tests/js --no-audit --no-fund --silent
 
 step "build (release)"
-cargo build --release --workspace --locked
+# --all-targets: the binaries and the test binaries in one build. Without it
+# `cargo test` resolves features again with the dev-dependencies and
+# recompiles the broker, the controller and everything above them.
+cargo build --release --workspace --all-targets --locked
 
 step "Rust unit, property and wire tests"
 cargo test --release --workspace --locked 2>&1 | tee "$logs/cargo.log"

@@ -1,9 +1,8 @@
 //! CreateTopics and DescribeConfigs answers, field by field on the wire, where
 //! Kafka 4.x's differ from what the kafka-protocol crate's defaults would send.
 
-mod common;
 
-use common::{s, start_broker, Client};
+use crate::common::{s, start_broker, Client};
 use kafka_protocol::messages::*;
 
 const TOPIC: &str = "configs";

@@ -4,14 +4,14 @@
 //! drive); records go in with real Produce requests over TCP and the
 //! followers copy them with real Fetch requests through the replica fetcher.
 
-mod common;
 
+use crate::common;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{record_batch, topic_name, Client};
+use crate::common::{record_batch, topic_name, Client};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
 use parking_lot::Mutex;

@@ -2,17 +2,13 @@
 //! and are now Kafka's: each test drives the broker over TCP and checks the
 //! fields a client acts on.
 
-mod common;
 
-use common::{record_batch, start_broker, s, topic_name, Client, BASE_TIMESTAMP};
+use crate::common::{record_batch, start_broker, s, topic_name, Client, BASE_TIMESTAMP};
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
-
-#[global_allocator]
-static ALLOCATOR: runnel_broker::alloc_guard::GuardedAllocator = runnel_broker::alloc_guard::GuardedAllocator;
 
 const INVALID_REQUEST: i16 = 42;
 const ILLEGAL_GENERATION: i16 = 22;

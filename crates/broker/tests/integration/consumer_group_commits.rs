@@ -5,14 +5,10 @@
 //! the transaction and retry (franz-go's TestTxnEtl failed when Runnel
 //! answered UNSUPPORTED_VERSION there, which clients treat as fatal).
 
-mod common;
 
-use common::{s, start_broker, topic_name, Client};
+use crate::common::{s, start_broker, topic_name, Client};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
-
-#[global_allocator]
-static ALLOCATOR: runnel_broker::alloc_guard::GuardedAllocator = runnel_broker::alloc_guard::GuardedAllocator;
 
 const GROUP: &str = "commits-848";
 const TOPIC: &str = "commits-topic";

@@ -2,14 +2,10 @@
 //! against every topic, internal ones included, as Kafka's does (franz-go's
 //! Test848RegexBrokerResolves relies on it).
 
-mod common;
 
-use common::{s, start_broker, topic_name, Client};
+use crate::common::{s, start_broker, topic_name, Client};
 use kafka_protocol::messages::*;
 use uuid::Uuid;
-
-#[global_allocator]
-static ALLOCATOR: runnel_broker::alloc_guard::GuardedAllocator = runnel_broker::alloc_guard::GuardedAllocator;
 
 /// Topic name → id, auto-creating topics that do not exist yet.
 async fn topic_ids(client: &mut Client, names: &[&str]) -> Vec<Uuid> {

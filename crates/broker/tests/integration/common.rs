@@ -1,7 +1,7 @@
 //! What the broker's TCP tests share: an in-process broker on a loopback
 //! port, and a client that frames requests encoded by the kafka-protocol
 //! crate and decodes their answers.
-#![allow(dead_code)] // each test crate uses its own part of this module
+#![allow(dead_code)] // each test module uses its own part of this one
 
 use std::time::Duration;
 

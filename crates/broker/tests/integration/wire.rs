@@ -3,21 +3,17 @@
 //! black-box tests in `tests/` (real third-party clients) with exact checks
 //! of fields clients rely on.
 
-mod common;
 
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use common::{record_batch as batch, start_broker, topic_name, Client};
+use crate::common::{record_batch as batch, start_broker, topic_name, Client};
 use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::Decodable;
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-
-#[global_allocator]
-static ALLOCATOR: runnel_broker::alloc_guard::GuardedAllocator = runnel_broker::alloc_guard::GuardedAllocator;
 
 fn produce_request(topic: &str, acks: i16, records: Bytes) -> ProduceRequest {
     ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![TopicProduceData::default()

@@ -11,17 +11,14 @@
 //! at the request's version, and say what the request asked. Error paths,
 //! where handlers set error fields, are probed as well.
 
-mod common;
 
+use crate::common;
 use bytes::Bytes;
-use common::{record_batch, s, topic_name, Client};
+use crate::common::{record_batch, s, topic_name, Client};
 use kafka_protocol::messages::*;
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use runnel_broker::apis::SUPPORTED_APIS;
 use uuid::Uuid;
-
-#[global_allocator]
-static ALLOCATOR: runnel_broker::alloc_guard::GuardedAllocator = runnel_broker::alloc_guard::GuardedAllocator;
 
 const TOPIC: &str = "every";
 const RECORDS: i64 = 3;

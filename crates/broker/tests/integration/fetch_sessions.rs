@@ -3,19 +3,16 @@
 //! names topics (v12) and one that names them by id (v17). The Java client
 //! (tests/python/test_java.py) exercises the same path as a real consumer.
 
-mod common;
 
+use crate::common;
 use std::time::Duration;
 
-use common::{record_batch, topic_name as name, Client};
+use crate::common::{record_batch, topic_name as name, Client};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use runnel_broker::RunningBroker;
 use uuid::Uuid;
-
-#[global_allocator]
-static ALLOCATOR: runnel_broker::alloc_guard::GuardedAllocator = runnel_broker::alloc_guard::GuardedAllocator;
 
 const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
 const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
