@@ -273,6 +273,60 @@ def test_mtls_principal_and_untrusted_certificate(make_listeners_broker, pki):
     assert key_body not in log
 
 
+def test_ssl_principal_mapping_rules_name_the_acl_principal(make_listeners_broker, pki):
+    """ssl.principal.mapping.rules as Kafka reads them: the billing client's
+    DN `CN=billing-app,OU=payments,O=Example` becomes `User:BILLING-APP@PAYMENTS`
+    (a RULE with a back reference, upper-cased), and that is the principal
+    the ACLs see: it may write only once an ACL names it. A DN no rule
+    matches (OU=marketing, with no DEFAULT rule) is refused: the client sees
+    a transport error, the broker logs why, other clients carry on. A rule
+    Runnel cannot read stops the broker at start, naming the setting."""
+    from test_acls import STANDARD_AUTHORIZER
+
+    ads = make_signed(pki["dir"], "ads", "/O=Example/OU=marketing/CN=ads-app", (pki["ca"], pki["ca"][:-4] + ".key"))
+    p1, p2 = free_port(), free_port()
+    settings = dict(tls_settings(pki, client_auth="required"), **{
+        "ssl.principal.mapping.rules": "RULE:^CN=([^,]+),OU=(payments),O=.*$/$1@$2/U",
+        "authorizer.class.name": STANDARD_AUTHORIZER,
+        "super.users": "User:ANONYMOUS",
+    })
+    broker = make_listeners_broker([("PLAINTEXT", p1), ("SSL", p2)], settings)
+    topic = "t-" + uuid.uuid4().hex[:8]
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{p1}"})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+
+    def produce_error(cert):
+        outcome, errors = [], []
+        producer = Producer(dict(ssl_conf(p2, pki, cert), **{
+            "acks": "all", "message.timeout.ms": 6000, "error_cb": errors.append}))
+        producer.produce(topic, b"v", on_delivery=lambda err, msg: outcome.append(err))
+        producer.flush(12)
+        return (outcome[0].code() if outcome and outcome[0] else None), errors
+
+    code, _ = produce_error(pki["client"])
+    assert code == KafkaError.TOPIC_AUTHORIZATION_FAILED, code
+    assert "User:BILLING-APP@PAYMENTS" in broker.log()
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    binding = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "User:BILLING-APP@PAYMENTS", "*",
+                         AclOperation.WRITE, AclPermissionType.ALLOW)
+    for future in admin.create_acls([binding]).values():
+        future.result(30)
+    code, _ = produce_error(pki["client"])
+    assert code is None, code
+
+    code, errors = produce_error(ads)
+    assert code is not None and errors, "a DN no rule maps must not be served"
+    assert "No rules apply to CN=ads-app,OU=marketing,O=Example" in broker.log()
+    assert produce_error(pki["client"])[0] is None
+
+    bad = ListenersBroker([("SSL", free_port())], dict(settings, **{
+        "ssl.principal.mapping.rules": "RULE:^CN=(.*)$/$1/L/U"}))
+    with pytest.raises(RuntimeError) as refused:
+        bad.start(timeout=10)
+    bad.cleanup()
+    assert "ssl.principal.mapping.rules" in str(refused.value) and "unmatched substring" in str(refused.value)
+
+
 
 # ---------------------------------------------------------------- SASL
 

@@ -166,7 +166,12 @@ async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, mut connectio
         }
     };
     if let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|certs| certs.first()) {
-        match crate::security::tls::certificate_principal(cert) {
+        let listener = &connection.listener;
+        let principal = crate::security::tls::subject_dn(cert).and_then(|dn| match &listener.principal_mapper {
+            Some(mapper) => mapper.name(&dn).map_err(|e| format!("ssl.principal.mapping.rules: {e}")),
+            None => Ok(dn),
+        });
+        match principal.map(|name| format!("User:{name}")) {
             Ok(principal) => {
                 tracing::info!(%peer, listener = %connection.listener.name, %principal, "TLS client authenticated by certificate");
                 connection.principal = Arc::from(principal.as_str());

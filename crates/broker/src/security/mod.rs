@@ -3,6 +3,7 @@
 //! connection is (its principal).
 
 pub mod authorizer;
+pub mod principal_mapping;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
@@ -24,6 +25,9 @@ pub struct ListenerSecurity {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// SASL_PLAINTEXT and SASL_SSL listeners: mechanisms and users.
     pub sasl: Option<Arc<sasl::SaslSettings>>,
+    /// SSL listeners: `ssl.principal.mapping.rules`, from a client
+    /// certificate's subject DN to the connection's principal.
+    pub principal_mapper: Option<principal_mapping::PrincipalMapper>,
 }
 
 impl std::fmt::Debug for ListenerSecurity {
@@ -42,6 +46,13 @@ impl ListenerSecurity {
             None
         };
         let sasl = if client.protocol.uses_sasl() { Some(Arc::new(sasl::SaslSettings::new(config, name)?)) } else { None };
-        Ok(ListenerSecurity { name: Arc::from(name), protocol: client.protocol, tls, sasl })
+        // Only an SSL listener's principal comes from the certificate; on SASL_SSL it is the SASL identity.
+        let principal_mapper = if client.protocol == SecurityProtocol::Ssl {
+            let rules = config.listener_setting(name, "ssl.principal.mapping.rules").unwrap_or("DEFAULT");
+            Some(principal_mapping::PrincipalMapper::new(rules).map_err(|e| format!("listener {name}: ssl.principal.mapping.rules: {e}"))?)
+        } else {
+            None
+        };
+        Ok(ListenerSecurity { name: Arc::from(name), protocol: client.protocol, tls, sasl, principal_mapper })
     }
 }

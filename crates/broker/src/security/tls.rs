@@ -1,7 +1,7 @@
 //! TLS listeners (SSL, SASL_SSL) with rustls: the server config built from
 //! Kafka's `ssl.*` settings (PEM key stores and trust stores, `ssl.client.auth`),
-//! and the principal of a client certificate (its subject DN, as Kafka's
-//! DEFAULT `ssl.principal.mapping.rules` gives it).
+//! and the subject DN of a client certificate (as Java prints it; the
+//! principal is made from it by `ssl.principal.mapping.rules`).
 
 use std::sync::Arc;
 
@@ -122,14 +122,9 @@ fn private_key(listener: &str, what: &str, pem: &[u8]) -> Result<PrivateKeyDer<'
     })
 }
 
-/// Kafka's principal of a client certificate under the DEFAULT mapping rule:
-/// `User:` + the subject DN as Java's `X500Principal.getName()` prints it
-/// (RFC 2253: most specific first, `CN=client,OU=eng,O=Example,C=US`).
-pub fn certificate_principal(cert: &CertificateDer<'_>) -> Result<String, String> {
-    Ok(format!("User:{}", subject_dn(cert)?))
-}
-
-/// The subject distinguished name in RFC 2253 form.
+/// The subject distinguished name as Java's `X500Principal.getName()` prints
+/// it, which is what Kafka's mapping rules see (RFC 2253: most specific
+/// first, `CN=client,OU=eng,O=Example,C=US`).
 pub fn subject_dn(cert: &CertificateDer<'_>) -> Result<String, String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| format!("unreadable client certificate: {e}"))?;
     let mut rdns = Vec::new();
