@@ -384,7 +384,9 @@ def test_the_last_in_sync_replica_back_with_a_wiped_disk_is_not_elected(cluster)
     admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[3, 1, 2]],
                                   config={"min.insync.replicas": "2"})])[topic].result(30)
     wait_until("a full ISR", lambda: (lambda p: p if p and len(p.isrs) == 3 else None)(partition_metadata(admin, topic)[0]))
-    producer = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all", "linger.ms": 5})
+    # Idempotent: a retried produce (e.g. NOT_ENOUGH_REPLICAS_AFTER_APPEND on a
+    # loaded machine) must not write the records twice.
+    producer = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all", "linger.ms": 5, "enable.idempotence": True})
     values = [f"kept-{i}" for i in range(200)]
     produce(producer, topic, values)
     wait_until("every replica's log holds 200 records", lambda: all(log_end_offset(n.data_dir, topic) == 200 for n in cluster))

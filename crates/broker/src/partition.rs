@@ -323,8 +323,11 @@ impl Partition {
     /// On the leader, in the same leader epoch: the replicas changed (a
     /// reassignment added or removed some). Followers that stay keep their
     /// progress (resetting it would hold the high watermark back until they
-    /// fetch again); new ones start unknown and outside the caught-up clock.
+    /// fetch again); new ones start unknown, caught up now if the ISR has
+    /// them (as Kafka's makeLeader: a new topic's followers come this way
+    /// before their first fetch, and must not be shrunk out at once).
     pub fn update_assignment(&self, partition_epoch: i32, replicas: Vec<i32>, isr: Vec<i32>) {
+        let now_ms = crate::now_ms();
         let end = self.log.lock().log_end_offset();
         let mut replica = self.replica.lock();
         if partition_epoch < replica.partition_epoch {
@@ -335,7 +338,8 @@ impl Partition {
             .iter()
             .filter(|&&id| id != self.local_id)
             .map(|&id| {
-                (id, followers.remove(&id).unwrap_or(FollowerProgress::unknown(0)))
+                let caught_up = if isr.contains(&id) { now_ms } else { 0 };
+                (id, followers.remove(&id).unwrap_or(FollowerProgress::unknown(caught_up)))
             })
             .collect();
         replica.replicas = replicas;
