@@ -409,6 +409,106 @@ def test_sasl_before_authentication_only_handshake_is_served(make_listeners_brok
     assert request(f"127.0.0.1:{p1}", MetadataRequest_v1(topics=None)).brokers
 
 
+class RawSaslConnection:
+    """One raw connection to a SASL_PLAINTEXT listener, speaking SaslHandshake
+    v1 and SaslAuthenticate v1 (KIP-368's versions) with PLAIN."""
+
+    def __init__(self, port):
+        import socket
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.correlation_id = 0
+
+    def call(self, req):
+        import struct
+
+        from kafka.protocol.api import RequestHeader
+        from raw_requests import _read_exactly
+        self.correlation_id += 1
+        body = RequestHeader(req, correlation_id=self.correlation_id, client_id="runnel-test").encode() + req.encode()
+        self.sock.sendall(struct.pack(">i", len(body)) + body)
+        head = self.sock.recv(4)
+        if len(head) < 4:
+            return None  # closed
+        size = struct.unpack(">i", head)[0]
+        return req.RESPONSE_TYPE.decode(_read_exactly(self.sock, size)[4:])
+
+    def authenticate(self, user, password):
+        from kafka.protocol.admin import SaslAuthenticateRequest_v1, SaslHandshakeRequest_v1
+        handshake = self.call(SaslHandshakeRequest_v1(mechanism="PLAIN"))
+        if handshake is None or handshake.error_code != 0:
+            return handshake
+        token = b"\0" + user.encode() + b"\0" + password.encode()
+        return self.call(SaslAuthenticateRequest_v1(sasl_auth_bytes=token))
+
+    def metadata(self):
+        from kafka.protocol.metadata import MetadataRequest_v1
+        return self.call(MetadataRequest_v1(topics=None))
+
+    def close(self):
+        self.sock.close()
+
+
+def test_sasl_sessions_end_after_connections_max_reauth_ms_unless_renewed(make_listeners_broker):
+    """KIP-368 as Kafka's broker does it. With `connections.max.reauth.ms`
+    (here per listener and mechanism, 2 s) SaslAuthenticate v1 tells the
+    client its session lifetime; a connection used after it without
+    re-authenticating is closed; re-authenticating on the same connection
+    (SaslHandshake + SaslAuthenticate again) renews it, but only as the same
+    principal. confluent-kafka (librdkafka re-authenticates by itself)
+    produces for 7 s over one connection without an error. Without the
+    setting the lifetime is 0 and a second handshake is ILLEGAL_SASL_STATE."""
+    p1, p2 = free_port(), free_port()
+    broker = make_listeners_broker([("PLAINTEXT", p1), ("SASL_PLAINTEXT", p2)], dict(
+        sasl_plain_settings(), **{"listener.name.sasl_plaintext.plain.connections.max.reauth.ms": "2000"}))
+
+    expired = RawSaslConnection(p2)
+    answer = expired.authenticate("alice", "alice-secret")
+    assert answer.error_code == 0 and answer.session_lifetime_ms == 2000, answer
+    assert expired.metadata().brokers
+    time.sleep(2.5)
+    assert expired.metadata() is None, "a request after the session ended closes the connection"
+    expired.close()
+    assert "without re-authentication" in broker.log()
+
+    renewed = RawSaslConnection(p2)
+    assert renewed.authenticate("alice", "alice-secret").session_lifetime_ms == 2000
+    for _ in range(3):
+        time.sleep(1.5)
+        answer = renewed.authenticate("alice", "alice-secret")
+        assert answer.error_code == 0 and answer.session_lifetime_ms == 2000, answer
+        assert renewed.metadata().brokers, "the renewed session is served"
+    assert broker.log().count("SASL re-authentication succeeded") >= 3
+    time.sleep(1.1)
+    answer = renewed.authenticate("admin", "admin-secret")
+    assert answer.error_code == 58, answer  # SASL_AUTHENTICATION_FAILED
+    assert answer.error_message == "Cannot change principals during re-authentication from User.alice: User.admin"
+    assert renewed.metadata() is None, "a failed re-authentication closes the connection"
+    renewed.close()
+
+    topic = "t-" + uuid.uuid4().hex[:8]
+    AdminClient(plain_conf(p2, "alice", "alice-secret")).create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    reauthenticated, ended = (broker.log().count(line) for line in ("SASL re-authentication succeeded", "without re-authentication"))
+    errors, delivered = [], []
+    producer = Producer(dict(plain_conf(p2, "alice", "alice-secret"), **{"acks": "all", "error_cb": errors.append}))
+    deadline = time.time() + 7
+    while time.time() < deadline:
+        producer.produce(topic, b"v", on_delivery=lambda err, msg: delivered.append(err))
+        producer.poll(0.2)
+    assert producer.flush(30) == 0
+    assert delivered and all(err is None for err in delivered), [e for e in delivered if e]
+    assert not errors, errors
+    log = broker.log()
+    assert log.count("SASL re-authentication succeeded") >= reauthenticated + 2, "librdkafka renewed its sessions"
+    assert log.count("without re-authentication") == ended, "no connection of the producer was closed"
+
+    plain = make_listeners_broker([("PLAINTEXT", free_port()), ("SASL_PLAINTEXT", free_port())], sasl_plain_settings())
+    forever = RawSaslConnection(plain.listeners[1][1])
+    assert forever.authenticate("alice", "alice-secret").session_lifetime_ms == 0
+    from kafka.protocol.admin import SaslHandshakeRequest_v1
+    assert forever.call(SaslHandshakeRequest_v1(mechanism="PLAIN")).error_code == 34  # ILLEGAL_SASL_STATE
+    forever.close()
+
+
 def test_sasl_plain_with_kafka_python(make_listeners_broker):
     from kafka import KafkaConsumer, KafkaProducer
     from kafka.errors import KafkaError as KPError

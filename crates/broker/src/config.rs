@@ -595,7 +595,10 @@ pub fn is_security_setting(name: &str) -> bool {
         },
         None => name,
     };
-    SECURITY_SETTINGS.contains(&key) || key.ends_with("sasl.jaas.config") || key == "sasl.enabled.mechanisms"
+    SECURITY_SETTINGS.contains(&key)
+        || key.ends_with("sasl.jaas.config")
+        || key == "sasl.enabled.mechanisms"
+        || key.ends_with(crate::security::sasl::REAUTH_KEY)
 }
 
 /// One supported broker config: Kafka's name, Runnel's default as it is

@@ -49,6 +49,35 @@ pub struct ConnectionState {
     pub scram: Option<Box<crate::security::scram::ScramExchange>>,
     /// Muted while its client is throttled by a quota (no request is read).
     pub throttle: crate::quota::SharedGate,
+    /// KIP-368: when the authenticated SASL session ends, and a re-authentication in progress.
+    pub session: SaslSession,
+}
+
+/// An authenticated SASL session's lifetime (`connections.max.reauth.ms`)
+/// and re-authentication on the same connection (KIP-368), as Kafka's
+/// `KafkaChannel` and `SaslServerAuthenticator` do it.
+#[derive(Debug, Clone, Default)]
+pub struct SaslSession {
+    /// The mechanism the connection authenticated with.
+    pub mechanism: Option<crate::security::sasl::Mechanism>,
+    /// Past this, any request but a SaslHandshake that begins a
+    /// re-authentication closes the connection. None: the session never ends.
+    pub expires_at: Option<std::time::Instant>,
+    /// When the last re-authentication began: at most one a second.
+    pub last_reauthentication: Option<std::time::Instant>,
+    /// During a re-authentication: the principal it must keep (mechanism: `mechanism`).
+    pub reauthenticating_as: Option<Arc<str>>,
+}
+
+impl SaslSession {
+    /// Kafka re-authenticates only sessions that end, and not twice within a second.
+    pub fn may_begin_reauthentication(&self, now: std::time::Instant) -> bool {
+        self.expires_at.is_some() && self.last_reauthentication.is_none_or(|last| now.duration_since(last) >= std::time::Duration::from_secs(1))
+    }
+
+    pub fn expired(&self, now: std::time::Instant) -> bool {
+        self.expires_at.is_some_and(|at| now > at)
+    }
 }
 
 /// Where a connection is in SASL authentication.
@@ -75,7 +104,7 @@ impl SaslProgress {
 impl ConnectionState {
     pub fn new(peer: SocketAddr, listener: Arc<ListenerSecurity>) -> ConnectionState {
         let sasl = if listener.sasl.is_some() { SaslProgress::AwaitingHandshake } else { SaslProgress::NotRequired };
-        ConnectionState { peer, listener, principal: Arc::from(ANONYMOUS), sasl, scram: None, throttle: Default::default() }
+        ConnectionState { peer, listener, principal: Arc::from(ANONYMOUS), sasl, scram: None, throttle: Default::default(), session: SaslSession::default() }
     }
 }
 

@@ -24,7 +24,7 @@ use runnel_controller::acl;
 use crate::frame::{ResponseFrame, SplicingBuf};
 use crate::quota::QuotaKind;
 use crate::security::authorizer::{Authorizer, Requester};
-use crate::network::{ConnectionError, ConnectionState};
+use crate::network::{ConnectionError, ConnectionState, SaslProgress};
 use crate::Broker;
 
 pub mod add_offsets_to_txn;
@@ -665,6 +665,21 @@ pub async fn handle_request(
         throttle: connection.throttle.clone(),
     };
     tracing::trace!(api = ?api_key, version, correlation_id, client = ctx.client_id(), "request");
+    if connection.sasl == SaslProgress::Authenticated {
+        let now = std::time::Instant::now();
+        if api_key == ApiKey::SaslHandshake && connection.session.may_begin_reauthentication(now) {
+            // KIP-368: the client re-authenticates on this connection; it keeps
+            // its principal (and its requests in flight) meanwhile.
+            connection.session.last_reauthentication = Some(now);
+            connection.session.reauthenticating_as = Some(connection.principal.clone());
+            connection.sasl = SaslProgress::AwaitingHandshake;
+        } else if connection.session.expired(now) {
+            return Err(ConnectionError::BadRequest(format!(
+                "{api_key:?} after the SASL session of {} ended (connections.max.reauth.ms) without re-authentication; closing the connection, as Kafka does",
+                connection.principal
+            )));
+        }
+    }
     if !connection.sasl.allows_requests() && !matches!(api_key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) {
         // Kafka closes a connection that sends anything else before authenticating (ILLEGAL_SASL_STATE).
         return Err(ConnectionError::BadRequest(format!(

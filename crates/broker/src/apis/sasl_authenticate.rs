@@ -5,6 +5,10 @@
 //! A failed authentication is answered SASL_AUTHENTICATION_FAILED with
 //! Kafka's message after `connection.failed.authentication.delay.ms`, logged
 //! with the peer address (never a secret), and the connection is closed.
+//!
+//! KIP-368: with `connections.max.reauth.ms` the answer (v1+) carries the
+//! session's lifetime; a re-authentication must keep the mechanism and the
+//! principal, or it fails and the connection closes.
 
 use std::sync::Arc;
 
@@ -15,7 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::{Reply, RequestContext};
 use crate::network::{ConnectionState, SaslProgress};
-use crate::security::sasl::Mechanism;
+use crate::security::sasl::{Mechanism, SaslSettings};
 use crate::security::scram;
 use crate::Broker;
 
@@ -25,7 +29,7 @@ enum Step {
     Continue { answer: Vec<u8> },
 }
 
-pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: SaslAuthenticateRequest, connection: &mut ConnectionState) -> Reply<SaslAuthenticateResponse> {
+pub fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: SaslAuthenticateRequest, connection: &mut ConnectionState) -> Reply<SaslAuthenticateResponse> {
     let failed = |message: &str| {
         SaslAuthenticateResponse::default()
             .with_error_code(ResponseError::SaslAuthenticationFailed.code())
@@ -41,7 +45,17 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: SaslAuthenticate
         return Reply::Now(failed(message).with_error_code(ResponseError::IllegalSaslState.code()));
     };
     // Err: (the client's message, the log's reason).
+    let reauthentication = connection.session.reauthenticating_as.clone();
     let outcome: Result<Step, (String, String)> = match mechanism {
+        // KIP-368: a re-authentication keeps the mechanism (Kafka's message).
+        _ if reauthentication.is_some() && connection.session.mechanism != Some(mechanism) => {
+            let message = format!(
+                "SASL mechanism '{}' requested by client is not supported for re-authentication of mechanism '{}'",
+                mechanism.name(),
+                connection.session.mechanism.map_or("?", |m| m.name())
+            );
+            Err((message.clone(), message))
+        }
         Mechanism::Plain => sasl
             .authenticate_plain(&req.auth_bytes)
             .map(|user| Step::Authenticated { user, answer: Vec::new() })
@@ -67,26 +81,52 @@ pub fn handle(broker: &Arc<Broker>, _ctx: &RequestContext, req: SaslAuthenticate
         Ok(Step::Continue { answer }) => Reply::Now(SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(answer))),
         Ok(Step::Authenticated { user, answer }) => {
             let principal = format!("User:{user}");
-            tracing::info!(peer = %connection.peer, listener = %connection.listener.name, %principal, mechanism = mechanism.name(), "SASL authentication succeeded");
+            if let Some(previous) = reauthentication.as_deref().filter(|previous| *previous != principal) {
+                // Kafka's message, with its `Type.name` spelling.
+                let dotted = |p: &str| p.replacen(':', ".", 1);
+                let message = format!("Cannot change principals during re-authentication from {}: {}", dotted(previous), dotted(&principal));
+                return fail(connection, &sasl, mechanism, failed(&message), message);
+            }
+            let what = if reauthentication.is_some() { "SASL re-authentication succeeded" } else { "SASL authentication succeeded" };
+            tracing::info!(peer = %connection.peer, listener = %connection.listener.name, %principal, mechanism = mechanism.name(), "{what}");
             connection.principal = principal.as_str().into();
             connection.sasl = SaslProgress::Authenticated;
-            Reply::Now(SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(answer)))
+            // KIP-368: the session's lifetime, told to clients that can re-authenticate (v1+).
+            let lifetime = sasl.session_lifetime(mechanism);
+            connection.session.mechanism = Some(mechanism);
+            connection.session.reauthenticating_as = None;
+            connection.session.expires_at = lifetime.map(|lifetime| std::time::Instant::now() + lifetime);
+            let mut response = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(answer));
+            if ctx.version >= 1 {
+                response.session_lifetime_ms = lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
+            }
+            Reply::Now(response)
         }
-        Err((message, reason)) => {
-            tracing::warn!(
-                peer = %connection.peer,
-                listener = %connection.listener.name,
-                mechanism = mechanism.name(),
-                %reason,
-                "SASL authentication failed; closing the connection"
-            );
-            connection.sasl = SaslProgress::Failed;
-            let delay = sasl.failed_authentication_delay;
-            let response = failed(&message);
-            Reply::Later(Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                response
-            }))
-        }
+        Err((message, reason)) => fail(connection, &sasl, mechanism, failed(&message), reason),
     }
+}
+
+/// A failed (re-)authentication: logged without secrets, answered after
+/// `connection.failed.authentication.delay.ms`, then the connection closes.
+fn fail(
+    connection: &mut ConnectionState,
+    sasl: &SaslSettings,
+    mechanism: Mechanism,
+    response: SaslAuthenticateResponse,
+    reason: String,
+) -> Reply<SaslAuthenticateResponse> {
+    let what = if connection.session.reauthenticating_as.is_some() { "SASL re-authentication" } else { "SASL authentication" };
+    tracing::warn!(
+        peer = %connection.peer,
+        listener = %connection.listener.name,
+        mechanism = mechanism.name(),
+        %reason,
+        "{what} failed; closing the connection"
+    );
+    connection.sasl = SaslProgress::Failed;
+    let delay = sasl.failed_authentication_delay;
+    Reply::Later(Box::pin(async move {
+        tokio::time::sleep(delay).await;
+        response
+    }))
 }

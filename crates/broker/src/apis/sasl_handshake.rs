@@ -3,7 +3,10 @@
 //! On a SASL listener, before authentication: an enabled mechanism moves the
 //! connection on to SaslAuthenticate; another gets UNSUPPORTED_SASL_MECHANISM
 //! with the enabled ones, and the connection is closed. Anywhere else (a
-//! listener without SASL, or a second handshake) it is ILLEGAL_SASL_STATE, as Kafka answers.
+//! listener without SASL, or a second handshake) it is ILLEGAL_SASL_STATE, as
+//! Kafka answers, except a handshake after authentication on a listener with
+//! `connections.max.reauth.ms`: that begins a KIP-368 re-authentication
+//! (`apis/mod.rs` moves the connection back here).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};

@@ -11,6 +11,9 @@ use subtle::ConstantTimeEq;
 use crate::config::BrokerConfig;
 use crate::security::scram::ScramMechanism;
 
+/// KIP-368's setting (also as `<mechanism>.connections.max.reauth.ms`, and per listener).
+pub const REAUTH_KEY: &str = "connections.max.reauth.ms";
+
 /// Kafka's messages for a failed authentication (clients show them).
 pub const PLAIN_FAILED: &str = "Authentication failed: Invalid username or password";
 
@@ -48,6 +51,10 @@ pub struct SaslSettings {
     /// `connection.failed.authentication.delay.ms`: how long a failed
     /// authentication's answer waits, which slows password guessing.
     pub failed_authentication_delay: Duration,
+    /// KIP-368 `connections.max.reauth.ms` per mechanism (positive values
+    /// only): an authenticated session lasts this long, then the client must
+    /// re-authenticate on its connection or lose it.
+    session_lifetimes: Vec<(Mechanism, Duration)>,
 }
 
 impl std::fmt::Debug for SaslSettings {
@@ -98,7 +105,34 @@ impl SaslSettings {
                 return Err(format!("listener {listener}: {key} defines no user (user_<name>=\"<password>\")"));
             }
         }
-        Ok(SaslSettings { mechanisms, plain_users, failed_authentication_delay: Duration::from_millis(config.connection_failed_authentication_delay_ms) })
+        // Kafka's lookup: `<mechanism>.connections.max.reauth.ms`, then
+        // `connections.max.reauth.ms`, each first with the listener prefix.
+        let mut session_lifetimes = Vec::new();
+        for &mechanism in &mechanisms {
+            let prefixed = format!("{}.{REAUTH_KEY}", mechanism.name().to_ascii_lowercase());
+            let (key, value) = match config.listener_setting(listener, &prefixed) {
+                Some(value) => (prefixed, value),
+                None => match config.listener_setting(listener, REAUTH_KEY) {
+                    Some(value) => (REAUTH_KEY.to_string(), value),
+                    None => continue,
+                },
+            };
+            let ms: i64 = value.trim().parse().map_err(|_| format!("listener {listener}: {key}={value} is not a number of milliseconds"))?;
+            if ms > 0 {
+                session_lifetimes.push((mechanism, Duration::from_millis(ms as u64)));
+            }
+        }
+        Ok(SaslSettings {
+            mechanisms,
+            plain_users,
+            failed_authentication_delay: Duration::from_millis(config.connection_failed_authentication_delay_ms),
+            session_lifetimes,
+        })
+    }
+
+    /// How long a session authenticated with `mechanism` lasts (KIP-368), if it ends.
+    pub fn session_lifetime(&self, mechanism: Mechanism) -> Option<Duration> {
+        self.session_lifetimes.iter().find(|(m, _)| *m == mechanism).map(|(_, lifetime)| *lifetime)
     }
 
     pub fn mechanism_names(&self) -> Vec<&'static str> {
@@ -215,6 +249,26 @@ mod tests {
         // Another listener without the setting: GSSAPI, Kafka's default, is refused by name.
         let err = SaslSettings::new(&c, "SASL_SSL").unwrap_err();
         assert!(err.contains("GSSAPI"), "{err}");
+    }
+
+    #[test]
+    fn session_lifetimes_are_looked_up_as_kafka_does() {
+        let mut c = BrokerConfig::default();
+        c.set("listener.name.sasl_plaintext.sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-512").unwrap();
+        c.set("listener.name.sasl_plaintext.plain.sasl.jaas.config", JAAS).unwrap();
+        let sasl = SaslSettings::new(&c, "SASL_PLAINTEXT").unwrap();
+        assert_eq!(sasl.session_lifetime(Mechanism::Plain), None, "Kafka's default 0: sessions never end");
+        c.set("connections.max.reauth.ms", "60000").unwrap();
+        c.set("listener.name.sasl_plaintext.scram-sha-512.connections.max.reauth.ms", "5000").unwrap();
+        let sasl = SaslSettings::new(&c, "SASL_PLAINTEXT").unwrap();
+        assert_eq!(sasl.session_lifetime(Mechanism::Plain), Some(Duration::from_secs(60)));
+        assert_eq!(sasl.session_lifetime(Mechanism::Scram(ScramMechanism::Sha512)), Some(Duration::from_secs(5)));
+        c.set("listener.name.sasl_plaintext.plain.connections.max.reauth.ms", "0").unwrap();
+        assert_eq!(SaslSettings::new(&c, "SASL_PLAINTEXT").unwrap().session_lifetime(Mechanism::Plain), None);
+        c.set("connections.max.reauth.ms", "soon").unwrap();
+        c.set("listener.name.sasl_plaintext.plain.connections.max.reauth.ms", "soon").unwrap();
+        let err = SaslSettings::new(&c, "SASL_PLAINTEXT").unwrap_err();
+        assert!(err.contains("plain.connections.max.reauth.ms=soon"), "{err}");
     }
 
     #[test]
