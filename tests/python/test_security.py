@@ -424,7 +424,9 @@ class RawSaslConnection:
         from kafka.protocol.api import RequestHeader
         from raw_requests import _read_exactly
         self.correlation_id += 1
-        body = RequestHeader(req, correlation_id=self.correlation_id, client_id="runnel-test").encode() + req.encode()
+        # kafka-python's encode() holds its object weakly: keep the header alive.
+        header = RequestHeader(req, correlation_id=self.correlation_id, client_id="runnel-test")
+        body = header.encode() + req.encode()
         self.sock.sendall(struct.pack(">i", len(body)) + body)
         head = self.sock.recv(4)
         if len(head) < 4:
@@ -433,7 +435,8 @@ class RawSaslConnection:
         return req.RESPONSE_TYPE.decode(_read_exactly(self.sock, size)[4:])
 
     def authenticate(self, user, password):
-        from kafka.protocol.admin import SaslAuthenticateRequest_v1, SaslHandshakeRequest_v1
+        from kafka.protocol.admin import SaslAuthenticateRequest_v1
+        from kafka.protocol.sasl_handshake import SaslHandshakeRequest_v1
         handshake = self.call(SaslHandshakeRequest_v1(mechanism="PLAIN"))
         if handshake is None or handshake.error_code != 0:
             return handshake
@@ -486,7 +489,8 @@ def test_sasl_sessions_end_after_connections_max_reauth_ms_unless_renewed(make_l
     renewed.close()
 
     topic = "t-" + uuid.uuid4().hex[:8]
-    AdminClient(plain_conf(p2, "alice", "alice-secret")).create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    admin = AdminClient(plain_conf(p2, "alice", "alice-secret"))
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
     reauthenticated, ended = (broker.log().count(line) for line in ("SASL re-authentication succeeded", "without re-authentication"))
     errors, delivered = [], []
     producer = Producer(dict(plain_conf(p2, "alice", "alice-secret"), **{"acks": "all", "error_cb": errors.append}))
@@ -504,7 +508,7 @@ def test_sasl_sessions_end_after_connections_max_reauth_ms_unless_renewed(make_l
     plain = make_listeners_broker([("PLAINTEXT", free_port()), ("SASL_PLAINTEXT", free_port())], sasl_plain_settings())
     forever = RawSaslConnection(plain.listeners[1][1])
     assert forever.authenticate("alice", "alice-secret").session_lifetime_ms == 0
-    from kafka.protocol.admin import SaslHandshakeRequest_v1
+    from kafka.protocol.sasl_handshake import SaslHandshakeRequest_v1
     assert forever.call(SaslHandshakeRequest_v1(mechanism="PLAIN")).error_code == 34  # ILLEGAL_SASL_STATE
     forever.close()
 
