@@ -278,15 +278,16 @@ async fn run_connection(
         }
     }
     .await;
-    drop(tx);
-    // Let already-accepted requests finish and their responses go out.
-    let _ = writer_task.await;
+    // The reason is logged before the socket closes, so whoever sees the close can find why.
     match &result {
         // A client going away mid-stream (reset, broken pipe) is ordinary.
         Err(ConnectionError::Io(e)) => tracing::debug!(%peer, error = %e, "closing connection"),
         Err(e) => tracing::info!(%peer, error = %e, "closing connection"),
         Ok(()) => {}
     }
+    drop(tx);
+    // Let already-accepted requests finish and their responses go out.
+    let _ = writer_task.await;
     result
 }
 
