@@ -47,6 +47,9 @@ pub struct ConnectionState {
     pub sasl: SaslProgress,
     /// SCRAM: the exchange between the client's first and final message.
     pub scram: Option<Box<crate::security::scram::ScramExchange>>,
+    /// OAUTHBEARER: why the token was refused, once the error challenge is
+    /// sent and the client's 0x01 acknowledgement is awaited.
+    pub oauthbearer_failure: Option<String>,
     /// Muted while its client is throttled by a quota (no request is read).
     pub throttle: crate::quota::SharedGate,
     /// KIP-368: when the authenticated SASL session ends, and a re-authentication in progress.
@@ -104,7 +107,7 @@ impl SaslProgress {
 impl ConnectionState {
     pub fn new(peer: SocketAddr, listener: Arc<ListenerSecurity>) -> ConnectionState {
         let sasl = if listener.sasl.is_some() { SaslProgress::AwaitingHandshake } else { SaslProgress::NotRequired };
-        ConnectionState { peer, listener, principal: Arc::from(ANONYMOUS), sasl, scram: None, throttle: Default::default(), session: SaslSession::default() }
+        ConnectionState { peer, listener, principal: Arc::from(ANONYMOUS), sasl, scram: None, oauthbearer_failure: None, throttle: Default::default(), session: SaslSession::default() }
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use crate::config::BrokerConfig;
+use crate::security::oauthbearer::OAuthBearerValidator;
 use crate::security::scram::ScramMechanism;
 
 /// KIP-368's setting (also as `<mechanism>.connections.max.reauth.ms`, and per listener).
@@ -22,6 +23,7 @@ pub const PLAIN_FAILED: &str = "Authentication failed: Invalid username or passw
 pub enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl Mechanism {
@@ -30,6 +32,7 @@ impl Mechanism {
             "PLAIN" => Some(Mechanism::Plain),
             "SCRAM-SHA-256" => Some(Mechanism::Scram(ScramMechanism::Sha256)),
             "SCRAM-SHA-512" => Some(Mechanism::Scram(ScramMechanism::Sha512)),
+            "OAUTHBEARER" => Some(Mechanism::OAuthBearer),
             _ => None,
         }
     }
@@ -38,6 +41,7 @@ impl Mechanism {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(scram) => scram.name(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -55,6 +59,8 @@ pub struct SaslSettings {
     /// only): an authenticated session lasts this long, then the client must
     /// re-authenticate on its connection or lose it.
     session_lifetimes: Vec<(Mechanism, Duration)>,
+    /// OAUTHBEARER: how tokens are validated.
+    pub oauthbearer: Option<OAuthBearerValidator>,
 }
 
 impl std::fmt::Debug for SaslSettings {
@@ -75,7 +81,7 @@ impl SaslSettings {
         let mut mechanisms = Vec::new();
         for name in enabled.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             let mechanism = Mechanism::parse(&name.to_ascii_uppercase()).ok_or_else(|| {
-                format!("listener {listener}: sasl.enabled.mechanisms: {name} is not supported (Runnel serves PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512); set e.g. sasl.enabled.mechanisms=SCRAM-SHA-512")
+                format!("listener {listener}: sasl.enabled.mechanisms: {name} is not supported (Runnel serves PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER); set e.g. sasl.enabled.mechanisms=SCRAM-SHA-512")
             })?;
             if !mechanisms.contains(&mechanism) {
                 mechanisms.push(mechanism);
@@ -122,8 +128,21 @@ impl SaslSettings {
                 session_lifetimes.push((mechanism, Duration::from_millis(ms as u64)));
             }
         }
+        let oauthbearer = if mechanisms.contains(&Mechanism::OAuthBearer) {
+            let validator = OAuthBearerValidator::new(config, listener)?;
+            if validator.is_unsecured() {
+                tracing::warn!(
+                    listener,
+                    "OAUTHBEARER without sasl.oauthbearer.jwks.endpoint.url accepts unsigned tokens (Kafka's unsecured default): for development only"
+                );
+            }
+            Some(validator)
+        } else {
+            None
+        };
         Ok(SaslSettings {
             mechanisms,
+            oauthbearer,
             plain_users,
             failed_authentication_delay: Duration::from_millis(config.connection_failed_authentication_delay_ms),
             session_lifetimes,
