@@ -328,6 +328,99 @@ def test_ssl_principal_mapping_rules_name_the_acl_principal(make_listeners_broke
 
 
 
+def test_renewed_certificates_are_used_without_a_restart(make_listeners_broker, pki, tmp_path):
+    """Certificate reload: the broker's key store file is replaced by a
+    renewed certificate and new connections are served with it while an open
+    connection keeps working; a trust store that gains a CA admits that CA's
+    client certificates; a broken rewrite is logged and the last good
+    certificates stay in use."""
+    import shutil as sh
+    import socket
+    import ssl
+    import struct
+
+    from kafka.protocol.api import RequestHeader
+    from kafka.protocol.api_versions import ApiVersionsRequest_v0
+    from raw_requests import _read_exactly
+
+    ca = (pki["ca"], pki["ca"][:-4] + ".key")
+    renewed = make_signed(str(tmp_path), "renewed", "/CN=runnel-broker-renewed", ca, san="IP:127.0.0.1,DNS:localhost")
+    keystore, truststore = tmp_path / "keystore.pem", tmp_path / "truststore.pem"
+    sh.copy(pki["keystore"], keystore)
+    sh.copy(pki["ca"], truststore)
+    p1, p2 = free_port(), free_port()
+    broker = make_listeners_broker([("PLAINTEXT", p1), ("SSL", p2)], dict(tls_settings(pki, client_auth="required"), **{
+        "ssl.keystore.location": str(keystore), "ssl.truststore.location": str(truststore)}))
+    client_cert = pki["client"]
+
+    def tls_connect():
+        context = ssl.create_default_context(cafile=pki["ca"])
+        context.load_cert_chain(client_cert[0], client_cert[1])
+        return context.wrap_socket(socket.create_connection(("127.0.0.1", p2), timeout=10), server_hostname="127.0.0.1")
+
+    def served_cn(sock):
+        return dict(field[0] for field in sock.getpeercert()["subject"])["commonName"]
+
+    def api_versions(sock):
+        req = ApiVersionsRequest_v0()
+        header = RequestHeader(req, correlation_id=7, client_id="reload-test")
+        body = header.encode() + req.encode()
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", _read_exactly(sock, 4))[0]
+        return ApiVersionsRequest_v0.RESPONSE_TYPE.decode(_read_exactly(sock, size)[4:]).error_code
+
+    def until(condition, what, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if condition():
+                return
+            time.sleep(0.3)
+        raise AssertionError(what)
+
+    open_connection = tls_connect()
+    assert served_cn(open_connection) == "runnel-broker" and api_versions(open_connection) == 0
+    with open(keystore, "w") as f:
+        f.write(open(renewed[1]).read() + open(renewed[0]).read())
+
+    def renewed_is_served():
+        with tls_connect() as sock:
+            return served_cn(sock) == "runnel-broker-renewed"
+    until(renewed_is_served, "the renewed certificate was not served")
+    assert api_versions(open_connection) == 0, "an open connection keeps working"
+    open_connection.close()
+    topic = "t-" + uuid.uuid4().hex[:8]
+    produce_and_consume(ssl_conf(p2, pki, client_cert), topic)
+    assert "TLS key store or trust store changed on disk" in broker.log()
+
+    # The rogue CA's client is refused until the trust store holds that CA.
+    rogue_ca = os.path.join(pki["dir"], "rogue-ca.pem")
+    client_cert = pki["rogue"]
+
+    def rogue_admitted():
+        # TLS 1.3 reports a refused client certificate at the first read, hence a request.
+        try:
+            with tls_connect() as sock:
+                return api_versions(sock) == 0
+        except (OSError, EOFError, struct.error):
+            return False
+    assert not rogue_admitted(), "an untrusted client certificate was served"
+    with open(truststore, "w") as f:
+        f.write(open(pki["ca"]).read() + open(rogue_ca).read())
+    until(rogue_admitted, "a client of the CA added to the trust store was not admitted")
+
+    # A broken rewrite: logged, and the renewed certificate is still served.
+    client_cert = pki["client"]
+    with open(keystore, "w") as f:
+        f.write("not a key store\n")
+
+    def broken_rewrite_reported():
+        # The files are looked at when a connection arrives.
+        with tls_connect() as sock:
+            assert served_cn(sock) == "runnel-broker-renewed" and api_versions(sock) == 0
+        return "cannot be used; keeping the certificates loaded before" in broker.log()
+    until(broken_rewrite_reported, "the broken key store was not reported")
+
+
 # ---------------------------------------------------------------- SASL
 
 PLAIN_JAAS = ('org.apache.kafka.common.security.plain.PlainLoginModule required '

@@ -181,7 +181,7 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 async fn handle_connection(broker: Arc<Broker>, stream: TcpStream, mut connection: ConnectionState) -> Result<(), ConnectionError> {
     let peer = connection.peer;
-    let Some(acceptor) = connection.listener.tls.clone() else {
+    let Some(acceptor) = connection.listener.tls.as_ref().map(|tls| tls.acceptor()) else {
         let (reader, writer) = stream.into_split();
         return run_connection(broker, reader, ConnectionWriter::Plain(writer), connection).await;
     };

@@ -22,8 +22,8 @@ pub struct ListenerSecurity {
     /// FindCoordinator answer the brokers' addresses on this listener.
     pub name: Arc<str>,
     pub protocol: SecurityProtocol,
-    /// SSL and SASL_SSL listeners: the TLS acceptor (rustls).
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// SSL and SASL_SSL listeners: the TLS acceptor (rustls), reloaded when its files change.
+    pub tls: Option<tls::ReloadingAcceptor>,
     /// SASL_PLAINTEXT and SASL_SSL listeners: mechanisms and users.
     pub sasl: Option<Arc<sasl::SaslSettings>>,
     /// SSL listeners: `ssl.principal.mapping.rules`, from a client
@@ -42,7 +42,7 @@ impl ListenerSecurity {
     pub fn new(config: &BrokerConfig, client: &ClientListener) -> Result<ListenerSecurity, String> {
         let name = client.listener.name.as_str();
         let tls = if client.protocol.uses_tls() {
-            Some(tokio_rustls::TlsAcceptor::from(tls::server_config(config, name)?))
+            Some(tls::ReloadingAcceptor::new(config, name)?)
         } else {
             None
         };

@@ -12,6 +12,64 @@ use tokio_rustls::rustls::server::WebPkiClientVerifier;
 
 use crate::config::BrokerConfig;
 
+/// A TLS listener's acceptor, rebuilt when its key store or trust store file
+/// changes on disk (a renewed certificate is served without a restart; Kafka
+/// reloads through a dynamic config update, Runnel also by watching the files).
+/// New connections get the new certificates; open ones keep theirs. A rewrite
+/// that cannot be used is logged and the previous certificates stay.
+pub struct ReloadingAcceptor {
+    listener: String,
+    /// The settings the acceptor was built from (only its `ssl.*` ones are read again).
+    config: BrokerConfig,
+    /// The key store and trust store files (none when the PEM is given inline).
+    files: Vec<std::path::PathBuf>,
+    /// When the files were last looked at, their modification times then, and the acceptor built from them.
+    current: parking_lot::Mutex<(std::time::Instant, Vec<Option<std::time::SystemTime>>, tokio_rustls::TlsAcceptor)>,
+}
+
+/// How often a listener looks at its certificate files (a stat each, at most once per this).
+const RELOAD_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+impl ReloadingAcceptor {
+    pub fn new(config: &BrokerConfig, listener: &str) -> Result<ReloadingAcceptor, String> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(config, listener)?);
+        let files: Vec<std::path::PathBuf> =
+            ["ssl.keystore.location", "ssl.truststore.location"].iter().filter_map(|key| config.listener_setting(listener, key)).map(std::path::PathBuf::from).collect();
+        let times = files.iter().map(|path| modified(path)).collect();
+        Ok(ReloadingAcceptor {
+            listener: listener.to_string(),
+            config: config.clone(),
+            files,
+            current: parking_lot::Mutex::new((std::time::Instant::now(), times, acceptor)),
+        })
+    }
+
+    /// The acceptor for a new connection: rebuilt first if a file changed.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        let mut current = self.current.lock();
+        if self.files.is_empty() || current.0.elapsed() < RELOAD_CHECK_INTERVAL {
+            return current.2.clone();
+        }
+        current.0 = std::time::Instant::now();
+        let times: Vec<_> = self.files.iter().map(|path| modified(path)).collect();
+        if times != current.1 {
+            current.1 = times;
+            match server_config(&self.config, &self.listener) {
+                Ok(server) => {
+                    tracing::info!(listener = %self.listener, "TLS key store or trust store changed on disk; new connections use the new certificates");
+                    current.2 = tokio_rustls::TlsAcceptor::from(server);
+                }
+                Err(reason) => tracing::warn!(listener = %self.listener, %reason, "TLS files changed but cannot be used; keeping the certificates loaded before"),
+            }
+        }
+        current.2.clone()
+    }
+}
+
 /// `ssl.client.auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
