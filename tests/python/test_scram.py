@@ -238,3 +238,28 @@ def test_runnel_user_scram_sets_lists_and_deletes_credentials(make_listeners_bro
     unknown = runnel_cli(plain, "user", "scram", "list", "nobody")
     assert unknown.returncode != 0 and b"nobody" in unknown.stderr, unknown.stderr
     assert "dave-secret" not in broker.log()
+
+
+def test_runnel_cli_speaks_sasl_ssl_with_scram(make_listeners_broker, pki):
+    """README's "Securing Runnel" commands: `runnel produce` and `runnel
+    consume` over SASL_SSL with SCRAM-SHA-512 (librdkafka settings through
+    -X; the CLI's librdkafka is built with TLS and SCRAM). A wrong password
+    fails with an authentication error."""
+    p1, p2 = free_port(), free_port()
+    make_listeners_broker([("PLAINTEXT", p1), ("SASL_SSL", p2)], dict(tls_settings(pki), **SCRAM_LISTENERS))
+    made = runnel_cli(f"127.0.0.1:{p1}", "user", "scram", "set", "alice", "--password-stdin", stdin=b"alice-secret\n")
+    assert made.returncode == 0, made.stderr
+    topic = "scram-ssl-cli-" + uuid.uuid4().hex[:8]
+
+    def secured(password):
+        return ["-X", "security.protocol=SASL_SSL", "-X", f"ssl.ca.location={pki['ca']}", "-X", "sasl.mechanism=SCRAM-SHA-512",
+                "-X", "sasl.username=alice", "-X", f"sasl.password={password}"]
+
+    produced = runnel_cli(f"127.0.0.1:{p2}", "produce", topic, *secured("alice-secret"), stdin=b"hello\nworld\n")
+    assert produced.returncode == 0, produced.stderr
+    consumed = runnel_cli(f"127.0.0.1:{p2}", "consume", topic, "--from-beginning", "-n", "2", "--timeout-ms", "15000",
+                          *secured("alice-secret"))
+    assert consumed.returncode == 0, consumed.stderr
+    assert consumed.stdout.decode().split() == ["hello", "world"], consumed.stdout
+    refused = runnel_cli(f"127.0.0.1:{p2}", "produce", topic, *secured("wrong"), stdin=b"never\n")
+    assert refused.returncode != 0 and b"uthentication" in refused.stderr, refused.stderr

@@ -101,6 +101,15 @@ pub fn parse_key_value(pair: &str) -> Result<(String, String)> {
     }
 }
 
+impl ClientArgs {
+    /// Does `-X security.protocol` ask for anything but PLAINTEXT? Then only
+    /// librdkafka (which speaks TLS and SASL) may talk to the broker, not the
+    /// CLI's own plaintext requests.
+    pub fn is_secured(&self) -> bool {
+        self.client_config.iter().filter_map(|pair| parse_key_value(pair).ok()).any(|(k, v)| k == "security.protocol" && !v.eq_ignore_ascii_case("plaintext"))
+    }
+}
+
 /// The librdkafka configuration every command starts from.
 pub fn client_config(args: &ClientArgs) -> Result<ClientConfig> {
     let mut config = ClientConfig::new();
