@@ -47,8 +47,31 @@ impl ProducerContext for AckLatency {
     }
 }
 
-pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().context("admin client")?;
+/// Where a workload connects: the bootstrap address, and the librdkafka
+/// settings that listener needs (`security.protocol=SSL`, its CA, ...).
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub bootstrap: String,
+    pub settings: Vec<(String, String)>,
+}
+
+impl Endpoint {
+    pub fn plaintext(bootstrap: String) -> Endpoint {
+        Endpoint { bootstrap, settings: Vec::new() }
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        for (key, value) in &self.settings {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+pub fn create_topic(endpoint: &Endpoint, topic: &str, partitions: i32) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = endpoint.config().create().context("admin client")?;
     let results =
         block_on(async { admin.create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new()).await })?;
     for result in results {
@@ -110,10 +133,10 @@ fn block_on<F: std::future::Future>(fut: F) -> F::Output {
 
 /// `max_in_flight`: produce requests in flight per connection; librdkafka's
 /// default is 1000000.
-fn producer(bootstrap: &str, acks: &str, linger_ms: &str, max_in_flight: &str) -> Result<ThreadedProducer<AckLatency>> {
+fn producer(endpoint: &Endpoint, acks: &str, linger_ms: &str, max_in_flight: &str) -> Result<ThreadedProducer<AckLatency>> {
     let context = AckLatency { histogram: Mutex::new(latency_histogram()), delivered: AtomicU64::new(0), failed: AtomicU64::new(0) };
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    endpoint
+        .config()
         .set("acks", acks)
         .set("linger.ms", linger_ms)
         .set("batch.size", "1000000")
@@ -141,9 +164,9 @@ fn send_blocking(producer: &ThreadedProducer<AckLatency>, topic: &str, value: &[
 
 /// Produces `count` records of `size` bytes as fast as the client can; the
 /// latency is produce → acknowledgement.
-pub fn produce(bootstrap: &str, topic: &str, partitions: i32, size: usize, acks: &str, count: usize, system: &str) -> Result<Row> {
-    create_topic(bootstrap, topic, partitions)?;
-    let producer = producer(bootstrap, acks, "5", "1000000")?;
+pub fn produce(endpoint: &Endpoint, topic: &str, partitions: i32, size: usize, acks: &str, count: usize, system: &str) -> Result<Row> {
+    create_topic(endpoint, topic, partitions)?;
+    let producer = producer(endpoint, acks, "5", "1000000")?;
     let value = vec![b'x'; size];
     let started = Instant::now();
     for _ in 0..count {
@@ -161,9 +184,9 @@ pub fn produce(bootstrap: &str, topic: &str, partitions: i32, size: usize, acks:
     Ok(Row::new(system, workload, count as u64, (count * size) as u64, seconds, Some(&histogram)))
 }
 
-fn consumer(bootstrap: &str) -> Result<BaseConsumer> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn consumer(endpoint: &Endpoint) -> Result<BaseConsumer> {
+    endpoint
+        .config()
         .set("group.id", format!("bench-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -188,8 +211,8 @@ fn assign_all(consumer: &BaseConsumer, topic: &str, offset: Offset) -> Result<()
 }
 
 /// Reads `count` records of a topic from the beginning (catch-up read).
-pub fn consume(bootstrap: &str, topic: &str, partitions: i32, size: usize, count: usize, system: &str) -> Result<Row> {
-    let consumer = consumer(bootstrap)?;
+pub fn consume(endpoint: &Endpoint, topic: &str, partitions: i32, size: usize, count: usize, system: &str) -> Result<Row> {
+    let consumer = consumer(endpoint)?;
     assign_all(&consumer, topic, Offset::Beginning)?;
     let deadline = Instant::now() + Duration::from_secs(300);
     // Timed from the first record: client start-up and the first metadata and
@@ -221,16 +244,16 @@ fn unix_micros() -> u64 {
 /// end-to-end (the record's send time, in its first 8 bytes → consumption)
 /// and send → acknowledgement of the same records. `label` says how the rate
 /// was chosen; the rows' msg/s column shows the rate itself.
-pub fn fixed_rate(bootstrap: &str, topic: &str, size: usize, rate: f64, duration: Duration, system: &str, label: &str) -> Result<Vec<Row>> {
-    create_topic(bootstrap, topic, 1)?;
+pub fn fixed_rate(endpoint: &Endpoint, topic: &str, size: usize, rate: f64, duration: Duration, system: &str, label: &str) -> Result<Vec<Row>> {
+    create_topic(endpoint, topic, 1)?;
     // linger.ms=0 sends each record at once; with librdkafka's unbounded
     // in-flight requests that is one request per record or two, and Kafka
     // serves a connection's requests one at a time (fsyncing each in the
     // kafka-fsync variant), so latency there measured the client's request
     // storm. Five in flight, the Java client's default, lets records that
     // arrive meanwhile share the next request, on every broker alike.
-    let producer = producer(bootstrap, "all", "0", "5")?;
-    let consumer = consumer(bootstrap)?;
+    let producer = producer(endpoint, "all", "0", "5")?;
+    let consumer = consumer(endpoint)?;
     assign_all(&consumer, topic, Offset::Beginning)?;
     let total = ((rate * duration.as_secs_f64()) as usize).max(1);
     let received = Arc::new(AtomicU64::new(0));

@@ -95,13 +95,22 @@ impl Drop for Server {
     }
 }
 
-fn start_runnel(args: &Args) -> Result<Server> {
+/// Runnel with a PLAINTEXT listener and, when `tls` is given, an SSL one
+/// beside it (same broker, same log), so TLS's cost is measured in the same run.
+fn start_runnel(args: &Args, tls: Option<&TlsListener>) -> Result<Server> {
     let dir = tempfile::Builder::new().prefix("runnel-bench-").tempdir()?;
     let port = free_port()?;
+    let mut listen = format!("PLAINTEXT://127.0.0.1:{port}");
+    let mut settings = vec!["group.initial.rebalance.delay.ms=0".to_string()];
+    if let Some(tls) = tls {
+        listen.push_str(&format!(",SSL://127.0.0.1:{}", tls.port));
+        settings.push("ssl.keystore.type=PEM".into());
+        settings.push(format!("ssl.keystore.location={}", tls.keystore.display()));
+    }
     let child = Command::new(&args.runnel)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args(["serve", "--listen", &listen, "--data-dir"])
         .arg(dir.path())
-        .args(["--set", "group.initial.rebalance.delay.ms=0"])
+        .args(settings.iter().flat_map(|setting| ["--set", setting.as_str()]))
         .env("RUNNEL_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -139,19 +148,20 @@ struct Shared {
 fn kafka_workloads(args: &Args, report: &mut Report, broker: &Broker, shared: &mut Shared) -> Result<()> {
     let system = broker.system;
     let bootstrap = format!("127.0.0.1:{}", broker.port);
+    let endpoint = kafka::Endpoint::plaintext(bootstrap.clone());
     let largest = *args.sizes.iter().max().unwrap_or(&1024);
     // Untimed, the same for every broker: a JVM compiles its hot paths during
     // the first seconds of load, and the first workload should not pay for it.
     let warm_up = (args.messages / 5).max(1_000);
     eprintln!("[{system}] warm-up: {warm_up} x {largest} B, acks=all (not reported)");
-    kafka::produce(&bootstrap, "bench-warm-up", 1, largest, "all", warm_up, system)?;
+    kafka::produce(&endpoint, "bench-warm-up", 1, largest, "all", warm_up, system)?;
     let mut peak = 0.0f64;
     for &size in &args.sizes {
         for &partitions in &args.partitions {
             for acks in ["1", "all"] {
                 let topic = format!("bench-{size}-{partitions}-{acks}");
                 eprintln!("[{system}] produce {} x {size} B, {partitions} partition(s), acks={acks}", args.messages);
-                let row = kafka::produce(&bootstrap, &topic, partitions, size, acks, args.messages, system)?;
+                let row = kafka::produce(&endpoint, &topic, partitions, size, acks, args.messages, system)?;
                 if acks == "all" && size == largest {
                     peak = peak.max(row.msgs_per_sec);
                 }
@@ -159,7 +169,7 @@ fn kafka_workloads(args: &Args, report: &mut Report, broker: &Broker, shared: &m
                 report.push(row);
                 if acks == "all" {
                     eprintln!("[{system}] consume catch-up of {topic}");
-                    let row = kafka::consume(&bootstrap, &topic, partitions, size, args.messages, system)?;
+                    let row = kafka::consume(&endpoint, &topic, partitions, size, args.messages, system)?;
                     eprintln!("         {}", row.summary());
                     report.push(row);
                     eprintln!("[{system}] raw fetch catch-up of {topic}");
@@ -182,7 +192,7 @@ fn kafka_workloads(args: &Args, report: &mut Report, broker: &Broker, shared: &m
         }
         for (rate, label, topic) in runs {
             eprintln!("[{system}] fixed rate {rate:.0} msg/s ({label}, {largest} B, acks=all) for {} s", args.latency_seconds);
-            match kafka::fixed_rate(&bootstrap, topic, largest, rate, Duration::from_secs(args.latency_seconds), system, label) {
+            match kafka::fixed_rate(&endpoint, topic, largest, rate, Duration::from_secs(args.latency_seconds), system, label) {
                 Ok(rows) => {
                     for row in rows {
                         eprintln!("         {}", row.summary());
@@ -200,7 +210,7 @@ fn kafka_workloads(args: &Args, report: &mut Report, broker: &Broker, shared: &m
         let records = (args.messages / 4).max(1_000);
         for &size in &args.sizes {
             let topic = format!("perf-test-{size}-{partitions}");
-            kafka::create_topic(&bootstrap, &topic, partitions)?;
+            kafka::create_topic(&endpoint, &topic, partitions)?;
             eprintln!("[{system}] kafka-producer-perf-test {records} x {size} B, {partitions} partition(s), acks=all");
             match tools.producer_perf(&bootstrap, &topic, partitions, size, records, system) {
                 Ok(row) => {
@@ -223,6 +233,61 @@ fn kafka_workloads(args: &Args, report: &mut Report, broker: &Broker, shared: &m
         }
     }
     record_memory(report, system, broker.pid, broker.memory_note);
+    Ok(())
+}
+
+/// The SSL listener of the benchmarked Runnel: a throwaway self-signed
+/// certificate for 127.0.0.1 (made with the openssl command).
+struct TlsListener {
+    port: u16,
+    keystore: PathBuf,
+    certificate: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsListener {
+    fn new() -> Result<TlsListener> {
+        let dir = tempfile::Builder::new().prefix("runnel-bench-tls-").tempdir()?;
+        let (key, certificate, keystore) = (dir.path().join("key.pem"), dir.path().join("cert.pem"), dir.path().join("keystore.pem"));
+        let status = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&certificate)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running openssl to make the TLS listener's certificate")?;
+        if !status.success() {
+            bail!("openssl req failed: {status}");
+        }
+        std::fs::write(&keystore, [std::fs::read(&key)?, std::fs::read(&certificate)?].concat())?;
+        Ok(TlsListener { port: free_port()?, keystore, certificate, _dir: dir })
+    }
+}
+
+/// Produce (acks=all) and catch-up consume over the SSL listener, the same
+/// workloads as the plaintext rows of the largest size and first partition
+/// count, reported as `runnel-tls` (compared with `runnel`'s rows: the cost
+/// of TLS, where fetches lose sendfile and every byte is encrypted).
+fn tls_workloads(args: &Args, report: &mut Report, tls: &TlsListener) -> Result<()> {
+    let system = "runnel-tls";
+    let endpoint = kafka::Endpoint {
+        bootstrap: format!("127.0.0.1:{}", tls.port),
+        settings: vec![("security.protocol".into(), "SSL".into()), ("ssl.ca.location".into(), tls.certificate.display().to_string())],
+    };
+    let size = *args.sizes.iter().max().unwrap_or(&1024);
+    let partitions = args.partitions.first().copied().unwrap_or(1);
+    let topic = format!("bench-tls-{size}-{partitions}");
+    eprintln!("[{system}] produce {} x {size} B, {partitions} partition(s), acks=all over TLS", args.messages);
+    let row = kafka::produce(&endpoint, &topic, partitions, size, "all", args.messages, system)?;
+    eprintln!("         {}", row.summary());
+    report.push(row);
+    eprintln!("[{system}] consume catch-up of {topic} over TLS");
+    let row = kafka::consume(&endpoint, &topic, partitions, size, args.messages, system)?;
+    eprintln!("         {}", row.summary());
+    report.push(row);
     Ok(())
 }
 
@@ -265,9 +330,19 @@ fn main() -> Result<()> {
             Err(e) => eprintln!("[kafka] not installed, its perf tools will not run: {e:#}"),
         }
     }
-    let runnel = start_runnel(&args)?;
+    let tls = match TlsListener::new() {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            eprintln!("[runnel-tls] not run: {e:#}");
+            None
+        }
+    };
+    let runnel = start_runnel(&args, tls.as_ref())?;
     let broker = Broker { system: runnel.name, port: runnel.port, pid: runnel.child.id(), memory_note: "no memory settings", with_latency: true };
     kafka_workloads(&args, &mut report, &broker, &mut shared)?;
+    if let Some(tls) = &tls {
+        tls_workloads(&args, &mut report, tls)?;
+    }
     drop(runnel);
 
     if shared.tools.is_some() {
