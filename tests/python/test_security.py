@@ -73,6 +73,21 @@ def produce_and_consume(conf, topic, count=20):
     assert got == [b"v%d" % i for i in range(count)]
 
 
+def produce_steadily(conf, topic, seconds):
+    """Produces a record every 0.2 s for `seconds` over one producer: every
+    record must be delivered and the client must report no error (a session
+    that ends without renewal would show as either)."""
+    errors, delivered = [], []
+    producer = Producer(dict(conf, **{"acks": "all", "error_cb": errors.append}))
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        producer.produce(topic, b"v", on_delivery=lambda err, msg: delivered.append(err))
+        producer.poll(0.2)
+    assert producer.flush(30) == 0
+    assert delivered and all(err is None for err in delivered), [e for e in delivered if e]
+    assert not errors, errors
+
+
 def test_each_listener_advertises_its_own_address(make_listeners_broker):
     """Three PLAINTEXT-protocol listeners under Kafka's names; Metadata over
     each names the broker by that listener's advertised address (its own port,
@@ -585,15 +600,7 @@ def test_sasl_sessions_end_after_connections_max_reauth_ms_unless_renewed(make_l
     admin = AdminClient(plain_conf(p2, "alice", "alice-secret"))
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
     reauthenticated, ended = (broker.log().count(line) for line in ("SASL re-authentication succeeded", "without re-authentication"))
-    errors, delivered = [], []
-    producer = Producer(dict(plain_conf(p2, "alice", "alice-secret"), **{"acks": "all", "error_cb": errors.append}))
-    deadline = time.time() + 7
-    while time.time() < deadline:
-        producer.produce(topic, b"v", on_delivery=lambda err, msg: delivered.append(err))
-        producer.poll(0.2)
-    assert producer.flush(30) == 0
-    assert delivered and all(err is None for err in delivered), [e for e in delivered if e]
-    assert not errors, errors
+    produce_steadily(plain_conf(p2, "alice", "alice-secret"), topic, seconds=7)
     log = broker.log()
     assert log.count("SASL re-authentication succeeded") >= reauthenticated + 2, "librdkafka renewed its sessions"
     assert log.count("without re-authentication") == ended, "no connection of the producer was closed"
