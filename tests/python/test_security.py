@@ -343,6 +343,81 @@ def test_ssl_principal_mapping_rules_name_the_acl_principal(make_listeners_broke
 
 
 
+def keytool(*args, cwd):
+    subprocess.run(["keytool", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_java_key_stores_and_an_encrypted_pem_key(make_listeners_broker, pki, tmp_path):
+    """A broker's existing Java stores work unchanged: a PKCS12 key store with
+    a JKS trust store, then a JKS key store whose key has its own password
+    (ssl.key.password) with a PKCS12 trust store, then a PEM key store whose
+    key is encrypted; each serves confluent-kafka over mutual TLS, a client
+    certificate from another CA is refused, and a wrong password stops
+    `runnel serve` with the setting and file named and no password printed."""
+    d = str(tmp_path)
+    server_cert, server_key = pki["server"]
+    openssl("pkcs12", "-export", "-in", server_cert, "-inkey", server_key, "-name", "broker",
+            "-passout", "pass:openssl-export", "-out", "export.p12", cwd=d)
+    # keytool writes the stores, as a Java shop's would be.
+    keytool("-importkeystore", "-srckeystore", "export.p12", "-srcstoretype", "PKCS12", "-srcstorepass", "openssl-export",
+            "-destkeystore", "broker.p12", "-deststoretype", "PKCS12", "-deststorepass", "p12-store-pw", "-noprompt", cwd=d)
+    keytool("-importkeystore", "-srckeystore", "export.p12", "-srcstoretype", "PKCS12", "-srcstorepass", "openssl-export",
+            "-destkeystore", "broker.jks", "-deststoretype", "JKS", "-deststorepass", "jks-store-pw",
+            "-destkeypass", "jks-key-pw", "-noprompt", cwd=d)
+    for store_type, name in (("JKS", "trust.jks"), ("PKCS12", "trust.p12")):
+        keytool("-importcert", "-alias", "ca", "-file", pki["ca"], "-keystore", name, "-storetype", store_type,
+                "-storepass", "trust-pw", "-noprompt", cwd=d)
+    openssl("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", server_key, "-passout", "pass:pem-key-pw",
+            "-out", "encrypted.key", cwd=d)
+    with open(os.path.join(d, "encrypted-keystore.pem"), "w") as out:
+        out.write(open(os.path.join(d, "encrypted.key")).read() + open(server_cert).read())
+
+    stores = {
+        "pkcs12 key store, jks trust store": {
+            "ssl.keystore.type": "PKCS12", "ssl.keystore.location": os.path.join(d, "broker.p12"),
+            "ssl.keystore.password": "p12-store-pw",
+            "ssl.truststore.type": "JKS", "ssl.truststore.location": os.path.join(d, "trust.jks"),
+            "ssl.truststore.password": "trust-pw"},
+        "jks key store, pkcs12 trust store": {
+            "ssl.keystore.type": "JKS", "ssl.keystore.location": os.path.join(d, "broker.jks"),
+            "ssl.keystore.password": "jks-store-pw", "ssl.key.password": "jks-key-pw",
+            "ssl.truststore.type": "PKCS12", "ssl.truststore.location": os.path.join(d, "trust.p12"),
+            "ssl.truststore.password": "trust-pw"},
+        "encrypted pem key": {
+            "ssl.keystore.type": "PEM", "ssl.keystore.location": os.path.join(d, "encrypted-keystore.pem"),
+            "ssl.key.password": "pem-key-pw",
+            "ssl.truststore.type": "PEM", "ssl.truststore.location": pki["ca"]},
+    }
+    for what, settings in stores.items():
+        port = free_port()
+        broker = make_listeners_broker([("SSL", port)], dict(settings, **{"ssl.client.auth": "required"}))
+        topic = "t-" + uuid.uuid4().hex[:8]
+        produce_and_consume(ssl_conf(port, pki, cert=pki["client"]), topic, count=30)
+        errors = []
+        rogue = Producer(dict(ssl_conf(port, pki, cert=pki["rogue"]), **{
+            "message.timeout.ms": 5000, "error_cb": lambda e: errors.append(e)}))
+        rogue.produce(topic, b"x")
+        rogue.flush(10)
+        assert errors, f"{what}: a client certificate from an untrusted CA must be refused"
+        for password in ("p12-store-pw", "jks-store-pw", "jks-key-pw", "trust-pw", "pem-key-pw"):
+            assert password not in broker.log(), f"{what}: a password in the log"
+        broker.stop()
+
+    wrong = [
+        ("ssl.keystore.password", "not-the-p12-pw", stores["pkcs12 key store, jks trust store"], "broker.p12"),
+        ("ssl.key.password", "not-the-key-pw", stores["jks key store, pkcs12 trust store"], "broker.jks"),
+        ("ssl.truststore.password", "not-the-trust-pw", stores["pkcs12 key store, jks trust store"], "trust.jks"),
+        ("ssl.key.password", "not-the-pem-pw", stores["encrypted pem key"], "encrypted-keystore.pem"),
+    ]
+    for key, value, settings, file in wrong:
+        bad = ListenersBroker([("SSL", free_port())], dict(settings, **{key: value, "ssl.client.auth": "required"}))
+        with pytest.raises(RuntimeError) as refused:
+            bad.start(timeout=10)
+        bad.cleanup()
+        message = str(refused.value)
+        assert file in message and value not in message, message
+
+
 def test_renewed_certificates_are_used_without_a_restart(make_listeners_broker, pki, tmp_path):
     """Certificate reload: the broker's key store file is replaced by a
     renewed certificate and new connections are served with it while an open

@@ -3,6 +3,7 @@
 //! connection is (its principal).
 
 pub mod authorizer;
+pub mod keystore;
 pub mod oauthbearer;
 pub mod principal_mapping;
 pub mod sasl;

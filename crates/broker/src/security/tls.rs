@@ -1,16 +1,17 @@
 //! TLS listeners (SSL, SASL_SSL) with rustls: the server config built from
-//! Kafka's `ssl.*` settings (PEM key stores and trust stores, `ssl.client.auth`),
+//! Kafka's `ssl.*` settings (PEM, PKCS12 and JKS key stores and trust stores
+//! through `keystore`, `ssl.client.auth`),
 //! and the subject DN of a client certificate (as Java prints it; the
 //! principal is made from it by `ssl.principal.mapping.rules`).
 
 use std::sync::Arc;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 
 use crate::config::BrokerConfig;
+use crate::security::keystore::{self, StoreType};
 
 /// A TLS listener's acceptor, rebuilt when its key store or trust store file
 /// changes on disk (a renewed certificate is served without a restart; Kafka
@@ -82,30 +83,31 @@ pub enum ClientAuth {
 /// (`listener.name.<name>.ssl.*` first, then `ssl.*`). Errors name the setting.
 pub fn server_config(config: &BrokerConfig, listener: &str) -> Result<Arc<rustls::ServerConfig>, String> {
     let setting = |key: &str| config.listener_setting(listener, key);
-    let keystore_type = setting("ssl.keystore.type").unwrap_or("JKS");
-    if !keystore_type.eq_ignore_ascii_case("PEM") {
-        return Err(format!("listener {listener}: ssl.keystore.type={keystore_type} is not supported; Runnel reads PEM key stores (ssl.keystore.type=PEM)"));
-    }
-    if setting("ssl.key.password").is_some_and(|p| !p.is_empty()) {
-        return Err(format!("listener {listener}: encrypted private keys (ssl.key.password) are not supported; give an unencrypted PKCS#8, PKCS#1 or SEC1 PEM key"));
-    }
-    let (chain, key) = match (setting("ssl.keystore.location"), setting("ssl.keystore.certificate.chain"), setting("ssl.keystore.key")) {
+    let keystore_type = StoreType::parse("ssl.keystore.type", setting("ssl.keystore.type")).map_err(|e| format!("listener {listener}: {e}"))?;
+    let (store_password, key_password) = (setting("ssl.keystore.password"), setting("ssl.key.password"));
+    let material = match (setting("ssl.keystore.location"), setting("ssl.keystore.certificate.chain"), setting("ssl.keystore.key")) {
         (Some(location), None, None) => {
-            let pem = std::fs::read(location).map_err(|e| format!("listener {listener}: ssl.keystore.location {location}: {e}"))?;
-            let what = format!("ssl.keystore.location {location}");
-            (certificates(listener, &what, &pem)?, private_key(listener, &what, &pem)?)
+            let bytes = std::fs::read(location).map_err(|e| format!("listener {listener}: ssl.keystore.location {location}: {e}"))?;
+            let what = format!("listener {listener}: ssl.keystore.location {location}");
+            keystore::read_key_store(keystore_type, &what, &bytes, store_password, key_password)?
         }
-        (None, Some(chain), Some(key)) => (
-            certificates(listener, "ssl.keystore.certificate.chain", chain.as_bytes())?,
-            private_key(listener, "ssl.keystore.key", key.as_bytes())?,
-        ),
+        (None, Some(chain), Some(key)) => {
+            if keystore_type != StoreType::Pem {
+                return Err(format!("listener {listener}: ssl.keystore.certificate.chain and ssl.keystore.key are PEM; set ssl.keystore.type=PEM"));
+            }
+            keystore::KeyMaterial {
+                chain: keystore::read_trust_store(StoreType::Pem, &format!("listener {listener}: ssl.keystore.certificate.chain"), chain.as_bytes(), None)?,
+                key: keystore::pem_private_key(&format!("listener {listener}: ssl.keystore.key"), key.as_bytes(), key_password)?,
+            }
+        }
         (None, None, None) => {
-            return Err(format!("listener {listener}: a TLS listener needs a key store: ssl.keystore.location (a PEM file with the key and the certificate chain), or ssl.keystore.certificate.chain and ssl.keystore.key"))
+            return Err(format!("listener {listener}: a TLS listener needs a key store: ssl.keystore.location (a PEM, PKCS12 or JKS file with the key and the certificate chain), or ssl.keystore.certificate.chain and ssl.keystore.key"))
         }
         _ => {
             return Err(format!("listener {listener}: give either ssl.keystore.location or both ssl.keystore.certificate.chain and ssl.keystore.key"))
         }
     };
+    let (chain, key) = (material.chain, material.key);
     let client_auth = match setting("ssl.client.auth").unwrap_or("none").to_ascii_lowercase().as_str() {
         "none" => ClientAuth::None,
         "requested" => ClientAuth::Requested,
@@ -139,18 +141,18 @@ pub fn server_config(config: &BrokerConfig, listener: &str) -> Result<Arc<rustls
 /// `ssl.truststore.location` (PEM file) or `ssl.truststore.certificates` (inline PEM).
 fn trust_store(config: &BrokerConfig, listener: &str) -> Result<rustls::RootCertStore, String> {
     let setting = |key: &str| config.listener_setting(listener, key);
-    let truststore_type = setting("ssl.truststore.type").unwrap_or("JKS");
-    if !truststore_type.eq_ignore_ascii_case("PEM") {
-        return Err(format!("listener {listener}: ssl.truststore.type={truststore_type} is not supported; Runnel reads PEM trust stores (ssl.truststore.type=PEM)"));
-    }
+    let truststore_type = StoreType::parse("ssl.truststore.type", setting("ssl.truststore.type")).map_err(|e| format!("listener {listener}: {e}"))?;
     let certs = match (setting("ssl.truststore.location"), setting("ssl.truststore.certificates")) {
         (Some(location), _) => {
-            let pem = std::fs::read(location).map_err(|e| format!("listener {listener}: ssl.truststore.location {location}: {e}"))?;
-            certificates(listener, &format!("ssl.truststore.location {location}"), &pem)?
+            let bytes = std::fs::read(location).map_err(|e| format!("listener {listener}: ssl.truststore.location {location}: {e}"))?;
+            let what = format!("listener {listener}: ssl.truststore.location {location}");
+            keystore::read_trust_store(truststore_type, &what, &bytes, setting("ssl.truststore.password"))?
         }
-        (None, Some(inline)) => certificates(listener, "ssl.truststore.certificates", inline.as_bytes())?,
+        (None, Some(inline)) => {
+            keystore::read_trust_store(StoreType::Pem, &format!("listener {listener}: ssl.truststore.certificates"), inline.as_bytes(), None)?
+        }
         (None, None) => {
-            return Err(format!("listener {listener}: ssl.client.auth asks for client certificates, so a trust store is needed: ssl.truststore.location (PEM file of CA certificates)"))
+            return Err(format!("listener {listener}: ssl.client.auth asks for client certificates, so a trust store is needed: ssl.truststore.location (PEM, PKCS12 or JKS file of CA certificates)"))
         }
     };
     let mut roots = rustls::RootCertStore::empty();
@@ -158,26 +160,6 @@ fn trust_store(config: &BrokerConfig, listener: &str) -> Result<rustls::RootCert
         roots.add(cert).map_err(|e| format!("listener {listener}: a trust store certificate is not usable: {e}"))?;
     }
     Ok(roots)
-}
-
-fn certificates(listener: &str, what: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("listener {listener}: {what}: not readable PEM: {e}"))?;
-    if certs.is_empty() {
-        return Err(format!("listener {listener}: {what} holds no CERTIFICATE"));
-    }
-    Ok(certs)
-}
-
-fn private_key(listener: &str, what: &str, pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
-    // Never the key's bytes in a message: only where it was looked for.
-    PrivateKeyDer::from_pem_slice(pem).map_err(|e| {
-        format!("listener {listener}: {what} holds no readable unencrypted PRIVATE KEY ({})", match e {
-            rustls_pki_types::pem::Error::NoItemsFound => "none found".to_string(),
-            _ => "malformed PEM".to_string(),
-        })
-    })
 }
 
 /// The subject distinguished name as Java's `X500Principal.getName()` prints
@@ -240,7 +222,10 @@ mod tests {
     fn settings_are_checked_with_their_names() {
         let mut c = BrokerConfig::default();
         let err = server_config(&c, "SSL").unwrap_err();
-        assert!(err.contains("ssl.keystore.type=JKS"), "{err}");
+        assert!(err.contains("needs a key store"), "Kafka's default type JKS is read: {err}");
+        c.set("ssl.keystore.type", "BCFKS").unwrap();
+        let err = server_config(&c, "SSL").unwrap_err();
+        assert!(err.contains("ssl.keystore.type=BCFKS"), "{err}");
         c.set("ssl.keystore.type", "PEM").unwrap();
         let err = server_config(&c, "SSL").unwrap_err();
         assert!(err.contains("needs a key store"), "{err}");
