@@ -229,6 +229,81 @@ def test_producer_and_consumer_over_their_byte_rate_are_throttled_and_lose_nothi
     assert slow_elapsed > 10 and slow_elapsed > 5 * fast_elapsed, (slow_elapsed, fast_elapsed)
 
 
+class MetadataConnection:
+    """One connection sending Metadata v4 requests, as a client would between its other work."""
+
+    def __init__(self, bootstrap, client_id, topic):
+        import socket
+
+        from kafka.protocol.metadata import MetadataRequest
+        host, port = bootstrap.split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.client_id, self.request, self.correlation_id = client_id, MetadataRequest[4]([topic], False), 0
+
+    def metadata(self):
+        """(throttle_time_ms, seconds until the answer came)."""
+        import struct
+
+        from kafka.protocol.api import RequestHeader
+        from raw_requests import _read_exactly
+        self.correlation_id += 1
+        header = RequestHeader(self.request, correlation_id=self.correlation_id, client_id=self.client_id)
+        body = header.encode() + self.request.encode()
+        start = time.time()
+        self.sock.sendall(struct.pack(">i", len(body)) + body)
+        size = struct.unpack(">i", _read_exactly(self.sock, 4))[0]
+        answer = self.request.RESPONSE_TYPE.decode(_read_exactly(self.sock, size)[4:])
+        return answer.throttle_time_ms, time.time() - start
+
+    def close(self):
+        self.sock.close()
+
+
+def test_a_client_over_its_request_percentage_is_throttled_and_loses_nothing(make_broker):
+    """KIP-124: `request_percentage` bounds the broker time a client's requests
+    take. A client sending Metadata requests back to back gets throttle_time_ms
+    once over 0.2 % of a thread, and its next request is answered no sooner
+    than that (the connection is muted); another client id beside it is not
+    throttled. A confluent-kafka producer over the quota is slowed and told so
+    (librdkafka's statistics) and every record is delivered."""
+    broker = make_broker({"quota.window.num": "2", "quota.window.size.seconds": "1"})
+    b = broker.bootstrap
+    topic = "rq-" + uuid.uuid4().hex[:8]
+    create_topic(b, topic)
+    cli(b, "quota", "set", "--client-id", "busy-client", "request_percentage=0.2")
+    cli(b, "quota", "set", "--client-id", "busy-producer", "request_percentage=0.2")
+
+    busy, other = MetadataConnection(b, "busy-client", topic), MetadataConnection(b, "other-client", topic)
+    throttles, muted_for = [], None
+    deadline = time.time() + 20
+    for _ in range(20_000):
+        if time.time() > deadline:
+            break
+        throttle_ms, _ = busy.metadata()
+        throttles.append(throttle_ms)
+        if throttle_ms > 0:
+            _, waited = busy.metadata()
+            muted_for = (throttle_ms, waited)
+            break
+    assert muted_for is not None, f"no throttle_time_ms in {len(throttles)} Metadata answers"
+    throttle_ms, waited = muted_for
+    print(f"throttled after {len(throttles)} requests for {throttle_ms} ms; the next answer came after {waited * 1000:.0f} ms")
+    assert waited * 1000 >= throttle_ms * 0.5, "the throttled connection was not muted"
+    assert [other.metadata()[0] for _ in range(200)] == [0] * 200, "another client id was throttled"
+    busy.close()
+    other.close()
+
+    count = 3000
+    _, fast_throttle, errors = produce(b, topic, "unlimited-producer", count, extra={"linger.ms": 0, "acks": 1})
+    assert errors == [] and fast_throttle == 0, (errors, fast_throttle)
+    elapsed, slow_throttle, errors = produce(b, topic, "busy-producer", count, extra={"linger.ms": 0, "acks": 1})
+    print(f"produce of {count} single-record requests at request_percentage=0.2: {elapsed:.2f} s, max throttle {slow_throttle} ms")
+    assert errors == [], errors
+    assert slow_throttle > 0, "librdkafka saw no throttle_time_ms"
+    _, _, numbers = consume_all(b, topic, "reader", 2 * count)
+    assert sorted(numbers) == sorted(list(range(count)) * 2), f"{len(numbers)} of {2 * count} records read"
+
+
 def test_quotas_survive_a_restart_and_apply_after_it(make_broker):
     broker = make_broker()
     b = broker.bootstrap

@@ -12,11 +12,20 @@
 //! A throttled fetch is answered empty (its bytes not counted) and the consumer
 //! reads the same records again after the throttle, as with Kafka; a consumer's
 //! fetch carries at most its quota over `samples − 1` windows.
+//!
+//! `request_percentage` (KIP-124) limits the time the broker spends on a
+//! client's requests, in percent of one thread: each request's handler time
+//! (the time its futures are polled, so not time spent waiting for replicas,
+//! fsync or new data) is recorded, and a client over its quota gets
+//! `throttle_time_ms` in its answer and its connection muted for that long, on
+//! every API version (Kafka delays the answer itself for versions before
+//! KIP-219). ApiVersions, SASL, follower fetches and WriteTxnMarkers are
+//! exempt, as Kafka exempts them.
 //! Differences from Kafka: produce counts the record bytes of the request (Kafka
 //! the whole request); an incremental fetch session answered empty while
 //! throttled may skip telling the client of a high-watermark change that came
-//! with no records. `request_percentage` and
-//! `controller_mutation_rate` are stored and described but not enforced yet.
+//! with no records. `controller_mutation_rate` is stored and described but not
+//! enforced yet.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -29,6 +38,8 @@ use runnel_controller::quota::{self, ClientQuotas};
 pub enum QuotaKind {
     Produce,
     Fetch,
+    /// Request handler time, in percent of one thread (KIP-124's `request_percentage`).
+    Request,
 }
 
 impl QuotaKind {
@@ -36,6 +47,7 @@ impl QuotaKind {
         match self {
             QuotaKind::Produce => quota::PRODUCER_BYTE_RATE,
             QuotaKind::Fetch => quota::CONSUMER_BYTE_RATE,
+            QuotaKind::Request => quota::REQUEST_PERCENTAGE,
         }
     }
 }
@@ -110,6 +122,12 @@ pub fn throttle_time(rate: f64, quota: f64, window: Duration) -> Duration {
     Duration::from_secs_f64(((rate - quota) / quota * window.as_secs_f64()).min(i32::MAX as f64 / 1000.0))
 }
 
+/// Handler time as Kafka's request quota counts it (`nanosToPercentage`): a
+/// rate of 100 per second is one thread kept busy.
+pub fn time_as_percentage(busy: Duration) -> f64 {
+    busy.as_nanos() as f64 * 100.0 / 1e9
+}
+
 /// Sensors idle this long are dropped (Kafka's quota sensors expire after an hour).
 const SENSOR_EXPIRY: Duration = Duration::from_secs(3600);
 
@@ -158,6 +176,12 @@ impl ClientQuotaManager {
     /// Records `bytes` for the client and returns how long it is to be throttled
     /// (zero without a quota or within it).
     pub fn record(&self, kind: QuotaKind, quotas: &ClientQuotas, principal: &str, client_id: &str, bytes: usize, now: Instant) -> Duration {
+        self.record_value(kind, quotas, principal, client_id, bytes as f64, now)
+    }
+
+    /// Records `value` (bytes, or for [`QuotaKind::Request`] percent-seconds of
+    /// handler time, see [`time_as_percentage`]) and returns the throttle.
+    pub fn record_value(&self, kind: QuotaKind, quotas: &ClientQuotas, principal: &str, client_id: &str, value: f64, now: Instant) -> Duration {
         let user = quota_user(principal);
         let Some((entity, limit)) = quota::resolve(quotas, Some(user), client_id, kind.key()) else {
             return Duration::ZERO;
@@ -168,7 +192,7 @@ impl ClientQuotaManager {
             sensors.retain(|_, rate| now.saturating_duration_since(rate.last_recorded) < SENSOR_EXPIRY);
         }
         let rate = sensors.entry(key).or_insert_with(|| SampledRate::new(now));
-        rate.record(bytes as f64, now, self.samples, self.window);
+        rate.record(value, now, self.samples, self.window);
         let measured = rate.measure(now, self.samples, self.window);
         throttle_time(measured, limit, rate.elapsed(now, self.samples, self.window))
     }

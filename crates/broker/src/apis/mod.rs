@@ -446,7 +446,7 @@ fn throttled<T: Throttled>(
     }
     let kip219 = match kind {
         QuotaKind::Produce => ctx.version >= 6,
-        QuotaKind::Fetch => ctx.version >= 8,
+        QuotaKind::Fetch | QuotaKind::Request => ctx.version >= 8,
     };
     let broker = broker.clone();
     let (principal, client_id, gate) = (ctx.principal.clone(), ctx.client_id().to_string(), ctx.throttle.clone());
@@ -502,6 +502,135 @@ fn throttled<T: Throttled>(
             }
             finish_answer(answer, throttle, &gate, muted)
         })),
+    }
+}
+
+/// A future and the time spent polling it: the handler time Kafka's request
+/// quota counts (a request's work, not its waits for replicas, fsync or data).
+struct PollTimed<F> {
+    inner: F,
+    busy: std::time::Duration,
+}
+
+impl<F: Future + Unpin> Future for PollTimed<F> {
+    type Output = (F::Output, std::time::Duration);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let started = std::time::Instant::now();
+        let polled = Pin::new(&mut self.inner).poll(cx);
+        self.busy += started.elapsed();
+        polled.map(|output| (output, self.busy))
+    }
+}
+
+/// An answer whose `throttle_time_ms` a quota raises.
+pub trait ThrottleTime {
+    /// Raises the answer's `throttle_time_ms` to `ms` (nothing for an answer without the field).
+    fn raise_throttle_time_ms(&mut self, ms: i32);
+}
+
+macro_rules! throttle_time_field {
+    ($($t:ty),* $(,)?) => {$(
+        impl ThrottleTime for $t {
+            fn raise_throttle_time_ms(&mut self, ms: i32) {
+                self.throttle_time_ms = self.throttle_time_ms.max(ms);
+            }
+        }
+    )*};
+}
+
+macro_rules! no_throttle_time_field {
+    ($($t:ty),* $(,)?) => {$(
+        impl ThrottleTime for $t {
+            fn raise_throttle_time_ms(&mut self, _ms: i32) {}
+        }
+    )*};
+}
+
+mod throttle_fields {
+    use super::ThrottleTime;
+    use kafka_protocol::messages::*;
+    throttle_time_field!(
+        AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, AlterClientQuotasResponse, AlterConfigsResponse,
+        AlterPartitionReassignmentsResponse, AlterUserScramCredentialsResponse, ApiVersionsResponse,
+        ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatResponse, CreateAclsResponse, CreatePartitionsResponse,
+        CreateTopicsResponse, DeleteAclsResponse, DeleteGroupsResponse, DeleteRecordsResponse, DeleteTopicsResponse,
+        DescribeAclsResponse, DescribeClientQuotasResponse, DescribeClusterResponse, DescribeConfigsResponse,
+        DescribeGroupsResponse, DescribeLogDirsResponse, DescribeProducersResponse, DescribeTopicPartitionsResponse,
+        DescribeTransactionsResponse, DescribeUserScramCredentialsResponse, ElectLeadersResponse, EndTxnResponse,
+        FindCoordinatorResponse, HeartbeatResponse, IncrementalAlterConfigsResponse, InitProducerIdResponse,
+        JoinGroupResponse, LeaveGroupResponse, ListConfigResourcesResponse, ListGroupsResponse, ListOffsetsResponse,
+        ListPartitionReassignmentsResponse, ListTransactionsResponse, MetadataResponse, OffsetCommitResponse,
+        OffsetDeleteResponse, OffsetFetchResponse, OffsetForLeaderEpochResponse, ProduceResponse, SyncGroupResponse,
+        TxnOffsetCommitResponse,
+    );
+    no_throttle_time_field!(DescribeQuorumResponse, WriteTxnMarkersResponse, SaslHandshakeResponse, SaslAuthenticateResponse);
+}
+
+impl ThrottleTime for fetch::FetchReply {
+    fn raise_throttle_time_ms(&mut self, ms: i32) {
+        self.response.throttle_time_ms = self.response.throttle_time_ms.max(ms);
+    }
+}
+
+/// Finishes a reply after recording the request's handler time (`busy`, plus
+/// the time its later answer is polled) against the client's
+/// `request_percentage` quota (KIP-124), as Kafka's `ClientRequestQuotaManager`:
+/// a client over it gets `throttle_time_ms` in the answer and its connection
+/// muted for that long. `exempt` requests (ApiVersions, SASL, follower fetches,
+/// WriteTxnMarkers) are not throttled.
+fn finish_with_request_quota<T: IntoFrame + ThrottleTime>(
+    broker: &Arc<Broker>,
+    ctx: RequestContext,
+    reply: Reply<T>,
+    busy: std::time::Duration,
+    exempt: bool,
+) -> Option<PendingResponse> {
+    if exempt || !broker.cluster.image().client_quotas.values().any(|q| q.contains_key(QuotaKind::Request.key())) {
+        return finish(ctx, reply);
+    }
+    let record = {
+        let broker = broker.clone();
+        let (principal, client_id) = (ctx.principal.clone(), ctx.client_id().to_string());
+        move |busy: std::time::Duration| {
+            let image = broker.cluster.image();
+            let share = crate::quota::time_as_percentage(busy);
+            let throttle = broker.quotas.record_value(QuotaKind::Request, &image.client_quotas, &principal, &client_id, share, std::time::Instant::now());
+            if !throttle.is_zero() {
+                tracing::debug!(client = %client_id, %principal, throttle_ms = throttle.as_millis() as u64, "client over its request_percentage quota: throttled");
+            }
+            throttle
+        }
+    };
+    let apply = |answer: &mut T, throttle: std::time::Duration, gate: &crate::quota::ThrottleGate| {
+        if !throttle.is_zero() {
+            answer.raise_throttle_time_ms(throttle.as_millis().min(i32::MAX as u128) as i32);
+            gate.mute_for(throttle);
+        }
+    };
+    match reply {
+        Reply::Now(mut answer) => {
+            let throttle = record(busy);
+            apply(&mut answer, throttle, &ctx.throttle);
+            finish(ctx, Reply::Now(answer))
+        }
+        Reply::Later(later) => {
+            let gate = ctx.throttle.clone();
+            let later = Box::pin(async move {
+                let (mut answer, more) = PollTimed { inner: later, busy: std::time::Duration::ZERO }.await;
+                let throttle = record(busy + more);
+                apply(&mut answer, throttle, &gate);
+                answer
+            });
+            finish(ctx, Reply::Later(later))
+        }
+        Reply::Nothing => {
+            let throttle = record(busy);
+            if !throttle.is_zero() {
+                ctx.throttle.mute_for(throttle);
+            }
+            None
+        }
     }
 }
 
@@ -690,9 +819,12 @@ pub async fn handle_request(
 
     macro_rules! dispatch {
         ($req:ty, $handler:path) => {{
+            let started = std::time::Instant::now();
             let req: $req = decode_body(&mut body, api_key, version)?;
-            let reply = $handler(broker, &ctx, req).await;
-            Ok(finish(ctx, reply))
+            let decoding = started.elapsed();
+            let (reply, busy) = PollTimed { inner: std::pin::pin!($handler(broker, &ctx, req)), busy: decoding }.await;
+            let exempt = matches!(api_key, ApiKey::ApiVersions | ApiKey::WriteTxnMarkers);
+            Ok(finish_with_request_quota(broker, ctx, reply, busy, exempt))
         }};
     }
     use kafka_protocol::messages as m;
@@ -710,18 +842,23 @@ pub async fn handle_request(
         ApiKey::ApiVersions => dispatch!(m::ApiVersionsRequest, api_versions::handle),
         ApiKey::Metadata => dispatch!(m::MetadataRequest, metadata::handle),
         ApiKey::Produce => {
+            let started = std::time::Instant::now();
             let req: m::ProduceRequest = decode_body(&mut body, api_key, version)?;
             let bytes = req.topic_data.iter().flat_map(|t| t.partition_data.iter()).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
-            let reply = produce::handle(broker, &ctx, req).await;
-            Ok(finish(ctx.clone(), throttled(broker, &ctx, QuotaKind::Produce, Some(bytes), reply, -1)))
+            let decoding = started.elapsed();
+            let (reply, busy) = PollTimed { inner: std::pin::pin!(produce::handle(broker, &ctx, req)), busy: decoding }.await;
+            let reply = throttled(broker, &ctx, QuotaKind::Produce, Some(bytes), reply, -1);
+            Ok(finish_with_request_quota(broker, ctx, reply, busy, false))
         }
         ApiKey::Fetch => {
+            let started = std::time::Instant::now();
             let req: m::FetchRequest = decode_body(&mut body, api_key, version)?;
             let from_consumer = req.replica_id.0 < 0 && req.replica_state.replica_id.0 < 0;
             let session_epoch = if version >= 7 { req.session_epoch } else { -1 };
-            let reply = fetch::handle(broker, &ctx, req).await;
+            let decoding = started.elapsed();
+            let (reply, busy) = PollTimed { inner: std::pin::pin!(fetch::handle(broker, &ctx, req)), busy: decoding }.await;
             let reply = if from_consumer { throttled(broker, &ctx, QuotaKind::Fetch, None, reply, session_epoch) } else { reply };
-            Ok(finish(ctx, reply))
+            Ok(finish_with_request_quota(broker, ctx, reply, busy, !from_consumer))
         }
         ApiKey::ListOffsets => dispatch!(m::ListOffsetsRequest, list_offsets::handle),
         ApiKey::InitProducerId => dispatch!(m::InitProducerIdRequest, init_producer_id::handle),
