@@ -4,8 +4,9 @@ quotas set and described with Kafka's own kafka-configs (ConfigCommand), with
 (Kafka 4.3's answers to invalid ones, measured against it, are the expected
 ones here); a confluent-kafka producer and consumer over their byte rate are
 throttled (slower, `throttle_time_ms` reported in librdkafka's statistics)
-while every record is delivered and read; the quotas are in the cluster
-metadata, so they survive a restart.
+while every record is delivered and read; a client over its request_percentage
+is throttled and muted; connections over an address's connection_creation_rate
+are closed; the quotas are in the cluster metadata, so they survive a restart.
 
 Every broker listens on 127.0.0.1 only; every wait is bounded.
 """
@@ -302,6 +303,61 @@ def test_a_client_over_its_request_percentage_is_throttled_and_loses_nothing(mak
     assert slow_throttle > 0, "librdkafka saw no throttle_time_ms"
     _, _, numbers = consume_all(b, topic, "reader", 2 * count)
     assert sorted(numbers) == sorted(list(range(count)) * 2), f"{len(numbers)} of {2 * count} records read"
+
+
+def test_connections_over_an_ip_connection_creation_rate_are_closed_and_others_are_not(make_broker):
+    """KIP-612: `connection_creation_rate` on an ip entity. Connections from
+    127.0.0.2 (a loopback address the test binds its sockets to) beyond the
+    rate are held and closed unanswered, while the rate's worth is served;
+    127.0.0.1's clients (a confluent-kafka producer) are untouched; once the
+    window passes 127.0.0.2 is served again; removing the quota lifts it."""
+    import socket
+    import struct
+
+    from kafka.protocol.api import RequestHeader
+    from kafka.protocol.api_versions import ApiVersionsRequest_v0
+    from raw_requests import _read_exactly
+
+    broker = make_broker({"quota.window.num": "2", "quota.window.size.seconds": "1"})
+    b = broker.bootstrap
+    host, port = b.split(":")
+    cli(b, "quota", "set", "--ip", "127.0.0.2", "connection_creation_rate=5")
+
+    def served_from(source):
+        """Connects from `source`; True when an ApiVersions is answered, False when the broker closes unanswered."""
+        sock = socket.socket()
+        sock.settimeout(10)
+        sock.bind((source, 0))
+        sock.connect((host, int(port)))
+        try:
+            req = ApiVersionsRequest_v0()
+            header = RequestHeader(req, correlation_id=1, client_id="conn-rate")  # kept: encode() needs it alive
+            body = header.encode() + req.encode()
+            sock.sendall(struct.pack(">i", len(body)) + body)
+            size = struct.unpack(">i", _read_exactly(sock, 4))[0]
+            return len(_read_exactly(sock, size)) > 0
+        except (ConnectionError, OSError, AssertionError, struct.error):
+            return False
+        finally:
+            sock.close()
+
+    started = time.time()
+    burst = [served_from("127.0.0.2") for _ in range(15)]
+    elapsed = time.time() - started
+    print(f"15 connections back to back from 127.0.0.2 at connection_creation_rate=5 in {elapsed:.2f} s: served {burst}")
+    assert burst[:5] == [True] * 5, burst
+    # At most the first window's 5 and 5 a second after it (+1 for the window edges).
+    assert False in burst and burst.count(True) <= 5 + 5 * elapsed + 1, f"connections beyond the rate were served: {burst}"
+    assert all(served_from("127.0.0.1") for _ in range(15)), "another address was throttled"
+    topic = "cr-" + uuid.uuid4().hex[:8]
+    create_topic(b, topic)
+    _, _, errors = produce(b, topic, "from-127.0.0.1", 50)
+    assert errors == [], errors
+    time.sleep(3)
+    assert served_from("127.0.0.2"), "the rate fell after its window; the address is served again"
+    cli(b, "quota", "delete", "--ip", "127.0.0.2", "connection_creation_rate")
+    time.sleep(0.5)
+    assert all(served_from("127.0.0.2") for _ in range(15)), "the removed quota still applied"
 
 
 def test_quotas_survive_a_restart_and_apply_after_it(make_broker):

@@ -205,6 +205,11 @@ impl ConnectionQuotas {
         broker.max(own)
     }
 
+    /// Is `listener` the inter-broker listener (exempt from `max.connections` and address quotas)?
+    pub fn is_protected(&self, listener: &str) -> bool {
+        self.protected_listener.as_deref() == Some(listener)
+    }
+
     /// Open connections on `listener` (lower-case name), and in all.
     pub fn open_connections(&self, listener: &str) -> (usize, usize) {
         let counts = self.counts.lock();

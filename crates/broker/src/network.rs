@@ -138,6 +138,20 @@ pub async fn serve(
                             continue;
                         }
                     };
+                    // KIP-612: over its address's connection_creation_rate the connection
+                    // is held (nothing read), then closed, as Kafka's acceptor does.
+                    if !quotas.is_protected(&listener_name) {
+                        let hold = broker.quotas.record_ip_connection(&broker.cluster.image().client_quotas, peer.ip(), std::time::Instant::now());
+                        if !hold.is_zero() {
+                            drop(permit);
+                            tracing::debug!(%peer, listener = %security.name, hold_ms = hold.as_millis() as u64, "connection over its address's connection_creation_rate: closed after the throttle");
+                            tokio::spawn(async move {
+                                tokio::time::sleep(hold).await;
+                                drop(stream);
+                            });
+                            continue;
+                        }
+                    }
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let connection = ConnectionState::new(peer, security.clone());

@@ -140,6 +140,8 @@ pub struct ClientQuotaManager {
     /// all of alice's clients, a `client-id=<default>` one is each client id's own.
     sensors: Mutex<HashMap<(QuotaKind, String, String), SampledRate>>,
     records: std::sync::atomic::AtomicU64,
+    /// Connection creation rates by client address (`connection_creation_rate` on `ip` entities, KIP-612).
+    ip_connections: Mutex<HashMap<std::net::IpAddr, SampledRate>>,
 }
 
 impl std::fmt::Debug for ClientQuotaManager {
@@ -170,6 +172,7 @@ impl ClientQuotaManager {
             window: window.max(Duration::from_millis(1)),
             sensors: Mutex::new(HashMap::new()),
             records: Default::default(),
+            ip_connections: Mutex::new(HashMap::new()),
         }
     }
 
@@ -197,6 +200,29 @@ impl ClientQuotaManager {
         throttle_time(measured, limit, rate.elapsed(now, self.samples, self.window))
     }
 
+    /// Records a new connection from `ip` against its `connection_creation_rate`
+    /// (the address's own quota, else the `ip=<default>` one; KIP-612). Over the
+    /// quota the connection is not counted and the answer is how long to hold it
+    /// before closing it (Kafka's delayed close, at most one quota window); zero
+    /// admits it.
+    pub fn record_ip_connection(&self, quotas: &ClientQuotas, ip: std::net::IpAddr, now: Instant) -> Duration {
+        let Some(limit) = ip_connection_rate(quotas, ip) else {
+            return Duration::ZERO;
+        };
+        let mut rates = self.ip_connections.lock().unwrap_or_else(|e| e.into_inner());
+        if rates.len() > 4096 {
+            rates.retain(|_, rate| now.saturating_duration_since(rate.last_recorded) < SENSOR_EXPIRY);
+        }
+        let rate = rates.entry(ip).or_insert_with(|| SampledRate::new(now));
+        rate.record(1.0, now, self.samples, self.window);
+        let measured = rate.measure(now, self.samples, self.window);
+        let throttle = throttle_time(measured, limit, rate.elapsed(now, self.samples, self.window)).min(self.window);
+        if !throttle.is_zero() {
+            rate.record(-1.0, now, self.samples, self.window);
+        }
+        throttle
+    }
+
     /// Takes back bytes recorded for an answer that was not sent (Kafka's `unrecordQuotaSensor`).
     pub fn unrecord(&self, kind: QuotaKind, quotas: &ClientQuotas, principal: &str, client_id: &str, bytes: usize, now: Instant) {
         let user = quota_user(principal);
@@ -214,6 +240,28 @@ impl ClientQuotaManager {
         let windows = self.samples.saturating_sub(1).max(1) as f64;
         Some((limit * windows * self.window.as_secs_f64()).clamp(1.0, i32::MAX as f64) as usize)
     }
+}
+
+/// The `connection_creation_rate` that applies to `ip`: the quota of an `ip`
+/// entity naming that address, else of the default `ip` entity.
+fn ip_connection_rate(quotas: &ClientQuotas, ip: std::net::IpAddr) -> Option<f64> {
+    if quotas.is_empty() {
+        return None;
+    }
+    let mut default = None;
+    for (entity, keys) in quotas {
+        let [(entity_type, name)] = entity.as_slice() else { continue };
+        if entity_type != quota::IP {
+            continue;
+        }
+        let Some(value) = keys.get(quota::CONNECTION_CREATION_RATE) else { continue };
+        match name {
+            Some(name) if name.parse::<std::net::IpAddr>().ok() == Some(ip) => return Some(value.0),
+            None => default = Some(value.0),
+            Some(_) => {}
+        }
+    }
+    default
 }
 
 /// A connection's mute (Kafka's channel muting on throttle): no request is read
@@ -312,6 +360,24 @@ mod tests {
         let q = quotas(&[("user", Some("alice"))], quota::CONSUMER_BYTE_RATE, 1000.0);
         assert_eq!(manager.record(QuotaKind::Fetch, &q, "User:alice", "a", 10_000, now), Duration::ZERO);
         assert!(manager.record(QuotaKind::Fetch, &q, "User:alice", "b", 10_000, now) > Duration::ZERO);
+    }
+
+    #[test]
+    fn connections_over_an_ip_creation_rate_are_held_then_closed() {
+        let manager = ClientQuotaManager::new(2, Duration::from_secs(1));
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        let mut q = quotas(&[("ip", Some("10.0.0.1"))], quota::CONNECTION_CREATION_RATE, 3.0);
+        q.extend(quotas(&[("ip", None)], quota::CONNECTION_CREATION_RATE, 100.0));
+        let now = Instant::now();
+        let throttles: Vec<Duration> = (0..5).map(|_| manager.record_ip_connection(&q, a, now)).collect();
+        assert!(throttles[..3].iter().all(|t| t.is_zero()), "a window's worth is admitted: {throttles:?}");
+        assert!(throttles[3] > Duration::ZERO && throttles[3] <= Duration::from_secs(1), "{throttles:?}");
+        assert!(throttles[4] > Duration::ZERO, "a refused connection is not counted, the next is refused too");
+        assert!((0..50).all(|_| manager.record_ip_connection(&q, b, now).is_zero()), "the default quota is each address's own");
+        let later = now + Duration::from_secs(3);
+        assert!(manager.record_ip_connection(&q, a, later).is_zero(), "the rate falls as windows pass");
+        assert_eq!(manager.record_ip_connection(&ClientQuotas::new(), a, now), Duration::ZERO);
     }
 
     #[test]
