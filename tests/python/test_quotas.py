@@ -6,7 +6,9 @@ ones here); a confluent-kafka producer and consumer over their byte rate are
 throttled (slower, `throttle_time_ms` reported in librdkafka's statistics)
 while every record is delivered and read; a client over its request_percentage
 is throttled and muted; connections over an address's connection_creation_rate
-are closed; the quotas are in the cluster metadata, so they survive a restart.
+are closed; topics beyond a controller_mutation_rate are refused (strict
+versions) or their client held back; the quotas are in the cluster metadata,
+so they survive a restart.
 
 Every broker listens on 127.0.0.1 only; every wait is bounded.
 """
@@ -358,6 +360,72 @@ def test_connections_over_an_ip_connection_creation_rate_are_closed_and_others_a
     cli(b, "quota", "delete", "--ip", "127.0.0.2", "connection_creation_rate")
     time.sleep(0.5)
     assert all(served_from("127.0.0.2") for _ in range(15)), "the removed quota still applied"
+
+
+def create_topics_v7(bootstrap, topics, partitions):
+    """A raw CreateTopics v7 (strict KIP-599 version) from client id runnel-test:
+    (throttle_time_ms, {topic: error_code})."""
+    from raw_requests import Writer, flexible_request
+
+    def topic(w, name):
+        w.compact_string(name).int32(partitions).int16(1).compact_array([], None).compact_array([], None).tags()
+    body = Writer().compact_array(topics, topic).int32(30000).int8(0).tags()
+    r = flexible_request(bootstrap, 19, 7, body)
+    throttle_ms = r.int32()
+
+    def config(r):
+        r.compact_string(), r.compact_string(), r.int8(), r.int8(), r.int8(), r.tags()
+
+    def result(r):
+        name = r.compact_string()
+        r.pos += 16  # topic id
+        error_code = r.int16()
+        r.compact_string(), r.int32(), r.int16(), r.compact_array(config), r.tags()
+        return name, error_code
+    return throttle_ms, dict(r.compact_array(result))
+
+
+def test_controller_mutation_rate_refuses_topics_beyond_it_or_throttles_old_clients(make_broker):
+    """KIP-599: `controller_mutation_rate` counts the partitions a client
+    creates or deletes. A CreateTopics v7 (strict) whose first topic spends the
+    budget gets THROTTLING_QUOTA_EXCEEDED for the rest and throttle_time_ms;
+    they are created once the budget is back. librdkafka's older CreateTopics
+    (v4, permissive) is served and then held back: its next request waits out
+    the throttle. Deleting topics counts too; other clients are not limited."""
+    broker = make_broker({"quota.window.num": "2", "quota.window.size.seconds": "1"})
+    b = broker.bootstrap
+    cli(b, "quota", "set", "--client-id", "runnel-test", "controller_mutation_rate=1")
+    names = ["mut-" + uuid.uuid4().hex[:8] for _ in range(3)]
+    throttle_ms, errors = create_topics_v7(b, names, 3)
+    print(f"strict: throttle {throttle_ms} ms, errors {errors}")
+    assert errors == {names[0]: 0, names[1]: 89, names[2]: 89}, errors
+    assert 500 <= throttle_ms <= 1000, throttle_ms  # 3 partitions against a burst of 2 at 1/s
+    admin = AdminClient({"bootstrap.servers": b})
+    listed = admin.list_topics(timeout=20).topics
+    assert names[0] in listed and names[1] not in listed and names[2] not in listed
+    time.sleep(2)
+    throttle_ms, errors = create_topics_v7(b, [names[1]], 1)
+    assert errors == {names[1]: 0}, errors
+
+    cli(b, "quota", "set", "--client-id", "bulk-admin", "controller_mutation_rate=5")
+    bulk = AdminClient({"bootstrap.servers": b, "client.id": "bulk-admin"})
+    wide, narrow = "wide-" + uuid.uuid4().hex[:8], "narrow-" + uuid.uuid4().hex[:8]
+    started = time.time()
+    bulk.create_topics([NewTopic(wide, 20, 1)])[wide].result(30)  # burst 10, so 10 short at 5/s: 2 s
+    first = time.time() - started
+    bulk.create_topics([NewTopic(narrow, 1, 1)])[narrow].result(30)
+    second = time.time() - started - first
+    print(f"permissive: 20 partitions in {first:.2f} s, the next request answered {second:.2f} s later")
+    assert second >= 1.2, "the throttled client's next request was not held back"
+    unlimited, after = "free-" + uuid.uuid4().hex[:8], "free2-" + uuid.uuid4().hex[:8]
+    admin.create_topics([NewTopic(unlimited, 20, 1)])[unlimited].result(30)
+    started = time.time()
+    admin.create_topics([NewTopic(after, 1, 1)])[after].result(30)
+    assert time.time() - started < 1.5, "a client without a quota was held back"
+    started = time.time()
+    bulk.delete_topics([wide])[wide].result(30)  # 20 more partitions: 4 s of throttle
+    bulk.delete_topics([narrow])[narrow].result(30)
+    assert time.time() - started >= 2.5, "deleting partitions was not counted"
 
 
 def test_quotas_survive_a_restart_and_apply_after_it(make_broker):

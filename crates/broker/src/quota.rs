@@ -24,8 +24,11 @@
 //! Differences from Kafka: produce counts the record bytes of the request (Kafka
 //! the whole request); an incremental fetch session answered empty while
 //! throttled may skip telling the client of a high-watermark change that came
-//! with no records. `controller_mutation_rate` is stored and described but not
-//! enforced yet.
+//! with no records.
+//!
+//! `controller_mutation_rate` (KIP-599) is a token bucket of partitions created
+//! or deleted (CreateTopics, CreatePartitions, DeleteTopics), refilled at the
+//! quota and holding `quota.window.num × quota.window.size.seconds` of it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -142,6 +145,8 @@ pub struct ClientQuotaManager {
     records: std::sync::atomic::AtomicU64,
     /// Connection creation rates by client address (`connection_creation_rate` on `ip` entities, KIP-612).
     ip_connections: Mutex<HashMap<std::net::IpAddr, SampledRate>>,
+    /// Controller mutation token buckets (KIP-599) by (user tag, client-id tag): (tokens, when last refilled).
+    mutation_buckets: Mutex<HashMap<(String, String), (f64, Instant)>>,
 }
 
 impl std::fmt::Debug for ClientQuotaManager {
@@ -173,6 +178,7 @@ impl ClientQuotaManager {
             sensors: Mutex::new(HashMap::new()),
             records: Default::default(),
             ip_connections: Mutex::new(HashMap::new()),
+            mutation_buckets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -223,6 +229,53 @@ impl ClientQuotaManager {
         throttle
     }
 
+    /// The client's `controller_mutation_rate` for one CreateTopics,
+    /// CreatePartitions or DeleteTopics request, if a quota applies (KIP-599).
+    /// `strict` (CreateTopics v6+, CreatePartitions v3+, DeleteTopics v5+): a
+    /// topic asked for once the budget is spent is refused with
+    /// THROTTLING_QUOTA_EXCEEDED; older versions are always served and throttled.
+    pub fn mutation_quota(&self, quotas: &ClientQuotas, principal: &str, client_id: &str, strict: bool) -> Option<MutationQuota> {
+        let user = quota_user(principal);
+        let (entity, limit) = quota::resolve(quotas, Some(user), client_id, quota::CONTROLLER_MUTATION_RATE)?;
+        let (_, user_tag, client_tag) = sensor_key(QuotaKind::Request, &entity, user, client_id);
+        Some(MutationQuota { key: (user_tag, client_tag), limit, strict })
+    }
+
+    /// Kafka's `TokenBucket`: up to `limit × samples × window` tokens, refilled at `limit` a second.
+    fn mutation_tokens<R>(&self, quota: &MutationQuota, now: Instant, change: impl FnOnce(&mut f64) -> R) -> R {
+        let burst = quota.limit * self.samples as f64 * self.window.as_secs_f64();
+        let mut buckets = self.mutation_buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let (tokens, refilled) = buckets.entry(quota.key.clone()).or_insert((burst, now));
+        *tokens = (*tokens + quota.limit * now.saturating_duration_since(*refilled).as_secs_f64()).min(burst);
+        *refilled = now;
+        change(tokens)
+    }
+
+    /// Records `mutations` (partitions created or deleted). Strict: refused,
+    /// without recording, when the budget was already spent before them.
+    pub fn record_mutations(&self, quota: &MutationQuota, mutations: usize, now: Instant) -> Result<(), Duration> {
+        let limit = quota.limit;
+        self.mutation_tokens(quota, now, |tokens| {
+            if quota.strict && *tokens < 0.0 {
+                return Err(Duration::from_secs_f64((-*tokens / limit).min(i32::MAX as f64 / 1000.0)));
+            }
+            *tokens -= mutations as f64;
+            Ok(())
+        })
+    }
+
+    /// How long the client is throttled after its request: until its tokens are back to zero.
+    pub fn mutation_throttle(&self, quota: &MutationQuota, now: Instant) -> Duration {
+        let limit = quota.limit;
+        self.mutation_tokens(quota, now, |tokens| {
+            if *tokens < 0.0 && limit > 0.0 {
+                Duration::from_secs_f64((-*tokens / limit).min(i32::MAX as f64 / 1000.0))
+            } else {
+                Duration::ZERO
+            }
+        })
+    }
+
     /// Takes back bytes recorded for an answer that was not sent (Kafka's `unrecordQuotaSensor`).
     pub fn unrecord(&self, kind: QuotaKind, quotas: &ClientQuotas, principal: &str, client_id: &str, bytes: usize, now: Instant) {
         let user = quota_user(principal);
@@ -240,6 +293,14 @@ impl ClientQuotaManager {
         let windows = self.samples.saturating_sub(1).max(1) as f64;
         Some((limit * windows * self.window.as_secs_f64()).clamp(1.0, i32::MAX as f64) as usize)
     }
+}
+
+/// A client's controller mutation quota for one request (see [`ClientQuotaManager::mutation_quota`]).
+#[derive(Debug, Clone)]
+pub struct MutationQuota {
+    key: (String, String),
+    limit: f64,
+    pub strict: bool,
 }
 
 /// The `connection_creation_rate` that applies to `ip`: the quota of an `ip`
@@ -378,6 +439,26 @@ mod tests {
         let later = now + Duration::from_secs(3);
         assert!(manager.record_ip_connection(&q, a, later).is_zero(), "the rate falls as windows pass");
         assert_eq!(manager.record_ip_connection(&ClientQuotas::new(), a, now), Duration::ZERO);
+    }
+
+    #[test]
+    fn controller_mutations_spend_a_token_bucket() {
+        let manager = ClientQuotaManager::new(2, Duration::from_secs(1));
+        let q = quotas(&[("client-id", Some("admin"))], quota::CONTROLLER_MUTATION_RATE, 10.0);
+        let strict = manager.mutation_quota(&q, "User:ANONYMOUS", "admin", true).expect("quota");
+        assert!(manager.mutation_quota(&q, "User:ANONYMOUS", "other", true).is_none());
+        let now = Instant::now();
+        // A burst of 2 windows × 10: 20 mutations, then one request more may overdraw it.
+        assert_eq!(manager.record_mutations(&strict, 15, now), Ok(()));
+        assert_eq!(manager.mutation_throttle(&strict, now), Duration::ZERO);
+        assert_eq!(manager.record_mutations(&strict, 15, now), Ok(()), "the budget was not spent before this one");
+        assert_eq!(manager.mutation_throttle(&strict, now), Duration::from_millis(1000), "10 tokens short at 10/s");
+        assert_eq!(manager.record_mutations(&strict, 1, now), Err(Duration::from_millis(1000)));
+        let later = now + Duration::from_millis(1500);
+        assert_eq!(manager.record_mutations(&strict, 1, later), Ok(()), "refilled at 10 a second");
+        let permissive = manager.mutation_quota(&q, "User:ANONYMOUS", "admin", false).expect("quota");
+        assert_eq!(manager.record_mutations(&permissive, 50, later), Ok(()), "older versions are served and throttled");
+        assert!(manager.mutation_throttle(&permissive, later) > Duration::from_secs(4));
     }
 
     #[test]

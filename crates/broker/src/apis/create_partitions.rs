@@ -23,6 +23,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateParti
     for t in &req.topics {
         *occurrences.entry(t.name.0.clone()).or_default() += 1;
     }
+    let mutations = Arc::new(super::ControllerMutations::new(&broker, ctx, 3));
+    let counted = mutations.clone();
     let results = tokio::task::spawn_blocking(move || {
         // A name given twice gets one INVALID_REQUEST result, as in Kafka.
         let mut answered_duplicates = HashSet::new();
@@ -34,10 +36,17 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateParti
                     Err(ApiError::new(ResponseError::InvalidRequest, "Duplicate topic name."))
                 } else if !authz.topic(operation::ALTER, &t.name.0) {
                     Err(ApiError::new(ResponseError::TopicAuthorizationFailed, "Authorization failed."))
+                } else if let Err(throttled) = counted.admit() {
+                    Err(throttled)
                 } else {
+                    let before = broker.cluster.image().topic_by_name(&t.name.0).map_or(0, |topic| topic.partitions.len());
                     let assignments =
                         t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect());
-                    crate::cluster::create_partitions_blocking(&broker, &t.name.0, t.count, assignments, validate_only)
+                    let created = crate::cluster::create_partitions_blocking(&broker, &t.name.0, t.count, assignments, validate_only);
+                    if created.is_ok() && !validate_only {
+                        counted.record((t.count.max(0) as usize).saturating_sub(before));
+                    }
+                    created
                 };
                 let result = CreatePartitionsTopicResult::default().with_name(t.name);
                 match outcome {
@@ -49,5 +58,5 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateParti
     })
     .await
     .unwrap_or_default();
-    Reply::Now(CreatePartitionsResponse::default().with_results(results))
+    Reply::Now(CreatePartitionsResponse::default().with_results(results).with_throttle_time_ms(mutations.throttle_time_ms(ctx)))
 }

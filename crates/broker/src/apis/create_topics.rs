@@ -36,6 +36,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
     let mut results = Vec::new();
     let authz = Authz::new(broker, ctx);
     let may_create_any = authz.cluster(operation::CREATE);
+    let mutations = super::ControllerMutations::new(broker, ctx, 6);
     for t in req.topics {
         let duplicate = seen.get(&t.name.0).copied().unwrap_or(0) > 1;
         if duplicate && !answered_duplicates.insert(t.name.0.clone()) {
@@ -51,8 +52,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
         } else if !may_create_any && !authz.topic(operation::CREATE, &t.name.0) {
             // Kafka: CREATE on the cluster or on the topic.
             Err(ApiError::new(ResponseError::TopicAuthorizationFailed, "Authorization failed."))
+        } else if let Err(throttled) = mutations.admit() {
+            Err(throttled)
         } else {
-            create_one(broker, &t, req.validate_only).await
+            let created = create_one(broker, &t, req.validate_only).await;
+            if let (Ok((partitions, ..)), false) = (&created, req.validate_only) {
+                mutations.record((*partitions).max(0) as usize);
+            }
+            created
         };
         results.push(match outcome {
             Ok((partitions, replication, configs, id)) => {
@@ -82,7 +89,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
                 .with_replication_factor(-1),
         });
     }
-    Reply::Now(CreateTopicsResponse::default().with_topics(results))
+    Reply::Now(CreateTopicsResponse::default().with_topics(results).with_throttle_time_ms(mutations.throttle_time_ms(ctx)))
 }
 
 /// Validates one topic here (name, configs, counts, assignments), then has the

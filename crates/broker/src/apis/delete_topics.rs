@@ -23,6 +23,8 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
     };
     let broker = broker.clone();
     let authz = Authz::new(&broker, ctx);
+    let mutations = Arc::new(super::ControllerMutations::new(&broker, ctx, 5));
+    let counted = mutations.clone();
     let results = tokio::task::spawn_blocking(move || {
         targets
             .into_iter()
@@ -43,7 +45,14 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
                         Err(ApiError::new(ResponseError::TopicAuthorizationFailed, "Authorization failed."))
                     }
                     Some(t) if t.internal => Err(ApiError::new(ResponseError::TopicAuthorizationFailed, format!("Internal topic {} cannot be deleted", t.name))),
-                    Some(t) => crate::cluster::delete_topic_blocking(&broker, &t).map(|_| t),
+                    Some(t) => counted.admit().and_then(|()| {
+                        let partitions = broker.cluster.image().topic_by_name(&t.name).map_or(0, |topic| topic.partitions.len());
+                        let deleted = crate::cluster::delete_topic_blocking(&broker, &t).map(|_| t);
+                        if deleted.is_ok() {
+                            counted.record(partitions);
+                        }
+                        deleted
+                    }),
                 };
                 match outcome {
                     Ok(t) => result.with_name(Some(TopicName(StrBytes::from_string(t.name.to_string())))).with_topic_id(t.id),
@@ -54,5 +63,5 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: DeleteTopic
     })
     .await
     .unwrap_or_default();
-    Reply::Now(DeleteTopicsResponse::default().with_responses(results))
+    Reply::Now(DeleteTopicsResponse::default().with_responses(results).with_throttle_time_ms(mutations.throttle_time_ms(ctx)))
 }

@@ -634,6 +634,57 @@ fn finish_with_request_quota<T: IntoFrame + ThrottleTime>(
     }
 }
 
+/// A CreateTopics, CreatePartitions or DeleteTopics request's controller
+/// mutation quota (KIP-599): topics are admitted while the client's budget
+/// lasts (strict versions) and the partitions they create or delete recorded;
+/// the answer's throttle is how long until the budget is back.
+pub struct ControllerMutations {
+    broker: Arc<Broker>,
+    quota: Option<crate::quota::MutationQuota>,
+}
+
+impl ControllerMutations {
+    /// `strict_from`: the first version whose clients are told THROTTLING_QUOTA_EXCEEDED per topic.
+    pub fn new(broker: &Arc<Broker>, ctx: &RequestContext, strict_from: i16) -> ControllerMutations {
+        let image = broker.cluster.image();
+        let quota = broker.quotas.mutation_quota(&image.client_quotas, &ctx.principal, ctx.client_id(), ctx.version >= strict_from);
+        ControllerMutations { broker: broker.clone(), quota }
+    }
+
+    /// Before a topic's change: refused when a strict client's budget is spent.
+    pub fn admit(&self) -> Result<(), crate::error::ApiError> {
+        match &self.quota {
+            Some(quota) => self.broker.quotas.record_mutations(quota, 0, std::time::Instant::now()).map_err(|_| {
+                crate::error::ApiError::new(kafka_protocol::error::ResponseError::ThrottlingQuotaExceeded, "The throttling quota has been exceeded.")
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// After a topic's change: the partitions it created or deleted.
+    pub fn record(&self, partitions: usize) {
+        if let Some(quota) = &self.quota {
+            let _ = self.broker.quotas.record_mutations(&ControllerMutations::permissive(quota), partitions, std::time::Instant::now());
+        }
+    }
+
+    fn permissive(quota: &crate::quota::MutationQuota) -> crate::quota::MutationQuota {
+        let mut quota = quota.clone();
+        quota.strict = false;
+        quota
+    }
+
+    /// The answer's `throttle_time_ms`; the connection is muted that long.
+    pub fn throttle_time_ms(&self, ctx: &RequestContext) -> i32 {
+        let Some(quota) = &self.quota else { return 0 };
+        let throttle = self.broker.quotas.mutation_throttle(quota, std::time::Instant::now());
+        if !throttle.is_zero() {
+            ctx.throttle.mute_for(throttle);
+        }
+        throttle.as_millis().min(i32::MAX as u128) as i32
+    }
+}
+
 /// Decodes a request body; a malformed body or a decoder panic is a bad request.
 fn decode_body<T: Decodable>(body: &mut Bytes, api_key: ApiKey, version: i16) -> Result<T, ConnectionError> {
     match std::panic::catch_unwind(AssertUnwindSafe(|| T::decode(body, version))) {
