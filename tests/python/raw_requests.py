@@ -341,3 +341,33 @@ def describe_client_quotas(bootstrap, components, strict=False, version=1):
 def _float64(w, v):
     w.buf += struct.pack(">d", v)
     return w
+
+
+def create_topics_v7(bootstrap, topics, partitions):
+    """A raw CreateTopics v7 (client id runnel-test) of `topics`, each with
+    `partitions` partitions and replication factor 1: (throttle_time_ms,
+    {topic: {error_code, num_partitions, configs (names), topic_config_error_code}})."""
+
+    def topic(w, name):
+        w.compact_string(name).int32(partitions).int16(1).compact_array([], None).compact_array([], None).tags()
+    body = Writer().compact_array(topics, topic).int32(30000).int8(0).tags()
+    r = flexible_request(bootstrap, 19, 7, body)
+    throttle_ms = r.int32()
+
+    def config(r):
+        name = r.compact_string()
+        r.compact_string(), r.int8(), r.int8(), r.int8(), r.tags()
+        return name
+
+    def result(r):
+        name = r.compact_string()
+        r.pos += 16  # topic id
+        error_code = r.int16()
+        r.compact_string()
+        num_partitions, _ = r.int32(), r.int16()
+        configs = r.compact_array(config)
+        tags = r.tags()
+        config_error = struct.unpack(">h", tags[0])[0] if 0 in tags else 0
+        return name, {"error_code": error_code, "num_partitions": num_partitions, "configs": configs,
+                      "topic_config_error_code": config_error}
+    return throttle_ms, dict(r.compact_array(result))

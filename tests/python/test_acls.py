@@ -17,7 +17,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient, NewTopic,
                                    ResourcePatternType, ResourceType)
 
@@ -240,6 +240,54 @@ def test_metadata_hides_topics_the_caller_may_not_describe(secured):
     assert hidden in admin.list_topics(timeout=20).topics
     named = alice_admin.list_topics(hidden, timeout=20).topics[hidden]
     assert named.error is not None and named.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_a_refused_acks_zero_produce_closes_its_connection(secured):
+    """An acks=0 produce has no answer to carry TOPIC_AUTHORIZATION_FAILED:
+    as Kafka, the broker closes that connection (logged with the reason) and
+    appends nothing; the same client's acks=1 produce is told the error."""
+    broker, port = secured
+    conf = users(port)
+    admin = AdminClient(conf["admin"])
+    topic = new_topic(admin)
+    create_acls(admin, [topic_acl(topic, "User:alice", AclOperation.DESCRIBE)])
+    producer = Producer(dict(conf["alice"], **{"acks": 0, "linger.ms": 0}))
+    for i in range(5):
+        producer.produce(topic, b"never-%d" % i)
+    assert producer.flush(15) == 0
+    deadline = time.time() + 15
+    while time.time() < deadline and f"acks=0 produce to {topic} refused" not in broker.log():
+        time.sleep(0.2)
+    assert f"acks=0 produce to {topic} refused (Some(TopicAuthorizationFailed))" in broker.log()
+    assert produce_error(conf["alice"], topic) == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    consumer = Consumer(dict(conf["admin"], **{"group.id": "g-" + uuid.uuid4().hex[:8]}))
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=15)
+    consumer.close()
+    assert (low, high) == (0, 0), "a refused acks=0 record was appended"
+
+
+def test_create_topics_answers_configs_only_to_who_may_describe_them(secured):
+    """CreateTopics v5+ (KIP-525) answers with the new topic's configs and
+    partition count only when the caller may DESCRIBE_CONFIGS it; a caller
+    allowed CREATE alone gets the topic created with topic_config_error_code
+    TOPIC_AUTHORIZATION_FAILED, no configs and -1 partitions, as Kafka answers."""
+    from raw_requests import create_topics_v7
+
+    broker, port = secured
+    admin = AdminClient(users(port)["admin"])
+    prefix = "cfg-" + uuid.uuid4().hex[:6] + "-"
+    create_acls(admin, [topic_acl(prefix, "User:ANONYMOUS", AclOperation.CREATE, pattern=ResourcePatternType.PREFIXED)])
+    plaintext = f"127.0.0.1:{broker.port}"
+    _, results = create_topics_v7(plaintext, [prefix + "a"], 2)
+    hidden = results[prefix + "a"]
+    assert hidden["error_code"] == 0 and hidden["topic_config_error_code"] == 29, hidden
+    assert hidden["num_partitions"] == -1 and not hidden["configs"], hidden
+    assert prefix + "a" in admin.list_topics(timeout=20).topics
+    create_acls(admin, [topic_acl(prefix, "User:ANONYMOUS", AclOperation.DESCRIBE_CONFIGS, pattern=ResourcePatternType.PREFIXED)])
+    _, results = create_topics_v7(plaintext, [prefix + "b"], 2)
+    shown = results[prefix + "b"]
+    assert shown["error_code"] == 0 and shown["topic_config_error_code"] == 0, shown
+    assert shown["num_partitions"] == 2 and "cleanup.policy" in shown["configs"], shown
 
 
 def test_kafka_acls_tool_adds_and_lists_acls_and_they_survive_a_restart(secured, kafka_tools):

@@ -62,6 +62,15 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: CreateTopic
             created
         };
         results.push(match outcome {
+            // v5+ answers with the topic's settings only to a caller that may
+            // describe its configs; others get TOPIC_AUTHORIZATION_FAILED in
+            // topic_config_error_code, as Kafka's controller answers.
+            Ok((_, _, _, id)) if version >= 5 && !authz.topic(operation::DESCRIBE_CONFIGS, &t.name.0) => result
+                .with_topic_id(id)
+                .with_num_partitions(-1)
+                .with_replication_factor(-1)
+                .with_configs(Some(Vec::new()))
+                .with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code()),
             Ok((partitions, replication, configs, id)) => {
                 let mut result = result.with_num_partitions(partitions).with_replication_factor(replication).with_topic_id(id);
                 if version >= 5 {

@@ -897,7 +897,16 @@ pub async fn handle_request(
             let req: m::ProduceRequest = decode_body(&mut body, api_key, version)?;
             let bytes = req.topic_data.iter().flat_map(|t| t.partition_data.iter()).map(|p| p.records.as_ref().map_or(0, |r| r.len())).sum();
             let decoding = started.elapsed();
+            let acks = req.acks;
             let (reply, busy) = PollTimed { inner: std::pin::pin!(produce::handle(broker, &ctx, req)), busy: decoding }.await;
+            if let (0, Reply::Now(refused)) = (acks, &reply) {
+                let first = refused.responses.iter().flat_map(|t| t.partition_responses.iter().map(move |p| (t, p))).find(|(_, p)| p.error_code != 0);
+                let (topic, error) = first.map_or((String::new(), 0), |(t, p)| (t.name.0.to_string(), p.error_code));
+                return Err(ConnectionError::BadRequest(format!(
+                    "acks=0 produce to {topic} refused ({:?}); closing the connection, as Kafka does, since no answer can tell the client",
+                    kafka_protocol::error::ResponseError::try_from_code(error)
+                )));
+            }
             let reply = throttled(broker, &ctx, QuotaKind::Produce, Some(bytes), reply, -1);
             Ok(finish_with_request_quota(broker, ctx, reply, busy, false))
         }

@@ -259,7 +259,11 @@ fn handle_checked(broker: &Arc<Broker>, ctx: &RequestContext, req: ProduceReques
         );
     }
     if acks == 0 {
-        return Reply::Nothing;
+        // An acks=0 produce has no answer to carry a refusal: the answer is
+        // kept for `apis::handle_request`, which closes the connection instead,
+        // as Kafka does (the client learns of it and refreshes its metadata).
+        let refused = responses.iter().any(|t| t.partition_responses.iter().any(|p| p.error_code != 0));
+        return if refused { Reply::Now(ProduceResponse::default().with_responses(responses)) } else { Reply::Nothing };
     }
     let response = ProduceResponse::default().with_responses(responses);
     if pending.is_empty() {
