@@ -245,13 +245,13 @@ def test_environment_variables_count_as_the_flags(serve):
 
 
 @pytest.mark.parametrize("listeners,names", [
-    ("SSL://127.0.0.1:{port}", ["listener SSL", "ssl.keystore.type=PEM"]),
+    ("SSL://127.0.0.1:{port}", ["listener SSL", "needs a key store", "ssl.keystore.location"]),
     ("SASL_PLAINTEXT://127.0.0.1:{port}", ["listener SASL_PLAINTEXT", "sasl.enabled.mechanisms="]),
 ])
 def test_a_security_listener_with_kafkas_defaults_is_refused_naming_what_to_set(serve, listeners, names):
-    # Kafka's defaults (a JKS key store, GSSAPI) are what Runnel does not serve: the
-    # broker refuses to start and says which setting to give (tests/python/test_security.py
-    # starts these listeners with their settings).
+    # Kafka's defaults give no key store (an SSL listener needs one) and GSSAPI
+    # (which Runnel does not serve): the broker refuses to start and says which
+    # setting to give (tests/python/test_security.py starts these listeners with their settings).
     port = free_port()
     s = serve("--set", "listeners=" + listeners.format(port=port), "--data-dir", "data").launch()
     assert s.wait_exit() != 0

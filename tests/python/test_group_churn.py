@@ -234,7 +234,10 @@ def test_cooperative_rebalance_keeps_unmoved_partitions(broker, members):
     b = members("confluent", broker.bootstrap, topic, group, partition_assignment_strategy="cooperative-sticky")
     wait_until("a and b sharing", lambda: covers([a, b], 6) and b.assignment())
     # Eager rebalancing would show a with nothing in between; cooperative only shrinks a's set.
+    # From a's first full assignment on: under load librdkafka may first assign a
+    # nothing, before its metadata shows the new topic's partitions.
     history = a.assignments()
+    history = history[history.index(set(range(6))):]
     assert all(len(s) > 0 for s in history), f"a gave up everything during the rebalance: {history}"
     assert all(later <= earlier for earlier, later in zip(history, history[1:]))
 
