@@ -174,6 +174,38 @@ def make_signed(directory, name, subject, ca, san=None):
     return cert, key
 
 
+def make_expired(directory, name, subject_cn, ca):
+    """A client certificate from `ca` whose validity ended yesterday (openssl 3.0's
+    x509 cannot backdate one; the `cryptography` package can): (cert path, key path)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert = x509.load_pem_x509_certificate(open(ca[0], "rb").read())
+    ca_key = serialization.load_pem_private_key(open(ca[1], "rb").read(), password=None)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=30))
+            .not_valid_after(now - datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(directory, f"{name}.pem"), os.path.join(directory, f"{name}.key")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path
+
+
 @pytest.fixture(scope="module")
 def pki():
     """A CA, the broker's certificate for 127.0.0.1/localhost, a client
@@ -188,7 +220,9 @@ def pki():
     client = make_signed(directory, "client", "/O=Example/OU=payments/CN=billing-app", ca)
     rogue_ca = make_ca(directory, "rogue-ca")
     rogue = make_signed(directory, "rogue", "/CN=intruder", rogue_ca)
-    yield {"dir": directory, "ca": ca[0], "keystore": keystore, "server": server, "client": client, "rogue": rogue}
+    expired = make_expired(directory, "expired", "lapsed-app", ca)
+    yield {"dir": directory, "ca": ca[0], "keystore": keystore, "server": server, "client": client, "rogue": rogue,
+           "expired": expired}
     shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -260,8 +294,9 @@ def test_ssl_with_kafka_python(make_listeners_broker, pki):
 def test_mtls_principal_and_untrusted_certificate(make_listeners_broker, pki):
     """ssl.client.auth=required: a client with a certificate from the trusted
     CA works and its principal (the subject DN, as Kafka prints it) is
-    logged; a client without a certificate and one with a certificate from an
-    untrusted CA fail with the client's SSL error while the trusted producer
+    logged; a client without a certificate, one with a certificate from an
+    untrusted CA and one whose certificate has expired (the broker logs it as
+    expired) fail with the client's SSL error while the trusted producer
     keeps producing; no private key ever appears in the log."""
     p1, p2 = free_port(), free_port()
     broker = make_listeners_broker([("PLAINTEXT", p1), ("SSL", p2)], tls_settings(pki, client_auth="required"))
@@ -272,7 +307,7 @@ def test_mtls_principal_and_untrusted_certificate(make_listeners_broker, pki):
     principal = "User:CN=billing-app,OU=payments,O=Example"
     assert principal in broker.log()
 
-    for cert in (None, pki["rogue"]):
+    for cert in (None, pki["rogue"], pki["expired"]):
         errors = []
         bad = Producer(dict(ssl_conf(p2, pki, cert), **{"error_cb": errors.append, "message.timeout.ms": 4000}))
         bad.produce(topic, b"never")
@@ -284,6 +319,8 @@ def test_mtls_principal_and_untrusted_certificate(make_listeners_broker, pki):
         assert good.flush(30) == 0
     log = broker.log()
     assert "TLS handshake failed" in log and "127.0.0.1:" in log
+    assert "certificate expired" in log, "the expired certificate's refusal is logged as such"
+    assert "User:CN=lapsed-app" not in log and "User:CN=intruder" not in log
     key_body = open(pki["server"][1]).read().splitlines()[1]
     assert key_body not in log
 
