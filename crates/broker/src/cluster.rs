@@ -196,6 +196,9 @@ impl Cluster {
             link_loss_grace: Duration::ZERO,
         };
         quorum_config.bootstrap_cluster_id = Some(bootstrap_cluster_id.to_string());
+        if !config.controller_quorum_voters.is_empty() {
+            quorum_config.transport = crate::security::controller_transport::controller_transport(config).map_err(StartError::Security)?;
+        }
         let quorum = Quorum::start_with_listener(quorum_config, listener).await.map_err(quorum_error)?;
         let (applied, _) = watch::channel(Arc::new(MetadataImage::default()));
         Ok(Arc::new(Cluster {
@@ -773,8 +776,8 @@ fn apply_image(replicas: &Arc<ReplicaManager>, node_id: i32, previous: Option<&M
         }
         if let Some(endpoint) = broker.endpoints.first() {
             match resolve(&endpoint.host, endpoint.port) {
-                Some(address) if replicas.broker_address(broker.node_id) != Some(address) => {
-                    replicas.set_broker_address(broker.node_id, address)
+                Some(address) if replicas.broker_endpoint(broker.node_id).is_none_or(|(a, host)| a != address || *host != *endpoint.host) => {
+                    replicas.set_broker_address(broker.node_id, address, &endpoint.host)
                 }
                 Some(_) => {}
                 None => tracing::warn!(node_id = broker.node_id, host = %endpoint.host, "cannot resolve a broker's address"),

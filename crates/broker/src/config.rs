@@ -60,6 +60,9 @@ pub struct BrokerConfig {
     pub leader_imbalance_check_interval_seconds: u64,
     /// `inter.broker.listener.name`; unset: the `PLAINTEXT` listener, else the first client listener.
     pub inter_broker_listener_name: Option<String>,
+    /// `security.inter.broker.protocol`: Kafka's older way to name the
+    /// inter-broker listener (the one named after the protocol).
+    pub security_inter_broker_protocol: Option<String>,
     /// Every client listener's advertised address, resolved by
     /// [`BrokerConfig::resolve_advertised`] at start (Metadata answers each
     /// client with the brokers' addresses on the listener it connected to).
@@ -182,6 +185,7 @@ impl Default for BrokerConfig {
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
             inter_broker_listener_name: None,
+            security_inter_broker_protocol: None,
             advertised: Vec::new(),
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
@@ -571,7 +575,9 @@ fn resolvable_hostname() -> Result<String, String> {
 
 /// Listener security settings Runnel reads (each also as `listener.name.<name>.<key>`).
 pub const SECURITY_SETTINGS: &[&str] = &[
+    "sasl.mechanism.inter.broker.protocol",
     "ssl.client.auth",
+    "ssl.endpoint.identification.algorithm",
     "ssl.key.password",
     "ssl.keystore.certificate.chain",
     "ssl.keystore.key",
@@ -649,7 +655,7 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("group.initial.rebalance.delay.ms", "3000", "How long a new classic group waits for more members before its first rebalance."),
     def("group.max.session.timeout.ms", "1800000", "Largest session timeout a classic group member may ask for."),
     def("group.min.session.timeout.ms", "6000", "Smallest session timeout a classic group member may ask for."),
-    def("inter.broker.listener.name", "PLAINTEXT", "The listener other brokers replicate from and that is registered first (its advertised address is the broker's own). Unset: the listener named `PLAINTEXT`, else (a single node needs none) the first client listener. Replication speaks plain TCP yet, so in a cluster it must be a PLAINTEXT listener."),
+    def("inter.broker.listener.name", "PLAINTEXT", "The listener other brokers replicate from and that is registered first (its advertised address is the broker's own). Unset: the listener named after `security.inter.broker.protocol` when that is set, else the listener named `PLAINTEXT`, else (a single node needs none) the first client listener. On an SSL or SASL_SSL listener brokers reach each other over TLS with the listener's `ssl.*` settings (its trust store verifies the other broker, its key store is this broker's client certificate); on a SASL listener they log in with `sasl.mechanism.inter.broker.protocol`."),
     def("leader.imbalance.check.interval.seconds", "300", "How often the active controller runs the preferred-leader rebalance (`auto.leader.rebalance.enable`)."),
     def("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL", "Security protocol of each listener name, NAME:PROTOCOL,... (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL)."),
     def("listeners", "PLAINTEXT://127.0.0.1:9092", "Where the broker listens, NAME://HOST:PORT (`PLAINTEXT://:9092` and `PLAINTEXT://0.0.0.0:9092` bind every interface, `PLAINTEXT://[::1]:9092` IPv6). Several listeners at once, each with its own name (`PLAINTEXT://127.0.0.1:9092,CLIENT://127.0.0.1:9094` with `CLIENT` in `listener.security.protocol.map`); a client is told the brokers' addresses on the listener it connected to. Port 0 picks a free port, which is then advertised."),
@@ -697,14 +703,17 @@ pub static BROKER_CONFIGS: &[BrokerConfigDef] = &[
     def("quota.window.size.seconds", "1", "The length of each client-quota sample. A client over its `producer_byte_rate` / `consumer_byte_rate` (AlterClientQuotas: `kafka-configs.sh --entity-type users|clients`, `runnel quota set`) is throttled: `throttle_time_ms` in its answer and no further request read from its connection for that long."),
     def("replica.lag.time.max.ms", "30000", "A follower that has not caught up with the leader's log end for this long leaves the ISR (through the controller)."),
     def("sasl.enabled.mechanisms", "GSSAPI", "SASL listeners (SASL_PLAINTEXT, SASL_SSL): the mechanisms clients may use. Runnel serves PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and OAUTHBEARER (set them: Kafka's default GSSAPI is refused at start). Per listener: `listener.name.<name>.sasl.enabled.mechanisms`. PLAIN's users come from `listener.name.<name>.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"alice-secret\";` (one `user_<name>` option per user; never logged or reported by DescribeConfigs). SCRAM's users are the cluster metadata's, managed with AlterUserScramCredentials (`kafka-configs.sh --alter --add-config 'SCRAM-SHA-512=[iterations=8192,password=…]' --entity-type users --entity-name alice`))."),
+    def("sasl.mechanism.inter.broker.protocol", "GSSAPI", "The SASL mechanism this broker logs in to other brokers with when the inter-broker listener is SASL_PLAINTEXT or SASL_SSL: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (Kafka's default GSSAPI is refused at start). The login is the `username` and `password` options of that listener's JAAS config for the mechanism (`listener.name.<name>.<mechanism>.sasl.jaas.config`), as in Kafka; give that user `super.users` when an authorizer is on."),
     def("sasl.oauthbearer.clock.skew.seconds", "30", "OAUTHBEARER: seconds of leeway when a token's `exp` and `nbf` are checked."),
     def("sasl.oauthbearer.expected.audience", "", "OAUTHBEARER: comma-separated audiences; when set, a token's `aud` must hold one of them."),
     def("sasl.oauthbearer.expected.issuer", "", "OAUTHBEARER: when set, a token's `iss` must be this."),
     def("sasl.oauthbearer.jwks.endpoint.url", "", "OAUTHBEARER: the identity provider's signing keys (JWKS) as a `file:` URL; tokens must be signed (RS/PS/ES/EdDSA) by the key their `kid` names, and carry `exp`. Unset: Kafka's unsecured default, which accepts unsigned (`alg: none`) tokens, for development only. Per listener: `listener.name.<name>.oauthbearer.sasl.oauthbearer.jwks.endpoint.url` (as every `sasl.oauthbearer.*` setting)."),
     def("sasl.oauthbearer.scope.claim.name", "scope", "OAUTHBEARER: the claim holding the token's scopes."),
     def("sasl.oauthbearer.sub.claim.name", "sub", "OAUTHBEARER: the claim naming the principal (`User:<value>`)."),
+    def("security.inter.broker.protocol", "PLAINTEXT", "Kafka's older way to choose the inter-broker listener: the listener named after this protocol (e.g. `SASL_SSL`). Exclusive with `inter.broker.listener.name`."),
     def("socket.request.max.bytes", "104857600", "Largest request frame the broker reads; a larger one closes the connection."),
     def("ssl.client.auth", "none", "TLS listeners: `required` (a client without a certificate the trust store vouches for is refused), `requested` (one is asked for; without one the client is `User:ANONYMOUS`) or `none`. A client certificate makes the principal `User:` + its subject DN (`User:CN=app,O=Example`, RFC 2253 order as Kafka prints it). Per listener: `listener.name.<name>.ssl.client.auth`, as every `ssl.*` setting."),
+    def("ssl.endpoint.identification.algorithm", "https", "Brokers connecting to other brokers over TLS check the certificate's names against the host they connect to (`https`, Kafka's default); empty: only the chain is verified."),
     def("ssl.key.password", "", "TLS listeners: the private key's password: a JKS key's when it differs from the store's, or a PEM key's when it is an encrypted PKCS#8 key (PBES2 with AES or 3DES). Never logged or reported by DescribeConfigs."),
     def("ssl.keystore.certificate.chain", "", "TLS listeners: the certificate chain in PEM, inline (with `ssl.keystore.key`, instead of `ssl.keystore.location`)."),
     def("ssl.keystore.key", "", "TLS listeners: the private key in PEM (PKCS#8, PKCS#1 or SEC1; an encrypted PKCS#8 key with `ssl.key.password`), inline. Never logged or reported by DescribeConfigs."),
@@ -854,6 +863,13 @@ impl BrokerConfig {
             "inter.broker.listener.name" => {
                 let name = v.trim().to_ascii_uppercase();
                 self.inter_broker_listener_name = Some(name).filter(|n| !n.is_empty());
+            }
+            "security.inter.broker.protocol" => {
+                let protocol = v.trim().to_ascii_uppercase();
+                if !protocol.is_empty() && SecurityProtocol::parse(&protocol).is_none() {
+                    return Err(invalid(name, v, "expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"));
+                }
+                self.security_inter_broker_protocol = Some(protocol).filter(|p| !p.is_empty());
             }
             "controller.listener.names" => {
                 self.controller_listener_names =
@@ -1071,6 +1087,21 @@ impl BrokerConfig {
         Ok(true)
     }
 
+    /// The controller listener (the first of `listeners` named in
+    /// `controller.listener.names`) and its security protocol; None when
+    /// `listeners` does not list one. As in Kafka, a controller listener missing
+    /// from a `listener.security.protocol.map` left at its default is PLAINTEXT.
+    pub fn controller_listener_protocol(&self) -> Result<Option<(String, SecurityProtocol)>, String> {
+        let Some(listener) = self.listeners.iter().find(|l| self.controller_listener_names.contains(&l.name)) else {
+            return Ok(None);
+        };
+        if !self.listener_security_protocols.contains_key(&listener.name) && !self.explicit.contains_key("listener.security.protocol.map") {
+            return Ok(Some((listener.name.clone(), SecurityProtocol::Plaintext)));
+        }
+        let protocol = listener_security_protocol(listener, &self.listener_security_protocols)?;
+        Ok(Some((listener.name.clone(), protocol)))
+    }
+
     /// The listeners clients connect to: every listener not named in
     /// `controller.listener.names`, each with a supported security protocol.
     pub fn client_listeners(&self) -> Result<Vec<ClientListener>, BrokerConfigError> {
@@ -1095,9 +1126,17 @@ impl BrokerConfig {
     /// single node needs no inter-broker traffic, the first client listener.
     pub fn inter_broker_listener(&self) -> Result<ClientListener, BrokerConfigError> {
         let clients = self.client_listeners()?;
-        match &self.inter_broker_listener_name {
+        let by_protocol = self.security_inter_broker_protocol.as_ref();
+        if let (Some(_), Some(protocol)) = (&self.inter_broker_listener_name, by_protocol) {
+            return Err(invalid(
+                "security.inter.broker.protocol",
+                protocol,
+                "give either inter.broker.listener.name or security.inter.broker.protocol, not both (as Kafka)",
+            ));
+        }
+        match self.inter_broker_listener_name.as_ref().or(by_protocol) {
             Some(name) => clients.into_iter().find(|c| &c.listener.name == name).ok_or_else(|| {
-                invalid("inter.broker.listener.name", name, "is not one of the client listeners in `listeners`")
+                invalid(if self.inter_broker_listener_name.is_some() { "inter.broker.listener.name" } else { "security.inter.broker.protocol" }, name, "names no client listener in `listeners`")
             }),
             None => {
                 let plaintext = clients.iter().position(|c| c.listener.name == "PLAINTEXT").unwrap_or(0);
@@ -1239,6 +1278,7 @@ impl BrokerConfig {
             ("controller.quorum.election.timeout.ms", self.controller_quorum_election_timeout_ms.to_string()),
             ("controller.quorum.voters", self.controller_quorum_voters.iter().map(|(id, addr)| format!("{id}@{addr}")).collect::<Vec<_>>().join(",")),
             ("inter.broker.listener.name", self.inter_broker_listener().map(|c| c.listener.name).unwrap_or_default()),
+            ("security.inter.broker.protocol", self.inter_broker_listener().map(|c| c.protocol.name().to_string()).unwrap_or_default()),
             ("leader.imbalance.check.interval.seconds", self.leader_imbalance_check_interval_seconds.to_string()),
             ("listener.security.protocol.map", self.listener_security_protocols.iter().map(|(n, p)| format!("{n}:{p}")).collect::<Vec<_>>().join(",")),
             ("listeners", self.listeners.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")),

@@ -135,12 +135,15 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
         Some(&inter_broker.listener.name),
         clients.len(),
     )?);
-    if inter_broker.protocol != config::SecurityProtocol::Plaintext && config.controller_quorum_voters.len() > 1 {
-        return Err(StartError::Security(format!(
-            "inter.broker.listener.name={}: replication between brokers speaks plain TCP yet; name a PLAINTEXT listener",
-            inter_broker.listener.name
-        )));
-    }
+    // How this broker reaches the others (TLS, SASL login); a single node reaches none.
+    let broker_connector = if config.controller_quorum_voters.len() > 1 {
+        // The controller listener's TLS is checked here too, so that its errors open no port either.
+        security::controller_transport::controller_transport(&config).map_err(StartError::Security)?;
+        security::connector::BrokerConnector::from_config(&config).map_err(StartError::Security)?
+    } else {
+        security::connector::BrokerConnector::plaintext()
+    };
+    tracing::debug!(listener = %inter_broker.listener.name, connector = ?broker_connector, "inter-broker connections");
     let config = resolve_advertised(config, BTreeMap::new()).await?;
     let mut bound = Vec::new();
     for client in &clients {
@@ -178,6 +181,7 @@ pub async fn start(config: BrokerConfig) -> Result<RunningBroker, StartError> {
             .await
             .map_err(|e| StartError::Task(e.to_string()))??
     };
+    replicas.set_broker_connector(broker_connector);
     let local_cluster_id = load_or_create_cluster_id(&replicas)?;
     let cluster = cluster::Cluster::start(&config, &local_cluster_id).await?;
     let cluster_id = cluster.join(&config, &replicas).await?;

@@ -11,15 +11,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader, TopicName};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
 
 use crate::error::ApiError;
+use crate::inter_broker::{call_on, Failure};
+use crate::security::connector::BrokerConnection;
 use crate::partition::{Partition, Role};
 use crate::replica_manager::ReplicaManager;
 
@@ -32,6 +31,10 @@ const BACKOFF: Duration = Duration::from_millis(1000);
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// No answer within this long: the connection is dropped and made again.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a lasting TLS or login failure is warned about again.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+/// A connection whose SASL session ends within this is replaced first.
+const SESSION_MARGIN: Duration = Duration::from_secs(5);
 
 /// Makes sure a fetcher task runs for `leader_id`.
 pub fn ensure_fetcher(manager: &Arc<ReplicaManager>, leader_id: i32) {
@@ -42,14 +45,16 @@ pub fn ensure_fetcher(manager: &Arc<ReplicaManager>, leader_id: i32) {
     running.insert(leader_id);
     let manager = Arc::downgrade(manager);
     tokio::spawn(async move {
-        let mut fetcher = Fetcher { leader_id, connection: None, correlation_id: 0 };
+        let mut fetcher = Fetcher { leader_id, connection: None, correlation_id: 0, last_warning: None };
         fetcher.run(manager).await;
     });
 }
 
 struct Fetcher {
     leader_id: i32,
-    connection: Option<TcpStream>,
+    connection: Option<BrokerConnection>,
+    /// The last connection failure warned about, and when.
+    last_warning: Option<(String, std::time::Instant)>,
     correlation_id: i32,
 }
 
@@ -72,7 +77,17 @@ impl Fetcher {
             match self.fetch_once(&manager, &partitions).await {
                 Ok(()) => backoff = MIN_BACKOFF,
                 Err(error) => {
-                    tracing::debug!(leader = self.leader_id, %error, ?backoff, "replica fetch failed; backing off");
+                    // A refused TLS handshake or login does not heal by itself: it is
+                    // reported (again every half minute while it lasts); the rest
+                    // (a leader restarting, moving) is routine.
+                    let refused = error.contains(crate::security::connector::LOGIN_FAILED) || error.contains(crate::security::connector::TLS_FAILED);
+                    let repeat = self.last_warning.as_ref().is_some_and(|(last, at)| *last == error && at.elapsed() < WARN_EVERY);
+                    if refused && !repeat {
+                        tracing::warn!(leader = self.leader_id, %error, "replica fetcher cannot connect to the leader; retrying");
+                        self.last_warning = Some((error.clone(), std::time::Instant::now()));
+                    } else {
+                        tracing::debug!(leader = self.leader_id, %error, ?backoff, "replica fetch failed; backing off");
+                    }
                     self.connection = None;
                     drop(manager);
                     tokio::time::sleep(backoff).await;
@@ -132,48 +147,24 @@ impl Fetcher {
     }
 
     async fn send(&mut self, manager: &ReplicaManager, request: &FetchRequest) -> Result<FetchResponse, String> {
+        let client_id = format!("runnel-replica-fetcher-{}", manager.config().node_id);
+        // A SASL session about to end is replaced before it is: the leader would close it.
+        if self.connection.as_ref().is_some_and(|c| !c.usable_for(REQUEST_TIMEOUT.min(SESSION_MARGIN))) {
+            self.connection = None;
+        }
         if self.connection.is_none() {
-            let address = manager.broker_address(self.leader_id).ok_or_else(|| format!("no address known for broker {}", self.leader_id))?;
-            let stream = TcpStream::connect(address).await.map_err(|e| format!("connect to broker {} at {address}: {e}", self.leader_id))?;
-            let _ = stream.set_nodelay(true);
-            self.connection = Some(stream);
+            let (address, host) = manager.broker_endpoint(self.leader_id).ok_or_else(|| format!("no address known for broker {}", self.leader_id))?;
+            let connector = manager.broker_connector();
+            let connection = connector
+                .connect(address, &host, &client_id, REQUEST_TIMEOUT)
+                .await
+                .map_err(|e| format!("broker {}: {e}", self.leader_id))?;
+            self.connection = Some(connection);
         }
-        let Some(stream) = self.connection.as_mut() else { return Err("no connection".into()) };
+        let Some(connection) = self.connection.as_mut() else { return Err("no connection".into()) };
         self.correlation_id = self.correlation_id.wrapping_add(1);
-        let correlation_id = self.correlation_id;
-        let header = RequestHeader::default()
-            .with_request_api_key(ApiKey::Fetch as i16)
-            .with_request_api_version(FETCH_VERSION)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(StrBytes::from_string(format!("runnel-replica-fetcher-{}", manager.config().node_id))));
-        let mut body = BytesMut::new();
-        header.encode(&mut body, FetchRequest::header_version(FETCH_VERSION)).map_err(|e| format!("encode header: {e}"))?;
-        request.encode(&mut body, FETCH_VERSION).map_err(|e| format!("encode fetch: {e}"))?;
-        let mut frame = BytesMut::with_capacity(body.len() + 4);
-        frame.put_i32(body.len() as i32);
-        frame.extend_from_slice(&body);
-        let exchange = async {
-            stream.write_all(&frame).await.map_err(|e| format!("send: {e}"))?;
-            let mut len = [0u8; 4];
-            stream.read_exact(&mut len).await.map_err(|e| format!("read: {e}"))?;
-            let len = i32::from_be_bytes(len);
-            if !(0..=RESPONSE_MAX_BYTES + (1 << 20)).contains(&len) {
-                return Err(format!("answer of {len} bytes"));
-            }
-            let mut buf = vec![0u8; len as usize];
-            stream.read_exact(&mut buf).await.map_err(|e| format!("read: {e}"))?;
-            Ok::<_, String>(Bytes::from(buf))
-        };
-        let mut answer = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| "no answer in time".to_string())??;
-        let response_header = ResponseHeader::decode(&mut answer, FetchResponse::header_version(FETCH_VERSION)).map_err(|e| format!("decode header: {e}"))?;
-        if response_header.correlation_id != correlation_id {
-            return Err(format!("answer for correlation id {} instead of {correlation_id}", response_header.correlation_id));
-        }
-        let response = FetchResponse::decode(&mut answer, FETCH_VERSION).map_err(|e| format!("decode fetch answer: {e}"))?;
-        if answer.has_remaining() {
-            return Err(format!("{} bytes after the fetch answer", answer.remaining()));
-        }
-        Ok(response)
+        let exchange = call_on(&mut connection.stream, &client_id, self.correlation_id, FETCH_VERSION, request, RESPONSE_MAX_BYTES + (1 << 20));
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| "no answer in time".to_string())?.map_err(Failure::into_message)
     }
 }
 

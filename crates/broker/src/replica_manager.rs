@@ -101,7 +101,10 @@ pub struct ReplicaManager {
     /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
     replica_lag_time_max_ms: std::sync::atomic::AtomicI64,
     /// Where the other brokers are (node id → address), for the replica fetchers.
-    broker_addresses: RwLock<HashMap<i32, std::net::SocketAddr>>,
+    /// Other brokers' inter-broker endpoints: resolved address and registered host name.
+    broker_addresses: RwLock<HashMap<i32, (std::net::SocketAddr, Arc<str>)>>,
+    /// How connections to other brokers are made (TLS, SASL login).
+    broker_connector: RwLock<Arc<crate::security::connector::BrokerConnector>>,
     /// Leaders a replica fetcher task runs for ([`crate::replica_fetcher`]).
     fetchers: Mutex<std::collections::HashSet<i32>>,
     shut_down: std::sync::atomic::AtomicBool,
@@ -273,6 +276,7 @@ impl ReplicaManager {
             alter_partition: RwLock::new(Arc::new(NoController)),
             replica_lag_time_max_ms: std::sync::atomic::AtomicI64::new(replica_lag_time_max_ms),
             broker_addresses: RwLock::new(HashMap::new()),
+            broker_connector: RwLock::new(Arc::new(crate::security::connector::BrokerConnector::plaintext())),
             fetchers: Mutex::new(std::collections::HashSet::new()),
             shut_down: std::sync::atomic::AtomicBool::new(false),
         };
@@ -629,12 +633,26 @@ impl ReplicaManager {
     }
 
     /// Records where broker `node_id` listens (the replica fetcher connects there).
-    pub fn set_broker_address(&self, node_id: i32, address: std::net::SocketAddr) {
-        self.broker_addresses.write().insert(node_id, address);
+    /// `host` is the name it registered (what its TLS certificate is checked against).
+    pub fn set_broker_address(&self, node_id: i32, address: std::net::SocketAddr, host: &str) {
+        self.broker_addresses.write().insert(node_id, (address, Arc::from(host)));
     }
 
     pub fn broker_address(&self, node_id: i32) -> Option<std::net::SocketAddr> {
-        self.broker_addresses.read().get(&node_id).copied()
+        self.broker_addresses.read().get(&node_id).map(|(address, _)| *address)
+    }
+
+    /// Where broker `node_id` listens and the host name it registered.
+    pub fn broker_endpoint(&self, node_id: i32) -> Option<(std::net::SocketAddr, Arc<str>)> {
+        self.broker_addresses.read().get(&node_id).cloned()
+    }
+
+    pub fn set_broker_connector(&self, connector: crate::security::connector::BrokerConnector) {
+        *self.broker_connector.write() = Arc::new(connector);
+    }
+
+    pub fn broker_connector(&self) -> Arc<crate::security::connector::BrokerConnector> {
+        self.broker_connector.read().clone()
     }
 
     fn hosted(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, ApiError> {

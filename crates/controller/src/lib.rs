@@ -36,7 +36,7 @@ use raft::network::{NetworkFactory, PeerConnection, PeerRequest, PeerResponse, S
 use raft::{NodeId, Raft};
 use records::{MetadataBatch, MetadataRecord};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QuorumConfig {
     /// `node.id`
     pub node_id: NodeId,
@@ -57,6 +57,8 @@ pub struct QuorumConfig {
     /// The cluster id the first active controller writes into a new metadata log
     /// (a single node passes the id its data directory already has).
     pub bootstrap_cluster_id: Option<String>,
+    /// How controller connections are secured (plain TCP unless the broker gives TLS).
+    pub transport: Arc<dyn raft::network::PeerTransport>,
 }
 
 impl QuorumConfig {
@@ -71,6 +73,7 @@ impl QuorumConfig {
             snapshot_every_entries: 1000,
             rpc_timeout: Duration::from_millis(2000),
             bootstrap_cluster_id: None,
+            transport: Arc::new(raft::network::PlainTransport),
         }
     }
 
@@ -152,6 +155,7 @@ struct Shared {
     rpc_timeout: Duration,
     progress: Mutex<HashMap<NodeId, VoterProgress>>,
     bootstrap_cluster_id: Option<String>,
+    transport: Arc<dyn raft::network::PeerTransport>,
 }
 
 pub struct Quorum {
@@ -204,7 +208,7 @@ impl Quorum {
         }
         .validate()
         .map_err(|e| QuorumError::Raft(e.to_string()))?;
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), NetworkFactory, log_store, state_machine)
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), NetworkFactory { transport: config.transport.clone() }, log_store, state_machine)
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))?;
         let listen_addr = listener.as_ref().and_then(|l| l.local_addr().ok());
@@ -221,6 +225,7 @@ impl Quorum {
             rpc_timeout: config.rpc_timeout,
             progress: Mutex::new(HashMap::new()),
             bootstrap_cluster_id: config.bootstrap_cluster_id.clone(),
+            transport: config.transport.clone(),
         });
         let mut tasks = Vec::new();
         if let Some(listener) = listener {
@@ -246,13 +251,13 @@ impl Quorum {
                 }
             });
             let handlers = raft::network::Handlers { submit: handler, describe, liveness_lost };
-            tasks.push(tokio::spawn(raft::network::serve(listener, raft.clone(), handlers)));
+            tasks.push(tokio::spawn(raft::network::serve(listener, config.transport.clone(), raft.clone(), handlers)));
         }
         let initialized = raft.is_initialized().await.map_err(|e| QuorumError::Raft(e.to_string()))?;
         if !initialized {
             let members: BTreeMap<NodeId, BasicNode> =
                 config.voters.iter().map(|(id, addr)| (*id, BasicNode { addr: addr.clone() })).collect();
-            let bootstrap = bootstrap_when_no_peer_has_a_log(raft.clone(), config.node_id, members, config.rpc_timeout);
+            let bootstrap = bootstrap_when_no_peer_has_a_log(raft.clone(), config.node_id, members, config.rpc_timeout, config.transport.clone());
             if config.voters.len() == 1 {
                 bootstrap.await;
             } else {
@@ -340,8 +345,7 @@ impl Quorum {
             SubmitError::Unavailable(format!("leader {leader} is not a known voter"))
         })?;
         let mut stream = tokio::time::timeout(shared.rpc_timeout, async {
-            let mut stream = tokio::net::TcpStream::connect(addr).await?;
-            let _ = stream.set_nodelay(true);
+            let mut stream = raft::network::connect(shared.transport.as_ref(), addr).await?;
             raft::network::write_frame(
                 &mut stream,
                 &PeerRequest::HoldLivenessLink {
@@ -350,7 +354,7 @@ impl Quorum {
                 },
             )
             .await?;
-            match raft::network::read_frame::<PeerResponse>(&mut stream).await? {
+            match raft::network::read_frame::<PeerResponse, _>(&mut stream).await? {
                 PeerResponse::LivenessLinkHeld => Ok(stream),
                 _ => Err(std::io::Error::other(
                     "unexpected answer to HoldLivenessLink",
@@ -447,7 +451,7 @@ impl Shared {
             .voters
             .get(&leader)
             .ok_or_else(|| SubmitError::Unavailable(format!("leader {leader} is not a known voter")))?;
-        let mut connection = PeerConnection::new(addr.clone());
+        let mut connection = PeerConnection::new(addr.clone(), self.transport.clone());
         match connection.call(&PeerRequest::Submit(request), self.rpc_timeout).await {
             Ok(PeerResponse::Submit(result)) => result,
             Ok(_) => Err(SubmitError::Unavailable(format!("node {leader} answered with the wrong response type"))),
@@ -567,7 +571,7 @@ impl Shared {
             .voters
             .get(&leader)
             .ok_or_else(|| SubmitError::Unavailable(format!("leader {leader} is not a known voter")))?;
-        let mut connection = PeerConnection::new(addr.clone());
+        let mut connection = PeerConnection::new(addr.clone(), self.transport.clone());
         match connection.call(&PeerRequest::DescribeQuorum, self.rpc_timeout).await {
             Ok(PeerResponse::DescribeQuorum(result)) => result,
             Ok(_) => Err(SubmitError::Unavailable(format!("node {leader} answered with the wrong response type"))),
@@ -673,12 +677,18 @@ fn bootstrap_decision(voters: usize, peers: &[PeerLog], waited_enough: bool) -> 
 /// it bootstraps regardless.
 const BOOTSTRAP_PATIENCE: Duration = Duration::from_secs(15);
 
-async fn bootstrap_when_no_peer_has_a_log(raft: Raft, node_id: NodeId, members: BTreeMap<NodeId, BasicNode>, rpc_timeout: Duration) {
+async fn bootstrap_when_no_peer_has_a_log(
+    raft: Raft,
+    node_id: NodeId,
+    members: BTreeMap<NodeId, BasicNode>,
+    rpc_timeout: Duration,
+    transport: Arc<dyn raft::network::PeerTransport>,
+) {
     let started = Instant::now();
     let mut connections: BTreeMap<NodeId, PeerConnection> = members
         .iter()
         .filter(|(id, _)| **id != node_id)
-        .map(|(id, node)| (*id, PeerConnection::new(node.addr.clone())))
+        .map(|(id, node)| (*id, PeerConnection::new(node.addr.clone(), transport.clone())))
         .collect();
     loop {
         // Replicated to meanwhile (a peer bootstrapped and its leader reached this node).

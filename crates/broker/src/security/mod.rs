@@ -3,6 +3,8 @@
 //! connection is (its principal).
 
 pub mod authorizer;
+pub mod connector;
+pub mod controller_transport;
 pub mod keystore;
 pub mod oauthbearer;
 pub mod principal_mapping;

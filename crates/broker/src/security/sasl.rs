@@ -182,7 +182,7 @@ impl SaslSettings {
 
 /// Parses a JAAS config line: `<LoginModule class> <flag> key="value" ...;`
 /// into its options.
-fn parse_jaas(text: &str) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn parse_jaas(text: &str) -> Result<BTreeMap<String, String>, String> {
     let text = text.trim();
     let text = text.strip_suffix(';').ok_or("a JAAS config ends with ';'")?;
     let mut rest = text.trim_start();

@@ -262,6 +262,99 @@ fn decode_saslname(name: &str) -> Option<String> {
     Some(out)
 }
 
+/// The client side of a SCRAM exchange (a broker logging in to another
+/// broker, `sasl.mechanism.inter.broker.protocol=SCRAM-SHA-*`).
+pub struct ScramClient {
+    mechanism: ScramMechanism,
+    password: String,
+    client_first_bare: String,
+    nonce: String,
+    /// The ServerSignature expected in server-final, once client-final is made.
+    expected_server_signature: Option<Vec<u8>>,
+}
+
+/// Kafka brokers refuse credentials above this many iterations (ScramMechanism's
+/// maximum); a server asking for more is not a Kafka broker to wait on.
+const MAX_ITERATIONS: u32 = 16_384;
+
+impl std::fmt::Debug for ScramClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramClient").field("mechanism", &self.mechanism).finish_non_exhaustive()
+    }
+}
+
+impl ScramClient {
+    pub fn new(mechanism: ScramMechanism, user: &str, password: &str) -> Result<ScramClient, String> {
+        let nonce = server_nonce().map_err(|()| "no randomness for a SCRAM nonce".to_string())?;
+        let user = user.replace('=', "=3D").replace(',', "=2C");
+        Ok(ScramClient {
+            mechanism,
+            password: password.to_string(),
+            client_first_bare: format!("n={user},r={nonce}"),
+            nonce,
+            expected_server_signature: None,
+        })
+    }
+
+    /// client-first-message (no channel binding, no authorization id).
+    pub fn client_first(&self) -> Vec<u8> {
+        format!("n,,{}", self.client_first_bare).into_bytes()
+    }
+
+    /// client-final-message from the server's first message.
+    pub fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, String> {
+        let server_first = std::str::from_utf8(server_first).map_err(|_| "server-first-message is not UTF-8".to_string())?;
+        let (mut nonce, mut salt, mut iterations) = (None, None, None);
+        for field in server_first.split(',') {
+            match field.split_once('=') {
+                Some(("r", v)) => nonce = Some(v),
+                Some(("s", v)) => salt = Some(BASE64.decode(v).map_err(|_| "server-first-message: salt is not base64".to_string())?),
+                Some(("i", v)) => iterations = Some(v.parse::<u32>().map_err(|_| "server-first-message: bad iteration count".to_string())?),
+                Some(("e", v)) => return Err(format!("the server refused: {v}")),
+                _ => {}
+            }
+        }
+        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
+            return Err("server-first-message lacks r=, s= or i=".into());
+        };
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err("server-first-message: the nonce does not extend the client's".into());
+        }
+        if iterations == 0 || iterations > MAX_ITERATIONS {
+            return Err(format!("server-first-message: {iterations} iterations (at most {MAX_ITERATIONS})"));
+        }
+        let salted = self.mechanism.salted_password(self.password.as_bytes(), &salt, iterations);
+        let client_key = self.mechanism.hmac(&salted, b"Client Key");
+        let stored_key = self.mechanism.hash(&client_key);
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
+        let signature = self.mechanism.hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
+        let server_key = self.mechanism.hmac(&salted, b"Server Key");
+        self.expected_server_signature = Some(self.mechanism.hmac(&server_key, auth_message.as_bytes()));
+        Ok(format!("{without_proof},p={}", BASE64.encode(proof)).into_bytes())
+    }
+
+    /// Checks server-final-message: the server proves it knows the credential too.
+    pub fn verify_server_final(&self, server_final: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(server_final).map_err(|_| "server-final-message is not UTF-8".to_string())?;
+        if let Some(error) = text.strip_prefix("e=") {
+            return Err(format!("the server refused: {error}"));
+        }
+        let signature = text
+            .split(',')
+            .find_map(|f| f.strip_prefix("v="))
+            .and_then(|v| BASE64.decode(v).ok())
+            .ok_or_else(|| "server-final-message has no verifier".to_string())?;
+        let expected = self.expected_server_signature.as_deref().ok_or_else(|| "server-final-message before client-final".to_string())?;
+        if bool::from(signature.ct_eq(expected)) {
+            Ok(())
+        } else {
+            Err("the server's signature does not match: it does not hold this user's credential".into())
+        }
+    }
+}
+
 fn server_nonce() -> Result<String, ()> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 24];
@@ -294,6 +387,31 @@ mod tests {
         let salted = mechanism.salted_password(password.as_bytes(), &salt, 4096);
         let (stored_key, server_key) = mechanism.stored_and_server_keys(&salted);
         ScramCredential { salt, stored_key, server_key, iterations: 4096 }
+    }
+
+    #[test]
+    fn the_client_logs_in_to_the_server_side_and_checks_its_signature() {
+        for mechanism in [ScramMechanism::Sha256, ScramMechanism::Sha512] {
+            let stored = credential(mechanism, "broker-secret");
+            for (password, ok) in [("broker-secret", true), ("wrong", false)] {
+                let mut client = ScramClient::new(mechanism, "broker,1", password).unwrap();
+                let lookup = |user: &str| (user == "broker,1").then(|| stored.clone());
+                let (exchange, server_first) = server_first(mechanism, &client.client_first(), lookup).unwrap();
+                let client_final = client.client_final(&server_first).unwrap();
+                match super::server_final(exchange, &client_final) {
+                    Ok((user, server_final)) => {
+                        assert!(ok, "{password}");
+                        assert_eq!(user, "broker,1");
+                        client.verify_server_final(&server_final).unwrap();
+                        assert!(client.verify_server_final(b"v=AAAA").is_err(), "a wrong signature is refused");
+                    }
+                    Err(_) => assert!(!ok, "{password}"),
+                }
+            }
+        }
+        let mut client = ScramClient::new(ScramMechanism::Sha256, "u", "p").unwrap();
+        assert!(client.client_final(b"r=other,s=AAAA,i=4096").is_err(), "a nonce that is not ours");
+        assert!(client.client_final(b"e=unknown-user").is_err());
     }
 
     #[test]

@@ -36,7 +36,7 @@ async fn broker(dir: &std::path::Path, node_id: i32, extra: &[(&str, &str)]) -> 
 fn introduce(brokers: &[&RunningBroker]) {
     for b in brokers {
         for other in brokers {
-            b.broker.replicas.set_broker_address(other.broker.config.node_id, other.local_addr);
+            b.broker.replicas.set_broker_address(other.broker.config.node_id, other.local_addr, "127.0.0.1");
         }
     }
 }

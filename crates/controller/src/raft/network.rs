@@ -15,7 +15,8 @@ use openraft::raft::{
 };
 use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures::future::BoxFuture;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{NodeId, Raft, TypeConfig};
@@ -58,7 +59,45 @@ pub enum PeerResponse {
     LivenessLinkHeld,
 }
 
-pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> std::io::Result<()> {
+/// A byte stream between controllers: plain TCP, or what a [`PeerTransport`] made of it.
+pub trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send + Sync {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync> PeerIo for T {}
+pub type PeerStream = Box<dyn PeerIo>;
+
+/// How connections between controllers are secured. The quorum knows nothing
+/// of TLS: the broker gives a transport made from the controller listener's
+/// settings (`listener.security.protocol.map`, `ssl.*`); plain TCP otherwise.
+pub trait PeerTransport: Send + Sync + 'static {
+    /// The connecting side, on a connection just made to `addr` (host:port).
+    fn connect(&self, stream: TcpStream, addr: String) -> BoxFuture<'static, std::io::Result<PeerStream>>;
+    /// The accepting side, on a connection just accepted.
+    fn accept(&self, stream: TcpStream) -> BoxFuture<'static, std::io::Result<PeerStream>>;
+}
+
+/// Plain TCP.
+pub struct PlainTransport;
+
+impl PeerTransport for PlainTransport {
+    fn connect(&self, stream: TcpStream, _addr: String) -> BoxFuture<'static, std::io::Result<PeerStream>> {
+        Box::pin(async move { Ok(Box::new(stream) as PeerStream) })
+    }
+
+    fn accept(&self, stream: TcpStream) -> BoxFuture<'static, std::io::Result<PeerStream>> {
+        Box::pin(async move { Ok(Box::new(stream) as PeerStream) })
+    }
+}
+
+/// Connects to a peer and secures the connection with `transport`.
+pub async fn connect(transport: &dyn PeerTransport, addr: &str) -> std::io::Result<PeerStream> {
+    let stream = TcpStream::connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    transport.connect(stream, addr.to_string()).await
+}
+
+/// How long an accepted connection may take to secure itself (a TLS handshake).
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn write_frame<T: Serialize, S: AsyncWrite + Unpin + ?Sized>(stream: &mut S, message: &T) -> std::io::Result<()> {
     let payload = serde_json::to_vec(message).map_err(std::io::Error::other)?;
     if payload.len() > MAX_FRAME_BYTES {
         return Err(std::io::Error::other(format!("frame of {} bytes exceeds {MAX_FRAME_BYTES}", payload.len())));
@@ -66,10 +105,12 @@ pub async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> s
     let mut bytes = Vec::with_capacity(4 + payload.len());
     bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     bytes.extend_from_slice(&payload);
-    stream.write_all(&bytes).await
+    stream.write_all(&bytes).await?;
+    // TLS streams buffer what is written until flushed.
+    stream.flush().await
 }
 
-pub async fn read_frame<T: serde::de::DeserializeOwned>(stream: &mut TcpStream) -> std::io::Result<T> {
+pub async fn read_frame<T: serde::de::DeserializeOwned, S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> std::io::Result<T> {
     let len = stream.read_u32().await? as usize;
     if len > MAX_FRAME_BYTES {
         return Err(std::io::Error::other(format!("frame of {len} bytes exceeds {MAX_FRAME_BYTES}")));
@@ -92,22 +133,22 @@ pub enum CallError {
 /// A client connection to one peer; reconnects on the next call after any failure.
 pub struct PeerConnection {
     addr: String,
-    stream: Option<TcpStream>,
+    transport: Arc<dyn PeerTransport>,
+    stream: Option<PeerStream>,
 }
 
 impl PeerConnection {
-    pub fn new(addr: String) -> Self {
-        PeerConnection { addr, stream: None }
+    pub fn new(addr: String, transport: Arc<dyn PeerTransport>) -> Self {
+        PeerConnection { addr, transport, stream: None }
     }
 
     pub async fn call(&mut self, request: &PeerRequest, timeout: Duration) -> Result<PeerResponse, CallError> {
         let addr = self.addr.clone();
         let result = tokio::time::timeout(timeout, async {
             if self.stream.is_none() {
-                let stream = TcpStream::connect(&addr)
+                let stream = connect(self.transport.as_ref(), &addr)
                     .await
                     .map_err(|source| CallError::Unreachable { addr: addr.clone(), source })?;
-                let _ = stream.set_nodelay(true);
                 self.stream = Some(stream);
             }
             let Some(stream) = self.stream.as_mut() else {
@@ -126,13 +167,15 @@ impl PeerConnection {
     }
 }
 
-pub struct NetworkFactory;
+pub struct NetworkFactory {
+    pub transport: Arc<dyn PeerTransport>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
-        PeerClient { target, connection: PeerConnection::new(node.addr.clone()) }
+        PeerClient { target, connection: PeerConnection::new(node.addr.clone(), self.transport.clone()) }
     }
 }
 
@@ -219,14 +262,23 @@ pub struct Handlers {
     pub liveness_lost: LivenessLostHandler,
 }
 
-pub async fn serve(listener: TcpListener, raft: Raft, handlers: Handlers) {
+pub async fn serve(listener: TcpListener, transport: Arc<dyn PeerTransport>, raft: Raft, handlers: Handlers) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(stream, raft.clone(), handlers.clone(), peer));
+                    let secured = transport.accept(stream);
+                    let (raft, handlers) = (raft.clone(), handlers.clone());
+                    connections.spawn(async move {
+                        match tokio::time::timeout(ACCEPT_TIMEOUT, secured).await {
+                            Ok(Ok(stream)) => serve_connection(stream, raft, handlers, peer).await,
+                            // A peer that is not a controller of this cluster (no certificate, the wrong CA, not TLS).
+                            Ok(Err(e)) => tracing::warn!(%peer, error = %e, "controller listener: connection refused"),
+                            Err(_) => tracing::warn!(%peer, "controller listener: connection refused: no TLS handshake in time"),
+                        }
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "controller listener: accept failed");
@@ -239,7 +291,7 @@ pub async fn serve(listener: TcpListener, raft: Raft, handlers: Handlers) {
 }
 
 async fn serve_connection(
-    mut stream: TcpStream,
+    mut stream: PeerStream,
     raft: Raft,
     handlers: Handlers,
     peer: std::net::SocketAddr,
@@ -268,7 +320,7 @@ async fn serve_connection(
                 }
                 // Nothing more comes on a held link but its release; an end without one
                 // (EOF, reset, an undecodable frame) means the broker is gone.
-                match read_frame::<PeerRequest>(&mut stream).await {
+                match read_frame::<PeerRequest, _>(&mut stream).await {
                     Ok(PeerRequest::ReleaseLivenessLink) => {}
                     Ok(_) | Err(_) => {
                         tracing::debug!(%peer, node_id, broker_epoch, "broker liveness link closed without a release");
