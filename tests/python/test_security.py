@@ -747,3 +747,62 @@ def test_sasl_plain_with_kafka_python(make_listeners_broker):
     with pytest.raises(KPError):
         bad = KafkaProducer(sasl_plain_username="alice", sasl_plain_password="nope", max_block_ms=5000, **common)
         bad.send(topic, b"never").get(timeout=10)
+
+
+def test_cli_admin_commands_over_sasl_ssl(make_listeners_broker, pki):
+    """`runnel`'s own admin requests (topic, user, acl: kafka-protocol frames,
+    not librdkafka) on a broker whose only listener is SASL_SSL with ACLs on:
+    librdkafka's `-X` settings give them TLS (the CA from ssl.ca.location,
+    the host name checked) and a PLAIN or SCRAM login, as they give
+    produce/consume theirs. A wrong password or a missing CA fails with the
+    reason and changes nothing."""
+    import subprocess
+    from runnel_broker import RUNNEL
+
+    port = free_port()
+    settings = dict(tls_settings(pki), **{
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+        "listener.name.sasl_ssl.plain.sasl.jaas.config":
+            'org.apache.kafka.common.security.plain.PlainLoginModule required user_admin="admin-secret";',
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": "User:admin",
+    })
+    make_listeners_broker([("SASL_SSL", port)], settings)
+
+    def run(*args, user="admin", password="admin-secret", mechanism="PLAIN", ca=True, stdin=None):
+        x = ["-X", "security.protocol=SASL_SSL", "-X", f"sasl.mechanism={mechanism}",
+             "-X", f"sasl.username={user}", "-X", f"sasl.password={password}"]
+        if ca:
+            x += ["-X", f"ssl.ca.location={pki['ca']}"]
+        return subprocess.run([RUNNEL, "--brokers", f"127.0.0.1:{port}", *x, *args], input=stdin,
+                              capture_output=True, text=True, timeout=60)
+
+    def ok(*args, **kw):
+        proc = run(*args, **kw)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    topic = "cli-secured-" + uuid.uuid4().hex[:8]
+    assert f"created topic {topic}" in ok("topic", "create", topic, "--partitions", "2")
+    ok("user", "scram", "set", "alice", "--mechanism", "SCRAM-SHA-512", "--password-stdin", stdin="alice-secret\n")
+    assert "alice" in ok("user", "scram", "list")
+    ok("acl", "create", "--allow-principal", "User:alice", "--operation", "write", "--operation", "read", "--topic", topic)
+    ok("acl", "create", "--allow-principal", "User:alice", "--operation", "read", "--group", "cli-g")
+    assert f"topic\t{topic}\tliteral\tUser:alice\t*\twrite\tallow" in ok("acl", "list", "--topic", topic)
+
+    # alice, logging in with SCRAM, writes and reads through the same flags (librdkafka for the records).
+    alice = {"user": "alice", "password": "alice-secret", "mechanism": "SCRAM-SHA-512"}
+    ok("produce", topic, stdin="one\ntwo\n", **alice)
+    out = ok("consume", topic, "--group", "cli-g", "--from-beginning", "--max-messages", "2", "--timeout-ms", "30000", **alice)
+    assert sorted(out.split()) == ["one", "two"], out
+    # Her admin request is authenticated, then refused by the ACLs (she may not create topics).
+    refused = run("topic", "create", topic + "-x", **alice)
+    assert refused.returncode != 0 and "authoriz" in refused.stderr.lower(), refused.stderr
+
+    wrong = run("topic", "create", topic + "-y", password="not-the-password")
+    assert wrong.returncode != 0 and "authentication failed" in wrong.stderr.lower(), wrong.stderr
+    assert "not-the-password" not in wrong.stderr
+    no_ca = run("topic", "create", topic + "-z", ca=False)
+    assert no_ca.returncode != 0 and "trust store" in no_ca.stderr, no_ca.stderr
+    listed = ok("topic", "list")
+    assert topic in listed and topic + "-x" not in listed and topic + "-y" not in listed and topic + "-z" not in listed

@@ -79,6 +79,7 @@ pub enum ClientCommand {
 }
 
 pub async fn run(args: &ClientArgs, cmd: ClientCommand) -> Result<()> {
+    wire::configure_security(args);
     match cmd {
         ClientCommand::Topic(cmd) => topic::run(args, cmd).await,
         ClientCommand::Produce(p) => produce::run(args, p).await,
@@ -98,15 +99,6 @@ pub fn parse_key_value(pair: &str) -> Result<(String, String)> {
     match pair.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => bail!("expected KEY=VALUE, got {pair:?}"),
-    }
-}
-
-impl ClientArgs {
-    /// Does `-X security.protocol` ask for anything but PLAINTEXT? Then only
-    /// librdkafka (which speaks TLS and SASL) may talk to the broker, not the
-    /// CLI's own plaintext requests.
-    pub fn is_secured(&self) -> bool {
-        self.client_config.iter().filter_map(|pair| parse_key_value(pair).ok()).any(|(k, v)| k == "security.protocol" && !v.eq_ignore_ascii_case("plaintext"))
     }
 }
 

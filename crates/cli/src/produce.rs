@@ -96,8 +96,8 @@ fn next_record(input: &mut impl BufRead, p: &ProduceArgs, format: Format) -> Res
 
 pub async fn run(args: &ClientArgs, p: ProduceArgs) -> Result<()> {
     let format = Format::parse(&p.format)?;
-    if !args.is_secured() {
-        // A plaintext request; on a TLS or SASL listener the producer's own errors say it instead.
+    if crate::wire::can_connect() {
+        // With security settings only librdkafka knows (OAUTHBEARER), the producer's own errors say it instead.
         check_topic(args, &p).await?;
     }
     let producer: FutureProducer = client_config(args)?

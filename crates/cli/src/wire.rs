@@ -10,10 +10,74 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiVersionsRequest, FindCoordinatorRequest, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use runnel_broker::security::connector::{BrokerConnector, BrokerIo, ClientSecurity};
+use runnel_broker::config::SecurityProtocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::BROKER_TIMEOUT;
+use crate::{parse_key_value, ClientArgs, BROKER_TIMEOUT};
+
+/// How the admin requests connect: set once from `-X` before any command runs.
+/// An error (settings only librdkafka knows, e.g. OAUTHBEARER) is reported
+/// when a command needs one of these connections, not before.
+static CONNECTOR: std::sync::OnceLock<Result<BrokerConnector, String>> = std::sync::OnceLock::new();
+
+/// Reads librdkafka's security settings from `-X` (`security.protocol`,
+/// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`,
+/// `ssl.certificate.location`, `ssl.key.location`, `ssl.key.password`,
+/// `ssl.endpoint.identification.algorithm`), so the admin requests connect as
+/// librdkafka does for produce and consume.
+pub fn configure_security(args: &ClientArgs) {
+    let _ = CONNECTOR.set(connector_of(args).map_err(|e| format!("{e:#}")));
+}
+
+/// Whether the admin requests can connect with the `-X` settings given.
+pub fn can_connect() -> bool {
+    !matches!(CONNECTOR.get(), Some(Err(_)))
+}
+
+fn connector_of(args: &ClientArgs) -> Result<BrokerConnector> {
+    let mut security = ClientSecurity::default();
+    let (mut mechanism, mut user, mut password) = (None, None, None);
+    let mut certificate = None;
+    let mut key = None;
+    for pair in &args.client_config {
+        let (k, v) = parse_key_value(pair)?;
+        match k.as_str() {
+            "security.protocol" => {
+                security.protocol = Some(SecurityProtocol::parse(&v.to_ascii_uppercase()).ok_or_else(|| anyhow!("security.protocol={v} is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))?)
+            }
+            "sasl.mechanism" | "sasl.mechanisms" => mechanism = Some(v),
+            "sasl.username" => user = Some(v),
+            "sasl.password" => password = Some(v),
+            "ssl.ca.location" => {
+                security.ssl.push(("ssl.truststore.type".into(), "PEM".into()));
+                security.ssl.push(("ssl.truststore.location".into(), v));
+            }
+            "ssl.certificate.location" => certificate = Some(v),
+            "ssl.key.location" => key = Some(v),
+            "ssl.key.password" => security.ssl.push(("ssl.key.password".into(), v)),
+            // librdkafka says `none` where Kafka says nothing.
+            "ssl.endpoint.identification.algorithm" => {
+                security.ssl.push((k.clone(), if v.eq_ignore_ascii_case("none") { String::new() } else { v }))
+            }
+            _ => {}
+        }
+    }
+    match (certificate, key) {
+        (Some(certificate), Some(key)) => {
+            let read = |path: &str| std::fs::read_to_string(path).with_context(|| format!("reading {path}"));
+            security.ssl.push(("ssl.keystore.type".into(), "PEM".into()));
+            security.ssl.push(("ssl.keystore.certificate.chain".into(), read(&certificate)?));
+            security.ssl.push(("ssl.keystore.key".into(), read(&key)?));
+        }
+        (None, None) => {}
+        _ => bail!("give both ssl.certificate.location and ssl.key.location for a client certificate"),
+    }
+    if let Some(mechanism) = mechanism {
+        security.sasl = Some((mechanism, user.unwrap_or_default(), password.unwrap_or_default()));
+    }
+    BrokerConnector::for_client(security).map_err(|e| anyhow!("{e}"))
+}
 
 /// Responses larger than this are refused rather than allocated.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
@@ -21,7 +85,7 @@ const MAX_RESPONSE_BYTES: usize = 64 << 20;
 /// One connection to one broker, with the API versions it supports.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn BrokerIo>,
     correlation_id: i32,
     /// (api key, min, max) as the broker advertised them.
     api_versions: Vec<(i16, i16, i16)>,
@@ -42,7 +106,16 @@ impl Connection {
     }
 
     async fn open_one(addr: &str) -> Result<Connection> {
-        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        let plaintext;
+        let connector = match CONNECTOR.get() {
+            Some(Ok(connector)) => connector,
+            Some(Err(e)) => bail!("the -X security settings cannot be used by this command's requests: {e}"),
+            None => {
+                plaintext = BrokerConnector::plaintext();
+                &plaintext
+            }
+        };
+        let stream = connector.connect_to(addr, "runnel-cli", BROKER_TIMEOUT).await.map_err(|e| anyhow!("connecting to {addr}: {e}"))?.stream;
         let mut connection = Connection { addr: addr.to_string(), stream, correlation_id: 0, api_versions: Vec::new() };
         // v0 is understood by every broker and lists every API's version range.
         let versions = connection.send_at(&ApiVersionsRequest::default(), 0).await?;
@@ -107,6 +180,7 @@ impl Connection {
         frame.put_i32(body.len() as i32);
         frame.put_slice(&body);
         self.stream.write_all(&frame).await.with_context(|| format!("sending to {addr}"))?;
+        self.stream.flush().await.with_context(|| format!("sending to {addr}"))?;
         let size = self.stream.read_i32().await.with_context(|| format!("reading from {addr}"))?;
         if size < 0 || size as usize > MAX_RESPONSE_BYTES {
             bail!("{addr} sent a response of {size} bytes");

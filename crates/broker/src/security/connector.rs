@@ -74,7 +74,57 @@ const SASL_AUTHENTICATE_VERSION: i16 = 2;
 /// Answers to the login are small; a longer one drops the connection.
 const SASL_RESPONSE_MAX_BYTES: i32 = 1 << 20;
 
+/// A client's security settings, in Kafka's names (`runnel`'s admin commands
+/// map librdkafka's `-X` settings to these).
+#[derive(Default)]
+pub struct ClientSecurity {
+    pub protocol: Option<SecurityProtocol>,
+    /// Kafka `ssl.*` settings (`ssl.truststore.location`, `ssl.keystore.certificate.chain`, ...).
+    pub ssl: Vec<(String, String)>,
+    /// SASL mechanism, user and password.
+    pub sasl: Option<(String, String, String)>,
+}
+
 impl BrokerConnector {
+    /// A client's connector: TLS from `ssl` on SSL and SASL_SSL, a PLAIN or
+    /// SCRAM login on SASL_PLAINTEXT and SASL_SSL.
+    pub fn for_client(security: ClientSecurity) -> Result<BrokerConnector, String> {
+        let protocol = security.protocol.unwrap_or(SecurityProtocol::Plaintext);
+        const NAME: &str = "CLIENT";
+        let tls = if protocol.uses_tls() {
+            let mut config = BrokerConfig::default();
+            for (key, value) in &security.ssl {
+                config.set(&format!("listener.name.client.{key}"), value).map_err(|e| e.to_string())?;
+            }
+            Some(ReloadingConnector::new(&config, NAME)?)
+        } else {
+            None
+        };
+        let login = match (protocol.uses_sasl(), security.sasl) {
+            (false, _) => None,
+            (true, None) => return Err(format!("{} needs a SASL mechanism, user and password", protocol.name())),
+            (true, Some((mechanism, user, password))) => Some(match Mechanism::parse(&mechanism.to_ascii_uppercase()) {
+                Some(Mechanism::Plain) => Login::Plain { user, password },
+                Some(Mechanism::Scram(mechanism)) => Login::Scram { mechanism, user, password },
+                _ => return Err(format!("SASL mechanism {mechanism} is not supported here (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")),
+            }),
+        };
+        Ok(BrokerConnector { listener: NAME.to_string(), tls, login })
+    }
+
+    /// As [`BrokerConnector::connect`], to `host:port` (resolved first).
+    pub async fn connect_to(&self, addr: &str, client_id: &str, timeout: Duration) -> Result<BrokerConnection, String> {
+        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let address = tokio::time::timeout(timeout, tokio::net::lookup_host(addr))
+            .await
+            .map_err(|_| format!("resolving {addr} timed out"))?
+            .map_err(|e| format!("resolving {addr}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{addr} resolves to no address"))?;
+        self.connect(address, host, client_id, timeout).await
+    }
+
     /// Plain TCP (a single node, tests).
     pub fn plaintext() -> BrokerConnector {
         BrokerConnector { listener: "PLAINTEXT".into(), tls: None, login: None }
