@@ -181,6 +181,16 @@ def main():
             import base64
             final = b"c=" + base64.b64encode(gs2) + b",r=@NONCE@,p=@PROOF@"
             scram.append(bytes([selector]) + first + b"\xff" + final)
+    # 3: OAUTHBEARER client first messages (an unsecured JWT, as Kafka's default validator takes).
+    def b64url(data):
+        import base64
+        return base64.urlsafe_b64encode(data).rstrip(b"=")
+    jwt = b64url(b'{"alg":"none"}') + b"." + b64url(b'{"sub":"alice","exp":4102444800,"iat":1700000000,"scope":"a b"}') + b"."
+    scram.append(b"\x03n,,\x01auth=Bearer " + jwt + b"\x01\x01")
+    scram.append(b"\x03n,a=alice,\x01auth=Bearer " + jwt + b"\x01traceId=1\x01\x01")
+    # 4: a broker's SCRAM login meeting another broker's server-first and server-final messages.
+    scram.append(b"\x04r=@NONCE@srv,s=c2FsdA==,i=4096\xffv=AAAA")
+    scram.append(b"\x04r=@NONCE@srv,s=c2FsdA==,i=4096,ext=1\xffe=invalid-proof")
     for seed in scram:
         save(os.path.join(args.out, "scram"), seed)
     for target in sorted(os.listdir(args.out)):

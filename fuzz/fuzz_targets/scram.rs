@@ -1,6 +1,7 @@
 #![no_main]
-//! SASL messages as SaslAuthenticate delivers them to the broker's parsers.
-//! Input: one selector byte, then the client's bytes. Selector % 3:
+//! SASL messages as SaslAuthenticate delivers them to the broker's parsers,
+//! and the answers another broker sends to this broker's own SCRAM login.
+//! Input: one selector byte, then the peer's bytes. Selector % 5:
 //! 0 = PLAIN: `SaslSettings::authenticate_plain` on the rest;
 //! 1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512: the rest is the client-first message,
 //! 0xFF (never in UTF-8), the client-final message. `scram::server_first` reads
@@ -8,6 +9,11 @@
 //! which `@NONCE@` becomes the exchange's nonce (the server's half is random) and
 //! `@PROOF@` the right proof for user `alice`, so that whole exchanges, not only
 //! rejections, are explored.
+//! 3 = OAUTHBEARER: `ClientInitialResponse::parse`, and its token through
+//! Kafka's unsecured validator (an unsigned JWT's base64url JSON claims).
+//! 4 = the client side (`ScramClient`, an inter-broker or CLI login): the rest
+//! is the server-first message (`@NONCE@` becomes the client's nonce), 0xFF,
+//! the server-final message.
 
 use std::sync::OnceLock;
 
@@ -15,6 +21,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use ring::{digest, hmac};
+use runnel_broker::security::oauthbearer::{ClientInitialResponse, OAuthBearerValidator};
 use runnel_broker::security::sasl::SaslSettings;
 use runnel_broker::security::scram::{self, ScramMechanism};
 use runnel_broker::BrokerConfig;
@@ -23,6 +30,11 @@ use runnel_controller::image::ScramCredential;
 const PASSWORD: &[u8] = b"alice-secret";
 const SALT: &[u8] = b"fuzzing-salt";
 const ITERATIONS: u32 = 4096;
+
+fn unsecured_oauthbearer() -> &'static OAuthBearerValidator {
+    static VALIDATOR: OnceLock<OAuthBearerValidator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| OAuthBearerValidator::new(&BrokerConfig::default(), "SASL_PLAINTEXT").expect("unsecured validator"))
+}
 
 fn plain() -> &'static SaslSettings {
     static PLAIN: OnceLock<SaslSettings> = OnceLock::new();
@@ -72,7 +84,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
         return;
     };
-    let mechanism = match selector % 3 {
+    let (first, last) = match rest.iter().position(|&b| b == 0xff) {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (rest, &[][..]),
+    };
+    let mechanism = match selector % 5 {
         0 => {
             if let Ok(user) = plain().authenticate_plain(rest) {
                 assert_eq!(user, "alice");
@@ -80,11 +96,27 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
         1 => ScramMechanism::Sha256,
-        _ => ScramMechanism::Sha512,
-    };
-    let (first, last) = match rest.iter().position(|&b| b == 0xff) {
-        Some(at) => (&rest[..at], &rest[at + 1..]),
-        None => (rest, &[][..]),
+        2 => ScramMechanism::Sha512,
+        3 => {
+            if let Ok(message) = ClientInitialResponse::parse(rest) {
+                assert!(!message.token.is_empty());
+                // A fixed clock: the same input always takes the same path.
+                let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+                let _ = unsecured_oauthbearer().validate(&message.token, now);
+            }
+            return;
+        }
+        _ => {
+            let Ok(mut client) = scram::ScramClient::new(ScramMechanism::Sha256, "alice", "alice-secret") else { return };
+            let server_first = match std::str::from_utf8(first) {
+                Ok(text) => text.replace("@NONCE@", client.client_nonce()).into_bytes(),
+                Err(_) => first.to_vec(),
+            };
+            if client.client_final(&server_first).is_ok() {
+                let _ = client.verify_server_final(last);
+            }
+            return;
+        }
     };
     let (salted, credential) = alice(mechanism);
     let Ok((exchange, server_first)) =

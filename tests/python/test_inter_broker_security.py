@@ -40,7 +40,7 @@ from runnel_broker import free_port  # noqa: E402
 from test_acls import STANDARD_AUTHORIZER  # noqa: E402
 from test_cluster import FAST_CLUSTER, partition_metadata, produce, wait_until  # noqa: E402
 from test_scram import upsert  # noqa: E402
-from test_security import ListenersBroker, make_ca, openssl, tls_settings  # noqa: E402
+from test_security import ListenersBroker, make_ca, make_signed, openssl, tls_settings  # noqa: E402
 
 SECRETS = ("broker-secret", "admin-secret", "alice-secret", "wrong-secret")
 
@@ -60,9 +60,9 @@ def scram_jaas(password):
 QUORUM_PROBE = b'\x00\x00\x00\x10"HasMetadataLog"'
 
 
-def make_broker_keystore(directory, name, ca):
-    """A PEM key store (key, then certificate) signed by `ca`, for 127.0.0.1 and
-    localhost. Its certificate serves both ends of a broker-to-broker TLS
+def make_broker_keystore(directory, name, ca, san="IP:127.0.0.1,DNS:localhost"):
+    """A PEM key store (key, then certificate) signed by `ca`, for `san`
+    (127.0.0.1 and localhost by default). Its certificate serves both ends of a broker-to-broker TLS
     connection, so it carries both extended key usages (a client certificate
     marked serverAuth only is refused by a verifying server)."""
     key, csr, cert = (os.path.join(directory, f"{name}.{ext}") for ext in ("key", "csr", "pem"))
@@ -70,7 +70,7 @@ def make_broker_keystore(directory, name, ca):
     ext = os.path.join(directory, f"{name}.ext")
     with open(ext, "w") as f:
         f.write("basicConstraints=CA:FALSE\n"
-                "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                f"subjectAltName={san}\n"
                 "extendedKeyUsage=serverAuth,clientAuth\n")
     openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial", "-out", cert,
             "-days", "2", "-extfile", ext, cwd=directory)
@@ -88,7 +88,10 @@ def broker_pki():
     directory = tempfile.mkdtemp(prefix="runnel-ib-pki-")
     ca = make_ca(directory, "ca")
     nodes = {i: make_broker_keystore(directory, f"runnel-broker-{i}", ca) for i in (1, 2, 3)}
-    yield {"dir": directory, "ca": ca[0], "nodes": nodes}
+    # Certificates naming only localhost, while the brokers register 127.0.0.1.
+    localhost_only = {i: make_broker_keystore(directory, f"broker-{i}-localhost", ca, san="DNS:localhost") for i in (1, 2, 3)}
+    admin = make_signed(directory, "admin", "/CN=admin", ca)
+    yield {"dir": directory, "ca": ca[0], "nodes": nodes, "localhost_only": localhost_only, "admin": admin}
     shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -335,3 +338,75 @@ def test_scram_inter_broker_login_and_a_wrong_password_keeps_a_broker_out_of_the
         assert_no_secret_logged(nodes)
 
         assert consume_all(conf, topic, len(values)) == values
+
+
+def test_ssl_between_brokers_certificate_principals_and_host_name_checks(broker_pki):
+    """Brokers on an SSL listener with client certificates
+    (`security.inter.broker.protocol=SSL`): each follower shows its own
+    certificate, whose subject is its principal (`User:CN=broker-N-localhost`,
+    a super user), and checks the leader's certificate against the host it
+    registered (127.0.0.1). The certificates name only localhost: replication
+    is refused, and the followers say why, until
+    `ssl.endpoint.identification.algorithm` is emptied on that listener."""
+    ports = {i: (free_port(), free_port()) for i in (1, 2, 3)}
+    voters = ",".join(f"{i}@127.0.0.1:{controller}" for i, (_, controller) in ports.items())
+    principals = ";".join(f"User:CN=broker-{i}-localhost" for i in (1, 2, 3))
+    nodes = []
+    try:
+        for i, (client, controller) in ports.items():
+            settings = dict(FAST_CLUSTER, **{
+                "node.id": str(i),
+                "controller.quorum.voters": voters,
+                "listener.security.protocol.map": "SSL:SSL,CONTROLLER:SSL",
+                "controller.listener.names": "CONTROLLER",
+                "security.inter.broker.protocol": "SSL",
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": broker_pki["ca"],
+                "ssl.keystore.type": "PEM",
+                "listener.name.controller.ssl.keystore.location": broker_pki["nodes"][i]["keystore"],
+                "listener.name.ssl.ssl.keystore.location": broker_pki["localhost_only"][i]["keystore"],
+                "listener.name.ssl.ssl.client.auth": "required",
+                "authorizer.class.name": STANDARD_AUTHORIZER,
+                "super.users": principals + ";User:CN=admin",
+            })
+            nodes.append(ListenersBroker([("SSL", client), ("CONTROLLER", controller)], settings))
+        for node in nodes:
+            node.start()
+        conf = {"bootstrap.servers": ",".join(f"127.0.0.1:{n.port}" for n in nodes), "security.protocol": "SSL",
+                "ssl.ca.location": broker_pki["ca"], "ssl.certificate.location": broker_pki["admin"][0],
+                "ssl.key.location": broker_pki["admin"][1],
+                # The clients connect to 127.0.0.1 too; the brokers' own check is what is tested.
+                "ssl.endpoint.identification.algorithm": "none"}
+        admin = AdminClient(conf)
+        wait_for_three_brokers(admin)
+        topic = "ib-ssl-" + uuid.uuid4().hex[:8]
+        admin.create_topics([NewTopic(topic, num_partitions=1, replica_assignment=[[1, 2, 3]])])[topic].result(30)
+
+        def refusals():
+            return [line for node in nodes for line in node.log().splitlines()
+                    if "replica fetcher cannot connect" in line and "not valid for name" in line.lower()]
+        wait_until("the followers report the leader's certificate as not naming 127.0.0.1", refusals, timeout=20)
+        wait_until("the followers out of the ISR", lambda: (
+            lambda p: p if p and list(p.isrs) == [1] else None)(partition_metadata(admin, topic)[0]), timeout=20)
+
+        # Only the chain is checked from now on (the listener's setting, on every node).
+        for node in nodes:
+            node.stop()
+        for node in nodes:
+            node.settings["listener.name.ssl.ssl.endpoint.identification.algorithm"] = ""
+            node.start()
+        admin = AdminClient(conf)
+        wait_for_three_brokers(admin)
+        values = [f"ssl-{i}" for i in range(50)]
+        produce(Producer(dict(conf, **{"acks": "all", "message.timeout.ms": 60000})), topic, values)
+        wait_until("all three replicas back in the ISR", lambda: (
+            lambda p: p if p and sorted(p.isrs) == [1, 2, 3] else None)(partition_metadata(admin, topic)[0]), timeout=30)
+        assert consume_all(conf, topic, len(values)) == values
+    except BaseException:
+        for i, node in enumerate(nodes, 1):
+            print(f"----- node {i} log ({node.log_path}), last lines -----")
+            print("\n".join(node.log().splitlines()[-60:]))
+        raise
+    finally:
+        for node in nodes:
+            node.cleanup()

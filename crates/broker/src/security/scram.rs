@@ -296,6 +296,11 @@ impl ScramClient {
         })
     }
 
+    /// The client's nonce (the server's nonce must extend it).
+    pub fn client_nonce(&self) -> &str {
+        &self.nonce
+    }
+
     /// client-first-message (no channel binding, no authorization id).
     pub fn client_first(&self) -> Vec<u8> {
         format!("n,,{}", self.client_first_bare).into_bytes()
