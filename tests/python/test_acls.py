@@ -17,7 +17,7 @@ import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient, NewTopic,
                                    ResourcePatternType, ResourceType)
 
@@ -359,3 +359,58 @@ def test_an_acl_created_on_one_node_is_enforced_by_another():
     finally:
         for node in nodes:
             node.cleanup()
+
+
+def test_a_regex_subscription_gets_only_topics_its_member_may_describe(secured):
+    """KIP-848 consumer (librdkafka, group.protocol=consumer) subscribing by
+    regex: the coordinator resolves the regex only to the topics its principal
+    may DESCRIBE (Kafka 4.0, KAFKA-18813), so alice is assigned her topic and
+    not bob's, which matches the same regex; once she is granted READ on it
+    her next heartbeats add it."""
+    broker, port = secured
+    u = users(port)
+    admin = AdminClient(u["admin"])
+    prefix = "rx" + uuid.uuid4().hex[:6] + "-"
+    mine, other = prefix + "alice", prefix + "bob"
+    for topic in (mine, other):
+        admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    for topic in (mine, other):
+        producer = Producer(dict(u["admin"], acks="all"))
+        producer.produce(topic, topic.encode())
+        assert producer.flush(30) == 0
+    group = "rx-group-" + uuid.uuid4().hex[:6]
+    create_acls(admin, [topic_acl(mine, "User:alice", AclOperation.READ), group_acl(group, "User:alice")])
+
+    consumer = Consumer(dict(u["alice"], **{"group.id": group, "group.protocol": "consumer",
+                                           "auto.offset.reset": "earliest", "enable.auto.commit": False}))
+    consumer.subscribe([f"^{prefix}.*"])
+    try:
+        def read_until(want, seconds):
+            seen = set()
+            deadline = time.time() + seconds
+            while time.time() < deadline and not want <= seen:
+                msg = consumer.poll(0.5)
+                if msg is not None and msg.error() is None:
+                    seen.add(msg.topic())
+            return seen
+
+        assert read_until({mine}, 30) == {mine}
+        # Some seconds more: bob's topic, matched by the regex, is never assigned.
+        assert other not in read_until({other}, 4)
+        assert {tp.topic for tp in consumer.assignment()} == {mine}
+
+        create_acls(admin, [topic_acl(other, "User:alice", AclOperation.READ)])
+        assert other in read_until({other}, 30), "her heartbeats after the grant add bob's topic"
+        assert {tp.topic for tp in consumer.assignment()} == {mine, other}
+
+        # ConsumerGroupDescribe (librdkafka's describe for KIP-848 groups): bob may describe the
+        # group but not alice's topics in its assignments, so the group is an error to him.
+        create_acls(admin, [group_acl(group, "User:bob", AclOperation.DESCRIBE)])
+        bob = AdminClient(u["bob"])  # kept in a variable: a dropped client ends its requests
+        with pytest.raises(KafkaException) as denied:
+            bob.describe_consumer_groups([group])[group].result(15)
+        assert denied.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, denied.value
+        described = admin.describe_consumer_groups([group])[group].result(15)
+        assert {tp.topic for m in described.members for tp in m.assignment.topic_partitions} == {mine, other}
+    finally:
+        consumer.close()

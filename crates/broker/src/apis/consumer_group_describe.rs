@@ -39,6 +39,9 @@ fn owned_partitions(member: &ConsumerMember) -> assignor::Assignment {
     owned
 }
 
+/// Kafka's message for a group whose assignments name a topic the caller may not describe.
+const TOPICS_NOT_DESCRIBABLE: &str = "The group has described topic(s) that the client is not authorized to describe.";
+
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ConsumerGroupDescribeRequest) -> Reply<ConsumerGroupDescribeResponse> {
     let include_operations = req.include_authorized_operations;
     let authz = Authz::new(broker, ctx);
@@ -87,7 +90,17 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ConsumerGro
                                 // 0: a classic member (online migration), 1: a consumer-protocol member.
                                 .with_member_type(if m.classic.is_some() { 0 } else { 1 })
                         })
-                        .collect();
+                        .collect::<Vec<Member>>();
+                    // Kafka 4.0 (KAFKA-18813): a group whose members' assignments or targets name a topic
+                    // the caller may not DESCRIBE is answered as an error alone, without its members.
+                    let hidden = authz.enabled()
+                        && members.iter().flat_map(|m| m.assignment.topic_partitions.iter().chain(&m.target_assignment.topic_partitions)).any(|tp| !tp.topic_name.0.is_empty() && !authz.topic(operation::DESCRIBE, &tp.topic_name.0));
+                    if hidden {
+                        return DescribedGroup::default()
+                            .with_group_id(group_id.clone())
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                            .with_error_message(Some(StrBytes::from_static_str(TOPICS_NOT_DESCRIBABLE)));
+                    }
                     described
                         .with_group_state(StrBytes::from_static_str(g.state_name()))
                         .with_group_epoch(g.group_epoch)

@@ -14,7 +14,7 @@ use runnel_controller::acl::operation;
 
 use super::{Authz, Reply, RequestContext};
 use crate::coordinator::assignor;
-use crate::coordinator::consumer_group::Heartbeat;
+use crate::coordinator::consumer_group::{Heartbeat, TopicFilter};
 use crate::Broker;
 
 fn error(code: ResponseError, message: impl Into<String>) -> Reply<ConsumerGroupHeartbeatResponse> {
@@ -24,6 +24,18 @@ fn error(code: ResponseError, message: impl Into<String>) -> Reply<ConsumerGroup
             .with_error_code(code.code())
             .with_error_message((!message.is_empty()).then(|| StrBytes::from_string(message))),
     )
+}
+
+/// The topics this heartbeat's principal may DESCRIBE, judged against the
+/// ACLs current when the coordinator resolves the member's regex (Kafka 4.0,
+/// KAFKA-18813: a regex subscription gets only the topics its member may see).
+fn describable_topics(broker: &Arc<Broker>, ctx: &RequestContext) -> TopicFilter {
+    let (authorizer, cluster) = (broker.authorizer.clone(), broker.cluster.clone());
+    let (principal, host) = (ctx.principal.clone(), ctx.peer.ip());
+    TopicFilter(Arc::new(move |topic: &str| {
+        let who = crate::security::authorizer::Requester { principal: &principal, host };
+        authorizer.authorize(&cluster.image(), who, operation::DESCRIBE, runnel_controller::acl::resource_type::TOPIC, topic)
+    }))
 }
 
 pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest) -> Reply<ConsumerGroupHeartbeatResponse> {
@@ -77,6 +89,7 @@ pub async fn handle(broker: &Arc<Broker>, ctx: &RequestContext, req: ConsumerGro
             .map(|tps| tps.iter().map(|tp| (tp.topic_id, tp.partitions.iter().copied().collect())).collect()),
         client_id: ctx.client_id().to_string(),
         client_host: format!("/{}", ctx.peer.ip()),
+        describable: broker.authorizer.enabled().then(|| describable_topics(broker, ctx)),
     };
     match broker.groups.consumer_heartbeat(&req.group_id.0, heartbeat) {
         Err((code, message)) => error(code, message),

@@ -12,6 +12,7 @@
 //! acknowledged the revocation (or left, or was fenced).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,6 +33,23 @@ pub enum MemberState {
     UnrevokedPartitions,
     /// At the target epoch, waiting for partitions others still own.
     UnreleasedPartitions,
+}
+
+/// Which topics a member's principal may DESCRIBE, asked when its regex is
+/// resolved (KAFKA-18813: a regex subscription gets only those topics).
+#[derive(Clone)]
+pub struct TopicFilter(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl TopicFilter {
+    pub fn allows(&self, topic: &str) -> bool {
+        (self.0)(topic)
+    }
+}
+
+impl std::fmt::Debug for TopicFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TopicFilter")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -56,6 +74,8 @@ pub struct ConsumerMember {
     /// Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat)
     /// in this group: online migration (KIP-848) keeps classic and consumer members together.
     pub classic: Option<ClassicMember>,
+    /// The topics its regex may resolve to (None: every topic; no authorizer).
+    pub describable: Option<TopicFilter>,
 }
 
 /// A classic-protocol member of a consumer group (Kafka's ClassicMemberMetadata,
@@ -164,6 +184,8 @@ pub struct Heartbeat {
     pub owned: Option<Assignment>,
     pub client_id: String,
     pub client_host: String,
+    /// The topics the heartbeat's principal may DESCRIBE (with an authorizer).
+    pub describable: Option<TopicFilter>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -305,6 +327,8 @@ impl ConsumerGroup {
         if let Some(member) = self.members.get_mut(&member_id) {
             // A member speaking the consumer protocol is no longer a classic one.
             member.classic = None;
+            // The latest heartbeat's principal decides what its regex resolves to.
+            member.describable = req.describable.clone();
         }
         self.settle(&member_id, bump, req.owned.as_ref(), topics, now);
         let member = self.members.get(&member_id).ok_or(ResponseError::UnknownMemberId)?;
@@ -432,7 +456,8 @@ impl ConsumerGroup {
                 let mut names: BTreeSet<String> = m.subscribed_topic_names.iter().cloned().collect();
                 if let Some(pattern) = &m.subscribed_topic_regex {
                     if let Ok(re) = regex::Regex::new(&format!("^(?:{pattern})$")) {
-                        names.extend(topics.keys().filter(|t| re.is_match(t)).cloned());
+                        let describable = |t: &str| m.describable.as_ref().is_none_or(|filter| filter.allows(t));
+                        names.extend(topics.keys().filter(|t| re.is_match(t) && describable(t)).cloned());
                     }
                 }
                 (m.id.clone(), names)
@@ -907,6 +932,7 @@ impl ConsumerMember {
             last_heartbeat: now,
             revoking_since: None,
             classic: None,
+            describable: None,
         }
     }
 
@@ -1039,6 +1065,32 @@ mod tests {
         req.subscribed_topic_regex = Some("t|__consumer_offsets".into());
         let a = g.heartbeat(req, &view, now).unwrap();
         assert_eq!(count(a.assignment.as_ref().unwrap()), 3, "t's one partition and both of __consumer_offsets");
+    }
+
+    #[test]
+    fn a_regex_resolves_only_to_topics_its_principal_may_describe() {
+        let now = Instant::now();
+        let (mut view, _) = topics(1);
+        view.insert("u-open".into(), TopicInfo { id: Uuid::new_v4(), partitions: 2 });
+        view.insert("u-secret".into(), TopicInfo { id: Uuid::new_v4(), partitions: 4 });
+        let allowed = Arc::new(std::sync::Mutex::new(vec!["u-open".to_string()]));
+        let filter = {
+            let allowed = allowed.clone();
+            TopicFilter(Arc::new(move |t: &str| allowed.lock().unwrap().iter().any(|a| a == t)))
+        };
+        let mut g = ConsumerGroup::new("g".into());
+        let mut req = join("a");
+        req.subscribed_topic_names = None;
+        req.subscribed_topic_regex = Some("u-.*".into());
+        req.describable = Some(filter.clone());
+        let a = g.heartbeat(req, &view, now).unwrap();
+        assert_eq!(count(a.assignment.as_ref().unwrap()), 2, "u-open only: u-secret is not describable");
+        // An ACL granted later is seen at the next heartbeat.
+        allowed.lock().unwrap().push("u-secret".into());
+        let mut next = beat("a", a.member_epoch, &a.assignment.unwrap());
+        next.describable = Some(filter);
+        let a2 = g.heartbeat(next, &view, now).unwrap();
+        assert_eq!(count(&a2.assignment.unwrap()), 6);
     }
 
     /// A consumer-protocol subscription to "t" (v1: with owned partitions).
