@@ -117,6 +117,13 @@ def node_settings(node_id, voters, pki, mechanism, scram_password):
     return settings
 
 
+def print_log_tails(nodes, lines=80):
+    """For a failed test's report: the end of every node's log."""
+    for i, node in enumerate(nodes, 1):
+        print(f"----- node {i} log ({node.log_path}), last lines -----")
+        print("\n".join(node.log().splitlines()[-lines:]))
+
+
 @contextlib.contextmanager
 def running_cluster(pki, mechanism, scram_passwords=None):
     """Three nodes, each with a SASL_SSL client listener and a CONTROLLER
@@ -134,9 +141,7 @@ def running_cluster(pki, mechanism, scram_passwords=None):
             node.start()  # waits for the client port only: a node serves once the quorum has formed
         yield nodes
     except BaseException:
-        for i, node in enumerate(nodes, 1):
-            print(f"----- node {i} log ({node.log_path}), last lines -----")
-            print("\n".join(node.log().splitlines()[-80:]))
+        print_log_tails(nodes)
         raise
     finally:
         for node in nodes:
@@ -403,9 +408,7 @@ def test_ssl_between_brokers_certificate_principals_and_host_name_checks(broker_
             lambda p: p if p and sorted(p.isrs) == [1, 2, 3] else None)(partition_metadata(admin, topic)[0]), timeout=30)
         assert consume_all(conf, topic, len(values)) == values
     except BaseException:
-        for i, node in enumerate(nodes, 1):
-            print(f"----- node {i} log ({node.log_path}), last lines -----")
-            print("\n".join(node.log().splitlines()[-60:]))
+        print_log_tails(nodes)
         raise
     finally:
         for node in nodes:
